@@ -1,0 +1,54 @@
+"""Interchangeable VSR components, one module per kind (BasicVSR's four functionalities plus IconVSR's refill).
+
+Each kind has a small documented interface (an abstract base in its module); every registered component
+honours it, and :mod:`vsr.model` depends only on those interfaces. ``REGISTRY[kind]`` maps recipe names to
+classes; :func:`register` adds one.
+"""
+
+from vsr.components.registry import KINDS, REGISTRY, build_component, component_class, register  # isort: skip
+from vsr.components.aggregation import Aggregation, DirectionFusion, PlainAggregation, ResidualAggregation
+from vsr.components.alignment import Alignment, FeatureAlignment, ImageAlignment, NoAlignment
+from vsr.components.blocks import ResidualBlock
+from vsr.components.flow import FlowEstimator, SPyNet, flow_warp
+from vsr.components.propagation import (
+    BidirectionalPropagation,
+    ClipFlows,
+    CoupledPropagation,
+    LocalPropagation,
+    Propagation,
+    UnidirectionalPropagation,
+)
+from vsr.components.refill import InformationRefill, Refill, RefillState
+from vsr.components.upsampling import InterpolateConvUpsampling, PixelShuffleUpsampling, Upsampling
+
+__all__ = [
+    "KINDS",
+    "REGISTRY",
+    "Aggregation",
+    "Alignment",
+    "BidirectionalPropagation",
+    "ClipFlows",
+    "CoupledPropagation",
+    "DirectionFusion",
+    "FeatureAlignment",
+    "FlowEstimator",
+    "ImageAlignment",
+    "InformationRefill",
+    "InterpolateConvUpsampling",
+    "LocalPropagation",
+    "NoAlignment",
+    "PixelShuffleUpsampling",
+    "PlainAggregation",
+    "Propagation",
+    "Refill",
+    "RefillState",
+    "ResidualAggregation",
+    "ResidualBlock",
+    "SPyNet",
+    "UnidirectionalPropagation",
+    "Upsampling",
+    "build_component",
+    "component_class",
+    "flow_warp",
+    "register",
+]

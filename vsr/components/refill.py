@@ -1,0 +1,113 @@
+"""Information-refill (IconVSR, paper §4): at keyframes, features from a sliding-window extractor (EDVR-M)
+are fused into the propagated state of each branch, refilling what recurrence lost at occlusions and
+boundaries and stopping error accumulation.
+
+Interface of the ``refill`` kind (:class:`Refill`): constructed with ``channels`` and ``branches`` (wired
+by the model); ``forward(lrs (n, t, 3, h, w)) -> RefillState`` whose ``fuse(branch, state, i)`` returns
+the state of frame ``i`` after refill (unchanged away from keyframes). ``spatial_multiple`` tells the
+model what h and w must be multiples of (the model pads and crops).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vsr.components.blocks import conv3x3
+from vsr.components.edvr import EDVRFeatureExtractor
+from vsr.components.registry import register
+
+register("refill", "none")(None)  # recipes may say `refill: none`
+
+
+class RefillState:
+    """Keyframe features of one clip and the per-branch fusion convs that inject them."""
+
+    def __init__(self, features: dict[int, Tensor], fusion: dict[str, nn.Module]):
+        self.features, self.fusion = features, fusion
+
+    def fuse(self, branch: str, state: Tensor, index: int) -> Tensor:
+        """``state`` ``(n, c, h, w)`` of frame ``index`` after refill: ``conv3x3([state, e_index])`` at keyframes."""
+        if index not in self.features:
+            return state
+        return self.fusion[branch](torch.cat([state, self.features[index]], dim=1))
+
+    def window(self, start: int, end: int) -> RefillState:
+        """The same refill restricted to frames ``start..end-1``, re-indexed from 0 (for segment-wise models)."""
+        return RefillState({i - start: f for i, f in self.features.items() if start <= i < end}, self.fusion)
+
+
+class Refill(nn.Module):
+    """Interface of the ``refill`` kind; see the module docstring."""
+
+    spatial_multiple: int = 1
+
+    def forward(self, lrs: Tensor) -> RefillState:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+def keyframe_indices(num_frames: int, stride: int) -> list[int]:
+    """Keyframes every ``stride`` frames plus the last frame (IconVSR: 0, 5, …, 95, 99 for 100 frames)."""
+    keyframes = list(range(0, num_frames, stride))
+    if keyframes[-1] != num_frames - 1:
+        keyframes.append(num_frames - 1)
+    return keyframes
+
+
+def temporal_window_indices(num_frames: int, padding: int) -> Tensor:
+    """Frame indices of the ``2 * padding + 1`` window centred on each frame, ``(t, 2p + 1)``.
+
+    The clip is extended in time as the reference does (padding 2: frames 4, 3 before and -4, -5 after; a
+    mirror that skips the end frame's neighbour); clips too short for that are clamped at their ends.
+    """
+    p = padding
+    left = [2 * p - k for k in range(p)]  # 2p, …, p+1
+    right = [num_frames - p - 2 - k for k in range(p)]  # t-(p+2), …, t-(2p+1)
+    extended = torch.tensor(left + list(range(num_frames)) + right).clamp(0, num_frames - 1)
+    return extended.unfold(0, 2 * p + 1, 1)
+
+
+@register("refill", "edvr")
+class InformationRefill(Refill):
+    """IconVSR's information-refill with an EDVR-M extractor (PCD alignment + TSA fusion).
+
+    The extractor runs only on keyframes (every ``keyframe_stride`` frames and the last), each on the
+    ``2 * temporal_padding + 1`` frames around it (2 for REDS, 3 for Vimeo-90K). Its feature is fused into
+    the state of both branches at keyframes by a 3×3 conv ``(2c -> c)`` per branch.
+    """
+
+    spatial_multiple = 4  # PCD's two stride-2 pyramid levels
+
+    def __init__(
+        self,
+        channels: int,
+        branches: tuple[str, ...] = ("backward", "forward"),
+        keyframe_stride: int = 5,
+        temporal_padding: int = 2,
+        num_extract_blocks: int = 5,
+        deform_groups: int = 8,
+    ):
+        super().__init__()
+        if keyframe_stride < 1:
+            raise ValueError(f"keyframe_stride must be >= 1, got {keyframe_stride}")
+        if temporal_padding not in (2, 3):
+            raise ValueError(f"temporal_padding must be 2 (REDS) or 3 (Vimeo-90K), got {temporal_padding}")
+        self.keyframe_stride, self.temporal_padding = keyframe_stride, temporal_padding
+        self.extractor = EDVRFeatureExtractor(
+            num_frames=2 * temporal_padding + 1,
+            channels=channels,
+            num_extract_blocks=num_extract_blocks,
+            deform_groups=deform_groups,
+        )
+        self.branches = tuple(branches)
+        for branch in self.branches:  # backward_fusion, forward_fusion
+            self.add_module(f"{branch}_fusion", conv3x3(2 * channels, channels))
+
+    def forward(self, lrs: Tensor) -> RefillState:
+        n, t = lrs.shape[:2]
+        keyframes = keyframe_indices(t, self.keyframe_stride)
+        windows = temporal_window_indices(t, self.temporal_padding)[keyframes]  # (k, 2p + 1)
+        clips = lrs[:, windows.flatten().tolist()].unflatten(1, windows.shape)  # (n, k, 2p+1, 3, h, w)
+        feats = self.extractor(clips.flatten(0, 1)).unflatten(0, (n, len(keyframes)))  # (n, k, c, h, w)
+        fusion = {b: getattr(self, f"{b}_fusion") for b in self.branches}
+        return RefillState({i: feats[:, j] for j, i in enumerate(keyframes)}, fusion)

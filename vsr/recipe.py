@@ -1,0 +1,272 @@
+"""Recipes: flat, self-contained YAML files that say what runs, validated on load.
+
+A recipe has three sections. ``model`` names one component per kind (a name, or a mapping with ``name`` and
+the component's arguments); ``data`` and ``train`` configure training and evaluation. Every key and its
+default is written once, in :data:`DEFAULTS` below; a recipe states only what differs. Unknown keys,
+components or arguments fail with a :class:`RecipeError` naming the key, the value and the valid choices.
+
+Dotted overrides change one key: ``model.alignment=none`` (a new component, arguments reset),
+``model.aggregation.num_blocks=10``, ``train.iterations=2000``; values are parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vsr.components import KINDS, REGISTRY, component_class
+from vsr.components.registry import component_arguments
+from vsr.errors import RecipeError
+
+#: Every recipe key with its default. Component entries hold the reference choice.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {
+        "scale": 4,  # upsampling factor (a power of two)
+        "channels": 64,  # width of the propagated features
+        "flow": {"name": "spynet"},  # optical flow estimator (skipped when alignment needs no flow)
+        "propagation": {"name": "bidirectional"},  # local | unidirectional | bidirectional | coupled
+        "alignment": {"name": "feature"},  # none | image | feature
+        "aggregation": {"name": "residual", "num_blocks": 30},  # trunk of each branch
+        "upsampling": {"name": "pixel_shuffle"},  # reconstruction of the HR frame
+        "refill": {"name": "none"},  # none | edvr (IconVSR information-refill)
+        "detect_mirror": True,  # reuse backward flows for mirror-extended clips (Vimeo-90K)
+    },
+    "data": {
+        "train": None,  # training set: a path, or a mapping {layout, root, split, lr}; None = embedded set
+        "val": None,  # validation set, same forms; None = the embedded set's validation split
+        "degradation": "bi",  # bi | bd: LR made on the fly when a set has no LR folder
+        "num_frames": 15,  # frames per training clip
+        "lr_patch": 64,  # LR crop size of training samples (GT crop = scale × this)
+        "mirror": False,  # mirror-extend training clips (Vimeo-90K: 7 -> 14 frames)
+        "hflip": True,
+        "vflip": True,
+        "transpose": True,
+        "reverse": False,  # random temporal reversal
+        "batch_size": 4,  # per process
+        "workers": 2,  # DataLoader workers per process
+        "val_max_frames": None,  # truncate validation clips (None = whole clips, as the papers do)
+        "val_y_channel": False,  # PSNR/SSIM on Y (Vimeo, Vid4, UDM10) or RGB (REDS4)
+        "val_crop_border": 0,
+        "val_center_frame": False,  # Vimeo-90K-T protocol: metrics on the centre frame only
+    },
+    "train": {
+        "iterations": 300000,
+        "lr": 2.0e-4,
+        "betas": [0.9, 0.99],
+        "weight_decay": 0.0,
+        "pretrained_lr_mult": 0.125,  # lr of the flow estimator and refill extractor, relative to lr
+        "fix_iterations": 5000,  # pretrained modules (flow, refill extractor) frozen for this many steps
+        "scheduler": "cosine_restart",  # cosine_restart | constant
+        "periods": [300000],  # cosine restart periods (iterations)
+        "restart_weights": [1.0],
+        "eta_min": 1.0e-7,
+        "loss": "charbonnier",  # charbonnier | l1 | mse
+        "charbonnier_eps": 1.0e-12,
+        "grad_clip": None,  # max gradient norm, None = off
+        "amp": "auto",  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+        "channels_last": "auto",  # auto (on CUDA) | true | false
+        "compile": False,  # torch.compile the model
+        "seed": 0,
+        "log_every": 100,
+        "val_every": 5000,
+        "checkpoint_every": 5000,
+        "init": None,  # a checkpoint (path or zoo name) to start from: weights only, non-strict by prefix
+        "init_prefixes": None,  # only load these parameter prefixes from `init` (e.g. [flow.])
+    },
+}
+
+SECTIONS = tuple(DEFAULTS)
+COMPONENT_KEYS = set(KINDS)
+
+
+def recipe_dirs() -> list[Path]:
+    """Where shipped recipes are found by name: ``$VSR_RECIPES``, ``./recipes``, then the source tree's."""
+    dirs = [Path(p) for p in os.environ.get("VSR_RECIPES", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "recipes", Path(__file__).resolve().parents[1] / "recipes"]
+    return dirs
+
+
+def shipped_recipes() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(recipe_dirs()):
+        for path in sorted(d.glob("*.yaml")):
+            found[path.stem] = path
+    return found
+
+
+def parse_value(text: str) -> Any:
+    """A CLI value as YAML (``30`` -> int, ``true`` -> bool, ``[1, 2]`` -> list, ``none`` stays a string)."""
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def _component_entry(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return dict(value)
+    raise RecipeError(key, value, "a component is a name or a mapping with 'name' and its arguments")
+
+
+class Recipe:
+    """A validated recipe: ``model``, ``data`` and ``train`` sections with every default filled in."""
+
+    def __init__(self, raw: dict[str, Any], name: str = "recipe", source: Path | None = None):
+        self.name, self.source = name, source
+        self.sections = _validate(raw)
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.sections["model"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.sections["data"]
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return self.sections["train"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **copy.deepcopy(self.sections)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def with_overrides(self, overrides: Iterable[str | tuple[str, Any]]) -> Recipe:
+        raw = {"name": self.name, **copy.deepcopy(self.sections)}
+        for item in overrides:
+            if isinstance(item, str):
+                if "=" not in item:
+                    raise RecipeError(
+                        item, None, "an override is written key=value, e.g. model.alignment=none"
+                    )
+                key, text = item.split("=", 1)
+                key, value = key.strip(), parse_value(text)
+            else:
+                key, value = item
+            _set_dotted(raw, key, value)
+        return Recipe(raw, self.name, self.source)
+
+    def __repr__(self) -> str:
+        return f"Recipe({self.name!r})"
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if parts[0] not in SECTIONS:
+        raise RecipeError(key, value, "unknown section", SECTIONS)
+    if len(parts) < 2:
+        raise RecipeError(key, value, "name a key inside the section, e.g. model.alignment")
+    node = raw.setdefault(parts[0], {})
+    if parts[0] == "model" and parts[1] in COMPONENT_KEYS:
+        if len(parts) == 2:  # a new component: its arguments start from its defaults
+            node[parts[1]] = value if isinstance(value, dict) else {"name": value}
+            return
+        entry = node.setdefault(parts[1], dict(DEFAULTS["model"][parts[1]]))
+        node[parts[1]] = entry = _component_entry(f"model.{parts[1]}", entry)
+        node, parts = entry, parts[1:]
+    for part in parts[1:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(key, value, f"'{part}' is not a mapping")
+    node[parts[-1]] = value
+
+
+def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise RecipeError("<recipe>", raw, "a recipe is a mapping with sections", SECTIONS)
+    extra = set(raw) - set(SECTIONS) - {"name", "description"}
+    if extra:
+        raise RecipeError(sorted(extra)[0], raw[sorted(extra)[0]], "unknown section", SECTIONS)
+    sections = copy.deepcopy(DEFAULTS)
+    for section, defaults in DEFAULTS.items():
+        given = raw.get(section) or {}
+        if not isinstance(given, dict):
+            raise RecipeError(section, given, "a section is a mapping of keys to values", sorted(defaults))
+        for key, value in given.items():
+            if key not in defaults:
+                raise RecipeError(f"{section}.{key}", value, f"unknown key in '{section}'", sorted(defaults))
+            if section == "model" and key in COMPONENT_KEYS:
+                sections[section][key] = _validate_component(key, value)
+            else:
+                sections[section][key] = _validate_value(f"{section}.{key}", value, defaults[key])
+    return sections
+
+
+def _validate_value(key: str, value: Any, default: Any) -> Any:
+    if default is None:
+        return value
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise RecipeError(key, value, f"expected a {expected.__name__} like the default {default!r}")
+    return value
+
+
+def _validate_component(kind: str, value: Any) -> dict[str, Any]:
+    entry = _component_entry(f"model.{kind}", value)
+    name = entry["name"]
+    cls = component_class(kind, name)
+    args = {k: v for k, v in entry.items() if k != "name"}
+    if cls is None:
+        if args:
+            raise RecipeError(f"model.{kind}", name, f"'{name}' takes no arguments, got {sorted(args)}")
+        return entry
+    allowed = component_arguments(cls, _wired_arguments(kind))
+    for key, arg in args.items():
+        if key not in allowed:
+            raise RecipeError(
+                f"model.{kind}.{key}", arg, f"not an argument of {kind} '{name}'", sorted(allowed)
+            )
+    return entry
+
+
+def _wired_arguments(kind: str) -> set[str]:
+    """Constructor arguments the model supplies itself, never the recipe."""
+    return {
+        "flow": set(),
+        "propagation": {"channels", "alignments", "aggregations"},
+        "alignment": set(),
+        "aggregation": {"in_channels", "out_channels"},
+        "upsampling": {"in_channels", "scale"},
+        "refill": {"channels", "branches"},
+    }[kind]
+
+
+def _ensure_components_registered() -> None:
+    for kind in KINDS:
+        importlib.import_module(f"vsr.components.{kind}")
+
+
+def load_recipe(source: str | Path | dict | Recipe, *overrides: str | tuple[str, Any]) -> Recipe:
+    """Load and validate a recipe from a path, a shipped recipe's name, a dict or a Recipe."""
+    _ensure_components_registered()
+    if isinstance(source, Recipe):
+        recipe = source
+    elif isinstance(source, dict):
+        recipe = Recipe(source, str(source.get("name", "recipe")))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            shipped = shipped_recipes()
+            if str(source) not in shipped:
+                raise RecipeError(
+                    "<recipe>", str(source), "no such recipe file or shipped recipe", sorted(shipped)
+                )
+            path = shipped[str(source)]
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise RecipeError("<recipe>", str(path), f"not valid YAML: {err}") from None
+        recipe = Recipe(raw, str(raw.get("name", path.stem)) if isinstance(raw, dict) else path.stem, path)
+    return recipe.with_overrides(overrides) if overrides else recipe
+
+
+__all__ = ["DEFAULTS", "REGISTRY", "Recipe", "RecipeError", "load_recipe", "parse_value", "shipped_recipes"]
