@@ -1,0 +1,195 @@
+"""BI against BasicSR's MATLAB-imresize port; BD against a loop-by-loop transcription of BD_degradation.m."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from vsr.data.degradations import (
+    DEGRADATIONS,
+    bd,
+    bd_kernel_size,
+    bi,
+    degrade_folder,
+    gaussian_kernel,
+    imresize,
+    modcrop,
+)
+from vsr.errors import DataError, RecipeError
+from vsr.testing import ReferenceUnavailable, import_basicsr
+
+
+@pytest.fixture(scope="module")
+def matlab_functions():
+    try:
+        return import_basicsr("basicsr.utils.matlab_functions")
+    except ReferenceUnavailable as err:
+        pytest.skip(str(err))
+
+
+def photo(h: int = 96, w: int = 120) -> np.ndarray:
+    """A real photograph crop, float32 HWC in [0, 1] (96x120 divides by 2, 3 and 4)."""
+    return skdata.astronaut()[100 : 100 + h, 150 : 150 + w].astype(np.float32) / 255
+
+
+def to_chw(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bi_matches_basicsr_imresize_within_1e5(matlab_functions, scale):
+    img = photo()
+    expected = matlab_functions.imresize(img, 1 / scale)  # numpy HWC in, HWC out
+    got = bi(to_chw(img), scale)
+    assert got.dtype == torch.float32 and got.shape == (3, 96 // scale, 120 // scale)
+    np.testing.assert_allclose(got.numpy().transpose(1, 2, 0), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_imresize_matches_basicsr_both_ways_within_1e5(matlab_functions, factor):
+    img = photo(24, 32)
+    expected = matlab_functions.imresize(img, factor)
+    got = imresize(to_chw(img), factor).numpy().transpose(1, 2, 0)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("degrade", [bi, bd], ids=["bi", "bd"])
+def test_batched_over_leading_dims_and_dtype_preserving(degrade):
+    frames = torch.rand(2, 3, 3, 16, 24, dtype=torch.float64)
+    out = degrade(frames, scale=4)
+    assert out.shape == (2, 3, 3, 4, 6) and out.dtype == torch.float64
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(out[i, j], degrade(frames[i, j], scale=4), rtol=0, atol=1e-12)
+    assert degrade(frames.float(), scale=4).dtype == torch.float32
+
+
+@pytest.mark.parametrize("degrade", [bi, bd], ids=["bi", "bd"])
+def test_constant_frame_stays_constant(degrade):
+    frames = torch.full((3, 20, 28), 0.37, dtype=torch.float64)
+    out = degrade(frames, scale=4)
+    torch.testing.assert_close(out, torch.full((3, 5, 7), 0.37, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_bd_kernel_is_matlab_fspecial_12x12():
+    assert bd_kernel_size(1.6) == 12
+    kernel = gaussian_kernel(12, 1.6)
+    assert kernel.shape == (12, 12)
+    assert kernel.sum().item() == pytest.approx(1.0, abs=1e-12)
+    # Even size: the grid is -5.5 ... 5.5, so the four central taps tie for the maximum.
+    centre = kernel[5:7, 5:7]
+    assert torch.allclose(centre, centre.max().expand(2, 2), rtol=0, atol=1e-15)
+    assert kernel.max().item() == centre.max().item()
+    ratio = (kernel[5, 6] / kernel[5, 7]).item()  # x = 0.5 vs x = 1.5 on the same row
+    assert ratio == pytest.approx(math.exp((1.5**2 - 0.5**2) / (2 * 1.6**2)), rel=1e-12)
+
+
+def bd_reference(img: np.ndarray, scale: int = 4, sigma: float = 1.6) -> np.ndarray:
+    """BD_degradation.m written out with MATLAB's 1-based indices, one output pixel at a time."""
+    size = int(np.ceil(sigma * 3) * 2 + 2)
+    grid = np.arange(1, size + 1) - (size + 1) / 2  # meshgrid(-(size-1)/2 : (size-1)/2)
+    kernel = np.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    anchor = (size + 1) // 2  # imfilter's centre, floor((size + 1) / 2)
+    h, w = img.shape[:2]
+    rows = range(scale // 2, h - scale // 2 + 1, scale)  # scale/2 : scale : end - scale/2
+    cols = range(scale // 2, w - scale // 2 + 1, scale)
+    out = np.zeros((len(rows), len(cols), img.shape[2]))
+    for i, p in enumerate(rows):
+        for j, q in enumerate(cols):
+            acc = np.zeros(img.shape[2])
+            for u in range(1, size + 1):
+                for v in range(1, size + 1):
+                    r = min(max(p + u - anchor, 1), h)  # 'replicate'
+                    c = min(max(q + v - anchor, 1), w)
+                    acc += kernel[u - 1, v - 1] * img[r - 1, c - 1]
+            out[i, j] = acc
+    return out
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_bd_matches_loop_transcription_of_matlab_script(scale):
+    img = photo(20, 24).astype(np.float64)
+    expected = bd_reference(img, scale)
+    got = bd(to_chw(img), scale).numpy().transpose(1, 2, 0)
+    assert got.shape == expected.shape == (20 // scale, 24 // scale, 3)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_bd_sampling_phase_is_not_the_duf_phase():
+    # An impulse at 0-based row/col 1 must land on LR pixel (0, 0) with the kernel's (shared) peak weight.
+    frame = torch.zeros(1, 16, 16, dtype=torch.float64)
+    frame[0, 1, 1] = 1.0
+    out = bd(frame)
+    assert out[0, 0, 0].item() == pytest.approx(gaussian_kernel(12, 1.6).max().item(), rel=1e-12)
+
+
+def test_bad_inputs_raise_with_fix():
+    with pytest.raises(ValueError, match=r"frame size 30x32 .* not divisible by scale 4.*modcrop"):
+        bi(torch.rand(3, 30, 32))
+    with pytest.raises(ValueError, match="float tensor"):
+        bi(torch.zeros(3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="scale must be even"):
+        bd(torch.rand(3, 18, 18), scale=3)
+    with pytest.raises(ValueError, match="positive integer"):
+        bi(torch.rand(3, 16, 16), scale=0)
+
+
+def test_modcrop_keeps_top_left_multiple_of_scale():
+    frames = torch.arange(2 * 3 * 10 * 13, dtype=torch.float32).reshape(2, 3, 10, 13)
+    cropped = modcrop(frames, 4)
+    assert cropped.shape == (2, 3, 8, 12)
+    assert torch.equal(cropped, frames[..., :8, :12])
+
+
+def write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_degrade_folder_writes_rounded_lr_and_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    gt_root, lr_root = tmp_path / "GT", tmp_path / "BDx4"
+    names = ["calendar/00000000.png", "calendar/00000001.png", "00001/0001/im1.png"]  # Vid4- and Vimeo-like
+    frames = {name: rng.integers(0, 256, (16, 24, 3), dtype=np.uint8) for name in names}
+    for name, array in frames.items():
+        write_png(gt_root / name, array)
+
+    assert degrade_folder(gt_root, lr_root, kind="bd") == 3
+    for name, array in frames.items():
+        lr = np.asarray(Image.open(lr_root / name))
+        exact = bd(to_chw(array.astype(np.float64) / 255)).numpy().transpose(1, 2, 0)
+        assert lr.dtype == np.uint8 and lr.shape == (4, 6, 3)
+        np.testing.assert_array_equal(lr, np.floor(np.clip(exact, 0, 1) * 255 + 0.5).astype(np.uint8))
+    assert not list(lr_root.rglob(".*"))  # no temporary files left behind
+
+    assert degrade_folder(gt_root, lr_root, kind="bd") == 0  # existing outputs are kept
+    (lr_root / names[0]).unlink()
+    assert degrade_folder(gt_root, lr_root, kind="bd") == 1
+    assert degrade_folder(gt_root, lr_root, kind="bi", overwrite=True) == 3
+    expected_bi = bi(to_chw(frames[names[2]].astype(np.float64) / 255)).numpy().transpose(1, 2, 0)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(lr_root / names[2])), np.floor(np.clip(expected_bi, 0, 1) * 255 + 0.5)
+    )
+
+
+def test_degrade_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(DataError, match=r"missing.* does not exist"):
+        degrade_folder(tmp_path / "missing", tmp_path / "lr")
+    (tmp_path / "empty" / "clip").mkdir(parents=True)
+    with pytest.raises(DataError, match="no PNG frames under"):
+        degrade_folder(tmp_path / "empty", tmp_path / "lr")
+    write_png(tmp_path / "odd" / "clip" / "0.png", np.zeros((18, 16, 3), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"0\.png: frame size 18x16 is not divisible by scale 4"):
+        degrade_folder(tmp_path / "odd", tmp_path / "lr")
+    with pytest.raises(RecipeError, match=r"unknown degradation.*bi, bd"):
+        degrade_folder(tmp_path / "odd", tmp_path / "lr", kind="bicubic")
+    with pytest.raises(DataError, match="inside the ground-truth folder"):
+        degrade_folder(tmp_path / "odd", tmp_path / "odd" / "lr")
+    assert set(DEGRADATIONS) == {"bi", "bd"}
