@@ -1,0 +1,197 @@
+"""Load MMagic, BasicSR and vsr checkpoints into vsr models; save vsr's own, atomically.
+
+Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``, or
+safetensors). The reference toolkits name the same weights differently; both naming schemes are translated
+to vsr's module tree by the ordered rename rules below (MMagic -> BasicSR -> vsr).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vsr.errors import CheckpointError
+
+# MMagic / MMEditing -> BasicSR names (MMagic uses ConvModule wrappers: `.conv.` inside).
+MMAGIC_TO_BASICSR: list[tuple[str, str]] = [
+    (r"^spynet\.basic_module\.(\d+)\.basic_module\.(\d+)\.conv\.", lambda m: f"spynet.basic_module.{m[1]}.basic_module.{2 * int(m[2])}."),
+    (r"^(backward|forward)_resblocks\.", r"\1_trunk."),
+    (r"^upsample(\d)\.upsample_conv\.", r"upconv\1."),
+    (r"^edvr\.feat_l(\d)_conv(\d)\.", r"edvr.conv_l\1_\2."),
+    (r"^edvr\.pcd_alignment\.", r"edvr.pcd_align."),
+    (r"^(edvr\..*)\.conv\.(weight|bias)$", r"\1.\2"),
+]  # fmt: skip
+
+# BasicSR -> vsr names.
+BASICSR_TO_VSR: list[tuple[str, str]] = [
+    (r"^spynet\.basic_module\.(\d+)\.basic_module\.", r"flow.levels.\1."),
+    (r"^spynet\.(mean|std)$", r"flow.\1"),
+    (r"^(backward|forward)_trunk\.main\.0\.", r"propagation.\1_aggregation.input_conv."),
+    (r"^(backward|forward)_trunk\.main\.2\.", r"propagation.\1_aggregation.blocks."),
+    (r"^fusion\.", r"propagation.fusion.conv."),
+    (r"^upconv(\d)\.", lambda m: f"upsampling.stages.{int(m[1]) - 1}.conv."),
+    (r"^conv_(hr|last)\.", r"upsampling.conv_\1."),
+    (r"^edvr\.", r"refill.extractor."),
+    (r"^(backward|forward)_fusion\.", r"refill.\1_fusion."),
+]
+
+VSR_FORMAT = "vsr-checkpoint-v1"
+
+
+def _rename(state: Mapping[str, Tensor], rules) -> dict[str, Tensor]:
+    out = {}
+    for key, value in state.items():
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        out[key] = value
+    return out
+
+
+def detect_naming(keys) -> str:
+    """``"mmagic"``, ``"basicsr"`` or ``"vsr"`` from the parameter names of a state dict."""
+    keys = list(keys)
+    if any(k.startswith(("flow.", "propagation.", "upsampling.", "refill.")) for k in keys):
+        return "vsr"
+    if any(re.search(r"_resblocks\.|upsample_conv\.|basic_module\.\d+\.conv\.|pcd_alignment\.", k) for k in keys):
+        return "mmagic"
+    return "basicsr"
+
+
+def to_vsr_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Translate an MMagic or BasicSR state dict to vsr's names (a vsr one is returned unchanged)."""
+    state = {k: v for k, v in state.items() if k != "step_counter"}
+    if state and all(k.startswith("basic_module.") or k in ("mean", "std") for k in state):  # SPyNet alone
+        state = {f"spynet.{k}": v for k, v in state.items()}
+    naming = detect_naming(state)
+    if naming == "mmagic":
+        state = _rename(state, MMAGIC_TO_BASICSR)
+        naming = "basicsr"
+    if naming == "basicsr":
+        state = _rename(state, BASICSR_TO_VSR)
+    return state
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file safely: ``.safetensors`` or a ``torch.save`` file of tensors and containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, unsafe globals
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {str(err).splitlines()[0]}. vsr reads only tensors "
+            "(torch.load weights_only=True) or .safetensors files"
+        ) from None
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = None) -> dict[str, Tensor]:
+    """The model weights inside a checkpoint of any supported format, in vsr's names.
+
+    * vsr: ``{"format": "vsr-checkpoint-v1", "model": {...}, ...}``;
+    * MMagic: ``{"meta": ..., "state_dict": {"generator.<name>": ...}}``;
+    * BasicSR: ``{"params": {...}}`` and/or ``{"params_ema": {...}}`` (``param_key`` picks; ``params`` first);
+    * a bare state dict.
+    """
+    if checkpoint.get("format") == VSR_FORMAT:
+        state = checkpoint["model"]
+    elif "state_dict" in checkpoint:
+        state = checkpoint["state_dict"]
+        if any(k.startswith("generator.") for k in state):
+            state = {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
+    elif "params" in checkpoint or "params_ema" in checkpoint:
+        key = param_key or ("params" if "params" in checkpoint else "params_ema")
+        if key not in checkpoint:
+            raise CheckpointError(f"BasicSR checkpoint has no '{key}'; it has {sorted(checkpoint)}")
+        state = checkpoint[key]
+    else:
+        state = checkpoint
+    if not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError("checkpoint does not hold a state dict of tensors")
+    return to_vsr_names(state)
+
+
+def _describe(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_state_dict(model: nn.Module, state: Mapping[str, Tensor], strict: bool = True, prefixes=None) -> None:
+    """Copy ``state`` into ``model``; with ``strict`` every key must match in name and shape.
+
+    ``prefixes`` restricts loading to parameters under those prefixes (e.g. ``["flow."]``), non-strictly.
+    """
+    own = model.state_dict()
+    if prefixes:
+        state = {k: v for k, v in state.items() if k.startswith(tuple(prefixes))}
+        own = {k: v for k, v in own.items() if k.startswith(tuple(prefixes))}
+        if not state:
+            raise CheckpointError(f"checkpoint has no weights under {list(prefixes)}")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if mismatched or (strict and (missing or unexpected)):
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_describe(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_describe(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches: {_describe(mismatched)}")
+        raise CheckpointError(
+            "checkpoint does not match the model (" + "; ".join(parts) + "). Check that the recipe matches the "
+            "checkpoint (e.g. iconvsr vs basicvsr, model.channels, model.aggregation.num_blocks)"
+        )
+    with torch.no_grad():
+        for key, value in state.items():
+            if key in own:
+                own[key].copy_(value.to(own[key].dtype))
+
+
+def load_checkpoint(
+    model: nn.Module, checkpoint: str | Path, strict: bool = True, param_key: str | None = None, prefixes=None
+) -> dict[str, Any]:
+    """Load a checkpoint (path or model-zoo name, see :mod:`vsr.zoo`) into ``model``; returns the raw file."""
+    from vsr.zoo import resolve_checkpoint
+
+    raw = read_checkpoint(resolve_checkpoint(checkpoint))
+    load_state_dict(model, extract_state_dict(raw, param_key), strict=strict, prefixes=prefixes)
+    return raw
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, recipe: dict | None = None, **extra: Any) -> Path:
+    """Save a vsr checkpoint: the model's weights, the resolved recipe and any ``extra`` training state."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return atomic_save({"format": VSR_FORMAT, "model": state, "recipe": recipe, **extra}, path)

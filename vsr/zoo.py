@@ -1,0 +1,128 @@
+"""Published BasicVSR / IconVSR checkpoints, usable by name wherever a checkpoint path is accepted.
+
+A name (``basicvsr_reds4``) resolves to the torch.hub cache, or is downloaded there on demand and checked
+against the sha256 prefix in its file name. Nothing is downloaded unless a user names a checkpoint.
+Published numbers are PSNR/SSIM (RGB for REDS4, Y for the others) from the MMagic model zoo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vsr.errors import CheckpointError
+
+MMAGIC = "https://download.openmmlab.com/mmediting/restorers"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    recipe: str
+    url: str
+    overrides: tuple[str, ...] = ()
+    trained_on: str = ""
+    results: dict[str, tuple[float, float]] = field(default_factory=dict)  # test set -> (PSNR, SSIM)
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def sha256_prefix(self) -> str:
+        match = re.search(r"-([0-9a-f]{8,})\.", self.filename)
+        if not match:
+            raise CheckpointError(f"zoo entry {self.name}: file name {self.filename} carries no sha256 prefix")
+        return match[1]
+
+
+_SETS = ("REDS4 (BIx4)", "Vimeo-90K-T (BIx4)", "Vid4 (BIx4)", "UDM10 (BDx4)", "Vimeo-90K-T (BDx4)", "Vid4 (BDx4)")
+
+
+def _results(*pairs: tuple[float, float]) -> dict[str, tuple[float, float]]:
+    return dict(zip(_SETS, pairs, strict=True))
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry(
+            "basicvsr_reds4", "basicvsr", f"{MMAGIC}/basicvsr/basicvsr_reds4_20120409-0e599677.pth", (), "REDS (BIx4)",
+            _results((31.4170, 0.8909), (36.2848, 0.9395), (27.2694, 0.8318), (33.4478, 0.9306), (34.4700, 0.9286), (24.4541, 0.7455)),
+        ),
+        ZooEntry(
+            "basicvsr_vimeo90k_bi", "basicvsr", f"{MMAGIC}/basicvsr/basicvsr_vimeo90k_bi_20210409-d2d8f760.pth", (), "Vimeo-90K (BIx4)",
+            _results((30.3128, 0.8660), (37.2026, 0.9434), (27.2755, 0.8248), (34.5554, 0.9451), (34.8097, 0.9316), (25.0517, 0.7636)),
+        ),
+        ZooEntry(
+            "basicvsr_vimeo90k_bd", "basicvsr", f"{MMAGIC}/basicvsr/basicvsr_vimeo90k_bd_20210409-0154dd64.pth", (), "Vimeo-90K (BDx4)",
+            _results((29.0376, 0.8481), (34.6427, 0.9335), (26.2708, 0.8022), (39.9953, 0.9695), (37.5501, 0.9499), (27.9791, 0.8556)),
+        ),
+        ZooEntry(
+            "iconvsr_reds4", "iconvsr", f"{MMAGIC}/iconvsr/iconvsr_reds4_20210413-9e09d621.pth", (), "REDS (BIx4)",
+            _results((31.6926, 0.8951), (36.4983, 0.9416), (27.4809, 0.8354), (35.3377, 0.9471), (34.4299, 0.9287), (25.2110, 0.7732)),
+        ),
+        ZooEntry(
+            "iconvsr_vimeo90k_bi", "iconvsr", f"{MMAGIC}/iconvsr/iconvsr_vimeo90k_bi_20210413-7c7418dc.pth",
+            ("model.refill.temporal_padding=3",), "Vimeo-90K (BIx4)",
+            _results((30.3452, 0.8659), (37.3729, 0.9467), (27.4238, 0.8297), (34.2595, 0.9398), (34.5548, 0.9295), (24.6666, 0.7491)),
+        ),
+        ZooEntry(
+            "iconvsr_vimeo90k_bd", "iconvsr", f"{MMAGIC}/iconvsr/iconvsr_vimeo90k_bd_20210414-5f38cb34.pth",
+            ("model.refill.temporal_padding=3",), "Vimeo-90K (BDx4)",
+            _results((29.0150, 0.8465), (34.6780, 0.9339), (26.3109, 0.8028), (40.0640, 0.9697), (37.7573, 0.9517), (28.2464, 0.8612)),
+        ),
+        ZooEntry("spynet_mmagic", "basicvsr", f"{MMAGIC}/basicvsr/spynet_20210409-c6c1bd09.pth", (), "Sintel (flow only)"),
+    ]
+}  # fmt: skip
+
+
+def cache_dir() -> Path:
+    """Where named checkpoints live: torch.hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_checkpoint(checkpoint: str | Path, download: bool = True) -> Path:
+    """A checkpoint file: an existing path as it is, a zoo name from the cache or downloaded on demand."""
+    path = Path(checkpoint)
+    if path.is_file():
+        return path
+    name = str(checkpoint)
+    if name not in ZOO:
+        raise CheckpointError(
+            f"checkpoint {name!r} is neither a file nor a published checkpoint; names: {', '.join(ZOO)}"
+        )
+    entry = ZOO[name]
+    target = cache_dir() / entry.filename
+    if not target.is_file():
+        if not download:
+            raise CheckpointError(f"checkpoint {name} is not in the cache {target.parent}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        import torch.hub
+
+        try:  # torch.hub writes to a temporary file and checks the hash before moving it into place
+            torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=entry.sha256_prefix, progress=True)
+        except RuntimeError as err:
+            raise CheckpointError(f"download of {name} from {entry.url} failed the sha256 check: {err}") from None
+        except OSError as err:
+            raise CheckpointError(f"cannot download {name} from {entry.url}: {err}") from None
+    if not sha256_of(target).startswith(entry.sha256_prefix):
+        os.replace(target, target.with_suffix(".corrupt"))
+        raise CheckpointError(
+            f"cached checkpoint {target} does not match its sha256 prefix {entry.sha256_prefix}; "
+            "it was moved aside, run again to download it afresh"
+        )
+    return target
