@@ -21,7 +21,10 @@ from vsr.errors import CheckpointError
 
 # MMagic / MMEditing -> BasicSR names (MMagic uses ConvModule wrappers: `.conv.` inside).
 MMAGIC_TO_BASICSR: list[tuple[str, str]] = [
-    (r"^spynet\.basic_module\.(\d+)\.basic_module\.(\d+)\.conv\.", lambda m: f"spynet.basic_module.{m[1]}.basic_module.{2 * int(m[2])}."),
+    (
+        r"^spynet\.basic_module\.(\d+)\.basic_module\.(\d+)\.conv\.",
+        lambda m: f"spynet.basic_module.{m[1]}.basic_module.{2 * int(m[2])}.",
+    ),
     (r"^(backward|forward)_resblocks\.", r"\1_trunk."),
     (r"^upsample(\d)\.upsample_conv\.", r"upconv\1."),
     (r"^edvr\.feat_l(\d)_conv(\d)\.", r"edvr.conv_l\1_\2."),
