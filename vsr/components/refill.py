@@ -54,17 +54,17 @@ def keyframe_indices(num_frames: int, stride: int) -> list[int]:
     return keyframes
 
 
-def temporal_window_indices(num_frames: int, padding: int) -> Tensor:
-    """Frame indices of the ``2 * padding + 1`` window centred on each frame, ``(t, 2p + 1)``.
+def temporal_window_indices(num_frames: int, padding: int) -> list[list[int]]:
+    """Frame indices of the ``2 * padding + 1`` window centred on each frame (plain lists: no device).
 
     The clip is extended in time as the reference does (padding 2: frames 4, 3 before and -4, -5 after; a
     mirror that skips the end frame's neighbour); clips too short for that are clamped at their ends.
     """
-    p = padding
+    p, last = padding, num_frames - 1
     left = [2 * p - k for k in range(p)]  # 2p, …, p+1
     right = [num_frames - p - 2 - k for k in range(p)]  # t-(p+2), …, t-(2p+1)
-    extended = torch.tensor(left + list(range(num_frames)) + right).clamp(0, num_frames - 1)
-    return extended.unfold(0, 2 * p + 1, 1)
+    extended = [min(max(i, 0), last) for i in left + list(range(num_frames)) + right]
+    return [extended[i : i + 2 * p + 1] for i in range(num_frames)]
 
 
 @register("refill", "edvr")
@@ -106,8 +106,9 @@ class InformationRefill(Refill):
     def forward(self, lrs: Tensor) -> RefillState:
         n, t = lrs.shape[:2]
         keyframes = keyframe_indices(t, self.keyframe_stride)
-        windows = temporal_window_indices(t, self.temporal_padding)[keyframes]  # (k, 2p + 1)
-        clips = lrs[:, windows.flatten().tolist()].unflatten(1, windows.shape)  # (n, k, 2p+1, 3, h, w)
+        windows = temporal_window_indices(t, self.temporal_padding)
+        frames = [i for k in keyframes for i in windows[k]]
+        clips = lrs[:, frames].unflatten(1, (len(keyframes), -1))  # (n, k, 2p+1, 3, h, w)
         feats = self.extractor(clips.flatten(0, 1)).unflatten(0, (n, len(keyframes)))  # (n, k, c, h, w)
         fusion = {b: getattr(self, f"{b}_fusion") for b in self.branches}
         return RefillState({i: feats[:, j] for j, i in enumerate(keyframes)}, fusion)
