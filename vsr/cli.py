@@ -1,0 +1,185 @@
+"""The ``vsr`` command line. It only parses arguments and calls library functions of the same names."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vsr.errors import VSRError
+
+app = typer.Typer(
+    help="Video super-resolution research as composable parts: BasicVSR, IconVSR and their ablations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(
+    help="Make data sets: the embedded synthetic set, LR folders from GT folders.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+console = Console()
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a recipe key, e.g. --set model.alignment=none (repeatable)."),
+]
+
+
+def reports_errors(command):
+    """Print vsr's own errors as one clear line (no traceback) and exit with status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VSRError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command("model")
+@reports_errors
+def model_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name (basicvsr, iconvsr, ...).")],
+    set_: SetOption = None,
+    show_recipe: Annotated[bool, typer.Option("--recipe", help="Also print the resolved recipe.")] = False,
+):
+    """Print the assembled architecture: the components and the parameters of each."""
+    from vsr.model import assemble
+    from vsr.recipe import load_recipe
+
+    resolved = load_recipe(recipe, *(set_ or []))
+    model = assemble(resolved.model)
+    table = Table(title=f"{resolved.name}: ×{model.scale}, {model.channels} channels")
+    table.add_column("kind")
+    table.add_column("component")
+    table.add_column("arguments")
+    table.add_column("parameters", justify="right")
+    counts = model.component_parameters()
+    for kind in ("flow", "propagation", "alignment", "aggregation", "refill", "upsampling"):
+        entry = dict(resolved.model[kind])
+        name = entry.pop("name")
+        args = ", ".join(f"{k}={v}" for k, v in entry.items())
+        table.add_row(kind, name, args, f"{counts[kind]:,}" if kind in counts else "—")
+    table.add_row("total", "", "", f"{sum(p.numel() for p in model.parameters()):,}", style="bold")
+    console.print(table)
+    if show_recipe:
+        console.print(resolved.to_yaml(), highlight=False)
+
+
+@app.command("zoo")
+@reports_errors
+def zoo_command():
+    """List the published checkpoints usable by name, with their published PSNR/SSIM."""
+    from vsr.zoo import _SETS, ZOO
+
+    table = Table(title="Published checkpoints (MMagic model zoo); PSNR/SSIM, RGB on REDS4, Y elsewhere")
+    table.add_column("name")
+    table.add_column("recipe")
+    table.add_column("trained on")
+    for test_set in _SETS:
+        table.add_column(test_set, justify="right")
+    for entry in ZOO.values():
+        cells = [f"{entry.results[s][0]:.2f}/{entry.results[s][1]:.4f}" if s in entry.results else "" for s in _SETS]
+        recipe = " ".join([entry.recipe, *(f"--set {o}" for o in entry.overrides)])
+        table.add_row(entry.name, recipe, entry.trained_on, *cells)
+    Console(width=max(console.width, 200)).print(table)
+
+
+@data_app.command("synth")
+@reports_errors
+def synth_command(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write it (default: ./data/synth).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data set.")] = 0,
+    frames: Annotated[int | None, typer.Option(help="Frames per clip.")] = None,
+    size: Annotated[int | None, typer.Option(help="GT frame size (square), in pixels.")] = None,
+    degradation: Annotated[str, typer.Option(help="bi or bd.")] = "bi",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing data set.")] = False,
+):
+    """Generate the embedded synthetic data set (scikit-image photographs moved by a virtual camera)."""
+    from vsr.data import synth
+
+    kwargs = {"seed": seed, "degradation": degradation, "overwrite": overwrite}
+    if frames is not None:
+        kwargs["frames"] = frames
+    if size is not None:
+        kwargs["size"] = (size, size)
+    info = synth.generate(out or synth.default_root(), **kwargs)
+    console.print(f"synthetic data set in [bold]{info.root}[/]: {info}")
+
+
+@data_app.command("degrade")
+@reports_errors
+def degrade_command(
+    gt_root: Annotated[Path, typer.Argument(help="Folder of GT clips: GT_ROOT/<clip>/*.png.")],
+    lr_root: Annotated[Path, typer.Argument(help="Where to write the LR clips.")],
+    kind: Annotated[str, typer.Option(help="bi (MATLAB bicubic) or bd (Gaussian blur + subsampling).")] = "bi",
+    scale: Annotated[int, typer.Option(help="Downscaling factor.")] = 4,
+    overwrite: Annotated[bool, typer.Option(help="Rewrite frames that exist.")] = False,
+):
+    """Make LR frames from GT frames with the BI or BD degradation of the BasicVSR papers."""
+    from vsr.data.degradations import degrade_folder
+
+    count = degrade_folder(gt_root, lr_root, kind=kind, scale=scale, overwrite=overwrite)
+    console.print(f"wrote {count} LR frames to {lr_root}")
+
+
+@app.command("train")
+@reports_errors
+def train_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name.")],
+    set_: SetOption = None,
+    data: Annotated[str | None, typer.Option(help="Training data folder (default: the embedded set).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<recipe>).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
+):
+    """Train a recipe (one process; several GPUs with `torchrun --nproc-per-node N -m vsr train ...`)."""
+    from vsr.recipe import load_recipe
+    from vsr.train import train
+
+    resolved = load_recipe(recipe, *(set_ or []))
+    result = train(resolved, out or Path("runs") / resolved.name, data=data, resume=resume, device=device)
+    console.print(f"run finished: {result}")
+
+
+@app.command("test")
+@reports_errors
+def test_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name.")],
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint file (vsr, MMagic or BasicSR) or zoo name.")],
+    set_: SetOption = None,
+    data: Annotated[str | None, typer.Option(help="Test data folder (default: the embedded validation set).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write metrics.json and per_frame.csv.")
+    ] = None,
+    save_frames: Annotated[bool, typer.Option(help="Also write the output frames as PNG.")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+):
+    """Evaluate a checkpoint: PSNR/SSIM per clip and per frame, and the bicubic baseline."""
+    from vsr.evaluate import evaluate
+    from vsr.recipe import load_recipe
+
+    resolved = load_recipe(recipe, *(set_ or []))
+    metrics = evaluate(resolved, checkpoint, data, out_dir=out, save_frames=save_frames, device=device)
+    console.print_json(json.dumps(metrics, default=str))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="vsr")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
