@@ -1,5 +1,6 @@
 """vsr: video super-resolution research as composable parts (BasicVSR, IconVSR and their ablations)."""
 
+from vsr.checkpoints import load_checkpoint, save_checkpoint
 from vsr.errors import CheckpointError, DataError, RecipeError, VideoError, VSRError
 from vsr.model import VideoSRNet, build_model
 from vsr.recipe import Recipe, load_recipe
@@ -16,5 +17,7 @@ __all__ = [
     "VideoSRNet",
     "__version__",
     "build_model",
+    "load_checkpoint",
     "load_recipe",
+    "save_checkpoint",
 ]
