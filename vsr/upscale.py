@@ -1,0 +1,416 @@
+"""Upscale videos of any length and size in bounded memory: overlapping temporal chunks and spatial tiles.
+
+A recurrent VSR model (BasicVSR, IconVSR) propagates features through the whole clip, so its memory grows
+with the number of frames and pixels. Peers cut long clips into non-overlapping segments whose hidden
+state starts cold at every boundary (mmagic's ``max_seq_len``; the authors note that shorter segments cost
+PSNR, mmagic#356) and offer no spatial tiling. Here:
+
+- **Temporal chunks.** Output frames ``[start, end)`` are produced by running the model on
+  ``[start - chunk_overlap, end + chunk_overlap)`` (clamped to the video) and keeping the centre, so every
+  kept frame has ``chunk_overlap`` frames of warm-up in both propagation directions. The source is read
+  as a stream through a ring buffer of at most ``chunk_size + 2 * chunk_overlap`` frames: memory does not
+  grow with the video's length.
+- **Spatial tiles.** Each LR chunk is cut into tiles of ``tile`` pixels overlapping by ``2 * tile_overlap``;
+  the model runs on each tile's clip and only the tile's core (at least ``tile_overlap`` LR pixels from
+  any tile border that is not a frame border) is kept. Cores partition the frame, so there is no blending
+  and no seam as long as ``tile_overlap`` covers the model's spatial receptive field (for flow-based
+  models: the motion plus the convolutions' reach).
+
+:func:`upscale_frames` is the streaming core (a generator of HR frames); :func:`upscale` adds sources
+(paths, tensors, iterables), the video writer and a progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+from torch import Tensor, nn
+
+from vsr.errors import VideoError, VSRError
+from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+Frames = str | os.PathLike | Tensor | FrameReader | Iterable
+
+
+@dataclass(frozen=True)
+class TileSpan:
+    """One tile along one axis: the model sees ``[start, stop)``, the output keeps ``[core_start, core_stop)``."""
+
+    start: int
+    stop: int
+    core_start: int
+    core_stop: int
+
+
+def tile_spans(length: int, tile: int, overlap: int) -> list[TileSpan]:
+    """Cut an axis of ``length`` pixels into tiles of ``tile`` pixels whose cores partition the axis.
+
+    Tile ``i`` starts at ``min(i * (tile - 2 * overlap), length - tile)``; a core ends ``overlap`` pixels
+    before its tile's end, where the next core begins, except at the frame border. One tile covers the axis
+    when ``tile >= length``.
+    """
+    if tile >= length:
+        return [TileSpan(0, length, 0, length)]
+    stride = tile - 2 * overlap
+    count = 1 + -(-(length - tile) // stride)
+    starts = [min(i * stride, length - tile) for i in range(count)]
+    cores = [0] + [start + overlap for start in starts[1:]] + [length]
+    return [TileSpan(s, s + tile, cores[i], cores[i + 1]) for i, s in enumerate(starts)]
+
+
+def _check_parameters(chunk_size, chunk_overlap, tile, tile_overlap) -> tuple[int, int] | None:
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an int >= 1 (or None for the whole video), got {chunk_size!r}")
+    if not isinstance(chunk_overlap, int) or chunk_overlap < 0:
+        raise ValueError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
+    if not isinstance(tile_overlap, int) or tile_overlap < 0:
+        raise ValueError(f"tile_overlap must be an int >= 0, got {tile_overlap!r}")
+    if tile is None:
+        return None
+    sizes = (tile, tile) if isinstance(tile, int) else tuple(tile)
+    if len(sizes) != 2 or not all(isinstance(s, int) and s > 2 * tile_overlap for s in sizes):
+        raise ValueError(
+            f"tile must be an int or an (h, w) pair of ints > 2 * tile_overlap, i.e. >= {2 * tile_overlap + 1} "
+            f"for tile_overlap={tile_overlap}; got {tile!r}"
+        )
+    return sizes
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _model_scale(model: nn.Module) -> int:
+    scale = getattr(model, "scale", None)
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise VSRError(
+            f"{type(model).__name__} has no integer attribute 'scale' (got {scale!r}); a VSR model must say "
+            "its upscaling factor as model.scale"
+        )
+    return scale
+
+
+@contextlib.contextmanager
+def _prepared(model: nn.Module, device: torch.device, dtype: str, channels_last: bool, compile: bool):
+    """Move ``model`` to ``device`` in eval mode and yield ``(forward, autocast context factory)``; restores
+    the training flag afterwards."""
+    was_training = model.training
+    model.to(device).eval()
+    if channels_last:
+        # Only the 4-D conv weights change layout; the model reshapes (b, t, c, h, w) to 4-D itself.
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else model
+    logger.info(
+        "upscaling on %s in %s%s%s", device, dtype, ", channels_last" if channels_last else "",
+        ", torch.compile" if compile else "",
+    )  # fmt: skip
+
+    def autocast():
+        if dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+    try:
+        yield forward, autocast
+    finally:
+        model.train(was_training)
+
+
+def _as_chw(frame: np.ndarray | Tensor, index: int) -> Tensor:
+    """A frame as a ``(3, h, w)`` tensor: uint8 ``(h, w, 3)`` arrays become uint8 views, tensors pass."""
+    if isinstance(frame, np.ndarray):
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(
+                f"frame {index}: numpy frames must be uint8 (h, w, 3) RGB, got {frame.dtype} {frame.shape}"
+            )
+        return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+    if isinstance(frame, Tensor):
+        if frame.ndim != 3 or frame.shape[0] != 3:
+            raise ValueError(f"frame {index}: tensor frames must be (3, h, w), got {tuple(frame.shape)}")
+        return frame
+    raise ValueError(f"frame {index}: expected a uint8 (h, w, 3) array or a (3, h, w) tensor, got {type(frame)}")
+
+
+def _chunks(frames: Iterator[Tensor], chunk_size: int | None, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
+    """Yield ``(clip (t', 3, h, w), keep_start, keep_stop)`` for consecutive output chunks of a frame stream.
+
+    The ring buffer holds the frames ``[start - overlap, end + overlap)`` of the current chunk and nothing
+    else; frames are pulled from ``frames`` only when a chunk needs them.
+    """
+    chunk_size = chunk_size or sys.maxsize
+    buffer: deque[Tensor] = deque()
+    first = 0  # video index of buffer[0]
+    start, exhausted, size = 0, False, None
+    while True:
+        while not exhausted and first + len(buffer) < start + chunk_size + overlap:
+            try:
+                frame = _as_chw(next(frames), first + len(buffer))
+            except StopIteration:
+                exhausted = True
+                break
+            if size is None:
+                size = frame.shape
+            elif frame.shape != size:
+                raise ValueError(
+                    f"frame {first + len(buffer)} is {tuple(frame.shape)} but frame 0 is {tuple(size)}; "
+                    "all frames of a clip must have the same size"
+                )
+            buffer.append(frame)
+        available = first + len(buffer)
+        if start >= available:
+            return
+        end = min(start + chunk_size, available)
+        stop = min(end + overlap, available)
+        clip = torch.stack(list(itertools.islice(buffer, 0, stop - first)))
+        yield clip, start - first, end - first
+        start = end
+        while first < start - overlap:
+            buffer.popleft()
+            first += 1
+
+
+def upscale_frames(
+    model: nn.Module,
+    frames: Iterable[np.ndarray | Tensor],
+    *,
+    chunk_size: int | None = 30,
+    chunk_overlap: int = 8,
+    tile: int | tuple[int, int] | None = None,
+    tile_overlap: int = 16,
+    device: str | torch.device | None = None,
+    dtype: str = "float32",
+    channels_last: bool = False,
+    compile: bool = False,
+    as_uint8: bool = False,
+) -> Iterator[Tensor]:
+    """Stream the super-resolved frames of a frame stream, in order, one ``(3, s*h, s*w)`` CPU tensor each.
+
+    Args:
+        model: ``nn.Module`` with an int ``scale``, mapping ``(b, t, 3, h, w)`` in [0, 1] to
+            ``(b, t, 3, s*h, s*w)``. It is moved to ``device`` and run in eval mode.
+        frames: uint8 ``(h, w, 3)`` RGB arrays (as :class:`FrameReader` yields) or ``(3, h, w)`` tensors
+            (float in [0, 1], or uint8). Pulled lazily: at most ``chunk_size + 2 * chunk_overlap`` frames
+            are held.
+        chunk_size: output frames per model call; ``None`` runs the whole video at once (exact, unbounded).
+        chunk_overlap: warm-up frames on each side of a chunk (not output; their cost is paid twice).
+        tile: LR tile size (int or ``(h, w)``), ``None`` for whole frames; must exceed ``2 * tile_overlap``.
+        tile_overlap: LR margin of each tile whose output is discarded.
+        device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available, else CPU.
+        dtype: ``"float32"``, or ``"bfloat16"``/``"float16"`` under autocast (float16 on GPUs only).
+        channels_last: convert the model's conv weights to channels-last memory format.
+        compile: run the model through ``torch.compile``.
+        as_uint8: yield ``uint8`` frames, clamped and rounded (what a writer stores); else float32 frames
+            exactly as the model produced them.
+    """
+    # Checked here, not at the first next(): a generator would report bad arguments only when consumed.
+    sizes = _check_parameters(chunk_size, chunk_overlap, tile, tile_overlap)
+    scale = _model_scale(model)
+    device = _resolve_device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "float16" and device.type == "cpu":
+        raise ValueError("dtype='float16' needs a GPU; on the CPU use dtype='bfloat16' or 'float32'")
+
+    def stream() -> Iterator[Tensor]:
+        with _prepared(model, device, dtype, channels_last, compile) as (forward, autocast):
+            for clip, keep_start, keep_stop in _chunks(iter(frames), chunk_size, chunk_overlap):
+                lr = clip.to(device)
+                lr = lr.float().div_(255) if lr.dtype == torch.uint8 else lr.float()
+                out = torch.empty(  # allocated outside inference mode: the frames handed out are ordinary tensors
+                    keep_stop - keep_start, 3, scale * lr.shape[-2], scale * lr.shape[-1],
+                    dtype=torch.uint8 if as_uint8 else torch.float32,
+                )  # fmt: skip
+                with torch.inference_mode():
+                    for row, col, hr in _tiles(forward, autocast, lr, scale, sizes, tile_overlap):
+                        hr = hr[keep_start:keep_stop].float()
+                        if as_uint8:
+                            hr = hr.clamp(0, 1).mul_(255).round_().to(torch.uint8)
+                        rows = slice(scale * row.core_start, scale * row.core_stop)
+                        out[..., rows, scale * col.core_start : scale * col.core_stop] = hr.cpu()
+                yield from out
+
+    return stream()
+
+
+def _tiles(
+    forward, autocast, lr: Tensor, scale: int, sizes, tile_overlap
+) -> Iterator[tuple[TileSpan, TileSpan, Tensor]]:
+    """Run the model on each tile of ``lr (t, 3, h, w)``; yield ``(row, col, HR core (t, 3, s*ch, s*cw))``."""
+    t, _, h, w = lr.shape
+    rows = tile_spans(h, sizes[0], tile_overlap) if sizes else [TileSpan(0, h, 0, h)]
+    cols = tile_spans(w, sizes[1], tile_overlap) if sizes else [TileSpan(0, w, 0, w)]
+    for row, col in itertools.product(rows, cols):
+        x = lr[None, :, :, row.start : row.stop, col.start : col.stop]
+        with autocast():
+            y = forward(x)
+        expected = (1, t, 3, scale * x.shape[-2], scale * x.shape[-1])
+        if not isinstance(y, Tensor) or tuple(y.shape) != expected:
+            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise VSRError(
+                f"the model returned {got} for an input of {tuple(x.shape)}; expected {expected}, i.e. "
+                f"(b, t, 3, scale*h, scale*w) with scale={scale}"
+            )
+        top, left = scale * (row.core_start - row.start), scale * (col.core_start - col.start)
+        height, width = scale * (row.core_stop - row.core_start), scale * (col.core_stop - col.core_start)
+        yield row, col, y[0, :, :, top : top + height, left : left + width]
+
+
+@dataclass
+class UpscaleSummary:
+    """What :func:`upscale` did when writing to ``output``."""
+
+    output: Path
+    frames: int
+    size: tuple[int, int]  # (height, width) of the written frames
+    fps: Fraction  # frame rate stored in the output
+    seconds: float
+    frames_per_second: float  # processing speed
+    peak_memory_bytes: int | None  # peak accelerator memory (CUDA only)
+
+    def __str__(self) -> str:
+        memory = f", peak GPU memory {self.peak_memory_bytes / 2**30:.2f} GiB" if self.peak_memory_bytes else ""
+        return (
+            f"wrote {self.frames} frames of {self.size[1]}x{self.size[0]} at {float(self.fps):.3f} fps to "
+            f"{self.output} in {self.seconds:.1f} s ({self.frames_per_second:.2f} frames/s{memory})"
+        )
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.2f} frames/s" if task.speed else "-- frames/s", style="progress.data.speed")
+
+
+def _open_source(source: Frames, fps) -> tuple[Iterable, int | None, Fraction | None, Path | None, str]:
+    """``(frames, frame count or None, frame rate or None, path or None, name)`` of any accepted source."""
+    if isinstance(source, (str, os.PathLike)):
+        source = FrameReader(source, fps=fps)
+    if isinstance(source, FrameReader):
+        return source, source.expected_frames, source.fps, source.path.resolve(), source.path.name
+    if isinstance(source, Tensor):
+        if source.ndim != 4 or source.shape[1] != 3:
+            raise ValueError(f"a tensor source must be (t, 3, h, w), got {tuple(source.shape)}")
+        return source.unbind(0), source.shape[0], None, None, "tensor"
+    if isinstance(source, Iterable):
+        return source, len(source) if hasattr(source, "__len__") else None, None, None, "frames"
+    raise ValueError(
+        f"source must be a path, a FrameReader, a (t, 3, h, w) tensor or an iterable of frames, got {type(source)}"
+    )
+
+
+def upscale(
+    model: nn.Module,
+    source: Frames,
+    output: str | os.PathLike | None = None,
+    *,
+    chunk_size: int | None = 30,
+    chunk_overlap: int = 8,
+    tile: int | tuple[int, int] | None = None,
+    tile_overlap: int = 16,
+    device: str | torch.device | None = None,
+    dtype: str = "float32",
+    channels_last: bool = False,
+    compile: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    fps: float | Fraction | str | None = None,
+    **writer_args,
+) -> Tensor | UpscaleSummary:
+    """Super-resolve a video with ``model`` in bounded memory.
+
+    Args:
+        model: see :func:`upscale_frames`.
+        source: a video file or frame folder path, a :class:`FrameReader`, a ``(t, 3, h, w)`` tensor (float
+            in [0, 1]) or an iterable of frames.
+        output: a video file (``.mp4``, ``.mkv``, ``.webm``...) or a folder for PNG frames, written
+            atomically (see :class:`FrameWriter`); ``None`` returns all frames as a float tensor
+            ``(t, 3, s*h, s*w)`` (memory then grows with the video).
+        chunk_size, chunk_overlap, tile, tile_overlap, device, dtype, channels_last, compile: see
+            :func:`upscale_frames`.
+        overwrite: replace an existing output.
+        progress: show a progress bar (frames, frames/s, ETA).
+        fps: frame rate of the output; default: the source's (25 for frame folders and in-memory frames).
+        writer_args: ``codec``, ``crf``, ``preset``, ``pix_fmt``, ``options`` of :class:`FrameWriter`.
+
+    Returns:
+        The frames as a tensor when ``output`` is ``None``, else an :class:`UpscaleSummary`.
+    """
+    if output is None and writer_args:
+        raise ValueError(f"writer arguments ({', '.join(writer_args)}) need an output path")
+    scale = _model_scale(model)
+    frames, total, source_fps, source_path, name = _open_source(source, fps)
+    out_fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else source_fps or DEFAULT_FPS
+    frames = iter(frames)
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise VideoError(f"{name}: the source has no frames") from None
+    frames = itertools.chain([first], frames)
+    height, width = _as_chw(first, 0).shape[1:]
+    device = _resolve_device(device)
+    # Arguments are checked before the writer creates its temporary output.
+    stream = upscale_frames(
+        model, frames, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile=tile, tile_overlap=tile_overlap,
+        device=device, dtype=dtype, channels_last=channels_last, compile=compile, as_uint8=output is not None,
+    )  # fmt: skip
+    writer = None
+    if output is not None:
+        if source_path is not None and Path(output).resolve() == source_path:
+            raise VideoError(f"{output}: the output is the input; choose another output path")
+        writer = FrameWriter(output, out_fps, size=(scale * height, scale * width), overwrite=overwrite, **writer_args)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _SpeedColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )  # fmt: skip
+    results: list[Tensor] = []
+    began = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if writer is not None:
+            stack.enter_context(writer)
+        bar = stack.enter_context(Progress(*columns, disable=not progress, transient=False))
+        task = bar.add_task(f"upscaling {name} x{scale}", total=total)
+        stack.callback(stream.close)
+        for frame in stream:
+            if writer is None:
+                results.append(frame)
+            else:
+                writer.write(frame.permute(1, 2, 0).numpy())
+            bar.advance(task)
+        count = len(results) if writer is None else writer.frames_written
+        bar.update(task, total=count)
+    if writer is None:
+        return torch.stack(results)
+    seconds = time.perf_counter() - began
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return UpscaleSummary(
+        output=writer.path, frames=count, size=(scale * height, scale * width), fps=out_fps, seconds=seconds,
+        frames_per_second=count / seconds if seconds > 0 else float("inf"), peak_memory_bytes=peak,
+    )  # fmt: skip
