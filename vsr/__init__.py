@@ -4,6 +4,7 @@ from vsr.checkpoints import load_checkpoint, save_checkpoint
 from vsr.errors import CheckpointError, DataError, RecipeError, VideoError, VSRError
 from vsr.model import VideoSRNet, build_model
 from vsr.recipe import Recipe, load_recipe
+from vsr.upscale import upscale
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,5 @@ __all__ = [
     "load_checkpoint",
     "load_recipe",
     "save_checkpoint",
+    "upscale",
 ]

@@ -198,3 +198,39 @@ def save_checkpoint(model: nn.Module, path: str | Path, recipe: dict | None = No
     """Save a vsr checkpoint: the model's weights, the resolved recipe and any ``extra`` training state."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return atomic_save({"format": VSR_FORMAT, "model": state, "recipe": recipe, **extra}, path)
+
+
+def pretrained_model(model: str | Path, checkpoint: str | Path | None = None, overrides=()) -> nn.Module:
+    """A model with weights, from what a user names:
+
+    * a published checkpoint's name (``basicvsr_reds4``): its recipe and weights;
+    * a vsr checkpoint file: the recipe saved in it and its weights;
+    * a recipe (path or shipped name) together with ``checkpoint`` (a file of any supported format or a name).
+    """
+    from vsr.model import build_model
+    from vsr.zoo import ZOO
+
+    name = str(model)
+    if name in ZOO and not Path(name).is_file():
+        entry = ZOO[name]
+        net = build_model(entry.recipe, *entry.overrides, *overrides)
+        load_checkpoint(net, checkpoint or name)
+        return net
+    path = Path(name)
+    if path.is_file() and path.suffix in (".pth", ".pt", ".ckpt", ".safetensors"):
+        raw = read_checkpoint(path)
+        if raw.get("format") != VSR_FORMAT or not raw.get("recipe"):
+            raise CheckpointError(
+                f"{path} holds no recipe (it is not a vsr checkpoint): name the recipe as MODEL and pass this file "
+                "as --checkpoint, e.g. vsr upscale basicvsr in.mp4 -o out.mp4 --checkpoint " + str(path)
+            )
+        net = build_model(raw["recipe"], *overrides)
+        load_state_dict(net, extract_state_dict(raw))
+        return net
+    if checkpoint is None:
+        raise CheckpointError(
+            f"{name} is a recipe without weights: pass --checkpoint (a file or one of: {', '.join(ZOO)})"
+        )
+    net = build_model(name, *overrides)
+    load_checkpoint(net, checkpoint)
+    return net

@@ -177,6 +177,40 @@ def test_command(
     console.print_json(json.dumps(metrics, default=str))
 
 
+@app.command("upscale")
+@reports_errors
+def upscale_command(
+    model: Annotated[str, typer.Argument(help="Zoo name, vsr checkpoint file, or recipe (with --checkpoint).")],
+    source: Annotated[Path, typer.Argument(help="Video file (mp4, mkv, webm, ...) or folder of frames.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Video file, or a folder for PNG frames.")],
+    checkpoint: Annotated[str | None, typer.Option(help="Weights for a recipe MODEL: a file or a zoo name.")] = None,
+    set_: SetOption = None,
+    chunk_size: Annotated[int, typer.Option(help="Output frames per temporal chunk (0: whole video).")] = 30,
+    chunk_overlap: Annotated[int, typer.Option(help="Warm-up frames on each side of a chunk.")] = 8,
+    tile: Annotated[int | None, typer.Option(help="LR tile size in pixels (default: whole frames).")] = None,
+    tile_overlap: Annotated[int, typer.Option(help="LR pixels of margin around each tile.")] = 16,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 (float16: CUDA only).")] = "float32",
+    channels_last: Annotated[bool, typer.Option(help="channels-last memory format (faster convs).")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if available).")] = None,
+    crf: Annotated[int | None, typer.Option(help="Encoder quality for video outputs (x264/VP9 CRF).")] = None,
+    fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the source's).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+):
+    """Upscale a video or frame folder of any length in bounded memory (overlapping chunks, optional tiles)."""
+    from vsr.checkpoints import pretrained_model
+    from vsr.upscale import upscale
+
+    net = pretrained_model(model, checkpoint, set_ or [])
+    writer_args = {"crf": crf} if crf is not None else {}
+    summary = upscale(
+        net, source, output, chunk_size=chunk_size or None, chunk_overlap=chunk_overlap, tile=tile,
+        tile_overlap=tile_overlap, device=device, dtype=dtype, channels_last=channels_last, compile=compile_,
+        overwrite=overwrite, fps=fps, **writer_args,
+    )  # fmt: skip
+    console.print(str(summary))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="vsr")
 

@@ -1,0 +1,83 @@
+"""The command line: it parses arguments, calls the library, and prints vsr's errors as one line."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vsr import build_model, save_checkpoint
+from vsr.cli import app
+from vsr.recipe import load_recipe
+from vsr.video import FrameReader, FrameWriter
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("model", "zoo", "train", "test", "data", "upscale"):
+        assert command in result.output
+
+
+def test_model_prints_components_and_parameters():
+    result = invoke("model", "iconvsr")
+    assert result.exit_code == 0
+    assert "8,694,991" in result.output and "1,440,300" in result.output and "edvr" in result.output
+    variant = invoke("model", "basicvsr", "--set", "model.alignment=none", "--recipe")
+    assert "alignment" in variant.output and "name: none" in variant.output
+    assert "6,291,311" not in variant.output  # no flow estimator: fewer parameters
+
+
+def test_bad_recipe_is_one_clear_line():
+    result = invoke("model", "basicvsr", "--set", "model.propagation=bidirectonal")
+    assert result.exit_code == 2
+    assert "valid choices: bidirectional, coupled, local, unidirectional" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_zoo_lists_published_numbers():
+    result = invoke("zoo")
+    assert result.exit_code == 0
+    assert "basicvsr_reds4" in result.output and "31.42/0.8909" in result.output
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    recipe = load_recipe("basicvsr", "model.channels=8", "model.aggregation.num_blocks=1", "model.flow.levels=2")
+    model = build_model(recipe)
+    return save_checkpoint(model, tmp_path / "tiny.pth", recipe=recipe.to_dict()), model
+
+
+def test_upscale_a_video_with_a_vsr_checkpoint(tmp_path, tiny_checkpoint):
+    path, model = tiny_checkpoint
+    video = tmp_path / "in.mkv"
+    rng = np.random.default_rng(0)
+    with FrameWriter(video, fps=24, codec="libx264", pix_fmt="yuv444p") as writer:
+        for _ in range(6):
+            writer.write(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8))
+    out = tmp_path / "frames"
+    result = invoke("upscale", path, video, "-o", out, "--chunk-size", "4", "--chunk-overlap", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    frames = list(FrameReader(out))
+    assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
+    again = invoke("upscale", path, video, "-o", out)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_upscale_needs_weights_for_a_recipe(tmp_path):
+    result = invoke("upscale", "basicvsr", tmp_path / "in.mp4", "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 2
+    assert "pass --checkpoint" in result.output
+
+
+def test_upscale_refuses_a_checkpoint_that_does_not_match(tmp_path, tiny_checkpoint):
+    path, _ = tiny_checkpoint
+    frames = tmp_path / "lr"
+    frames.mkdir()
+    result = invoke("upscale", "iconvsr", frames, "-o", tmp_path / "out", "--checkpoint", path)
+    assert result.exit_code == 2
+    assert "checkpoint does not match the model" in " ".join(result.output.split())
