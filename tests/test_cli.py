@@ -53,7 +53,7 @@ def tiny_checkpoint(tmp_path):
 
 
 def test_upscale_a_video_with_a_vsr_checkpoint(tmp_path, tiny_checkpoint):
-    path, model = tiny_checkpoint
+    path, _ = tiny_checkpoint
     video = tmp_path / "in.mkv"
     rng = np.random.default_rng(0)
     with FrameWriter(video, fps=24, codec="libx264", pix_fmt="yuv444p") as writer:
