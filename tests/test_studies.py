@@ -1,0 +1,262 @@
+"""Studies: study-file validation, the shipped studies, and a miniature study end to end (interrupted
+mid-run, resumed without losing or duplicating a result, reported), also through submitit's local executor."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+import vsr.studies
+import vsr.train
+from vsr.data import synth
+from vsr.errors import VSRError
+from vsr.studies import StudyError, load_study, parse_study, plan_runs, run_study, shipped_studies, torchrun_command
+
+# A model small enough to train two steps in a second: no flow (no alignment), 8 channels, one block.
+TINY_RECIPE = {
+    "name": "tiny_test",
+    "model": {
+        "channels": 8,
+        "alignment": "none",
+        "aggregation": {"name": "residual", "num_blocks": 1},
+        "upsampling": {"name": "pixel_shuffle", "hr_channels": 8},
+    },
+    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 1, "workers": 0},
+    "train": {"iterations": 2, "periods": [2], "log_every": 1, "val_every": 2, "checkpoint_every": 1,
+              "fix_iterations": 0},
+}  # fmt: skip
+
+
+def study_dict(recipe: str) -> dict:
+    return {
+        "name": "mini",
+        "title": "Mini study",
+        "base": "bidirectional",
+        "metrics": ["psnr", "ssim"],
+        "presets": {
+            "cpu": {
+                "recipe": recipe,
+                "seeds": 2,
+                "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
+                "data": {
+                    "train": {"layout": "synth", "root": "{data}", "split": "train"},
+                    "val": {"layout": "synth", "root": "{data}", "split": "val"},
+                },
+            }
+        },
+        "variants": {"unidirectional": ["model.propagation=unidirectional"], "bidirectional": []},
+        "expect": [{"better": "bidirectional", "worse": "unidirectional", "paper": 0.5}],
+    }
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "data"
+    synth.generate(root, frames=6, size=(32, 32), photos=["astronaut", "coffee", "camera"], val_photos=["camera"])
+    return root
+
+
+@pytest.fixture
+def study_file(tmp_path) -> Path:
+    recipe = tmp_path / "tiny_test.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_RECIPE))
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(study_dict(str(recipe)), sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------------------------------------ study files
+def _mutated(change):
+    raw = study_dict("basicvsr")
+    change(raw)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.update(colour="red"), r"key 'colour' = 'red': unknown key"),
+        (lambda r: r.update(base="trilateral"), r"key 'base' = 'trilateral': the base must be one of the variants"),
+        (lambda r: r["presets"]["cpu"].update(seeds="three"), r"'presets.cpu.seeds' = 'three'"),
+        (lambda r: r["presets"]["cpu"].update(seeds=[1, 1]), r"list of distinct seeds"),
+        (lambda r: r["presets"]["cpu"].pop("recipe"), r"'presets.cpu.recipe' = None"),
+        (lambda r: r["presets"]["cpu"].update(gpus=2), r"'presets.cpu.gpus' = 2: unknown key; valid: recipe"),
+        (lambda r: r["presets"]["cpu"]["profile"].update(size=[180]), r"'presets.cpu.profile.size'"),
+        (lambda r: r["variants"].update(local="model.propagation=local"), r"'variants.local'.*list of dotted"),
+        (lambda r: r["variants"].update(bad=["model.propagation"]), r"'variants.bad'.*list of dotted"),
+        (lambda r: r["variants"].pop("unidirectional"), r"'variants'.*at least two variants"),
+        (lambda r: r["expect"][0].update(worse="local"), r"'expect\[0\].worse' = 'local': not a variant"),
+        (lambda r: r["expect"][0].update(metric="lpips"), r"'expect\[0\].metric' = 'lpips'"),
+        (lambda r: r.update(metrics=["psnr", "niqe"]), r"'metrics'.*valid: psnr, ssim"),
+    ],
+)
+def test_study_file_errors_name_the_key(change, message):
+    with pytest.raises(StudyError, match=message):
+        parse_study(_mutated(change), "studies/mini.yaml")
+
+
+def test_recipe_errors_name_the_variant(tmp_path):
+    raw = study_dict("basicvsr")
+    raw["variants"]["unidirectional"] = ["model.propagation=sideways"]
+    study = parse_study(raw, "mini.yaml")
+    with pytest.raises(StudyError, match=r"variant 'unidirectional'.*model.propagation.*'sideways'"):
+        plan_runs(study, "cpu", tmp_path)
+    with pytest.raises(StudyError, match="has no preset 'paper'"):
+        plan_runs(study, "paper", tmp_path)
+    with pytest.raises(StudyError, match="no variant 'local'"):
+        plan_runs(parse_study(study_dict("basicvsr"), "mini.yaml"), "cpu", tmp_path, variants=["local"])
+    with pytest.raises(StudyError, match=r"no study file 'nonexistent'.*shipped studies: "):
+        load_study("nonexistent")
+
+
+def test_data_overrides_and_needs_data(tmp_path):
+    raw = study_dict("basicvsr")
+    raw["presets"]["cpu"]["needs_data"] = True
+    study = parse_study(raw, "mini.yaml")
+    with pytest.raises(StudyError, match="needs --data PATH"):
+        plan_runs(study, "cpu", tmp_path)
+    specs = plan_runs(study, "cpu", tmp_path, data=tmp_path / "set", seeds=[3, 5])
+    assert [(s.variant, s.seed) for s in specs] == [("unidirectional", 3), ("unidirectional", 5),
+                                                    ("bidirectional", 3), ("bidirectional", 5)]  # fmt: skip
+    assert specs[0].recipe["data"]["val"] == {"layout": "synth", "root": str(tmp_path / "set"), "split": "val"}
+    assert specs[0].recipe["train"]["seed"] == 3 and specs[0].run_dir == str(tmp_path / "mini/unidirectional/seed3")
+    assert specs[0].profile is not None and specs[1].profile is None  # one profile per variant
+    raw["presets"]["cpu"].pop("data")
+    with pytest.raises(StudyError, match="takes no --data"):
+        plan_runs(parse_study(raw, "mini.yaml"), "cpu", tmp_path, data=tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(shipped_studies()))
+def test_shipped_studies_resolve_for_every_preset(name, tmp_path):
+    study = load_study(name)
+    assert set(study.presets) == {"cpu", "paper"}
+    for preset in study.presets:
+        data = "/data/REDS" if study.presets[preset].needs_data else None
+        specs = plan_runs(study, preset, tmp_path, data=data, seeds=1)
+        models = [json.dumps(s.recipe["model"], sort_keys=True) for s in specs]
+        assert len(set(models)) == len(study.variants), "two variants build the same model"
+    paper = plan_runs(study, "paper", tmp_path, data="/data/REDS", seeds=1)[0].recipe
+    assert paper["data"]["train"]["root"] == "/data/REDS" and paper["data"]["val"]["split"] == "reds4"
+
+
+def test_torchrun_command(tmp_path):
+    spec = plan_runs(parse_study(study_dict("basicvsr"), "mini.yaml"), "cpu", tmp_path, seeds=1)[0]
+    spec = vsr.studies.RunSpec(**{**spec.__dict__, "gpus": 4})
+    command = torchrun_command(spec, resume=True)
+    assert command[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m"]
+    assert command[6:9] == ["vsr", "train", str(Path(spec.run_dir) / "study_recipe.yaml")]
+    assert command[-3:] == ["--out", spec.run_dir, "--resume"]
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path, monkeypatch):
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    calls: list[tuple[str, bool]] = []
+    real_train, real_save = vsr.train.train, vsr.train.Trainer._save
+
+    def spy_train(recipe, out_dir, **kwargs):
+        calls.append((Path(out_dir).relative_to(runs / "mini").as_posix(), kwargs["resume"]))
+        return real_train(recipe, out_dir, **kwargs)
+
+    def save_then_interrupt(self):  # Ctrl-C in the second run, right after its first checkpoint
+        real_save(self)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(vsr.train, "train", spy_train)
+    monkeypatch.setattr(vsr.train.Trainer, "_save", save_then_interrupt)
+    args = {"data": synth_root, "out": runs, "report": report, "progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study_file, **args)
+    first, second = runs / "mini/unidirectional/seed0", runs / "mini/unidirectional/seed1"
+    assert (first / "run.json").is_file()
+    assert (second / "checkpoints/latest.pth").is_file() and not (second / "result.json").exists()
+    assert not (second / "run.json").exists()
+    first_record = (first / "run.json").read_text()
+
+    calls.clear()
+    monkeypatch.setattr(vsr.train.Trainer, "_save", real_save)
+    run_study(study_file, **args)
+    assert calls == [("unidirectional/seed1", True), ("bidirectional/seed0", False), ("bidirectional/seed1", False)]
+    assert (first / "run.json").read_text() == first_record  # finished run untouched
+    log = [json.loads(line) for line in (second / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in log if e["event"] == "train"] == [1, 2]  # resumed, no duplicated steps
+
+    # The table against each run's metrics.json, read here independently.
+    table = pd.read_csv(report / "results.csv").set_index("variant")
+    for variant in ("unidirectional", "bidirectional"):
+        psnrs = [json.loads((runs / f"mini/{variant}/seed{s}/metrics.json").read_text())["psnr"] for s in (0, 1)]
+        assert table.loc[variant, "seeds"] == 2
+        assert table.loc[variant, "psnr_mean"] == pytest.approx(statistics.mean(psnrs), abs=1e-9)
+        assert table.loc[variant, "psnr_std"] == pytest.approx(statistics.stdev(psnrs), abs=1e-9)
+    base = table.loc["bidirectional", "psnr_mean"]
+    assert table.loc["unidirectional", "psnr_delta"] == pytest.approx(table.loc["unidirectional", "psnr_mean"] - base)
+    assert table.loc["bidirectional", "params"] == sum(
+        json.loads((runs / "mini/bidirectional/seed0/profile.json").read_text())["params"][k]
+        for k in ("propagation", "alignment", "aggregation", "upsampling")
+    )
+    runs_csv = pd.read_csv(report / "runs.csv")
+    assert len(runs_csv[runs_csv.metric == "psnr"]) == 4  # one row per variant and seed, none duplicated
+    index = (report / "index.md").read_text()
+    figures = ["per_frame_psnr", "psnr_vs_params", "psnr_vs_runtime", "training_curves", "visual_comparison"]
+    for figure in figures:
+        assert f"]({figure}.png)" in index
+        with Image.open(report / f"{figure}.png") as image:
+            assert image.size[0] >= 600
+    assert "**bidirectional > unidirectional**" in index
+
+    # Evaluation interrupted after training: only the evaluation reruns, with the same numbers.
+    record = json.loads((runs / "mini/bidirectional/seed1/run.json").read_text())
+    (runs / "mini/bidirectional/seed1/run.json").unlink()
+    calls.clear()
+    run_study(study_file, **args)
+    assert calls == []
+    again = json.loads((runs / "mini/bidirectional/seed1/run.json").read_text())
+    assert again["metrics"] == record["metrics"]
+
+    # A changed study file never mixes runs made with another recipe.
+    raw = yaml.safe_load(study_file.read_text())
+    raw["presets"]["cpu"]["overrides"] = ["train.lr=1.0e-3"]
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(StudyError, match=r"made for another recipe \(recipe.train.lr: 0.0002 -> 0.001\)"):
+        run_study(study_file, **args)
+
+
+def test_submitit_local_executor_runs_a_variant(study_file, synth_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(vsr.studies, "POLL_SECONDS", 0.5)
+    runs = tmp_path / "runs"
+    report = run_study(study_file, data=synth_root, out=runs, report=tmp_path / "report", progress=False,
+                       executor="submitit-local", seeds=[0], variants=["bidirectional"])  # fmt: skip
+    run = runs / "mini/bidirectional/seed0"
+    record = json.loads((run / "run.json").read_text())
+    job = json.loads((run / "job.json").read_text())
+    assert record["variant"] == "bidirectional" and record["iterations"] == 2
+    assert int(job["job_id"]) > 0 and job["executor"] == "submitit-local"
+    assert not (runs / "mini/unidirectional").exists()
+    assert (report / "index.md").is_file()
+
+
+def test_failed_run_is_recorded_and_the_study_goes_on(study_file, synth_root, tmp_path, monkeypatch):
+    real_train = vsr.train.train
+
+    def train_or_diverge(recipe, out_dir, **kwargs):
+        if "unidirectional" in str(out_dir):
+            raise VSRError("training diverged: the loss is nan at iteration 1")
+        return real_train(recipe, out_dir, **kwargs)
+
+    monkeypatch.setattr(vsr.train, "train", train_or_diverge)
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    with pytest.raises(StudyError, match=r"(?s)1 run\(s\) of study 'mini' failed.*mini/unidirectional/seed0: VSRError"):
+        run_study(study_file, data=synth_root, out=runs, report=report, progress=False, seeds=[0])
+    failed = json.loads((runs / "mini/unidirectional/seed0/failed.json").read_text())
+    assert "loss is nan" in failed["error"] and "Traceback" in failed["traceback"]
+    assert (runs / "mini/bidirectional/seed0/run.json").is_file()
+    index = (report / "index.md").read_text()
+    assert "## Failed runs" in index and "loss is nan" in index
+    assert "not measured (no finished runs of unidirectional)" in index
