@@ -211,6 +211,91 @@ def upscale_command(
     console.print(str(summary))
 
 
+@app.command("study")
+@reports_errors
+def study_command(
+    name: Annotated[str, typer.Argument(help="Study name (propagation, alignment, ...) or a study YAML file.")],
+    preset: Annotated[str, typer.Option(help="cpu (tiny recipes, embedded set) or paper (full, GPU).")] = "cpu",
+    seeds: Annotated[int | None, typer.Option(help="Seeds per variant (default: the preset's).")] = None,
+    data: Annotated[str | None, typer.Option(help="Data root for the preset (default: the embedded set).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Runs folder (default runs/studies/<preset>).")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local, slurm or submitit-local.")] = "local",
+    variant: Annotated[list[str] | None, typer.Option(help="Run only these variants (repeatable).")] = None,
+    slurm: Annotated[list[str] | None, typer.Option(help="Slurm parameter key=value (repeatable).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<study>-<preset>).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+):
+    """Train and evaluate every variant × seed of a study, skipping finished runs, then write its report."""
+    from vsr.recipe import parse_value
+    from vsr.studies import run_study
+
+    slurm_args = {}
+    for item in slurm or []:
+        key, _, value = item.partition("=")
+        slurm_args[key] = parse_value(value)
+    index = run_study(
+        name, preset=preset, seeds=seeds, data=data, out=out, executor=executor, device=device,
+        slurm=slurm_args or None, report=report, variants=variant,
+    )  # fmt: skip
+    console.print(f"report: [bold]{index}[/]")
+
+
+@app.command("report")
+@reports_errors
+def report_command(
+    runs: Annotated[list[Path], typer.Argument(help="Study runs folders (several: one combined table).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder, e.g. reports/propagation.")],
+    base: Annotated[str | None, typer.Option(help="Base variant to compare with (default: each study's).")] = None,
+    title: Annotated[str | None, typer.Option(help="Report title.")] = None,
+    visual: Annotated[bool, typer.Option(help="Render the visual comparison grid (runs the checkpoints).")] = True,
+):
+    """Compile finished runs into tables (Markdown, CSV, LaTeX), figures and an index.md."""
+    from vsr.reports import write_report
+
+    index = write_report(runs, out, title=title, base=base, visual=visual)
+    console.print(f"report: [bold]{index}[/]")
+
+
+@app.command("profile")
+@reports_errors
+def profile_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name.")],
+    set_: SetOption = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    frames: Annotated[int, typer.Option(help="Frames in the timed clip (the paper: 10).")] = 10,
+    size: Annotated[str, typer.Option(help="LR size HxW (the paper: 180x320).")] = "180x320",
+    repeats: Annotated[int, typer.Option(help="Timed passes (median reported).")] = 3,
+    runtime: Annotated[bool, typer.Option(help="Time the model (else parameters and FLOPs only).")] = True,
+):
+    """Parameters per component, FLOPs per frame and runtime per frame at the paper's setting."""
+    from vsr.profile import profile
+    from vsr.recipe import load_recipe
+
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise VSRError(f"--size {size!r}: write the LR size as HxW, e.g. 180x320") from None
+    result = profile(load_recipe(recipe, *(set_ or [])), device=device, frames=frames, size=(h, w), repeats=repeats,
+                     runtime=runtime)  # fmt: skip
+    table = Table(title=f"{result['recipe']}: {frames} frames of {h}x{w} LR")
+    table.add_column("component")
+    table.add_column("parameters", justify="right")
+    table.add_column("GFLOPs / frame", justify="right")
+    by_component = result["flops_per_frame_by_component"]
+    for component, count in result["params"].items():
+        if component == "total":
+            continue
+        table.add_row(component, f"{count:,}", f"{by_component.get(component, 0) / 1e9:.2f}")
+    table.add_row("total", f"{result['params']['total']:,}", f"{result['flops_per_frame'] / 1e9:.2f}", style="bold")
+    console.print(table)
+    if runtime:
+        console.print(f"runtime: {result['runtime_ms_per_frame']:.1f} ms/frame on {result['device']}")
+    if result["uncounted_ops"]:
+        console.print(f"not counted (element-wise / data movement): {', '.join(sorted(result['uncounted_ops']))}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="vsr")
 
