@@ -78,6 +78,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 5000,
         "init": None,  # a checkpoint (path or zoo name) to start from: weights only, non-strict by prefix
         "init_prefixes": None,  # only load these parameter prefixes from `init` (e.g. [flow.])
+        "objective": "sr",  # sr (train the network) | flow (pretrain model.flow alone on the data's true flow)
     },
 }
 

@@ -1,0 +1,386 @@
+"""Training: losses and the lr schedule against closed forms, parameter groups and freezing, checkpoints,
+bit-exact resume, divergence handling, bf16 autocast / torch.compile on CPU, DDP (gloo, 2 processes) against
+one process with the same global batch, and flow pretraining. Tiny models on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vsr.losses
+from vsr import DataError, RecipeError, VSRError
+from vsr.checkpoints import load_checkpoint, read_checkpoint
+from vsr.data import synth
+from vsr.losses import build_loss, charbonnier, endpoint_error, l1, mse
+from vsr.model import assemble
+from vsr.recipe import load_recipe
+from vsr.train import (
+    CosineRestartLR,
+    FlowObjective,
+    RunSampler,
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    train,
+)
+
+TINY = {
+    "name": "tiny",
+    "model": {
+        "channels": 8,
+        "flow": {"name": "spynet", "levels": 2, "widths": [8, 8, 8, 8], "kernel_size": 3},
+        "aggregation": {"name": "residual", "num_blocks": 1},
+        "upsampling": {"name": "pixel_shuffle", "hr_channels": 8},
+    },
+    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 2, "workers": 0},
+    "train": {
+        "iterations": 4,
+        "periods": [4],
+        "lr": 1e-3,
+        "fix_iterations": 2,
+        "log_every": 1,
+        "val_every": 2,
+        "checkpoint_every": 2,
+    },
+}
+
+
+def tiny(**sections) -> dict:
+    """TINY with some keys replaced, e.g. ``tiny(train={"iterations": 2})``."""
+    recipe = copy.deepcopy(TINY)
+    for section, values in sections.items():
+        recipe[section].update(values)
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A synthetic set of 3 training clips and 1 validation clip of 5 frames, 64×64 GT (16×16 LR)."""
+    root = tmp_path_factory.mktemp("synth") / "set"
+    synth.generate(
+        root, frames=5, size=(64, 64), photos=["astronaut", "coffee", "camera", "chelsea"], val_photos=["chelsea"]
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_root, monkeypatch_module):
+    """The same 4-iteration run twice: uninterrupted, and interrupted during iteration 4 then resumed."""
+    base = tmp_path_factory.mktemp("runs")
+    full = train(TINY, base / "full", data=data_root, progress=False)
+
+    calls = {"n": 0}
+    original = vsr.losses.LOSSES["charbonnier"]
+
+    def interrupting(pred, target, eps=1e-12):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(pred, target, eps)
+
+    monkeypatch_module.setitem(vsr.losses.LOSSES, "charbonnier", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, base / "resumed", data=data_root, progress=False)
+    interrupted = read_checkpoint(base / "resumed" / "checkpoints" / "latest.pth")
+    monkeypatch_module.setitem(vsr.losses.LOSSES, "charbonnier", original)
+    resumed = train(TINY, base / "resumed", data=data_root, resume=True, progress=False)
+    return {"full": full, "interrupted": interrupted, "resumed": resumed}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def initial_model():
+    """The weights a run of TINY starts from (the trainer seeds with train.seed = 0, then builds)."""
+    torch.manual_seed(0)
+    return assemble(load_recipe(TINY).model)
+
+
+# ------------------------------------------------------------------------------------------------- losses
+def test_pixel_losses_match_closed_forms():
+    pred, target = torch.rand(2, 3, 3, 8, 8), torch.rand(2, 3, 3, 8, 8)
+    d = (pred - target).double().numpy()
+    assert charbonnier(pred, target, eps=1e-3).item() == pytest.approx(np.mean(np.sqrt(d**2 + 1e-3)), rel=1e-6)
+    assert build_loss("charbonnier", 1e-12)(pred, target).item() == pytest.approx(np.mean(np.abs(d)), rel=1e-6)
+    assert build_loss("charbonnier", 0.25)(pred, target).item() == pytest.approx(
+        np.mean(np.sqrt(d**2 + 0.25)), rel=1e-6
+    )
+    assert l1(pred, target).item() == pytest.approx(np.mean(np.abs(d)), rel=1e-6)
+    assert mse(pred, target).item() == pytest.approx(np.mean(d**2), rel=1e-6)
+    with pytest.raises(RecipeError, match=r"train.loss.*unknown loss.*charbonnier"):
+        build_loss("huber")
+
+
+def test_endpoint_error_is_mean_euclidean_distance():
+    pred, true = torch.randn(3, 2, 5, 7), torch.randn(3, 2, 5, 7)
+    d = (pred - true).numpy()
+    assert endpoint_error(pred, true).item() == pytest.approx(np.mean(np.hypot(d[:, 0], d[:, 1])), rel=1e-6)
+    with pytest.raises(ValueError, match=r"two flows"):
+        endpoint_error(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+
+
+# --------------------------------------------------------------------------------------- lr schedule
+def test_cosine_restart_matches_closed_form_for_both_groups():
+    periods, weights, eta_min, bases = [4, 6], [1.0, 0.5], 0.01, (1.0, 0.125)
+    params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.SGD([{"params": [params[0]], "lr": bases[0]}, {"params": [params[1]], "lr": bases[1]}])
+    scheduler = CosineRestartLR(opt, periods, weights, eta_min)
+
+    def expected(base, i):
+        if i < 4:
+            return eta_min + 0.5 * (base - eta_min) * (1 + math.cos(math.pi * i / 4))
+        if i < 10:
+            return eta_min + 0.5 * 0.5 * (base - eta_min) * (1 + math.cos(math.pi * (i - 4) / 6))
+        return eta_min
+
+    for i in range(13):
+        for group, base in zip(opt.param_groups, bases, strict=True):
+            assert group["lr"] == pytest.approx(expected(base, i), abs=1e-12), (i, base)
+        opt.step()
+        scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(eta_min)
+
+
+def test_scheduler_recipe_errors():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = load_recipe(tiny(train={"periods": [2, 2], "restart_weights": [1.0]})).train
+    with pytest.raises(RecipeError, match=r"restart_weights.*one weight per period"):
+        build_scheduler(opt, cfg)
+    cfg = load_recipe(tiny(train={"scheduler": "step"})).train
+    with pytest.raises(RecipeError, match=r"train.scheduler.*unknown scheduler.*cosine_restart"):
+        build_scheduler(opt, cfg)
+
+
+# ------------------------------------------------------------------------------ groups and freezing
+def test_param_groups_give_pretrained_modules_their_lr():
+    recipe = load_recipe(tiny(train={"lr": 2e-4, "pretrained_lr_mult": 0.125}))
+    model = assemble(recipe.model)
+    opt = build_optimizer(model, recipe.train)
+    groups = {g["name"]: g for g in opt.param_groups}
+    flow_ids = {id(p) for p in model.flow.parameters()}
+    assert {id(p) for p in groups["pretrained"]["params"]} == flow_ids
+    assert not flow_ids & {id(p) for p in groups["main"]["params"]}
+    assert len(groups["main"]["params"]) + len(flow_ids) == len(list(model.parameters()))
+    assert groups["pretrained"]["lr"] == pytest.approx(2.5e-5) and groups["main"]["lr"] == pytest.approx(2e-4)
+    assert opt.defaults["betas"] == (0.9, 0.99)
+
+
+def test_pretrained_modules_frozen_for_fix_iterations_then_trained(runs):
+    start = initial_model().state_dict()
+    at_2 = runs["interrupted"]["model"]  # checkpoint at iteration 2 = fix_iterations
+    at_4 = read_checkpoint(runs["full"].checkpoint)["model"]
+    for key, value in start.items():
+        if key.startswith("flow.") and key.endswith("weight"):
+            assert torch.equal(at_2[key], value), f"{key} changed while frozen"
+            assert not torch.equal(at_4[key], value), f"{key} never trained after fix_iterations"
+    trunk = "propagation.backward_aggregation.input_conv.weight"
+    assert not torch.equal(at_2[trunk], start[trunk])
+
+
+# ------------------------------------------------------------------------------ checkpoints and logs
+def test_checkpoint_holds_everything_to_resume(runs):
+    state = runs["interrupted"]
+    assert state["iteration"] == 2 and state["format"] == "vsr-checkpoint-v1"
+    assert state["recipe"]["model"]["channels"] == 8
+    assert state["sampler"] == {"iteration": 2, "batch_size": 2, "world_size": 1, "seed": 0}
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    assert [g["name"] for g in state["optimizer"]["param_groups"]] == ["main", "pretrained"]
+    assert state["scheduler"]["last_epoch"] == 2
+    expected_lr = 1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi * 2 / 4))
+    assert state["scheduler"]["_last_lr"][0] == pytest.approx(expected_lr)
+    assert state["last_val"]["iteration"] == 2 and state["best"]["iteration"] == 2
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(runs):
+    full = read_checkpoint(runs["full"].out_dir / "checkpoints" / "latest.pth")
+    resumed = read_checkpoint(runs["resumed"].out_dir / "checkpoints" / "latest.pth")
+    assert resumed["iteration"] == full["iteration"] == 4
+    for key, value in full["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+    for a, b in zip(full["optimizer"]["state"].values(), resumed["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    assert runs["resumed"].metrics == runs["full"].metrics
+
+
+def test_logs_and_result(runs):
+    out = runs["resumed"].out_dir
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train_iters = [e["iteration"] for e in entries if e["event"] == "train"]
+    assert train_iters == [1, 2, 3, 4]  # the resumed run dropped nothing and repeated nothing
+    assert [e["iteration"] for e in entries if e["event"] == "val"] == [2, 4]
+    assert all({"loss", "lr", "it_per_s", "time"} <= set(e) for e in entries if e["event"] == "train")
+    csv_rows = (out / "metrics.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("iteration,time,psnr,ssim,baseline_psnr") and len(csv_rows) == 3
+    result = json.loads((out / "result.json").read_text())
+    assert result["iterations"] == 4 and result["parameters"] == sum(p.numel() for p in initial_model().parameters())
+    assert result["psnr_gain"] == pytest.approx(result["metrics"]["psnr"] - result["baseline"]["psnr"])
+    assert load_recipe(out / "recipe.yaml").model == load_recipe(TINY).model
+    assert (out / "model.safetensors").is_file() and (out / "checkpoints" / "best.pth").is_file()
+
+
+def test_run_folder_is_not_overwritten_and_resume_needs_a_run(runs, data_root, tmp_path):
+    with pytest.raises(VSRError, match=r"already holds a run.*resume"):
+        train(TINY, runs["full"].out_dir, data=data_root, progress=False)
+    with pytest.raises(VSRError, match=r"nothing to resume"):
+        train(TINY, tmp_path / "new", data=data_root, resume=True, progress=False)
+
+
+def test_bad_inputs_are_named(data_root, tmp_path):
+    with pytest.raises(DataError, match=r"training data .*missing.* does not exist"):
+        train(TINY, tmp_path / "a", data=tmp_path / "missing", progress=False)
+    with pytest.raises(RecipeError, match=r"train.objective.*unknown objective.*flow, sr"):
+        train(tiny(train={"objective": "gan"}), tmp_path / "b", data=data_root, progress=False)
+    with pytest.raises(DataError, match=r"×4 but model.scale is 2"):
+        train(tiny(model={"scale": 2}), tmp_path / "c", data=data_root, progress=False)
+    with pytest.raises(RecipeError, match=r"train.amp.*unknown precision"):
+        train(tiny(train={"amp": "int8"}), tmp_path / "d", data=data_root, progress=False)
+
+
+# ------------------------------------------------------------------------------------------ divergence
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = vsr.losses.LOSSES["charbonnier"]
+
+    def exploding(pred, target, eps=1e-12):
+        calls["n"] += 1
+        loss = original(pred, target, eps)
+        return loss * float("nan") if calls["n"] >= 4 else loss
+
+    monkeypatch.setitem(vsr.losses.LOSSES, "charbonnier", exploding)
+    with pytest.raises(VSRError, match=r"diverged: the loss is nan at iteration 4; the last good checkpoint .* kept"):
+        train(tiny(train={"iterations": 6, "periods": [6]}), tmp_path, data=data_root, progress=False)
+    kept = read_checkpoint(tmp_path / "checkpoints" / "latest.pth")
+    assert kept["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in kept["model"].values())
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_huge_learning_rate_diverges_with_a_hint(data_root, tmp_path):
+    recipe = tiny(train={"lr": 1e30, "iterations": 6, "periods": [6], "fix_iterations": 0, "checkpoint_every": 1})
+    with pytest.raises(VSRError, match=r"diverged.*Lower train.lr.*grad_clip"):
+        train(recipe, tmp_path, data=data_root, progress=False)
+    kept = read_checkpoint(tmp_path / "checkpoints" / "latest.pth")
+    assert all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+# ------------------------------------------------------------------------------ precision and compile
+def test_bf16_autocast_steps_on_cpu(data_root, tmp_path):
+    recipe = tiny(train={"amp": "bf16", "iterations": 2, "periods": [2], "fix_iterations": 0, "grad_clip": 1.0})
+    result = train(recipe, tmp_path, data=data_root, progress=False)
+    assert result.result["autocast"] == "bfloat16"
+    state = read_checkpoint(result.checkpoint)["model"]
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state.values())
+    start = initial_model().state_dict()
+    assert not torch.equal(state["upsampling.conv_last.weight"], start["upsampling.conv_last.weight"])
+
+
+@pytest.mark.slow
+def test_torch_compile_steps_on_cpu(data_root, tmp_path):
+    recipe = tiny(
+        model={"alignment": "none", "aggregation": {"name": "residual", "num_blocks": 0}},
+        data={"num_frames": 2, "batch_size": 1},
+        train={"compile": True, "iterations": 1, "periods": [1], "val_every": 0},
+    )
+    result = train(recipe, tmp_path, data=data_root, progress=False)
+    assert result.result["compile"] is True and math.isfinite(result.metrics["psnr"])
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+def test_run_sampler_shards_one_global_sequence():
+    single = list(RunSampler(3, 6, batch_size=4))
+    ranks = [list(RunSampler(3, 6, batch_size=2, rank=r, world_size=2)) for r in range(2)]
+    interleaved = [i for it in range(3) for r in range(2) for i in ranks[r][2 * it : 2 * it + 2]]
+    assert interleaved == single == list(range(12, 24))
+
+
+def _ddp_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
+    torch.set_num_threads(1)
+    trainer = Trainer(load_recipe(recipe), Path(out), data_root, False, "cpu", False)
+    trainer.run()
+    torch.save(trainer.model.state_dict(), Path(out).parent / f"rank{rank}.pt")
+
+
+def test_ddp_two_processes_match_one_process_with_the_global_batch(data_root, tmp_path):
+    """Two gloo ranks with batch 1 end with identical weights, equal (to float tolerance) to one process
+    with batch 2: the same samples, gradients averaged. Thawing at fix_iterations re-wraps the model."""
+    recipe = tiny(data={"batch_size": 1}, train={"iterations": 3, "periods": [3], "fix_iterations": 1})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(
+        _ddp_worker, args=(port, recipe, str(data_root), str(tmp_path / "ddp" / "run")), nprocs=2, join=True
+    )
+    rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2))
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    single = train(
+        tiny(data={"batch_size": 2}, train=recipe["train"]), tmp_path / "one", data=data_root, progress=False
+    )
+    reference = read_checkpoint(single.checkpoint)["model"]
+    for key in rank0:
+        torch.testing.assert_close(rank0[key], reference[key], rtol=1e-4, atol=1e-6)
+    assert json.loads((tmp_path / "ddp" / "run" / "result.json").read_text())["world_size"] == 2
+
+
+# ------------------------------------------------------------------------------------- flow pretraining
+def test_flow_pretraining_lowers_epe_and_initialises_sr_runs(data_root, tmp_path):
+    recipe = tiny(
+        data={"num_frames": 3, "batch_size": 4},
+        train={"objective": "flow", "iterations": 25, "periods": [25], "lr": 3e-3, "fix_iterations": 0,
+               "pretrained_lr_mult": 1.0, "log_every": 5, "val_every": 25, "checkpoint_every": 25},
+    )  # fmt: skip
+    result = train(recipe, tmp_path / "flow", data=data_root, progress=False)
+    assert result.result["initial"]["iteration"] == 0
+    assert result.metrics["epe"] < result.result["initial"]["epe"]
+    assert set(read_checkpoint(result.checkpoint)["model"]) == {
+        k for k in initial_model().state_dict() if k.startswith("flow.")
+    }
+
+    weights = tmp_path / "flow" / "model.safetensors"
+    sr = tiny(train={"init": str(weights), "init_prefixes": ["flow."], "iterations": 1, "periods": [1]})
+    trainer = Trainer(load_recipe(sr), tmp_path / "sr", data_root, False, "cpu", False)
+    pretrained = read_checkpoint(weights)
+    for key, value in pretrained.items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+
+
+def test_flow_validation_is_zero_for_the_true_flow_and_baseline_for_zero_flow(data_root):
+    """EPE of an oracle that returns the true flows is 0; of zero flow, the mean true flow length."""
+    objective = FlowObjective(load_recipe(tiny(train={"objective": "flow"})), torch.device("cpu"))
+    from vsr.data.datasets import open_dataset
+
+    objective.val_source = open_dataset({"root": data_root, "split": "val"})
+    (_, lq, true), *_ = list(objective._pairs())
+
+    class Oracle(torch.nn.Module):
+        def forward(self, lrs):
+            return true[0][None], true[1][None]
+
+    assert objective.validate(Oracle()) == {"epe": 0.0}
+    norms = true.double().pow(2).sum(dim=2).sqrt().mean().item()
+    assert objective.baseline()["epe"] == pytest.approx(norms, rel=1e-6)
+    assert lq.shape == (5, 3, 16, 16) and true.shape == (2, 4, 2, 16, 16)
+
+
+def test_init_accepts_shipped_weight_names(tmp_path):
+    """train.init resolves a file path, else the stem of a file in vsr/weights/, else passes a zoo name on."""
+    from vsr.train import WEIGHTS_DIR, resolve_init
+
+    assert resolve_init(tmp_path / "nope.pth") == tmp_path / "nope.pth"
+    shipped = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    for path in shipped:
+        assert resolve_init(path.stem) == path
+        model = assemble(load_recipe(f"recipes/{path.stem.replace('spynet', 'basicvsr')}.yaml").model)
+        load_checkpoint(model, path, strict=False, prefixes=["flow."])

@@ -1,0 +1,347 @@
+"""Evaluation as the BasicVSR papers report it: PSNR/SSIM per frame, averaged per clip, then over clips.
+
+Each clip is restored whole, in one forward pass (as the papers feed REDS4 and Vid4; ``max_frames`` cuts
+clips short when memory demands it, at some cost near the cut). The Vimeo-90K-T protocol
+(``center_frame``) mirrors the 7 input frames to 14 and scores only the centre frame, the average of its
+two outputs (:func:`vsr.metrics.vimeo_center_frame`). The bicubic baseline (MATLAB ``imresize`` ×scale of
+the LR frames) is scored on the same frames, so every report states what the network adds.
+
+:func:`measure` is the one code path: training validation calls it as well, so the numbers recorded during
+training equal those of :func:`evaluate` on the saved checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from vsr.data.datasets import ClipSet, TestClips, open_dataset
+from vsr.data.degradations import imresize
+from vsr.errors import VSRError
+from vsr.metrics import clip_average, psnr, ssim, vimeo_center_frame
+from vsr.recipe import Recipe, load_recipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How frames are scored: Y or RGB, border crop, Vimeo-90K-T centre frame, clip truncation."""
+
+    y_channel: bool = False
+    crop_border: int = 0
+    center_frame: bool = False
+    max_frames: int | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> Protocol:
+        d = recipe.data
+        return cls(d["val_y_channel"], d["val_crop_border"], d["val_center_frame"], d["val_max_frames"])
+
+    def test_clips(self, source: ClipSet) -> TestClips:
+        # The Vimeo-90K-T protocol feeds the mirror-extended clip (7 -> 14 frames).
+        return TestClips(
+            source,
+            max_frames=self.max_frames,
+            mirror=self.center_frame,
+            center_frame_only=self.center_frame,
+            cache_frames=None,
+        )
+
+
+@dataclass
+class Measurement:
+    """Per-frame scores of one pass over a test set (``rows``) and their clip averages."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def values(self, key: str) -> dict[str, Tensor]:
+        by_clip: dict[str, list[float]] = {}
+        for row in self.rows:
+            by_clip.setdefault(row["clip"], []).append(row[key])
+        return {clip: torch.tensor(v, dtype=torch.float64) for clip, v in by_clip.items()}
+
+    def mean(self, key: str) -> float:
+        """The reported number: frames averaged within each clip, then clips averaged."""
+        return clip_average(self.values(key))
+
+    def summary(self) -> dict[str, Any]:
+        """``{"psnr", "ssim", "bicubic": {"psnr", "ssim"}, "clips": {clip: {<key>: mean, "frames": n}}}``."""
+        keys = [k for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim") if self.rows and k in self.rows[0]]
+        by_key = {key: self.values(key) for key in keys}
+        clips = {
+            clip: {key: float(by_key[key][clip].mean()) for key in keys} | {"frames": len(frames)}
+            for clip, frames in by_key["psnr"].items()
+        }
+        out: dict[str, Any] = {"psnr": self.mean("psnr"), "ssim": self.mean("ssim")}
+        if "bicubic_psnr" in keys:
+            out["bicubic"] = {"psnr": self.mean("bicubic_psnr"), "ssim": self.mean("bicubic_ssim")}
+        return out | {"clips": clips}
+
+
+class ProgressBar:
+    """A rich progress bar (description, bar, count, a ``status`` text, elapsed and remaining time), or
+    nothing at all when disabled or when stderr is not a terminal."""
+
+    def __init__(self, progress=None, task=None):
+        self.progress, self.task = progress, task
+
+    def advance(self, steps: int = 1, status: str | None = None) -> None:
+        if self.progress is not None:
+            fields = {} if status is None else {"status": status}
+            self.progress.update(self.task, advance=steps, **fields)
+
+
+@contextmanager
+def progress_bar(total: int, description: str, *, enabled: bool = True, completed: int = 0) -> Iterator[ProgressBar]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    if not (enabled and console.is_terminal):
+        yield ProgressBar()
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield ProgressBar(progress, progress.add_task(description, total=total, completed=completed, status=""))
+
+
+def bicubic_upsample(lq: Tensor, scale: int) -> Tensor:
+    """The bicubic baseline: MATLAB ``imresize(lq, scale, 'bicubic')`` of frames ``(..., 3, h, w)``."""
+    return imresize(lq, float(scale)).clamp(0, 1)
+
+
+class Bicubic(nn.Module):
+    """The bicubic baseline as a model, ``(n, t, 3, h, w) -> (n, t, 3, s·h, s·w)``, scored by :func:`measure`
+    like any network."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, lrs: Tensor) -> Tensor:
+        return bicubic_upsample(lrs, self.scale)
+
+
+@torch.no_grad()
+def restore(model: nn.Module, lq: Tensor, device: torch.device) -> Tensor:
+    """Run the model on one whole clip ``(t, 3, h, w)``; returns ``(t, 3, s·h, s·w)`` on the CPU, float32."""
+    return model(lq[None].to(device)).float().cpu()[0]
+
+
+def measure(
+    model: nn.Module,
+    clips: TestClips,
+    protocol: Protocol,
+    device: torch.device | str = "cpu",
+    *,
+    bicubic: bool = True,
+    frames_dir: Path | None = None,
+    progress: bool = False,
+) -> Measurement:
+    """Score ``model`` on every clip of ``clips``: one row per scored frame with ``clip``, ``frame`` (index),
+    ``name``, ``psnr``, ``ssim`` (and ``bicubic_psnr``, ``bicubic_ssim`` with ``bicubic``). The model is put
+    in eval mode and left there. ``frames_dir`` also writes the outputs as PNG (``<clip>/<name>.png``)."""
+    device = torch.device(device)
+    scale = clips.source.scale
+    model.eval()
+    result = Measurement()
+    metric_args = {"crop_border": protocol.crop_border, "y_channel": protocol.y_channel}
+    with progress_bar(len(clips), "evaluating", enabled=progress) as bar:
+        for index in range(len(clips)):
+            sample = clips[index]
+            out = restore(model, sample["lq"], device)
+            gt, lq = sample["gt"], sample["lq"]
+            if protocol.center_frame:
+                out = vimeo_center_frame(out[None], mirrored=True)  # (1, 3, H, W)
+                lq = lq[sample["center"]][None]
+            if out.shape != gt.shape:
+                raise VSRError(
+                    f"clip {sample['clip']!r}: the output is {tuple(out.shape)} but the GT is {tuple(gt.shape)}; "
+                    f"check that model.scale ({getattr(model, 'scale', '?')}) matches the data set (×{scale})"
+                )
+            scores = {"psnr": psnr(out, gt, **metric_args), "ssim": ssim(out, gt, **metric_args)}
+            if bicubic:
+                base = bicubic_upsample(lq, scale)
+                scores["bicubic_psnr"] = psnr(base, gt, **metric_args)
+                scores["bicubic_ssim"] = ssim(base, gt, **metric_args)
+            for i, name in enumerate(sample["frames"]):
+                row = {"clip": sample["clip"], "frame": i, "name": name}
+                result.rows.append(row | {k: float(v[i]) for k, v in scores.items()})
+            if frames_dir is not None:
+                _save_frames(out, sample["frames"], Path(frames_dir) / sample["clip"])
+            bar.advance()
+    return result
+
+
+def _save_frames(frames: Tensor, names: list[str], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    array = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for image, name in zip(array, names, strict=True):
+        Image.fromarray(np.ascontiguousarray(image)).save(folder / f"{name}.png")
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write JSON to a temporary file beside ``path``, then rename (never half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_spec(recipe: Recipe | None, data: Any = None) -> Any:
+    """The data set to evaluate on: ``data`` (a path, a spec mapping or a ClipSet), else the recipe's
+    ``data.val``, else the embedded set's validation split."""
+    if data is None and recipe is not None:
+        data = recipe.data["val"]
+    if data is None:
+        return {"layout": "synth", "split": "val"}
+    if isinstance(data, str | Path):
+        root = Path(data).expanduser()
+        if not root.exists():
+            raise VSRError(f"test data {root} does not exist; pass the folder of a data set (see vsr.data.datasets)")
+        return {"root": root, "split": "val"} if (root / "synth.json").is_file() else {"root": root}
+    return data
+
+
+def _resolve_model(model_or_recipe, checkpoint) -> tuple[nn.Module, Recipe | None]:
+    from vsr.checkpoints import load_checkpoint, read_checkpoint
+    from vsr.model import assemble
+
+    if isinstance(model_or_recipe, nn.Module):
+        if checkpoint is not None:
+            load_checkpoint(model_or_recipe, checkpoint)
+        return model_or_recipe, None
+    if model_or_recipe is None:
+        if checkpoint is None:
+            raise VSRError("evaluate: give a recipe or a model, or a vsr checkpoint that records its recipe")
+        stored = read_checkpoint(checkpoint).get("recipe")
+        if not isinstance(stored, Mapping):
+            raise VSRError(f"checkpoint {checkpoint} records no recipe; pass the recipe it was trained with")
+        model_or_recipe = dict(stored)
+    recipe = load_recipe(model_or_recipe)
+    if checkpoint is None:
+        raise VSRError(
+            f"evaluate: recipe {recipe.name!r} needs trained weights; pass checkpoint= (a path or a zoo name)"
+        )
+    model = assemble(recipe.model)
+    load_checkpoint(model, checkpoint)
+    return model, recipe
+
+
+def evaluate(
+    model_or_recipe: nn.Module | Recipe | str | Path | dict | None,
+    checkpoint: str | Path | None = None,
+    data: str | Path | Mapping[str, Any] | ClipSet | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    save_frames: bool = False,
+    y_channel: bool | None = None,
+    crop_border: int | None = None,
+    center_frame: bool | None = None,
+    max_frames: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model (or a recipe with a ``checkpoint``: a path or a zoo name) on a test set.
+
+    ``data``: a data set folder, a spec mapping for :func:`vsr.data.datasets.open_dataset`, or an opened
+    ``ClipSet``; by default the recipe's ``data.val``, else the embedded validation split. The protocol
+    options default to the recipe's ``data.val_*`` keys (RGB, no crop, whole clips for a bare model).
+
+    Returns ``{"psnr", "ssim", "bicubic": {"psnr", "ssim"}, "clips": {name: {...}}, "protocol", "data",
+    "checkpoint", "frames"}``; with ``out_dir`` also writes ``metrics.json``, ``per_frame.csv`` (clip, frame
+    index, frame name, psnr, ssim, bicubic_psnr, bicubic_ssim) and, with ``save_frames``, ``frames/<clip>/``.
+    """
+    model, recipe = _resolve_model(model_or_recipe, checkpoint)
+    defaults = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
+    protocol = Protocol(
+        defaults.y_channel if y_channel is None else y_channel,
+        defaults.crop_border if crop_border is None else crop_border,
+        defaults.center_frame if center_frame is None else center_frame,
+        defaults.max_frames if max_frames is None else max_frames,
+    )
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    source = data if isinstance(data, ClipSet) else open_dataset(test_spec(recipe, data))
+    if save_frames and out_dir is None:
+        raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
+    out_dir = Path(out_dir) if out_dir is not None else None
+    model.to(device)
+    result = measure(
+        model,
+        protocol.test_clips(source),
+        protocol,
+        device,
+        frames_dir=out_dir / "frames" if save_frames and out_dir else None,
+        progress=progress,
+    )
+    metrics = result.summary() | {
+        "protocol": {
+            "y_channel": protocol.y_channel,
+            "crop_border": protocol.crop_border,
+            "center_frame": protocol.center_frame,
+            "max_frames": protocol.max_frames,
+        },
+        "data": source.name,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "frames": len(result.rows),
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(metrics, out_dir / "metrics.json")
+        _write_rows(result.rows, out_dir / "per_frame.csv")
+    log.info(
+        "%s: PSNR %.4f dB, SSIM %.4f (bicubic %.4f dB) over %d clips",
+        source.name,
+        metrics["psnr"],
+        metrics["ssim"],
+        metrics["bicubic"]["psnr"],
+        len(metrics["clips"]),
+    )
+    return metrics
+
+
+__all__ = ["Bicubic", "Measurement", "Protocol", "bicubic_upsample", "evaluate", "measure", "write_json"]
