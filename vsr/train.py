@@ -395,16 +395,19 @@ class SuperResolution(Objective):
     def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
         return self.pixel_loss(net(batch["lq"]), batch["gt"])
 
-    def validate(self, model: nn.Module) -> dict[str, float]:
+    @property
+    def clips(self) -> TestClips:
+        """The validation clips, read once (frames stay cached between validations)."""
         if self._clips is None:
             self._clips = self.protocol.test_clips(self.val_source)
-        result = measure(model, self._clips, self.protocol, self.device, bicubic=False)
+        return self._clips
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        result = measure(model, self.clips, self.protocol, self.device, bicubic=False)
         return {"psnr": result.mean("psnr"), "ssim": result.mean("ssim")}
 
     def baseline(self) -> dict[str, float]:
-        if self._clips is None:
-            self._clips = self.protocol.test_clips(self.val_source)
-        result = measure(Bicubic(self._clips.source.scale), self._clips, self.protocol, "cpu", bicubic=False)
+        result = measure(Bicubic(self.clips.source.scale), self.clips, self.protocol, "cpu", bicubic=False)
         return {"psnr": result.mean("psnr"), "ssim": result.mean("ssim")}
 
 
