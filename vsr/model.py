@@ -162,9 +162,7 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
     flow = build_component("flow", *spec("flow")) if uses_flow else None
     refill = build_component("refill", *spec("refill"), channels=channels, branches=branches)
     upsampling = build_component("upsampling", *spec("upsampling"), in_channels=channels, scale=scale)
-    return VideoSRNet(
-        scale, channels, flow, propagation, upsampling, refill, detect_mirror=section["detect_mirror"]
-    )
+    return VideoSRNet(scale, channels, flow, propagation, upsampling, refill, detect_mirror=section["detect_mirror"])
 
 
 def build_model(recipe: str | Path | dict | Recipe, *overrides: str, **kw_overrides: Any) -> VideoSRNet:

@@ -144,9 +144,7 @@ class Recipe:
         for item in overrides:
             if isinstance(item, str):
                 if "=" not in item:
-                    raise RecipeError(
-                        item, None, "an override is written key=value, e.g. model.alignment=none"
-                    )
+                    raise RecipeError(item, None, "an override is written key=value, e.g. model.alignment=none")
                 key, text = item.split("=", 1)
                 key, value = key.strip(), parse_value(text)
             else:
@@ -223,9 +221,7 @@ def _validate_component(kind: str, value: Any) -> dict[str, Any]:
     allowed = component_arguments(cls, _wired_arguments(kind))
     for key, arg in args.items():
         if key not in allowed:
-            raise RecipeError(
-                f"model.{kind}.{key}", arg, f"not an argument of {kind} '{name}'", sorted(allowed)
-            )
+            raise RecipeError(f"model.{kind}.{key}", arg, f"not an argument of {kind} '{name}'", sorted(allowed))
     return entry
 
 
@@ -258,9 +254,7 @@ def load_recipe(source: str | Path | dict | Recipe, *overrides: str | tuple[str,
         if not path.is_file():
             shipped = shipped_recipes()
             if str(source) not in shipped:
-                raise RecipeError(
-                    "<recipe>", str(source), "no such recipe file or shipped recipe", sorted(shipped)
-                )
+                raise RecipeError("<recipe>", str(source), "no such recipe file or shipped recipe", sorted(shipped))
             path = shipped[str(source)]
         try:
             raw = yaml.safe_load(path.read_text()) or {}

@@ -30,9 +30,7 @@ def flow_warp(
     SPyNet warps images with border padding.
     """
     if x.shape[-2:] != flow.shape[1:3]:
-        raise ValueError(
-            f"flow_warp: spatial sizes differ: x {tuple(x.shape[-2:])}, flow {tuple(flow.shape[1:3])}"
-        )
+        raise ValueError(f"flow_warp: spatial sizes differ: x {tuple(x.shape[-2:])}, flow {tuple(flow.shape[1:3])}")
     _, _, h, w = x.shape
     grid_y, grid_x = torch.meshgrid(
         torch.arange(h, device=x.device, dtype=x.dtype),

@@ -79,8 +79,6 @@ def build_component(kind: str, name: str, args: dict[str, Any], **wired: Any) ->
                 sorted(allowed),
             )
         if key not in allowed:
-            raise RecipeError(
-                f"model.{kind}.{key}", args[key], f"not an argument of {kind} '{name}'", sorted(allowed)
-            )
+            raise RecipeError(f"model.{kind}.{key}", args[key], f"not an argument of {kind} '{name}'", sorted(allowed))
     accepted = inspect.signature(cls.__init__).parameters
     return cls(**args, **{k: v for k, v in wired.items() if k in accepted})
