@@ -43,7 +43,7 @@ def reports_errors(command):
             console.print(f"[bold red]error:[/] {err}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to resume")
+            console.print("[yellow]interrupted[/]: finished work is saved; rerun with --resume (vsr train) or the same command (vsr study) to continue")
             raise typer.Exit(130) from None
 
     return wrapper
