@@ -43,7 +43,10 @@ def reports_errors(command):
             console.print(f"[bold red]error:[/] {err}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: finished work is saved; rerun with --resume (vsr train) or the same command (vsr study) to continue")
+            console.print(
+                "[yellow]interrupted[/]: finished work is saved; continue with --resume (vsr train) "
+                "or the same command (vsr study)"
+            )
             raise typer.Exit(130) from None
 
     return wrapper
