@@ -120,3 +120,18 @@ def test_a_new_component_needs_no_change_to_the_model():
         assert model(torch.rand(1, 3, 3, 16, 16)).shape == (1, 3, 3, 64, 64)
     finally:
         del REGISTRY["alignment"]["feature_and_image"]
+
+
+def test_yaml_booleans_are_accepted_for_precision_switches(tmp_path):
+    """``amp: off`` and ``channels_last: true`` are YAML booleans; they mean what they say."""
+    from vsr.train import _switch, autocast_dtype
+
+    path = tmp_path / "switches.yaml"
+    path.write_text("name: switches\ntrain: {amp: off, channels_last: true}\n")
+    train = load_recipe(path).to_dict()["train"]
+    assert train["amp"] is False and train["channels_last"] is True
+    assert autocast_dtype(train["amp"], torch.device("cuda")) is None
+    assert _switch(train["channels_last"], "train.channels_last") is True
+    path.write_text("name: switches\ntrain: {compile: auto}\n")  # other keys keep their types
+    with pytest.raises(RecipeError, match=r"train.compile.*expected a bool"):
+        load_recipe(path)

@@ -260,3 +260,34 @@ def test_failed_run_is_recorded_and_the_study_goes_on(study_file, synth_root, tm
     index = (report / "index.md").read_text()
     assert "## Failed runs" in index and "loss is nan" in index
     assert "not measured (no finished runs of unidirectional)" in index
+
+
+def test_identical_run_of_another_study_is_reused_not_retrained(study_file, synth_root, tmp_path, monkeypatch):
+    """The base of one study is often a variant of another (BasicVSR in the propagation, alignment and
+    IconVSR studies): a finished run with the same recipe and seed is copied and re-evaluated, not retrained."""
+    runs = tmp_path / "runs"
+    args = {"data": synth_root, "out": runs, "progress": False, "seeds": [0]}
+    run_study(study_file, report=tmp_path / "r1", variants=["bidirectional"], **args)
+
+    raw = yaml.safe_load(study_file.read_text())
+    raw["name"] = "other"
+    raw["variants"] = {"bidirectional": [], "lr": ["train.lr=1.0e-3"]}  # one twin, one new recipe
+    raw["base"], raw["expect"] = "bidirectional", []
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(raw, sort_keys=False))
+    trained: list[str] = []
+    real_train = vsr.train.train
+
+    def spy_train(recipe, out_dir, **kwargs):
+        trained.append(Path(out_dir).relative_to(runs).as_posix())
+        return real_train(recipe, out_dir, **kwargs)
+
+    monkeypatch.setattr(vsr.train, "train", spy_train)
+    run_study(other, report=tmp_path / "r2", **args)
+    assert trained == ["other/lr/seed0"]
+    source, copy = runs / "mini/bidirectional/seed0", runs / "other/bidirectional/seed0"
+    record = json.loads((copy / "run.json").read_text())
+    assert record["trained_in"] == str(source)
+    assert record["metrics"] == json.loads((source / "run.json").read_text())["metrics"]
+    assert (copy / "log.jsonl").read_text() == (source / "log.jsonl").read_text()
+    assert json.loads((runs / "other/lr/seed0/run.json").read_text())["trained_in"] is None

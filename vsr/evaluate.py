@@ -13,10 +13,7 @@ training equal those of :func:`evaluate` on the saved checkpoint.
 from __future__ import annotations
 
 import csv
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from vsr.atomic import atomic_open, write_json
 from vsr.data.datasets import ClipSet, TestClips, open_dataset
 from vsr.data.degradations import imresize
 from vsr.errors import VSRError
@@ -209,24 +207,8 @@ def _save_frames(frames: Tensor, names: list[str], folder: Path) -> None:
         Image.fromarray(np.ascontiguousarray(image)).save(folder / f"{name}.png")
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Write JSON to a temporary file beside ``path``, then rename (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -344,4 +326,4 @@ def evaluate(
     return metrics
 
 
-__all__ = ["Bicubic", "Measurement", "Protocol", "bicubic_upsample", "evaluate", "measure", "write_json"]
+__all__ = ["Bicubic", "Measurement", "Protocol", "bicubic_upsample", "evaluate", "measure"]

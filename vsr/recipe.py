@@ -198,8 +198,12 @@ def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return sections
 
 
+#: String switches that YAML may also write as booleans (``amp: off`` parses as False).
+BOOLEAN_SWITCHES = {"train.amp", "train.channels_last"}
+
+
 def _validate_value(key: str, value: Any, default: Any) -> Any:
-    if default is None:
+    if default is None or (key in BOOLEAN_SWITCHES and isinstance(value, bool)):
         return value
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):

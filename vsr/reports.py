@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vsr.atomic import write_text, write_with
 from vsr.errors import VSRError
 
 RUN_FILE, STUDY_FILE, FAILED_FILE = "run.json", "study.json", "failed.json"  # as written by vsr.studies
@@ -461,16 +461,7 @@ def _figure(width: float = 7.0, height: float = 4.5, rows: int = 1, cols: int = 
 
 def _save(fig, path: Path) -> Path:
     """Save a figure as PNG atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=150)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_with(lambda tmp: fig.savefig(tmp, format="png", dpi=150), path, suffix=".png")
 
 
 def _series_name(study: str, variant: str, several: bool, info) -> str:
@@ -689,20 +680,6 @@ def figure_visual_comparison(panels: Sequence[Mapping[str, Any]], path: Path) ->
 # --------------------------------------------------------------------------------------------------------
 # The report
 # --------------------------------------------------------------------------------------------------------
-
-
-def write_text(text: str, path: Path) -> Path:
-    """Write text atomically (temporary file beside ``path``, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _relative(path: Path, start: Path) -> str:

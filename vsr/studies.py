@@ -28,7 +28,10 @@ is replaced by it). A variant may also be a mapping ``{overrides: [...], label: 
 ``per_frame.csv``), then (first seed of each variant) ``profile`` (``profile.json``), and last, written
 atomically, ``run.json``: a run is finished exactly when ``run.json`` exists. Rerunning the same command
 skips finished runs, evaluates runs whose training finished, and resumes interrupted training from
-``checkpoints/latest.pth``; a run folder made with a different recipe is an error, never overwritten.
+``checkpoints/latest.pth``; a run folder made with a different recipe is an error, never overwritten. A run
+whose resolved recipe (up to its name) and seed equal those of a finished run of another study under ``OUT``
+is not trained again: that run's weights and logs are copied (``reused.json`` names the source) and
+evaluated, so BasicVSR, the base of the propagation, alignment and IconVSR studies, trains once.
 
 Executors: ``local`` runs one run after another in this process; ``slurm`` submits one job per run through
 ``submitit`` (parameters from the preset's ``slurm`` mapping, e.g. ``{timeout_min: 4320, gpus_per_node: 1,
@@ -57,6 +60,7 @@ from typing import Any
 
 import yaml
 
+from vsr.atomic import write_json, write_with
 from vsr.errors import RecipeError, VSRError
 
 #: Metrics a study can report: those of ``metrics.json`` (BasicSR's PSNR and SSIM).
@@ -65,6 +69,7 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 RUN_FILE = "run.json"  # written last, atomically: its presence marks a finished run
 SPEC_FILE = "run_spec.json"  # written first: what the run folder is for (checked on every rerun)
 FAILED_FILE = "failed.json"  # the error of the last attempt, removed when the run finishes
+REUSED_FILE = "reused.json"  # the run whose training this run copied (an identical recipe and seed)
 STUDY_FILE = "study.json"  # the study definition as run, in OUT/<study>/
 
 _STUDY_KEYS = ("name", "title", "description", "base", "metrics", "presets", "variants", "expect")
@@ -422,6 +427,7 @@ class RunSpec:
     profile: Mapping[str, Any] | None = None  # profile() arguments, or None: not profiled
     device: str | None = None
     gpus: int = 1
+    runs_root: str | None = None  # where finished runs of other studies may hold this run's training
 
     @property
     def key(self) -> str:
@@ -429,13 +435,6 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         return {"study": self.study, "variant": self.variant, "seed": self.seed, "recipe": self.recipe}
-
-
-def write_json(obj: Any, path: Path) -> Path:
-    """JSON to a temporary file beside ``path``, then renamed: never half a file."""
-    from vsr.evaluate import write_json as atomic_json
-
-    return atomic_json(obj, path)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -471,6 +470,43 @@ def check_run_folder(spec: RunSpec, create: bool = False) -> None:
 
 def run_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / RUN_FILE).is_file()
+
+
+#: What a run's training wrote; copied from a twin run, ``result.json`` last (it marks training as done).
+_TRAINING_FILES = (
+    "recipe.yaml", "log.jsonl", "metrics.csv", "model.safetensors", "checkpoints/last.pth", "result.json"
+)  # fmt: skip
+
+
+def _same_training(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two resolved recipes train the same network the same way (the recipe's name is only a label)."""
+    return {k: v for k, v in a.items() if k != "name"} == {k: v for k, v in b.items() if k != "name"}
+
+
+def find_twin_run(spec: RunSpec) -> Path | None:
+    """A finished run under ``spec.runs_root`` (any study) with the same seed and the same resolved recipe,
+    up to its name: e.g. BasicVSR is the base of the propagation, alignment and IconVSR studies alike."""
+    if spec.runs_root is None:
+        return None
+    recipe = json.loads(json.dumps(spec.recipe))
+    for path in sorted(Path(spec.runs_root).glob(f"*/*/seed*/{RUN_FILE}")):
+        if path.parent.resolve() == Path(spec.run_dir).resolve():
+            continue
+        try:
+            other = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        same = other.get("seed") == spec.seed and _same_training(other.get("recipe", {}), recipe)
+        if same and all((path.parent / f).is_file() for f in _TRAINING_FILES):
+            return path.parent
+    return None
+
+
+def _copy_training(source: Path, run_dir: Path) -> None:
+    import shutil
+
+    for name in _TRAINING_FILES:
+        write_with(lambda tmp, name=name: shutil.copyfile(source / name, tmp), run_dir / name)
 
 
 def torchrun_command(spec: RunSpec, resume: bool) -> list[str]:
@@ -531,8 +567,14 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
 
     run_dir = Path(spec.run_dir)
     started = time.time()
+    reused = run_dir / REUSED_FILE
     if not (run_dir / "result.json").is_file():
-        _train(spec, progress)
+        twin = None if (run_dir / "checkpoints" / "latest.pth").is_file() else find_twin_run(spec)
+        if twin is not None:  # the same training was done for another study: evaluate its weights again
+            write_json({"trained_in": str(twin)}, reused)
+            _copy_training(twin, run_dir)
+        else:
+            _train(spec, progress)
     trained = json.loads((run_dir / "result.json").read_text())
     recipe = load_recipe(spec.recipe)
     checkpoint = run_dir / "checkpoints" / "last.pth"
@@ -553,6 +595,7 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
         "parameters": trained.get("parameters"),
         "device": trained.get("device"),
         "checkpoint": "checkpoints/last.pth",
+        "trained_in": json.loads(reused.read_text())["trained_in"] if reused.is_file() else None,
         "data": metrics.get("data"),
         "wall_time_s": round(time.time() - started, 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -605,6 +648,7 @@ def plan_runs(
                     profile=p.profile if i == 0 else None,  # one profile per variant
                     device=device,
                     gpus=p.gpus_per_run,
+                    runs_root=str(out),
                 )
             )
     return specs

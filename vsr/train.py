@@ -52,11 +52,12 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import DataLoader, Sampler
 
+from vsr.atomic import write_json
 from vsr.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from vsr.components import build_component
 from vsr.data.datasets import ClipSet, TestClips, TrainingClips, open_dataset
 from vsr.errors import DataError, RecipeError, VSRError
-from vsr.evaluate import Bicubic, Protocol, measure, progress_bar, test_spec, write_json
+from vsr.evaluate import Bicubic, Protocol, measure, progress_bar, test_spec
 from vsr.losses import build_loss, endpoint_error
 from vsr.model import PRETRAINED_PREFIXES, assemble
 from vsr.recipe import Recipe, load_recipe

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vsr.atomic import write_with
 from vsr.errors import DataError, RecipeError
 
 # --------------------------------------------------------------------------------------------------------
@@ -222,12 +223,8 @@ def _write_png(frame: Tensor, path: Path) -> None:
     from PIL import Image
 
     array = torch.floor(frame.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    write_with(lambda tmp: image.save(tmp, format="PNG"), path, suffix=".png")
 
 
 def degrade_folder(
