@@ -291,3 +291,18 @@ def test_identical_run_of_another_study_is_reused_not_retrained(study_file, synt
     assert record["metrics"] == json.loads((source / "run.json").read_text())["metrics"]
     assert (copy / "log.jsonl").read_text() == (source / "log.jsonl").read_text()
     assert json.loads((runs / "other/lr/seed0/run.json").read_text())["trained_in"] is None
+
+
+def test_parallel_jobs_give_the_results_of_one_after_another(study_file, synth_root, tmp_path):
+    """``jobs=2``: two worker processes, one thread each; every run finishes, with the numbers a sequential
+    study gets (training is a pure function of the recipe and seed)."""
+    args = {"data": synth_root, "progress": False, "seeds": [0]}
+    run_study(study_file, out=tmp_path / "one", report=tmp_path / "r1", **args)
+    run_study(study_file, out=tmp_path / "two", report=tmp_path / "r2", jobs=2, **args)
+    for variant in ("unidirectional", "bidirectional"):
+        one = json.loads((tmp_path / f"one/mini/{variant}/seed0/metrics.json").read_text())
+        two = json.loads((tmp_path / f"two/mini/{variant}/seed0/metrics.json").read_text())
+        assert two["psnr"] == pytest.approx(one["psnr"], abs=1e-4)
+    assert pd.read_csv(tmp_path / "r2/results.csv").set_index("variant").loc["bidirectional", "seeds"] == 1
+    with pytest.raises(StudyError, match=r"jobs=2: .* only with the local executor"):
+        run_study(study_file, out=tmp_path / "three", executor="submitit-local", jobs=2, **args)

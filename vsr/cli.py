@@ -225,6 +225,9 @@ def study_command(
         Path | None, typer.Option("--out", "-o", help="Runs folder (default runs/studies/<preset>).")
     ] = None,
     executor: Annotated[str, typer.Option(help="local, slurm or submitit-local.")] = "local",
+    jobs: Annotated[
+        int, typer.Option(help="Runs at once with the local executor (each gets cores / jobs threads).")
+    ] = 1,
     variant: Annotated[list[str] | None, typer.Option(help="Run only these variants (repeatable).")] = None,
     slurm: Annotated[list[str] | None, typer.Option(help="Slurm parameter key=value (repeatable).")] = None,
     report: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<study>-<preset>).")] = None,
@@ -240,7 +243,7 @@ def study_command(
         slurm_args[key] = parse_value(value)
     index = run_study(
         name, preset=preset, seeds=seeds, data=data, out=out, executor=executor, device=device,
-        slurm=slurm_args or None, report=report, variants=variant,
+        slurm=slurm_args or None, report=report, variants=variant, jobs=jobs,
     )  # fmt: skip
     console.print(f"report: [bold]{index}[/]")
 

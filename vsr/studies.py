@@ -33,7 +33,8 @@ whose resolved recipe (up to its name) and seed equal those of a finished run of
 is not trained again: that run's weights and logs are copied (``reused.json`` names the source) and
 evaluated, so BasicVSR, the base of the propagation, alignment and IconVSR studies, trains once.
 
-Executors: ``local`` runs one run after another in this process; ``slurm`` submits one job per run through
+Executors: ``local`` runs one run after another in this process (``jobs=N``: N at once in worker processes
+that share the CPU threads); ``slurm`` submits one job per run through
 ``submitit`` (parameters from the preset's ``slurm`` mapping, e.g. ``{timeout_min: 4320, gpus_per_node: 1,
 slurm_partition: gpu}``), waits for them and writes the report; ``submitit-local`` is the same through
 submitit's local executor (a subprocess per run; for testing). Ctrl-C while waiting cancels the jobs
@@ -701,6 +702,47 @@ def _run_local(specs: Sequence[RunSpec], total: int, progress: bool) -> list[str
     return failures
 
 
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_parallel(specs: Sequence[RunSpec], total: int, progress: bool, jobs: int) -> list[str]:
+    """Run ``jobs`` runs at once in worker processes, each with an equal share of the CPU threads: small
+    models on a CPU use one thread poorly, so two one-thread runs on two cores finish in about the time of
+    one two-thread run. A failing run is recorded and the others still run; Ctrl-C stops them all (each
+    resumes from its last checkpoint on the next call)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    console = _console()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    failures: list[str] = []
+    if progress:
+        console.rule(f"[bold]{len(specs)} runs, {jobs} at a time ({threads} thread(s) each)[/]")
+    pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker, (threads,))
+    try:
+        futures = {pool.submit(run_one, spec, False): spec for spec in specs}
+        for done_here, future in enumerate(as_completed(futures), 1):
+            spec = futures[future]
+            finished = f"[{total - len(specs) + done_here}/{total}]"
+            try:
+                record = future.result()
+            except Exception as err:  # recorded in failed.json by the worker, where it could be
+                failures.append(f"{spec.key}: {type(err).__name__}: {err} (see {Path(spec.run_dir) / FAILED_FILE})")
+                console.print(f"{finished} [bold red]{spec.key} failed:[/] {err}", highlight=False)
+                continue
+            if progress:
+                metrics = record["metrics"]
+                console.print(f"{finished} {spec.key}: PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return failures
+
+
 def _make_executor(kind: str, folder: Path, params: Mapping[str, Any]):
     try:
         import submitit
@@ -768,6 +810,7 @@ def run_study(
     slurm: Mapping[str, Any] | None = None,
     report: str | Path | None = None,
     variants: Sequence[str] | None = None,
+    jobs: int = 1,
 ) -> Path:
     """Run every variant × seed of a study (skipping finished runs, resuming interrupted ones) and write
     its report. Returns the report folder (``index.md`` inside).
@@ -776,12 +819,19 @@ def run_study(
     presets that take one; ``out``: the runs root (default ``runs/studies/<preset>``), runs go to
     ``OUT/<study>/<variant>/seed<k>/``; ``executor``: ``local``, ``slurm`` or ``submitit-local``;
     ``slurm``: submitit parameters added to the preset's; ``report``: the report folder (default
-    ``reports/<study>-<preset>``); ``variants``: run only these (the report covers every finished run).
+    ``reports/<study>-<preset>``); ``variants``: run only these (the report covers every finished run);
+    ``jobs``: with the local executor, how many runs train at once (worker processes sharing the CPU
+    threads, or the one GPU).
     """
     from vsr.reports import write_report
 
     if executor not in EXECUTORS:
         raise StudyError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if not isinstance(jobs, int) or jobs < 1 or (jobs > 1 and executor != "local"):
+        raise StudyError(
+            f"jobs={jobs!r}: runs at once must be a whole number >= 1, and > 1 only with the local executor "
+            "(Slurm and submitit run every run as its own job already)"
+        )
     study = load_study(name_or_path)
     p = study.preset(preset)
     out = Path(out) if out is not None else Path("runs") / "studies" / preset
@@ -805,7 +855,9 @@ def run_study(
     failures: list[str] = []
     if pending:
         _check_data(pending)
-        if executor == "local":
+        if executor == "local" and jobs > 1 and len(pending) > 1:
+            failures = _run_parallel(pending, len(specs), progress, min(jobs, len(pending)))
+        elif executor == "local":
             failures = _run_local(pending, len(specs), progress)
         else:
             params = {"name": f"vsr-{study.name}", **p.slurm, **(slurm or {})}
