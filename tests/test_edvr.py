@@ -29,7 +29,10 @@ def torchvision_deform_conv2d():
             f"{type(err).__name__}: {err}; run under torch 2.14.1 + torchvision 0.29.1"
         )
     if torchvision.ops.deform_conv2d is deform_conv2d_torch:
-        pytest.skip("only vsr.testing's torchvision stand-in is loaded; run under torch 2.14.1 + torchvision 0.29.1")
+        pytest.skip(
+            "torchvision is not installed here (the module loaded is vsr.testing's stand-in for BasicSR); "
+            "run under torch 2.14.1 + torchvision 0.29.1"
+        )
     return torchvision.ops.deform_conv2d
 
 
