@@ -117,6 +117,9 @@ def test_conclusions_verdicts():
     info = _info(["a", "b"], "b", expect)
     holds = conclusions(_runs({"a": [30.0, 30.1, 29.9], "b": [30.6, 30.5, 30.7]}), info)[0]
     assert "holds, +0.600 dB, 6.0× the seed-to-seed spread of 0.100 dB" in holds and "120% of the paper" in holds
+    assert f"(Welch p = {welch_t_test([30.6, 30.5, 30.7], [30.0, 30.1, 29.9]).p:.3f}, 3 + 3 seeds)" in holds
+    tiny = conclusions(_runs({"a": [30.0, 30.01, 29.99], "b": [31.0, 31.01, 30.99]}), info)[0]
+    assert welch_t_test([31.0, 31.01, 30.99], [30.0, 30.01, 29.99]).p < 0.001 and "(Welch p < 0.001, 3 + 3" in tiny
     reversed_ = conclusions(_runs({"a": [31.0, 31.1, 30.9], "b": [30.0, 30.1, 29.9]}), info)[0]
     assert "is reversed, -1.000 dB" in reversed_
     unresolved = conclusions(_runs({"a": [30.0, 31.0], "b": [30.2, 31.1]}), info)[0]

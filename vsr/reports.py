@@ -430,7 +430,7 @@ def conclusions(runs: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> li
             spread = math.sqrt((better.var(ddof=1) + worse.var(ddof=1)) / 2)
             p = welch_t_test(better, worse).p
             spread_text = f"{spread:.{digits}f} {unit}".rstrip()
-            stats = f"Welch p = {_p(p)}, {len(better)} + {len(worse)} seeds"
+            stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + _p(p)}, {len(better)} + {len(worse)} seeds"
             if abs(delta) <= spread:
                 lines.append(f"{claim}: {shown} is within the seed-to-seed spread of {spread_text} ({stats}): the "
                              f"{preset} preset cannot resolve this difference.{source}")  # fmt: skip
