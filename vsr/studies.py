@@ -677,6 +677,17 @@ def _console():
     return Console(stderr=True)
 
 
+def _outcome(spec: RunSpec, result, console, progress: bool, failures: list[str], prefix: str = "") -> None:
+    """Print one run's result, or record its error (``result`` is the run record or the exception; the
+    error is also in the run's failed.json, with its traceback)."""
+    if isinstance(result, Exception):
+        failures.append(f"{spec.key}: {type(result).__name__}: {result} (see {Path(spec.run_dir) / FAILED_FILE})")
+        console.print(f"{prefix}[bold red]{spec.key} failed:[/] {result}", highlight=False)
+    elif progress:
+        metrics = result["metrics"]
+        console.print(f"{prefix}{spec.key}: PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
+
+
 def _run_local(specs: Sequence[RunSpec], total: int, progress: bool) -> list[str]:
     """Run one after another in this process; a failing run is recorded and the others still run.
     Returns the failures (``key: error`` lines); Ctrl-C stops everything."""
@@ -692,13 +703,10 @@ def _run_local(specs: Sequence[RunSpec], total: int, progress: bool) -> list[str
         if progress:
             console.rule(f"[bold]run {finished + 1}/{total}[/] · {spec.key}{eta}")
         try:
-            record = run_one(spec, progress=progress)
-        except Exception as err:  # recorded in failed.json with its traceback; the study goes on
-            failures.append(f"{spec.key}: {type(err).__name__}: {err} (see {Path(spec.run_dir) / FAILED_FILE})")
-            console.print(f"[bold red]{spec.key} failed:[/] {err}", highlight=False)
-            continue
-        if progress:
-            console.print(f"{spec.key}: PSNR {record['metrics']['psnr']:.3f} dB, SSIM {record['metrics']['ssim']:.4f}")
+            result = run_one(spec, progress=progress)
+        except Exception as err:  # the study goes on
+            result = err
+        _outcome(spec, result, console, progress, failures)
     return failures
 
 
@@ -726,16 +734,11 @@ def _run_parallel(specs: Sequence[RunSpec], total: int, progress: bool, jobs: in
         futures = {pool.submit(run_one, spec, False): spec for spec in specs}
         for done_here, future in enumerate(as_completed(futures), 1):
             spec = futures[future]
-            finished = f"[{total - len(specs) + done_here}/{total}]"
             try:
-                record = future.result()
-            except Exception as err:  # recorded in failed.json by the worker, where it could be
-                failures.append(f"{spec.key}: {type(err).__name__}: {err} (see {Path(spec.run_dir) / FAILED_FILE})")
-                console.print(f"{finished} [bold red]{spec.key} failed:[/] {err}", highlight=False)
-                continue
-            if progress:
-                metrics = record["metrics"]
-                console.print(f"{finished} {spec.key}: PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
+                result = future.result()
+            except Exception as err:  # the study goes on
+                result = err
+            _outcome(spec, result, console, progress, failures, f"[{total - len(specs) + done_here}/{total}] ")
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
