@@ -12,7 +12,6 @@ Dotted overrides change one key: ``model.alignment=none`` (a new component, argu
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,8 +19,7 @@ from typing import Any
 
 import yaml
 
-from vsr.components import KINDS, REGISTRY, component_class
-from vsr.components.registry import component_arguments
+from vsr.components import KINDS, REGISTRY, check_component
 from vsr.errors import RecipeError
 
 #: Every recipe key with its default. Component entries hold the reference choice.
@@ -215,40 +213,12 @@ def _validate_value(key: str, value: Any, default: Any) -> Any:
 
 def _validate_component(kind: str, value: Any) -> dict[str, Any]:
     entry = _component_entry(f"model.{kind}", value)
-    name = entry["name"]
-    cls = component_class(kind, name)
-    args = {k: v for k, v in entry.items() if k != "name"}
-    if cls is None:
-        if args:
-            raise RecipeError(f"model.{kind}", name, f"'{name}' takes no arguments, got {sorted(args)}")
-        return entry
-    allowed = component_arguments(cls, _wired_arguments(kind))
-    for key, arg in args.items():
-        if key not in allowed:
-            raise RecipeError(f"model.{kind}.{key}", arg, f"not an argument of {kind} '{name}'", sorted(allowed))
+    check_component(kind, entry["name"], {k: v for k, v in entry.items() if k != "name"})
     return entry
-
-
-def _wired_arguments(kind: str) -> set[str]:
-    """Constructor arguments the model supplies itself, never the recipe."""
-    return {
-        "flow": set(),
-        "propagation": {"channels", "alignments", "aggregations"},
-        "alignment": set(),
-        "aggregation": {"in_channels", "out_channels"},
-        "upsampling": {"in_channels", "scale"},
-        "refill": {"channels", "branches"},
-    }[kind]
-
-
-def _ensure_components_registered() -> None:
-    for kind in KINDS:
-        importlib.import_module(f"vsr.components.{kind}")
 
 
 def load_recipe(source: str | Path | dict | Recipe, *overrides: str | tuple[str, Any]) -> Recipe:
     """Load and validate a recipe from a path, a shipped recipe's name, a dict or a Recipe."""
-    _ensure_components_registered()
     if isinstance(source, Recipe):
         recipe = source
     elif isinstance(source, dict):

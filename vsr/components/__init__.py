@@ -1,11 +1,23 @@
 """Interchangeable VSR components, one module per kind (BasicVSR's four functionalities plus IconVSR's refill).
 
 Each kind has a small documented interface (an abstract base in its module); every registered component
-honours it, and :mod:`vsr.model` depends only on those interfaces. ``REGISTRY[kind]`` maps recipe names to
-classes; :func:`register` adds one.
+honours it, and :mod:`vsr.model` depends only on those interfaces. ``KIND_SPECS[kind]`` says what the model
+wires into a kind and whether ``none`` is a choice; ``REGISTRY[kind]`` maps recipe names to classes;
+:func:`register` adds one.
 """
 
-from vsr.components.registry import KINDS, REGISTRY, build_component, component_class, register  # isort: skip
+from vsr.components.registry import (  # isort: skip
+    KIND_SPECS,
+    KINDS,
+    REGISTRY,
+    KindSpec,
+    build_component,
+    check_component,
+    component_choices,
+    component_class,
+    declare_kind,
+    register,
+)
 from vsr.components.aggregation import Aggregation, DirectionFusion, PlainAggregation, ResidualAggregation
 from vsr.components.alignment import Alignment, FeatureAlignment, ImageAlignment, NoAlignment
 from vsr.components.blocks import ResidualBlock
@@ -23,6 +35,7 @@ from vsr.components.upsampling import InterpolateConvUpsampling, PixelShuffleUps
 
 __all__ = [
     "KINDS",
+    "KIND_SPECS",
     "REGISTRY",
     "Aggregation",
     "Alignment",
@@ -35,6 +48,7 @@ __all__ = [
     "ImageAlignment",
     "InformationRefill",
     "InterpolateConvUpsampling",
+    "KindSpec",
     "LocalPropagation",
     "NoAlignment",
     "PixelShuffleUpsampling",
@@ -48,7 +62,10 @@ __all__ = [
     "UnidirectionalPropagation",
     "Upsampling",
     "build_component",
+    "check_component",
+    "component_choices",
     "component_class",
+    "declare_kind",
     "flow_warp",
     "register",
 ]

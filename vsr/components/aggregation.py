@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from vsr.components.blocks import ResidualBlock, conv3x3, kaiming_init_, lrelu
-from vsr.components.registry import register
+from vsr.components.registry import declare_kind, register
 
 
+@declare_kind("aggregation", wired=("in_channels", "out_channels"))
 class Aggregation(nn.Module):
     """Interface of the ``aggregation`` kind; see the module docstring."""
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vsr.components.flow import flow_warp
-from vsr.components.registry import register
+from vsr.components.registry import declare_kind, register
 
 
+@declare_kind("alignment")
 class Alignment(nn.Module):
     """Interface of the ``alignment`` kind; see the module docstring."""
 

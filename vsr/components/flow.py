@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsr.components.registry import register
+from vsr.components.registry import declare_kind, register
 
 
 def flow_warp(
@@ -44,6 +44,7 @@ def flow_warp(
     return F.grid_sample(x, grid, mode=interpolation, padding_mode=padding_mode, align_corners=align_corners)
 
 
+@declare_kind("flow")
 class FlowEstimator(nn.Module):
     """Interface of the ``flow`` kind: ``forward(ref, supp) -> flow`` from ``ref`` to ``supp``, see module doc."""
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from vsr.components.aggregation import DirectionFusion
 from vsr.components.alignment import Alignment
-from vsr.components.registry import register
+from vsr.components.registry import declare_kind, register
 
 
 @dataclass
@@ -41,6 +41,7 @@ class ClipFlows:
     forward: Tensor | None = None
 
 
+@declare_kind("propagation", wired=("channels", "alignments", "aggregations"))
 class Propagation(nn.Module):
     """Interface of the ``propagation`` kind and the shared recurrent loop of one branch."""
 

@@ -5,7 +5,8 @@ boundaries and stopping error accumulation.
 Interface of the ``refill`` kind (:class:`Refill`): constructed with ``channels`` and ``branches`` (wired
 by the model); ``forward(lrs (n, t, 3, h, w)) -> RefillState`` whose ``fuse(branch, state, i)`` returns
 the state of frame ``i`` after refill (unchanged away from keyframes). ``spatial_multiple`` tells the
-model what h and w must be multiples of (the model pads and crops).
+model what h and w must be multiples of (the model pads and crops). The kind is optional: ``refill: none``
+builds no refill.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from torch import Tensor, nn
 
 from vsr.components.blocks import conv3x3
 from vsr.components.edvr import EDVRFeatureExtractor
-from vsr.components.registry import register
-
-register("refill", "none")(None)  # recipes may say `refill: none`
+from vsr.components.registry import declare_kind, register
 
 
 class RefillState:
@@ -37,6 +36,7 @@ class RefillState:
         return RefillState({i - start: f for i, f in self.features.items() if start <= i < end}, self.fusion)
 
 
+@declare_kind("refill", wired=("channels", "branches"), optional=True)
 class Refill(nn.Module):
     """Interface of the ``refill`` kind; see the module docstring."""
 

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vsr.components.blocks import conv3x3, is_power_of_two, kaiming_init_, lrelu
-from vsr.components.registry import register
+from vsr.components.registry import declare_kind, register
 
 RESIDUAL_MODES = ("bilinear", "bicubic", "none")
 
 
+@declare_kind("upsampling", wired=("in_channels", "scale"))
 class Upsampling(nn.Module):
     """Shared body of the ``upsampling`` kind: ``log2(scale)`` ×2 stages, ``conv_hr``, ``conv_last`` and the
     interpolated LR residual. Subclasses define :meth:`make_stage`.
