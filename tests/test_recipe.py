@@ -5,7 +5,7 @@ import torch
 
 from vsr import RecipeError, build_model, load_recipe
 from vsr.components import REGISTRY, FeatureAlignment, register
-from vsr.recipe import DEFAULTS
+from vsr.recipe import CHOICES, DATA_SET_CHOICES, DATA_SET_KEYS, DEFAULTS, SPLITS
 
 
 def test_shipped_recipes_reproduce_the_reference_sizes():
@@ -124,14 +124,93 @@ def test_a_new_component_needs_no_change_to_the_model():
 
 def test_yaml_booleans_are_accepted_for_precision_switches(tmp_path):
     """``amp: off`` and ``channels_last: true`` are YAML booleans; they mean what they say."""
-    from vsr.train import _switch, autocast_dtype
+    from vsr.training.precision import autocast_dtype, parse_switch
 
     path = tmp_path / "switches.yaml"
     path.write_text("name: switches\ntrain: {amp: off, channels_last: true}\n")
     train = load_recipe(path).to_dict()["train"]
     assert train["amp"] is False and train["channels_last"] is True
     assert autocast_dtype(train["amp"], torch.device("cuda")) is None
-    assert _switch(train["channels_last"], "train.channels_last") is True
+    assert parse_switch(train["channels_last"], "train.channels_last") is True
     path.write_text("name: switches\ntrain: {compile: auto}\n")  # other keys keep their types
     with pytest.raises(RecipeError, match=r"train.compile.*expected a bool"):
         load_recipe(path)
+
+
+# --------------------------------------------------------------------------------- switches with choices
+def test_a_typo_in_a_train_switch_fails_at_load():
+    """Not when training starts: the key, the value and the choices are named."""
+    with pytest.raises(
+        RecipeError, match=r"'train.scheduler' = 'cosin': unknown scheduler; valid choices: constant, cosine_restart"
+    ):
+        load_recipe("basicvsr_tiny", "train.scheduler=cosin")
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_every_switch_accepts_its_choices_only(key):
+    what, choices = CHOICES[key]
+    for choice in choices:
+        section, name = key.split(".")
+        assert getattr(load_recipe("basicvsr_tiny", (key, choice)), section)[name] == choice
+    with pytest.raises(RecipeError, match=rf"'{key}' = 'nosuch': unknown {what}; valid choices: "):
+        load_recipe("basicvsr_tiny", (key, "nosuch"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"layout": "redss", "root": "x"}, r"'data.train.layout' = 'redss': unknown data set layout; .*vimeo"),
+        ({"layout": "reds", "root": "x", "split": "val"}, r"'data.train.split' = 'val': .*choices: train, reds4"),
+        ({"layout": "vid4", "root": "x", "split": "val"}, r"vid4 layout has no splits"),
+        ({"root": "x", "degradation": "bx"}, r"'data.train.degradation' = 'bx': unknown degradation"),
+        ({"root": "x", "folder": "y"}, r"'data.train.folder' = 'y': unknown data set key; .*layout, root, split"),
+    ],
+)
+def test_data_set_mappings_are_checked_at_load(spec, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe("basicvsr_tiny", ("data.train", spec))
+    assert load_recipe("basicvsr_tiny", ("data.val", {"layout": "synth", "root": "x", "split": "val"}))
+
+
+# The choices above are declared once, in the recipe schema; the code that dispatches on each key must accept
+# exactly them.
+def test_scheduler_choices_are_the_schedulers_built():
+    from vsr.training.schedule import build_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    train = load_recipe("basicvsr_tiny").train
+    for name in CHOICES["train.scheduler"][1]:
+        build_scheduler(optimizer, {**train, "scheduler": name, "periods": [train["iterations"]]})
+    with pytest.raises(RecipeError, match="unknown scheduler"):
+        build_scheduler(optimizer, {**train, "scheduler": "nosuch"})
+
+
+def test_loss_objective_and_degradation_choices_are_the_implemented_ones():
+    from vsr.data.degradations import DEGRADATIONS
+    from vsr.losses import LOSSES
+    from vsr.training.objectives import OBJECTIVES
+
+    assert set(CHOICES["train.loss"][1]) == set(LOSSES)
+    assert set(CHOICES["train.objective"][1]) == set(OBJECTIVES)
+    assert set(CHOICES["data.degradation"][1]) == set(DEGRADATIONS)
+
+
+def test_precision_choices_are_the_ones_autocast_and_the_memory_format_accept():
+    from vsr.training.precision import autocast_dtype, parse_switch
+
+    cuda = torch.device("cuda")
+    dtypes = {name: autocast_dtype(name, cuda) for name in CHOICES["train.amp"][1]}
+    assert dtypes == {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+    with pytest.raises(RecipeError, match="unknown precision"):
+        autocast_dtype("nosuch", cuda)
+    assert [parse_switch(v, "train.channels_last") for v in CHOICES["train.channels_last"][1]] == [None, True, False]
+
+
+def test_data_set_choices_are_the_ones_open_dataset_reads(tmp_path):
+    from vsr.data import datasets
+
+    assert DATA_SET_CHOICES["layout"][1] == datasets.LAYOUTS and DATA_SET_KEYS == datasets.SPEC_KEYS
+    for layout in datasets.LAYOUTS[1:]:
+        valid = ", ".join(SPLITS.get(layout, ())) or "none"
+        with pytest.raises(datasets.DataError, match=f"has no split 'nosuch'; valid splits: {valid}"):
+            datasets.open_dataset({"layout": layout, "root": tmp_path, "split": "nosuch"})

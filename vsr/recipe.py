@@ -80,6 +80,29 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Keys with a fixed set of values: key -> (what the key chooses, the valid values). The code that
+#: dispatches on each (scheduler, loss, precision, objective, degradation) is tested to accept exactly these.
+CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "data.degradation": ("degradation", ("bi", "bd")),
+    "train.scheduler": ("scheduler", ("cosine_restart", "constant")),
+    "train.loss": ("loss", ("charbonnier", "l1", "mse")),
+    "train.amp": ("precision", ("auto", "bf16", "fp16", "off")),
+    "train.channels_last": ("setting", ("auto", "true", "false")),
+    "train.objective": ("objective", ("sr", "flow")),
+}
+
+#: Switches that YAML may also write as booleans (``amp: off`` parses as False).
+BOOLEAN_SWITCHES = {"train.amp", "train.channels_last"}
+
+#: A data set written as a mapping (``data.train``, ``data.val``; read by ``vsr.data.datasets.open_dataset``):
+#: its keys, the values of those with a fixed set, and the splits of each layout that has splits.
+DATA_SET_KEYS = ("layout", "root", "split", "lr", "scale", "degradation", "sigma")
+DATA_SET_CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "layout": ("data set layout", ("auto", "reds", "vimeo", "vid4", "udm10", "folder", "synth")),
+    "degradation": CHOICES["data.degradation"],
+}
+SPLITS = {"reds": ("train", "reds4"), "vimeo": ("train", "test"), "synth": ("train", "val")}
+
 SECTIONS = tuple(DEFAULTS)
 COMPONENT_KEYS = set(KINDS)
 
@@ -191,13 +214,11 @@ def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 raise RecipeError(f"{section}.{key}", value, f"unknown key in '{section}'", sorted(defaults))
             if section == "model" and key in COMPONENT_KEYS:
                 sections[section][key] = _validate_component(key, value)
+            elif section == "data" and key in ("train", "val") and isinstance(value, dict):
+                sections[section][key] = _validate_data_set(f"data.{key}", value)
             else:
                 sections[section][key] = _validate_value(f"{section}.{key}", value, defaults[key])
     return sections
-
-
-#: String switches that YAML may also write as booleans (``amp: off`` parses as False).
-BOOLEAN_SWITCHES = {"train.amp", "train.channels_last"}
 
 
 def _validate_value(key: str, value: Any, default: Any) -> Any:
@@ -208,7 +229,29 @@ def _validate_value(key: str, value: Any, default: Any) -> Any:
         return float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise RecipeError(key, value, f"expected a {expected.__name__} like the default {default!r}")
+    if key in CHOICES:
+        _check_choice(key, value, *CHOICES[key])
     return value
+
+
+def _check_choice(key: str, value: Any, what: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RecipeError(key, value, f"unknown {what}", sorted(choices))
+
+
+def _validate_data_set(key: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A data set mapping: known keys, a known layout and degradation, and a split its layout has."""
+    for name, value in spec.items():
+        if name not in DATA_SET_KEYS:
+            raise RecipeError(f"{key}.{name}", value, "unknown data set key", DATA_SET_KEYS)
+        if name in DATA_SET_CHOICES:
+            _check_choice(f"{key}.{name}", value, *DATA_SET_CHOICES[name])
+    layout, split = spec.get("layout", "auto"), spec.get("split")
+    if split is not None and layout != "auto" and split not in SPLITS.get(layout, ()):
+        splits = SPLITS.get(layout)
+        problem = f"not a split of the {layout} layout" if splits else f"the {layout} layout has no splits: omit it"
+        raise RecipeError(f"{key}.split", split, problem, splits or ())
+    return spec
 
 
 def _validate_component(kind: str, value: Any) -> dict[str, Any]:
