@@ -1,5 +1,8 @@
 """The command line: it parses arguments, calls the library, and prints vsr's errors as one line."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -21,6 +24,25 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("model", "zoo", "train", "test", "data", "upscale"):
         assert command in result.output
+
+
+NO_TORCH = """
+import sys
+from vsr.cli import app
+assert "torch" not in sys.modules, "import vsr.cli loaded torch"
+for args in (["--help"], ["train", "--help"], ["data", "synth", "--help"]):
+    try:
+        app(args)
+    except SystemExit as exit:
+        assert exit.code == 0, args
+    assert "torch" not in sys.modules, f"vsr {' '.join(args)} loaded torch"
+"""
+
+
+def test_the_command_line_and_its_help_load_no_torch():
+    """A command imports the library module it calls when it runs, so ``vsr --help`` is quick."""
+    result = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_model_prints_components_and_parameters():

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from vsr.atomic import atomic_open
 from vsr.errors import CheckpointError
+from vsr.model import build_model
+from vsr.zoo import ZOO, resolve_checkpoint
 
 # MMagic / MMEditing -> BasicSR names (MMagic uses ConvModule wrappers: `.conv.` inside).
 MMAGIC_TO_BASICSR: list[tuple[str, str]] = [
@@ -87,8 +90,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files, unsafe globals
@@ -169,8 +170,6 @@ def load_checkpoint(
     model: nn.Module, checkpoint: str | Path, strict: bool = True, param_key: str | None = None, prefixes=None
 ) -> dict[str, Any]:
     """Load a checkpoint (path or model-zoo name, see :mod:`vsr.zoo`) into ``model``; returns the raw file."""
-    from vsr.zoo import resolve_checkpoint
-
     raw = read_checkpoint(resolve_checkpoint(checkpoint))
     load_state_dict(model, extract_state_dict(raw, param_key), strict=strict, prefixes=prefixes)
     return raw
@@ -196,9 +195,6 @@ def pretrained_model(model: str | Path, checkpoint: str | Path | None = None, ov
     * a vsr checkpoint file: the recipe saved in it and its weights;
     * a recipe (path or shipped name) together with ``checkpoint`` (a file of any supported format or a name).
     """
-    from vsr.model import build_model
-    from vsr.zoo import ZOO
-
     name = str(model)
     if name in ZOO and not Path(name).is_file():
         entry = ZOO[name]

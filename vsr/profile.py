@@ -20,6 +20,7 @@ are never compared silently.
 
 from __future__ import annotations
 
+import copy
 import platform
 import statistics
 import time
@@ -35,6 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from vsr.errors import VSRError
+from vsr.model import assemble
 from vsr.recipe import Recipe, load_recipe
 
 aten = torch.ops.aten
@@ -228,8 +230,6 @@ def device_name(device: torch.device) -> str:
 
 def _resolve(recipe) -> tuple[nn.Module, str, dict | None]:
     """The model to profile, its name and its resolved model section (None for a bare module)."""
-    from vsr.model import assemble
-
     if isinstance(recipe, nn.Module):
         return recipe, type(recipe).__name__, None
     resolved = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -274,13 +274,9 @@ def profile(
 
     # FLOPs on the meta device: same architecture, no storage, no compute.
     if section is not None:
-        from vsr.model import assemble
-
         with torch.device("meta"):
             meta_model = assemble(section)
     else:
-        import copy
-
         meta_model = copy.deepcopy(model).to("meta")
     flops = count_flops(meta_model.eval(), torch.empty(1, frames, 3, h, w, device="meta"), component_of=model_component)
     result: dict[str, Any] = {

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch.hub
+
 from vsr.errors import CheckpointError
 
 MMAGIC = "https://download.openmmlab.com/mmediting/restorers"
@@ -82,8 +84,6 @@ ZOO: dict[str, ZooEntry] = {
 
 def cache_dir() -> Path:
     """Where named checkpoints live: torch.hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``)."""
-    import torch.hub
-
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -111,8 +111,6 @@ def resolve_checkpoint(checkpoint: str | Path, download: bool = True) -> Path:
         if not download:
             raise CheckpointError(f"checkpoint {name} is not in the cache {target.parent}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        import torch.hub
-
         try:  # torch.hub writes to a temporary file and checks the hash before moving it into place
             torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=entry.sha256_prefix, progress=True)
         except RuntimeError as err:

@@ -19,13 +19,13 @@ of a double image does.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from vsr.atomic import write_with
@@ -203,8 +203,6 @@ def modcrop(frames: Tensor, scale: int) -> Tensor:
 
 def _read_png(path: Path) -> Tensor:
     """A PNG as float64 ``(c, h, w)`` in [0, 1], ``c`` = 1 for grey and 3 otherwise (alpha dropped)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             if image.mode not in ("L", "RGB"):
@@ -220,8 +218,6 @@ def _read_png(path: Path) -> Tensor:
 
 def _write_png(frame: Tensor, path: Path) -> None:
     """Write float ``(c, h, w)`` as uint8, rounding halves up like MATLAB ``imwrite`` (temp file + rename)."""
-    from PIL import Image
-
     array = torch.floor(frame.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     write_with(lambda tmp: image.save(tmp, format="PNG"), path, suffix=".png")
