@@ -1,8 +1,9 @@
 """Time vsr's BasicVSR against BasicSR's implementation: same weights, same input, same process.
 
-BasicSR 1.4.2 comes from the PyPI sdist (see ``vsr/testing.py``). Both models run in inference mode,
-interleaved, ``--repeats`` times after a warm-up; the medians and their ratio are printed, with the max abs
-difference of the outputs (fp32: the outputs must agree within 1e-4 for the timing to count).
+BasicSR 1.4.2 comes from the PyPI sdist (see ``tests/basicsr_reference.py``, shared with the test suite).
+Both models run in inference mode, interleaved, ``--repeats`` times after a warm-up; the medians and their
+ratio are printed, with the max abs difference of the outputs (fp32: the outputs must agree within 1e-4
+for the timing to count).
 
     python benchmarks/bench_reference.py                      # CPU, 10 frames of 64×112 LR
     python benchmarks/bench_reference.py --device cuda --size 180x320 --dtype bfloat16 --compile
@@ -15,13 +16,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from vsr import build_model
 from vsr.checkpoints import extract_state_dict, load_state_dict
-from vsr.testing import import_basicsr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference lives with the tests
+from basicsr_reference import import_basicsr
 
 
 def timed(fn, device: torch.device) -> float:

@@ -5,7 +5,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 import pytest
 import torch
 
-from vsr.testing import ReferenceUnavailable, import_basicsr
+from basicsr_reference import ReferenceUnavailable, import_basicsr
 
 
 @pytest.fixture(autouse=True)

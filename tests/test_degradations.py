@@ -21,7 +21,8 @@ from vsr.data.degradations import (
     modcrop,
 )
 from vsr.errors import DataError, RecipeError
-from vsr.testing import ReferenceUnavailable, import_basicsr
+
+from basicsr_reference import ReferenceUnavailable, import_basicsr
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Deformable convolution and IconVSR's EDVR-M refill extractor.
 
 References: ``torchvision.ops.deform_conv2d`` (where torchvision imports), plain ``F.conv2d`` on shifted
-inputs (everywhere), and BasicSR 1.4.2's ``EDVRFeatureExtractor`` (via ``vsr.testing``).
+inputs (everywhere), and BasicSR 1.4.2's ``EDVRFeatureExtractor`` (via ``basicsr_reference``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import vsr.components.deform as deform
 from vsr.components.deform import ModulatedDeformConvPack, deform_conv2d, deform_conv2d_torch
 from vsr.components.edvr import EDVRFeatureExtractor
 from vsr.errors import VSRError
-from vsr.testing import ReferenceUnavailable, import_basicsr
+
+from basicsr_reference import ReferenceUnavailable, import_basicsr
 
 
 def torchvision_deform_conv2d():
@@ -30,7 +31,7 @@ def torchvision_deform_conv2d():
         )
     if torchvision.ops.deform_conv2d is deform_conv2d_torch:
         pytest.skip(
-            "torchvision is not installed here (the module loaded is vsr.testing's stand-in for BasicSR); "
+            "torchvision is not installed here (the module loaded is basicsr_reference's stand-in for BasicSR); "
             "run under torch 2.14.1 + torchvision 0.29.1"
         )
     return torchvision.ops.deform_conv2d

@@ -16,7 +16,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from skimage import data as skdata
 
 from vsr.metrics import clip_average, psnr, rgb_to_y, ssim, vimeo_center_frame
-from vsr.testing import ReferenceUnavailable, import_basicsr
+
+from basicsr_reference import ReferenceUnavailable, import_basicsr
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,7 @@ def _resolve_backend() -> str:
             reason = f"torchvision not importable: {type(err).__name__}: {err}"
         else:
             if tv_deform_conv2d is deform_conv2d_torch:
-                reason = "only vsr.testing's torchvision stand-in is loaded"
+                reason = "only the test suite's torchvision stand-in (tests/basicsr_reference.py) is loaded"
             else:
                 _torchvision_deform_conv2d, _backend = tv_deform_conv2d, "torchvision"
                 logger.info("deformable convolution: torchvision.ops.deform_conv2d")

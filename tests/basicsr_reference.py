@@ -1,4 +1,5 @@
-"""The BasicSR reference implementation, for equivalence tests and benchmarks (never used by the library).
+"""The BasicSR reference implementation, for equivalence tests and benchmarks (never used by the library;
+benchmarks put this folder on ``sys.path`` to import it).
 
 ``basicsr==1.4.2`` is fetched from PyPI as an sdist (``pip download --no-deps --no-build-isolation``,
 seconds), unpacked into a cache, and its modules are imported straight from the source tree. Its package
@@ -11,12 +12,16 @@ pack still runs; the torchvision/pure-PyTorch agreement is tested separately.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import subprocess
 import sys
 import tarfile
 import types
+import warnings
 from pathlib import Path
+
+from vsr.components.deform import deform_conv2d_torch
 
 BASICSR_VERSION = "1.4.2"
 
@@ -74,8 +79,6 @@ def _install_torchvision_stand_in() -> None:
     except Exception:  # missing, or a build that does not match torch
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
-    from vsr.components.deform import deform_conv2d_torch
-
     tv = types.ModuleType("torchvision")
     tv.__version__ = "0.99.0 (vsr stand-in)"
     tv.ops = types.ModuleType("torchvision.ops")
@@ -89,8 +92,6 @@ def import_basicsr(module: str) -> types.ModuleType:
         return sys.modules[module]
     package = basicsr_source()
     if "basicsr" not in sys.modules:
-        import logging
-
         _namespace("basicsr", package)
         _namespace("basicsr.archs", package / "archs")
         _namespace("basicsr.ops", package / "ops")
@@ -98,8 +99,6 @@ def import_basicsr(module: str) -> types.ModuleType:
         utils.get_root_logger = lambda *a, **k: logging.getLogger("basicsr")
         utils.scandir = lambda *a, **k: iter(())
         _install_torchvision_stand_in()
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # distutils and meshgrid deprecation warnings of the 2022 code
         return importlib.import_module(module)
