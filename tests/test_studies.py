@@ -13,7 +13,9 @@ import yaml
 from PIL import Image
 
 import vsr.studies
-import vsr.train
+import vsr.studies.driver
+import vsr.studies.executors
+import vsr.training
 from vsr.data import synth
 from vsr.errors import VSRError
 from vsr.studies import StudyError, load_study, parse_study, plan_runs, run_study, shipped_studies, torchrun_command
@@ -132,6 +134,28 @@ def test_data_overrides_and_needs_data(tmp_path):
         plan_runs(parse_study(raw, "mini.yaml"), "cpu", tmp_path, data=tmp_path)
 
 
+def test_a_typo_in_any_variant_fails_before_anything_trains(study_file, synth_root, tmp_path, monkeypatch):
+    """plan_runs resolves every run's recipe first: a mistyped train switch in the last variant stops the
+    study before the first variant trains (it used to fail only when that variant's training started)."""
+    raw = yaml.safe_load(study_file.read_text())
+    raw["variants"]["bidirectional"] = ["train.scheduler=cosin"]
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    trained: list[Path] = []
+    monkeypatch.setattr(vsr.studies.driver, "train", lambda recipe, out_dir, **kwargs: trained.append(out_dir))
+    runs = tmp_path / "runs"
+    with pytest.raises(StudyError, match=r"variant 'bidirectional'.*train.scheduler.*'cosin'"):
+        plan_runs(load_study(study_file), "cpu", runs, data=synth_root)
+    with pytest.raises(StudyError, match=r"variant 'bidirectional'.*train.scheduler.*'cosin'"):
+        run_study(study_file, data=synth_root, out=runs, report=tmp_path / "report", progress=False)
+    assert trained == [] and not list(tmp_path.rglob("*.pth"))
+
+
+def test_shipped_studies_are_found_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./studies here: the source tree's are found
+    monkeypatch.delenv("VSR_STUDIES", raising=False)
+    assert {"propagation", "alignment", "iconvsr"} <= set(shipped_studies())
+
+
 @pytest.mark.parametrize("name", sorted(shipped_studies()))
 def test_shipped_studies_resolve_for_every_preset(name, tmp_path):
     study = load_study(name)
@@ -158,7 +182,7 @@ def test_torchrun_command(tmp_path):
 def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path, monkeypatch):
     runs, report = tmp_path / "runs", tmp_path / "report"
     calls: list[tuple[str, bool]] = []
-    real_train, real_save = vsr.train.train, vsr.train.Trainer._save
+    real_train, real_save = vsr.studies.driver.train, vsr.training.Trainer._save
 
     def spy_train(recipe, out_dir, **kwargs):
         calls.append((Path(out_dir).relative_to(runs / "mini").as_posix(), kwargs["resume"]))
@@ -169,8 +193,8 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
         if len(calls) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(vsr.train, "train", spy_train)
-    monkeypatch.setattr(vsr.train.Trainer, "_save", save_then_interrupt)
+    monkeypatch.setattr(vsr.studies.driver, "train", spy_train)
+    monkeypatch.setattr(vsr.training.Trainer, "_save", save_then_interrupt)
     args = {"data": synth_root, "out": runs, "report": report, "progress": False}
     with pytest.raises(KeyboardInterrupt):
         run_study(study_file, **args)
@@ -181,7 +205,7 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
     first_record = (first / "run.json").read_text()
 
     calls.clear()
-    monkeypatch.setattr(vsr.train.Trainer, "_save", real_save)
+    monkeypatch.setattr(vsr.training.Trainer, "_save", real_save)
     run_study(study_file, **args)
     assert calls == [("unidirectional/seed1", True), ("bidirectional/seed0", False), ("bidirectional/seed1", False)]
     assert (first / "run.json").read_text() == first_record  # finished run untouched
@@ -229,7 +253,7 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
 
 
 def test_submitit_local_executor_runs_a_variant(study_file, synth_root, tmp_path, monkeypatch):
-    monkeypatch.setattr(vsr.studies, "POLL_SECONDS", 0.5)
+    monkeypatch.setattr(vsr.studies.executors, "POLL_SECONDS", 0.5)
     runs = tmp_path / "runs"
     report = run_study(study_file, data=synth_root, out=runs, report=tmp_path / "report", progress=False,
                        executor="submitit-local", seeds=[0], variants=["bidirectional"])  # fmt: skip
@@ -243,14 +267,14 @@ def test_submitit_local_executor_runs_a_variant(study_file, synth_root, tmp_path
 
 
 def test_failed_run_is_recorded_and_the_study_goes_on(study_file, synth_root, tmp_path, monkeypatch):
-    real_train = vsr.train.train
+    real_train = vsr.studies.driver.train
 
     def train_or_diverge(recipe, out_dir, **kwargs):
         if "unidirectional" in str(out_dir):
             raise VSRError("training diverged: the loss is nan at iteration 1")
         return real_train(recipe, out_dir, **kwargs)
 
-    monkeypatch.setattr(vsr.train, "train", train_or_diverge)
+    monkeypatch.setattr(vsr.studies.driver, "train", train_or_diverge)
     runs, report = tmp_path / "runs", tmp_path / "report"
     with pytest.raises(StudyError, match=r"(?s)1 run\(s\) of study 'mini' failed.*mini/unidirectional/seed0: VSRError"):
         run_study(study_file, data=synth_root, out=runs, report=report, progress=False, seeds=[0])
@@ -276,13 +300,13 @@ def test_identical_run_of_another_study_is_reused_not_retrained(study_file, synt
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(raw, sort_keys=False))
     trained: list[str] = []
-    real_train = vsr.train.train
+    real_train = vsr.studies.driver.train
 
     def spy_train(recipe, out_dir, **kwargs):
         trained.append(Path(out_dir).relative_to(runs).as_posix())
         return real_train(recipe, out_dir, **kwargs)
 
-    monkeypatch.setattr(vsr.train, "train", spy_train)
+    monkeypatch.setattr(vsr.studies.driver, "train", spy_train)
     run_study(other, report=tmp_path / "r2", **args)
     assert trained == ["other/lr/seed0"]
     source, copy = runs / "mini/bidirectional/seed0", runs / "other/bidirectional/seed0"

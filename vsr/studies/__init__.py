@@ -1,0 +1,50 @@
+"""Studies: train and evaluate every variant of an ablation, several seeds each, and report the comparison.
+
+* :mod:`vsr.studies.schema`: study files (a base recipe per preset, variants as recipe overrides, the
+  orderings the paper reports), validated;
+* :mod:`vsr.studies.runs`: the run folder ``OUT/<study>/<variant>/seed<k>/``, the one place naming its
+  files (read by :mod:`vsr.reports` too), and the finding of identical runs of other studies;
+* :mod:`vsr.studies.executors`: one after another, ``--jobs`` worker processes, Slurm through submitit,
+  ``torchrun`` for several GPUs per run;
+* :mod:`vsr.studies.driver`: :func:`plan_runs`, :func:`run_one` and :func:`run_study`.
+"""
+
+from vsr.studies.driver import plan_runs, run_one, run_study
+from vsr.studies.executors import EXECUTORS, torchrun_command
+from vsr.studies.runs import RunSpec, check_run_folder, find_twin_run, run_finished
+from vsr.studies.schema import (
+    METRICS,
+    PROFILE_DEFAULTS,
+    Expectation,
+    Preset,
+    Study,
+    StudyError,
+    Variant,
+    data_overrides,
+    load_study,
+    parse_study,
+    shipped_studies,
+)
+
+__all__ = [
+    "EXECUTORS",
+    "METRICS",
+    "PROFILE_DEFAULTS",
+    "Expectation",
+    "Preset",
+    "RunSpec",
+    "Study",
+    "StudyError",
+    "Variant",
+    "check_run_folder",
+    "data_overrides",
+    "find_twin_run",
+    "load_study",
+    "parse_study",
+    "plan_runs",
+    "run_finished",
+    "run_one",
+    "run_study",
+    "shipped_studies",
+    "torchrun_command",
+]

@@ -1,0 +1,245 @@
+"""The study driver: plan every run of a study, carry out the pending ones, and write the report.
+
+:func:`run_study` runs each variant × seed into ``OUT/<study>/<variant>/seed<k>/`` (see
+:mod:`vsr.studies.runs`): :func:`run_one` trains, evaluates on the validation set, profiles (first seed of
+each variant) and last writes ``run.json``. Rerunning the same command skips finished runs, evaluates runs
+whose training finished, and resumes interrupted training from its latest checkpoint; a run folder made
+with a different recipe is an error, never overwritten. A run whose resolved recipe (up to its name) and
+seed equal those of a finished run of another study under ``OUT`` is not trained again: that run's weights
+and logs are copied and evaluated, so BasicVSR, the base of the propagation, alignment and IconVSR studies,
+trains once. A run with ``gpus_per_run: N`` trains under ``torchrun`` (DDP, one process per GPU, see
+:mod:`vsr.train`) and is evaluated in the calling process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from vsr.data.datasets import open_dataset
+from vsr.data.specs import data_specs
+from vsr.errors import VSRError
+from vsr.evaluate import evaluate
+from vsr.profile import profile
+from vsr.recipe import load_recipe
+from vsr.studies import runs
+from vsr.studies.executors import EXECUTORS, run_all, torchrun_command
+from vsr.studies.runs import RunSpec
+from vsr.studies.schema import METRICS, Study, StudyError, load_study, run_seeds
+from vsr.training import train
+
+
+def plan_runs(
+    study: Study,
+    preset: str,
+    out: str | Path,
+    *,
+    seeds: int | Sequence[int] | None = None,
+    data: str | Path | None = None,
+    device: str | None = None,
+    variants: Sequence[str] | None = None,
+) -> list[RunSpec]:
+    """Every run of ``study`` under ``preset`` (or of the named ``variants`` only), in order: variants as in
+    the file, then seeds. Resolving every recipe here makes a typo fail before anything trains."""
+    p = study.preset(preset)
+    unknown = sorted(set(variants or ()) - set(study.variants))
+    if unknown:
+        raise StudyError(
+            f"study {study.name!r} has no variant {unknown[0]!r}; its variants: {', '.join(study.variants)}"
+        )
+    specs = []
+    for variant in study.variants.values():
+        if variants and variant.name not in variants:
+            continue
+        for i, seed in enumerate(run_seeds(p, seeds)):
+            recipe = study.recipe(preset, variant.name, seed, data)
+            specs.append(
+                RunSpec(
+                    study=study.name,
+                    preset=preset,
+                    variant=variant.name,
+                    seed=int(seed),
+                    run_dir=str(runs.run_folder(out, study.name, variant.name, seed)),
+                    recipe=recipe.to_dict(),
+                    overrides=(*p.overrides, *variant.overrides_for(preset)),
+                    profile=p.profile if i == 0 else None,  # one profile per variant
+                    device=device,
+                    gpus=p.gpus_per_run,
+                    runs_root=str(out),
+                )
+            )
+    return specs
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+def run_one(spec: RunSpec, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume), evaluate and profile one run; write ``run.json`` last. Returns its content.
+
+    A finished run (``run.json`` present) is returned as is; a run whose training finished is only
+    evaluated; an interrupted training resumes from its latest checkpoint. An error is also written to
+    ``failed.json`` (with its traceback) before it propagates.
+    """
+    run_dir = Path(spec.run_dir)
+    if runs.run_finished(run_dir):
+        return runs.read_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.check_run_folder(spec, create=True)
+    try:
+        record = _train_evaluate_profile(spec, progress)
+    except Exception as err:
+        runs.record_failure(run_dir, err)
+        raise
+    runs.finish_run(run_dir, record)
+    return record
+
+
+def _train(spec: RunSpec, progress: bool) -> None:
+    """Train one run here, or under ``torchrun`` on ``spec.gpus`` GPUs; resume an interrupted training."""
+    resume = runs.can_resume(spec.run_dir)
+    if spec.gpus > 1:
+        runs.torchrun_recipe_file(spec.run_dir).write_text(yaml.safe_dump(spec.recipe, sort_keys=False))
+        done = subprocess.run(torchrun_command(spec, resume), check=False)
+        if done.returncode != 0:
+            raise VSRError(f"{spec.key}: torchrun training exited with status {done.returncode}")
+        return
+    train(load_recipe(spec.recipe), Path(spec.run_dir), resume=resume, device=spec.device, progress=progress)
+
+
+def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
+    run_dir = Path(spec.run_dir)
+    started = time.time()
+    if not runs.training_finished(run_dir):
+        twin = None if runs.can_resume(run_dir) else runs.find_twin_run(spec)
+        if twin is not None:  # the same training was done for another study: evaluate its weights again
+            runs.reuse_training(twin, run_dir)
+        else:
+            _train(spec, progress)
+    trained = runs.read_training_result(run_dir)
+    recipe = load_recipe(spec.recipe)
+    checkpoint = runs.last_checkpoint(run_dir)
+    metrics = evaluate(recipe, checkpoint, None, out_dir=run_dir, device=spec.device, progress=progress)
+    if spec.profile is not None:
+        device = spec.device or trained.get("device", "cpu")
+        args = dict(spec.profile) | {"size": tuple(spec.profile["size"])}
+        runs.write_profile(run_dir, profile(recipe, device=device, **args))
+    return {
+        **spec.identity(),
+        "preset": spec.preset,
+        "overrides": list(spec.overrides),
+        "metrics": {k: metrics[k] for k in METRICS},
+        "bicubic": metrics.get("bicubic"),
+        "iterations": trained.get("iterations"),
+        "train_time_s": trained.get("time_s"),
+        "seconds_per_iteration": trained.get("seconds_per_iteration"),
+        "parameters": trained.get("parameters"),
+        "device": trained.get("device"),
+        "checkpoint": runs.LAST_CHECKPOINT,
+        "trained_in": runs.trained_in(run_dir),
+        "data": metrics.get("data"),
+        "wall_time_s": round(time.time() - started, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# ------------------------------------------------------------------------------------------ the study
+
+
+def _check_data(specs: Sequence[RunSpec]) -> None:
+    """Open every distinct training/validation set once (generating the embedded set if needed), so that a
+    wrong path fails now, not in the middle of the study."""
+    seen: set[str] = set()
+    for spec in specs:
+        for data in data_specs(load_recipe(spec.recipe)):
+            key = json.dumps(data, sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                open_dataset(data)
+
+
+def _check_options(executor: str, jobs: Any) -> None:
+    if executor not in EXECUTORS:
+        raise StudyError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if not isinstance(jobs, int) or jobs < 1 or (jobs > 1 and executor != "local"):
+        raise StudyError(
+            f"jobs={jobs!r}: runs at once must be a whole number >= 1, and > 1 only with the local executor "
+            "(Slurm and submitit run every run as its own job already)"
+        )
+
+
+def run_study(
+    name_or_path: str | Path,
+    *,
+    preset: str = "cpu",
+    seeds: int | Sequence[int] | None = None,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    executor: str = "local",
+    progress: bool = True,
+    device: str | None = None,
+    slurm: Mapping[str, Any] | None = None,
+    report: str | Path | None = None,
+    variants: Sequence[str] | None = None,
+    jobs: int = 1,
+) -> Path:
+    """Run every variant × seed of a study (skipping finished runs, resuming interrupted ones) and write
+    its report. Returns the report folder (``index.md`` inside).
+
+    ``seeds``: a number (seeds 0..n-1) or a list, instead of the preset's; ``data``: the data set root for
+    presets that take one; ``out``: the runs root (default ``runs/studies/<preset>``), runs go to
+    ``OUT/<study>/<variant>/seed<k>/``; ``executor``: ``local``, ``slurm`` or ``submitit-local``;
+    ``slurm``: submitit parameters added to the preset's; ``report``: the report folder (default
+    ``reports/<study>-<preset>``); ``variants``: run only these (the report covers every finished run);
+    ``jobs``: with the local executor, how many runs train at once (worker processes sharing the CPU
+    threads, or the one GPU).
+    """
+    # Here, not at the top: vsr.reports reads run folders through vsr.studies.runs (an import cycle).
+    from vsr.reports import write_report
+
+    _check_options(executor, jobs)
+    study = load_study(name_or_path)
+    p = study.preset(preset)
+    out = Path(out) if out is not None else Path("runs") / "studies" / preset
+    study_dir = runs.study_folder(out, study.name)
+    specs = plan_runs(study, preset, out, seeds=seeds, data=data, device=device, variants=variants)
+    runs.write_study_record(
+        study_dir,
+        study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},
+    )
+    for spec in specs:
+        runs.check_run_folder(spec)
+    pending = [s for s in specs if not runs.run_finished(s.run_dir)]
+    console = Console(stderr=True)
+    if progress:
+        count = len({s.variant for s in specs})
+        console.print(
+            f"study [bold]{study.name}[/] ({preset}): {count} variants × {len(specs) // count} seeds = "
+            f"{len(specs)} runs, {len(specs) - len(pending)} finished"
+        )
+    failures: list[str] = []
+    if pending:
+        _check_data(pending)
+        params = {"name": f"vsr-{study.name}", **p.slurm, **(slurm or {})}
+        if p.gpus_per_run > 1:
+            params.setdefault("gpus_per_node", p.gpus_per_run)
+        failures = run_all(run_one, pending, len(specs), executor=executor, jobs=jobs, progress=progress,
+                           submitit_folder=study_dir / "_submitit", submitit_params=params)  # fmt: skip
+    report_dir = Path(report) if report is not None else Path("reports") / f"{study.name}-{preset}"
+    if any(runs.run_finished(s.run_dir) for s in specs):
+        index = write_report([study_dir], report_dir, title=study.title or None)
+        if progress:
+            console.print(f"report: [bold]{index}[/]")
+    if failures:
+        raise StudyError(
+            f"{len(failures)} run(s) of study {study.name!r} failed (the report covers the finished ones); "
+            "fix the cause and rerun the same command to resume them:\n  " + "\n  ".join(failures)
+        )
+    return report_dir

@@ -1,0 +1,183 @@
+"""Executors: how the runs of a study are carried out, given the function that carries out one run.
+
+``local`` runs one run after another in this process (``jobs=N``: N at once in worker processes that share
+the CPU threads); ``slurm`` submits one job per run through ``submitit`` (parameters from the preset's
+``slurm`` mapping) and waits for them; ``submitit-local`` is the same through submitit's local executor (a
+subprocess per run; for testing). Ctrl-C while waiting cancels the jobs still running; rerunning resumes
+them from their checkpoints. A run on several GPUs trains under ``torchrun`` (:func:`torchrun_command`).
+Every executor returns the failed runs as ``key: error`` lines: a failing run never stops the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import submitit
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vsr.studies.runs import FAILED_FILE, RunSpec, record_job, torchrun_recipe_file
+from vsr.studies.schema import StudyError
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+POLL_SECONDS = 5.0  # how often the submitit executors' jobs are checked
+
+#: Carries out one run: ``run(spec, progress)`` returns the run's record (``run.json``) or raises.
+RunFunction = Callable[[RunSpec, bool], Mapping[str, Any]]
+
+
+def torchrun_command(spec: RunSpec, resume: bool) -> list[str]:
+    """``torchrun`` command line that trains one run on ``spec.gpus`` GPUs of this node (DDP)."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={spec.gpus}",
+        "-m", "vsr", "train", str(torchrun_recipe_file(spec.run_dir)), "--out", str(Path(spec.run_dir)),
+        *(["--resume"] if resume else []),
+    ]  # fmt: skip
+
+
+def run_all(
+    run: RunFunction,
+    specs: Sequence[RunSpec],
+    total: int,
+    *,
+    executor: str = "local",
+    jobs: int = 1,
+    progress: bool = True,
+    submitit_folder: Path,
+    submitit_params: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Carry out ``specs`` (the pending ones of ``total`` runs) with ``executor``, ``jobs`` at a time with the
+    local one; submitit keeps its logs in ``submitit_folder``. Returns the failures."""
+    if executor == "local" and jobs > 1 and len(specs) > 1:
+        return _run_parallel(run, specs, total, progress, min(jobs, len(specs)))
+    if executor == "local":
+        return _run_local(run, specs, total, progress)
+    return _run_submitit(run, specs, total, executor, submitit_folder, submitit_params or {}, progress)
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _outcome(spec: RunSpec, result, console, progress: bool, failures: list[str], prefix: str = "") -> None:
+    """Print one run's result, or record its error (``result`` is the run record or the exception; the
+    error is also in the run's failed.json, with its traceback)."""
+    if isinstance(result, Exception):
+        failures.append(f"{spec.key}: {type(result).__name__}: {result} (see {Path(spec.run_dir) / FAILED_FILE})")
+        console.print(f"{prefix}[bold red]{spec.key} failed:[/] {result}", highlight=False)
+    elif progress:
+        metrics = result["metrics"]
+        console.print(f"{prefix}{spec.key}: PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
+
+
+def _run_local(run: RunFunction, specs: Sequence[RunSpec], total: int, progress: bool) -> list[str]:
+    """Run one after another in this process; a failing run is recorded and the others still run.
+    Ctrl-C stops everything."""
+    console = _console()
+    failures: list[str] = []
+    start = time.time()
+    for done_here, spec in enumerate(specs):
+        finished = total - len(specs) + done_here
+        eta = ""
+        if done_here:
+            per_run = (time.time() - start) / done_here
+            eta = f" · about {per_run * (len(specs) - done_here) / 60:.0f} min left"
+        if progress:
+            console.rule(f"[bold]run {finished + 1}/{total}[/] · {spec.key}{eta}")
+        try:
+            result = run(spec, progress)
+        except Exception as err:  # the study goes on
+            result = err
+        _outcome(spec, result, console, progress, failures)
+    return failures
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progress: bool, jobs: int) -> list[str]:
+    """Run ``jobs`` runs at once in worker processes, each with an equal share of the CPU threads: small
+    models on a CPU use one thread poorly, so two one-thread runs on two cores finish in about the time of
+    one two-thread run. A failing run is recorded and the others still run; Ctrl-C stops them all (each
+    resumes from its last checkpoint on the next call)."""
+    console = _console()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    failures: list[str] = []
+    if progress:
+        console.rule(f"[bold]{len(specs)} runs, {jobs} at a time ({threads} thread(s) each)[/]")
+    pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker, (threads,))
+    try:
+        futures = {pool.submit(run, spec, False): spec for spec in specs}
+        for done_here, future in enumerate(as_completed(futures), 1):
+            spec = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # the study goes on
+                result = err
+            _outcome(spec, result, console, progress, failures, f"[{total - len(specs) + done_here}/{total}] ")
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return failures
+
+
+def _make_executor(kind: str, folder: Path, params: Mapping[str, Any]) -> submitit.AutoExecutor:
+    cluster = "slurm" if kind == "slurm" else "local"
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        executor.update_parameters(**params)
+    except (RuntimeError, NameError, ValueError, AssertionError) as err:
+        raise StudyError(f"cannot set up the {kind} executor with parameters {dict(params)}: {err}") from None
+    return executor
+
+
+def _run_submitit(
+    run: RunFunction,
+    specs: Sequence[RunSpec],
+    total: int,
+    kind: str,
+    folder: Path,
+    params: Mapping[str, Any],
+    progress: bool,
+) -> list[str]:
+    """Submit one job per run and wait for all."""
+    executor = _make_executor(kind, folder, params)
+    jobs = [(spec, executor.submit(run, spec, False)) for spec in specs]
+    for spec, job in jobs:  # for the user: which job (and log) belongs to which run folder
+        record_job(spec.run_dir, {"job_id": str(job.job_id), "executor": kind, "stderr": str(job.paths.stderr)})
+    console = _console()
+    console.print(f"submitted {len(jobs)} {kind} job(s); logs in {folder}")
+    failures: list[str] = []
+    pending = list(jobs)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, disable=not progress) as bar:
+            task = bar.add_task("study runs", total=total, completed=total - len(specs))
+            while pending:
+                for spec, job in list(pending):
+                    if not job.done():
+                        continue
+                    pending.remove((spec, job))
+                    try:
+                        job.result()
+                    except Exception as err:  # the job's traceback is in its log files
+                        failures.append(f"{spec.key}: {type(err).__name__}: {str(err).strip().splitlines()[-1]} "
+                                        f"(log: {job.paths.stderr})")  # fmt: skip
+                    bar.advance(task)
+                if pending:
+                    time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        for _, job in pending:
+            job.cancel(check=False)
+        raise
+    return failures

@@ -1,0 +1,283 @@
+"""The run folder: where each run of a study keeps its files, and the one place that names them.
+
+A study writes ``OUT/<study>/study.json`` and one folder per variant and seed,
+``OUT/<study>/<variant>/seed<k>/``: ``run_spec.json`` first (what the folder is for), then what training
+writes (``recipe.yaml``, ``log.jsonl``, ``metrics.csv``, ``checkpoints/``, ``model.safetensors``,
+``result.json`` last), what evaluation writes (``metrics.json``, ``per_frame.csv``), ``profile.json`` (first
+seed of each variant) and last, atomically, ``run.json``: a run is finished exactly when ``run.json``
+exists. ``failed.json`` holds the error of the last failed attempt, ``reused.json`` the run whose training
+this one copied, ``job.json`` the Slurm job that ran it. :mod:`vsr.studies` writes these folders and
+:mod:`vsr.reports` reads them, both through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vsr.atomic import write_json, write_with
+from vsr.studies.schema import StudyError
+
+RUN_FILE = "run.json"  # written last, atomically: its presence marks a finished run
+SPEC_FILE = "run_spec.json"  # written first: what the run folder is for (checked on every rerun)
+FAILED_FILE = "failed.json"  # the error of the last attempt, removed when the run finishes
+REUSED_FILE = "reused.json"  # the run whose training this run copied (an identical recipe and seed)
+JOB_FILE = "job.json"  # the submitit job that ran this run (id, executor, log)
+STUDY_FILE = "study.json"  # the study definition as run, in OUT/<study>/
+PROFILE_FILE = "profile.json"  # vsr.profile: parameters, FLOPs and runtime (first seed of each variant)
+TORCHRUN_RECIPE_FILE = "study_recipe.yaml"  # the resolved recipe handed to torchrun for multi-GPU training
+METRICS_FILE = "metrics.json"  # written by vsr.evaluate: validation PSNR/SSIM and the bicubic baseline
+PER_FRAME_FILE = "per_frame.csv"  # written by vsr.evaluate: PSNR/SSIM per clip and frame
+LOG_FILE = "log.jsonl"  # written by vsr.train: one JSON object per log step and validation
+RESULT_FILE = "result.json"  # written last by vsr.train: its presence marks a finished training
+LAST_CHECKPOINT = "checkpoints/last.pth"  # written by vsr.train: the final weights, evaluated
+LATEST_CHECKPOINT = "checkpoints/latest.pth"  # written by vsr.train: what an interrupted training resumes from
+#: What a run's training wrote; copied from a twin run, ``result.json`` last (it marks training as done).
+TRAINING_FILES = (
+    "recipe.yaml", LOG_FILE, "metrics.csv", "model.safetensors", LAST_CHECKPOINT, RESULT_FILE
+)  # fmt: skip
+
+
+def study_folder(out: str | Path, study: str) -> Path:
+    """``OUT/<study>``: the study's runs and its ``study.json``."""
+    return Path(out) / study
+
+
+def run_folder(out: str | Path, study: str, variant: str, seed: int) -> Path:
+    """``OUT/<study>/<variant>/seed<k>``: one run."""
+    return study_folder(out, study) / variant / f"seed{seed}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs (picklable: it travels to Slurm jobs)."""
+
+    study: str
+    preset: str
+    variant: str
+    seed: int
+    run_dir: str
+    recipe: dict[str, Any]  # resolved recipe (Recipe.to_dict())
+    overrides: tuple[str, ...] = ()
+    profile: Mapping[str, Any] | None = None  # profile() arguments, or None: not profiled
+    device: str | None = None
+    gpus: int = 1
+    runs_root: str | None = None  # where finished runs of other studies may hold this run's training
+
+    @property
+    def key(self) -> str:
+        return f"{self.study}/{self.variant}/seed{self.seed}"
+
+    def identity(self) -> dict[str, Any]:
+        return {"study": self.study, "variant": self.variant, "seed": self.seed, "recipe": self.recipe}
+
+
+# ------------------------------------------------------------------------------------------ writing a run
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, Mapping):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def check_run_folder(spec: RunSpec, create: bool = False) -> None:
+    """A run folder belongs to one (study, variant, seed, recipe): a changed study file or other options
+    (``--data``, ``--seeds``) must never mix runs. Raises :class:`StudyError` if ``run_spec.json`` disagrees;
+    ``create`` writes it when missing."""
+    run_dir = Path(spec.run_dir)
+    path = run_dir / SPEC_FILE
+    if not path.is_file():
+        if create:
+            write_json(spec.identity(), path)
+        return
+    stored = json.loads(path.read_text())
+    if stored == json.loads(json.dumps(spec.identity())):
+        return
+    before, now = _flatten(stored), _flatten(json.loads(json.dumps(spec.identity())))
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    shown = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+    raise StudyError(
+        f"run folder {run_dir} was made for another recipe ({shown}); the study file or its options changed. "
+        "Use another --out, or delete that folder to rerun it"
+    )
+
+
+def finish_run(run_dir: str | Path, record: Mapping[str, Any]) -> None:
+    """Write ``run.json`` (the run is finished) and forget an earlier attempt's failure."""
+    write_json(dict(record), Path(run_dir) / RUN_FILE)
+    (Path(run_dir) / FAILED_FILE).unlink(missing_ok=True)
+
+
+def record_failure(run_dir: str | Path, err: BaseException) -> None:
+    """Write the error being handled, with its traceback, to ``failed.json``."""
+    failure = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    write_json(failure, Path(run_dir) / FAILED_FILE)
+
+
+def record_job(run_dir: str | Path, job: Mapping[str, Any]) -> None:
+    """Write ``job.json``: which submitit job (and log) belongs to this run folder."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_json(dict(job), Path(run_dir) / JOB_FILE)
+
+
+def write_profile(run_dir: str | Path, result: Mapping[str, Any]) -> None:
+    """Write ``profile.json``: what :func:`vsr.profile.profile` measured for the run's model."""
+    write_json(dict(result), Path(run_dir) / PROFILE_FILE)
+
+
+def write_study_record(study_dir: str | Path, record: Mapping[str, Any]) -> None:
+    """Write ``study.json``: the study definition as run (variants, base, labels, expected orderings)."""
+    Path(study_dir).mkdir(parents=True, exist_ok=True)
+    write_json(dict(record), Path(study_dir) / STUDY_FILE)
+
+
+# ------------------------------------------------------------------------------------------ one run's files
+
+
+def run_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / RUN_FILE).is_file()
+
+
+def training_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / RESULT_FILE).is_file()
+
+
+def can_resume(run_dir: str | Path) -> bool:
+    """An interrupted training left a checkpoint to resume from."""
+    return (Path(run_dir) / LATEST_CHECKPOINT).is_file()
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json``: the finished run's record (identity, recipe, metrics, timings)."""
+    return json.loads((Path(run_dir) / RUN_FILE).read_text())
+
+
+def read_training_result(run_dir: str | Path) -> dict[str, Any]:
+    """``result.json``: what training reports (iterations, time, parameters, device)."""
+    return json.loads((Path(run_dir) / RESULT_FILE).read_text())
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """``metrics.json``: the validation metrics of the evaluated checkpoint and of bicubic upsampling."""
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def read_spec(run_dir: str | Path) -> dict[str, Any] | None:
+    """``run_spec.json`` (study, variant, seed, resolved recipe), or None if the folder has none."""
+    path = Path(run_dir) / SPEC_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_profile(run_dir: str | Path) -> dict[str, Any] | None:
+    """``profile.json``, or None for a run that was not profiled."""
+    path = Path(run_dir) / PROFILE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The entries of ``log.jsonl`` (none if the run has no log)."""
+    path = Path(run_dir) / LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def per_frame_file(run_dir: str | Path) -> Path | None:
+    """``per_frame.csv``, or None if the run has none."""
+    path = Path(run_dir) / PER_FRAME_FILE
+    return path if path.is_file() else None
+
+
+def torchrun_recipe_file(run_dir: str | Path) -> Path:
+    return Path(run_dir) / TORCHRUN_RECIPE_FILE
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """The final weights of the run's training (what is evaluated and shown)."""
+    return Path(run_dir) / LAST_CHECKPOINT
+
+
+def trained_in(run_dir: str | Path) -> str | None:
+    """The run folder whose training this run copied, or None if it trained itself."""
+    path = Path(run_dir) / REUSED_FILE
+    return json.loads(path.read_text())["trained_in"] if path.is_file() else None
+
+
+# ------------------------------------------------------------------------------------------ twin runs
+
+
+def _same_training(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two resolved recipes train the same network the same way (the recipe's name is only a label)."""
+    return {k: v for k, v in a.items() if k != "name"} == {k: v for k, v in b.items() if k != "name"}
+
+
+def find_twin_run(spec: RunSpec) -> Path | None:
+    """A finished run under ``spec.runs_root`` (any study) with the same seed and the same resolved recipe,
+    up to its name: e.g. BasicVSR is the base of the propagation, alignment and IconVSR studies alike."""
+    if spec.runs_root is None:
+        return None
+    recipe = json.loads(json.dumps(spec.recipe))
+    for path in sorted(Path(spec.runs_root).glob(f"*/*/seed*/{RUN_FILE}")):
+        if path.parent.resolve() == Path(spec.run_dir).resolve():
+            continue
+        try:
+            other = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        same = other.get("seed") == spec.seed and _same_training(other.get("recipe", {}), recipe)
+        if same and all((path.parent / f).is_file() for f in TRAINING_FILES):
+            return path.parent
+    return None
+
+
+def reuse_training(twin: Path, run_dir: str | Path) -> None:
+    """Copy the training of ``twin`` into ``run_dir`` (``reused.json`` names it), ``result.json`` last."""
+    run_dir = Path(run_dir)
+    write_json({"trained_in": str(twin)}, run_dir / REUSED_FILE)
+    for name in TRAINING_FILES:
+        write_with(lambda tmp, name=name: shutil.copyfile(twin / name, tmp), run_dir / name)
+
+
+# ------------------------------------------------------------------------------------------ many runs
+
+
+def finished_runs(folders: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every finished run (a folder with ``run.json``) under the folders, once each, with its record,
+    sorted by study, variant and seed."""
+    found: dict[Path, dict[str, Any]] = {}
+    for folder in folders:
+        for path in sorted(Path(folder).rglob(RUN_FILE)):
+            found.setdefault(path.parent.resolve(), json.loads(path.read_text()))
+    return sorted(found.items(), key=lambda item: (item[1]["study"], item[1]["variant"], item[1]["seed"]))
+
+
+def failed_runs(folders: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Run folders whose last attempt failed (``failed.json`` and no ``run.json``), with the error."""
+    failed = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob(FAILED_FILE)):
+            if not run_finished(path.parent):
+                failed.append((path.parent, json.loads(path.read_text()).get("error", "?")))
+    return failed
+
+
+def study_records(folders: Iterable[Path]) -> dict[str, dict[str, Any]]:
+    """``study.json`` of every study in or directly under the folders, by name, with its folder (``dir``)."""
+    records: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        folder = Path(folder)
+        for path in sorted([*folder.glob(STUDY_FILE), *folder.glob(f"*/{STUDY_FILE}")]):
+            data = json.loads(path.read_text())
+            records.setdefault(data["name"], data | {"dir": str(path.parent)})
+    return records

@@ -1,0 +1,378 @@
+"""Study files: a base recipe per preset plus named variants (dotted recipe overrides), validated.
+
+A study file (``studies/<name>.yaml``) names a base recipe per preset and the variants as lists of dotted
+recipe overrides, e.g. the propagation ablation of BasicVSR (paper §3.1)::
+
+    name: propagation
+    base: bidirectional                  # differences are measured against this variant
+    metrics: [psnr, ssim]
+    presets:
+      cpu:   {recipe: basicvsr_tiny, seeds: 3, overrides: [train.iterations=600, "train.periods=[600]"]}
+      paper: {recipe: basicvsr, seeds: 1, needs_data: true,
+              data: {train: {layout: reds, root: "{data}", split: train},
+                     val: {layout: reds, root: "{data}", split: reds4}}}
+    variants:
+      local: [model.propagation=local]
+      unidirectional: [model.propagation=unidirectional]
+      bidirectional: []
+    expect:                              # orderings the report checks (paper's numbers)
+      - {better: bidirectional, worse: unidirectional, paper: 0.5, source: "BasicVSR §3.1, Fig. 4"}
+
+Presets: ``cpu`` runs tiny recipes on the embedded synthetic set in about half an hour on two cores;
+``paper`` runs the full recipes on REDS (``--data`` is the REDS root; ``{data}`` in the preset's ``data``
+is replaced by it). A variant may also be a mapping ``{overrides: [...], label: "...", presets: {cpu:
+[...]}}`` for preset-specific overrides. Several GPUs per run: ``gpus_per_run: N`` in the preset; Slurm
+parameters: its ``slurm`` mapping (e.g. ``{timeout_min: 4320, gpus_per_node: 1, slurm_partition: gpu}``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vsr.errors import RecipeError, VSRError
+from vsr.recipe import Recipe, load_recipe
+
+#: Metrics a study can report: those of ``metrics.json`` (BasicSR's PSNR and SSIM).
+METRICS = ("psnr", "ssim")
+#: The paper's runtime protocol (10-frame 180×320 LR clip); a preset's ``profile`` mapping changes it.
+PROFILE_DEFAULTS = {"frames": 10, "size": [180, 320], "repeats": 3, "warmup": 1}
+
+_STUDY_KEYS = ("name", "title", "description", "base", "metrics", "presets", "variants", "expect")
+_PRESET_KEYS = ("recipe", "overrides", "seeds", "data", "needs_data", "slurm", "gpus_per_run", "profile", "description")
+_PROFILE_KEYS = ("frames", "size", "repeats", "warmup")
+_VARIANT_KEYS = ("overrides", "label", "description", "presets")
+_EXPECT_KEYS = ("better", "worse", "paper", "metric", "source")
+
+
+class StudyError(VSRError):
+    """A study file is malformed, or a study cannot run as asked. Names the file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How a study runs in one setting: base recipe and overrides, seeds, data, cluster resources."""
+
+    name: str
+    recipe: str
+    overrides: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    data: Mapping[str, Any] | None = None
+    needs_data: bool = False
+    slurm: Mapping[str, Any] = field(default_factory=dict)
+    gpus_per_run: int = 1
+    profile: Mapping[str, Any] | None = field(default_factory=lambda: dict(PROFILE_DEFAULTS))
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the ablation: overrides on top of the preset's recipe (plus per-preset extras)."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+    label: str = ""
+    description: str = ""
+    presets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def overrides_for(self, preset: str) -> tuple[str, ...]:
+        return (*self.overrides, *self.presets.get(preset, ()))
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """An ordering the paper reports: ``better`` beats ``worse`` on ``metric`` (by ``paper`` if known)."""
+
+    better: str
+    worse: str
+    paper: float | None = None
+    metric: str = "psnr"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study file (see the module docstring)."""
+
+    name: str
+    base: str
+    presets: Mapping[str, Preset]
+    variants: Mapping[str, Variant]
+    metrics: tuple[str, ...] = METRICS
+    expect: tuple[Expectation, ...] = ()
+    title: str = ""
+    description: str = ""
+    source: Path | None = None
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            raise StudyError(
+                f"study {self.name!r} has no preset {name!r}; its presets: {', '.join(self.presets)}"
+                f" (add presets.{name} to {self.source or 'the study file'})"
+            )
+        return self.presets[name]
+
+    def recipe(self, preset: str, variant: str, seed: int = 0, data: str | Path | None = None) -> Recipe:
+        """The resolved :class:`vsr.recipe.Recipe` of one run: the preset's recipe, its overrides, the
+        variant's overrides, the data overrides of ``data`` and ``train.seed``."""
+        p, v = self.preset(preset), self.variants[variant]
+        overrides: list[str | tuple[str, Any]] = [*p.overrides, *v.overrides_for(preset)]
+        overrides += data_overrides(self, p, data)
+        overrides.append(("train.seed", int(seed)))
+        try:
+            recipe = load_recipe(p.recipe, *overrides)
+        except RecipeError as err:
+            raise StudyError(
+                f"study {self.name!r}, preset {preset!r}, variant {variant!r}: {err} "
+                f"(check presets.{preset}.overrides and variants.{variant} in {self.source or 'the study file'})"
+            ) from None
+        recipe.name = f"{p.recipe}:{self.name}/{variant}"
+        return recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "base": self.base,
+            "metrics": list(self.metrics),
+            "variants": {
+                v.name: {
+                    "overrides": list(v.overrides),
+                    "label": v.label,
+                    "presets": {k: list(o) for k, o in v.presets.items()},
+                }
+                for v in self.variants.values()
+            },
+            "expect": [e.__dict__ for e in self.expect],
+            "source": None if self.source is None else str(self.source),
+        }
+
+
+def study_dirs() -> list[Path]:
+    """Where study files are found by name: ``$VSR_STUDIES``, ``./studies``, then the source tree's."""
+    dirs = [Path(p) for p in os.environ.get("VSR_STUDIES", "").split(os.pathsep) if p]
+    return [*dirs, Path.cwd() / "studies", Path(__file__).resolve().parents[2] / "studies"]
+
+
+def shipped_studies() -> dict[str, Path]:
+    """The study files in :func:`study_dirs`, by name (an earlier folder's file wins)."""
+    found: dict[str, Path] = {}
+    for d in reversed(study_dirs()):
+        for path in sorted(d.glob("*.yaml")):
+            found[path.stem] = path
+    return found
+
+
+def _fail(source: Any, key: str, value: Any, problem: str, choices: Sequence[Any] = ()) -> StudyError:
+    message = f"study file {source}: key '{key}' = {value!r}: {problem}"
+    if choices:
+        message += f"; valid: {', '.join(map(str, choices))}"
+    return StudyError(message)
+
+
+def _check_keys(source, where: str, mapping: Any, allowed: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(mapping, Mapping):
+        raise _fail(source, where, mapping, "expected a mapping", allowed)
+    for key in mapping:
+        if key not in allowed:
+            raise _fail(source, f"{where}.{key}" if where else key, mapping[key], "unknown key", allowed)
+    return dict(mapping)
+
+
+def _overrides(source, key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(o, str) and "=" in o for o in value):
+        raise _fail(source, key, value, "expected a list of dotted recipe overrides like 'model.alignment=none'")
+    return tuple(value)
+
+
+def _seeds(source, key: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return tuple(range(value))
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+        and len(set(value)) == len(value)
+    ):
+        return tuple(value)
+    raise _fail(source, key, value, "expected a number of seeds (>= 1) or a list of distinct seeds >= 0")
+
+
+def run_seeds(preset: Preset, seeds: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The seeds to run: ``seeds`` (``--seeds``: a number n for seeds 0..n-1, or a list) or the preset's."""
+    if seeds is None:
+        return preset.seeds
+    return _seeds("--seeds", "seeds", seeds if isinstance(seeds, int) else list(seeds))
+
+
+def _preset(source, name: str, raw: Any) -> Preset:
+    where = f"presets.{name}"
+    raw = _check_keys(source, where, raw, _PRESET_KEYS)
+    if not isinstance(raw.get("recipe"), str):
+        raise _fail(source, f"{where}.recipe", raw.get("recipe"), "expected a recipe name or path, e.g. basicvsr_tiny")
+    data = raw.get("data")
+    if data is not None:
+        data = _check_keys(source, f"{where}.data", data, ("train", "val"))
+    gpus = raw.get("gpus_per_run", 1)
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
+        raise _fail(source, f"{where}.gpus_per_run", gpus, "expected a positive integer")
+    slurm = raw.get("slurm") or {}
+    if not isinstance(slurm, Mapping):
+        raise _fail(source, f"{where}.slurm", slurm, "expected a mapping of submitit parameters (timeout_min, ...)")
+    needs_data = raw.get("needs_data", False)
+    if not isinstance(needs_data, bool):
+        raise _fail(source, f"{where}.needs_data", needs_data, "expected true or false")
+    profile = raw.get("profile", {})
+    if profile is not False:
+        profile = PROFILE_DEFAULTS | _check_keys(source, f"{where}.profile", profile or {}, _PROFILE_KEYS)
+        size = profile["size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise _fail(source, f"{where}.profile.size", size, "expected [height, width] of the LR clip")
+        for key in ("frames", "repeats"):
+            if not isinstance(profile[key], int) or profile[key] < 1:
+                raise _fail(source, f"{where}.profile.{key}", profile[key], "expected a positive integer")
+    return Preset(
+        name=name,
+        recipe=raw["recipe"],
+        overrides=_overrides(source, f"{where}.overrides", raw.get("overrides")),
+        seeds=_seeds(source, f"{where}.seeds", raw.get("seeds", 1)),
+        data=data,
+        needs_data=needs_data,
+        slurm=dict(slurm),
+        gpus_per_run=gpus,
+        profile=None if profile is False else profile,
+        description=str(raw.get("description", "")),
+    )
+
+
+def _variant(source, name: str, raw: Any, presets: Sequence[str]) -> Variant:
+    where = f"variants.{name}"
+    if raw is None or isinstance(raw, list):
+        return Variant(name, _overrides(source, where, raw))
+    if not isinstance(raw, Mapping):
+        raise _fail(source, where, raw, "expected a list of dotted recipe overrides like 'model.alignment=none' "
+                    "(or a mapping with 'overrides', 'label', 'presets')")  # fmt: skip
+    raw = _check_keys(source, where, raw, _VARIANT_KEYS)
+    extra = _check_keys(source, f"{where}.presets", raw.get("presets") or {}, presets)
+    return Variant(
+        name=name,
+        overrides=_overrides(source, f"{where}.overrides", raw.get("overrides")),
+        label=str(raw.get("label", "")),
+        description=str(raw.get("description", "")),
+        presets={k: _overrides(source, f"{where}.presets.{k}", v) for k, v in extra.items()},
+    )
+
+
+def _expectation(source, index: int, raw: Any, variants: Sequence[str], metrics: Sequence[str]) -> Expectation:
+    where = f"expect[{index}]"
+    raw = _check_keys(source, where, raw, _EXPECT_KEYS)
+    for key in ("better", "worse"):
+        if raw.get(key) not in variants:
+            raise _fail(source, f"{where}.{key}", raw.get(key), "not a variant of this study", variants)
+    if raw["better"] == raw["worse"]:
+        raise _fail(source, f"{where}.worse", raw["worse"], "an ordering compares two different variants")
+    metric = raw.get("metric", "psnr")
+    if metric not in metrics:
+        raise _fail(source, f"{where}.metric", metric, "not one of the study's metrics", metrics)
+    paper = raw.get("paper")
+    if paper is not None and (isinstance(paper, bool) or not isinstance(paper, int | float)):
+        raise _fail(source, f"{where}.paper", paper, "expected the paper's difference as a number (dB for psnr)")
+    return Expectation(raw["better"], raw["worse"], None if paper is None else float(paper), metric,
+                       str(raw.get("source", "")))  # fmt: skip
+
+
+def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
+    """Validate a study mapping (the content of a study file); errors name the file and the key."""
+    raw = _check_keys(source, "", raw, _STUDY_KEYS)
+    name = raw.get("name", Path(str(source)).stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise _fail(source, "name", name, "expected a non-empty name without '/' (it names the run folder)")
+    metrics = raw.get("metrics", list(METRICS))
+    if not isinstance(metrics, list) or not metrics or any(m not in METRICS for m in metrics):
+        raise _fail(source, "metrics", metrics, "expected a non-empty list of metrics", METRICS)
+    presets_raw = raw.get("presets")
+    if not isinstance(presets_raw, Mapping) or not presets_raw:
+        raise _fail(source, "presets", presets_raw, "expected a mapping of preset names (cpu, paper) to presets")
+    presets = {str(k): _preset(source, str(k), v) for k, v in presets_raw.items()}
+    variants_raw = raw.get("variants")
+    if not isinstance(variants_raw, Mapping) or len(variants_raw) < 2:
+        raise _fail(source, "variants", variants_raw, "expected a mapping of at least two variants to overrides")
+    for key in variants_raw:
+        if not isinstance(key, str) or not key or "/" in key or key.startswith(("_", ".")):
+            raise _fail(source, f"variants.{key}", key, "a variant name is a folder name: no '/', no leading '_'")
+    variants = {k: _variant(source, k, v, list(presets)) for k, v in variants_raw.items()}
+    base = raw.get("base")
+    if base not in variants:
+        raise _fail(source, "base", base, "the base must be one of the variants", list(variants))
+    expect_raw = raw.get("expect") or []
+    if not isinstance(expect_raw, list):
+        raise _fail(source, "expect", expect_raw, "expected a list of {better, worse, paper, source}")
+    expect = tuple(_expectation(source, i, e, list(variants), metrics) for i, e in enumerate(expect_raw))
+    return Study(
+        name=name,
+        base=base,
+        presets=presets,
+        variants=variants,
+        metrics=tuple(metrics),
+        expect=expect,
+        title=str(raw.get("title", "")),
+        description=str(raw.get("description", "")).strip(),
+        source=Path(source) if not str(source).startswith("<") else None,
+    )
+
+
+def load_study(name_or_path: str | Path) -> Study:
+    """Load and validate a study file: a path, or a shipped study's name (``propagation``)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        shipped = shipped_studies()
+        if str(name_or_path) not in shipped:
+            raise StudyError(
+                f"no study file {name_or_path!r} and no shipped study of that name; shipped studies: "
+                f"{', '.join(sorted(shipped)) or 'none'}"
+            )
+        path = shipped[str(name_or_path)]
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise StudyError(f"study file {path} is not valid YAML: {err}") from None
+    return parse_study(raw, path)
+
+
+def data_overrides(study: Study, preset: Preset, data: str | Path | None) -> list[tuple[str, Any]]:
+    """The ``data.train`` / ``data.val`` overrides of ``--data``: the preset's ``data`` specs with ``{data}``
+    replaced by the path. Without ``--data`` a preset that ``needs_data`` is an error; others keep the
+    recipe's data (the embedded synthetic set for the tiny recipes)."""
+    if data is None:
+        if preset.needs_data:
+            raise StudyError(
+                f"study {study.name!r}, preset {preset.name!r} needs --data PATH (the data set root; "
+                f"presets.{preset.name}.data in {study.source or 'the study file'} says how it is used)"
+            )
+        return []
+    if not preset.data:
+        raise StudyError(
+            f"study {study.name!r}, preset {preset.name!r} takes no --data: add presets.{preset.name}.data "
+            "(train/val data set specs with {data} for the path) to the study file"
+        )
+    root = str(Path(data).expanduser().absolute())
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{data}", root)
+        if isinstance(value, Mapping):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    return [(f"data.{split}", fill(copy.deepcopy(spec))) for split, spec in preset.data.items()]
