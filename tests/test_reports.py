@@ -3,9 +3,11 @@ against numbers computed here, the conclusions' verdicts, and a whole report wri
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import statistics
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -13,21 +15,27 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import vsr.reports
+import vsr.reports.index
+from vsr import build_model, load_recipe, save_checkpoint
 from vsr.errors import VSRError
 from vsr.reports import (
     collect_per_frame,
     collect_runs,
     collect_training,
     conclusions,
+    figure_visual_comparison,
     regularized_incomplete_beta,
     results_table,
     student_t_cdf,
     student_t_two_sided_p,
     table_latex,
     table_markdown,
+    visual_crops,
     welch_t_test,
     write_report,
 )
+from vsr.studies import runs as run_folders
 
 
 # ------------------------------------------------------------------------------------------ statistics
@@ -79,6 +87,26 @@ def test_welch_t_test_against_formulas_and_mpmath():
     assert welch_t_test([1.0, 1.0], [1.0, 1.0]).p == 1.0
     with pytest.raises(ValueError, match="at least 2 values"):
         welch_t_test([1.0], [2.0, 3.0])
+
+
+# Samples of unequal size and spread, as seeds of two variants give them.
+WELCH_SAMPLES = [
+    ([31.2, 31.5, 31.1, 31.4], [30.9, 31.0, 30.7, 31.2, 30.8]),
+    ([25.92, 25.93, 25.91], [25.87, 25.82, 25.93]),
+    ([0.81, 0.83], [0.79, 0.80, 0.78, 0.82, 0.80, 0.79]),
+    ([1.0, 2.0, 3.0, 4.0, 5.0], [1.5, 1.6]),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), WELCH_SAMPLES)
+def test_welch_t_test_matches_scipy(a, b):
+    """scipy is no declared dependency (scikit-image brings it): an independent implementation to test against."""
+    stats = pytest.importorskip("scipy.stats")
+    expected = stats.ttest_ind(a, b, equal_var=False)
+    result = welch_t_test(a, b)
+    assert result.t == pytest.approx(expected.statistic, rel=1e-12)
+    assert result.p == pytest.approx(expected.pvalue, rel=1e-9)
+    assert student_t_two_sided_p(result.t, result.df) == pytest.approx(2 * stats.t.sf(abs(result.t), result.df))
 
 
 # ------------------------------------------------------------------------------------------ table
@@ -200,3 +228,95 @@ def test_report_combines_studies_and_rejects_missing_runs(tmp_path):
     assert table.psnr_delta.tolist() == pytest.approx([-0.9, 0.0, -0.9, 0.0])
     with pytest.raises(VSRError, match="no finished runs"):
         write_report([tmp_path / "report"], tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------------------ run folders
+def test_reports_read_run_folders_only_through_vsr_studies_runs(tmp_path, monkeypatch):
+    """vsr.studies.runs owns the run folder's layout: renaming its files there is all the reports need."""
+    study = _fake_study(tmp_path / "runs", {"a": [30.0, 30.2], "b": [30.9, 31.1]})
+    write_report([study], tmp_path / "before", visual=False)
+    renamed = {"RUN_FILE": "done.json", "STUDY_FILE": "definition.json", "METRICS_FILE": "scores.json",
+               "PER_FRAME_FILE": "frames.csv", "LOG_FILE": "train.jsonl", "PROFILE_FILE": "cost.json"}  # fmt: skip
+    for constant, name in renamed.items():
+        for path in study.rglob(getattr(run_folders, constant)):
+            path.rename(path.with_name(name))
+        monkeypatch.setattr(run_folders, constant, name)
+    write_report([study], tmp_path / "after", visual=False)
+    for name in ("results.csv", "per_frame.csv", "index.md"):
+        assert (tmp_path / "after" / name).read_text() == (tmp_path / "before" / name).read_text()
+
+
+def _string_literals(path: Path) -> list[str]:
+    """The string constants of a module, docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }  # fmt: skip
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docstrings]  # fmt: skip
+
+
+def test_reports_spell_no_run_folder_file_name():
+    names = {v for k, v in vars(run_folders).items() if k.endswith(("_FILE", "_CHECKPOINT"))}
+    names.discard(vsr.reports.index.PER_FRAME_CSV)  # the report's own per_frame.csv: every run's frames together
+    assert {"run.json", "metrics.json", "checkpoints/last.pth"} <= names
+    for path in sorted(Path(vsr.reports.__file__).parent.glob("*.py")):
+        for literal in _string_literals(path):
+            assert not [name for name in names if name in literal], f"{path.name} spells {literal!r}"
+
+
+# ------------------------------------------------------------------------------------------ captions
+TINY_MODEL = {"channels": 8, "alignment": "none", "aggregation": {"name": "residual", "num_blocks": 1},
+              "upsampling": {"name": "pixel_shuffle", "hr_channels": 8}}  # fmt: skip
+
+
+def _clips(root: Path, frames: int = 6, size: int = 32) -> Path:
+    """A ``folder`` data set of two clips of noise frames (LR made on the fly: ``size / 4`` pixels)."""
+    rng = np.random.default_rng(0)
+    for clip in ("c0", "c1"):
+        (root / "GT" / clip).mkdir(parents=True)
+        for i in range(frames):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "GT" / clip / f"{i:08d}.png")
+    return root
+
+
+def _tiny_checkpoint(run_dir: Path, data: Path) -> dict:
+    """An untrained ×4 model's checkpoint where a study run keeps it; returns the run's resolved recipe."""
+    recipe = load_recipe(
+        {"name": "tiny", "model": TINY_MODEL, "data": {"val": {"layout": "folder", "root": str(data)}}}
+    )
+    save_checkpoint(build_model(recipe), run_dir / "checkpoints" / "last.pth", recipe.to_dict())
+    return recipe.to_dict()
+
+
+def test_visual_crops_record_the_settings_their_caption_states(tmp_path):
+    run = tmp_path / "run"
+    recipe = _tiny_checkpoint(run, _clips(tmp_path / "data"))
+    panels = visual_crops([("tiny", run, recipe)], lr_crop=4, max_frames=3, device="cpu")
+    assert len(panels) == 2
+    for panel in panels:
+        assert (panel["lr_crop"], panel["window"], panel["scale"]) == (4, 3, 4)
+        assert panel["gt"].shape == panel["outputs"]["tiny"].shape == (3, 16, 16)
+    caption = figure_visual_comparison(panels, tmp_path / "visual.png").caption
+    assert "a window of 3 frames and a 4×4 LR crop of validation clips (×4)" in caption
+
+
+def test_report_captions_state_the_crops_and_clips_actually_used(tmp_path):
+    """Frames smaller than the default 48×48 crop, clips shorter than the 10-frame window, a profile on
+    another clip than the paper's: the index says what was run."""
+    study = _fake_study(tmp_path / "runs", {"a": [30.0, 30.2], "b": [30.9, 31.1]})
+    data = _clips(tmp_path / "data", frames=6, size=32)
+    for path in study.rglob("run.json"):
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"recipe": _tiny_checkpoint(path.parent, data)}))
+    for path in study.rglob("profile.json"):
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"frames": 2, "size": [8, 8]}))
+    index = write_report([study], tmp_path / "report").read_text()
+    assert "](visual_comparison.png)" in index
+    assert "run on a window of 6 frames and a 8×8 LR crop of validation clips (×4)" in index
+    assert "48×48" not in index and "≤10" not in index
+    assert "Runtime per frame on a 2×8×8 LR clip" in index
+    assert "per frame of a 2×8×8 (frames×h×w) LR clip (the paper's protocol is 10×180×320)" in index

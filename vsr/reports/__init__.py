@@ -1,0 +1,59 @@
+"""Reports of studies: the comparison tables and figures an ablation paper needs, from the run folders.
+
+Everything is fed from tidy pandas DataFrames read from the run folders that :func:`vsr.studies.run_study`
+writes (one function each, so a new figure is a new small function):
+
+* :mod:`vsr.reports.collect`: the DataFrames (runs × metrics, per frame, training logs, profiles), read
+  through :mod:`vsr.studies.runs`, the module that owns the run folder's layout;
+* :mod:`vsr.reports.stats`: Student's t and the Welch t-test over seeds;
+* :mod:`vsr.reports.tables`: the results table (mean ± std, difference to the base and its p-value,
+  parameters, FLOPs, runtime) as CSV, Markdown and LaTeX;
+* :mod:`vsr.reports.conclusions`: whether the paper's expected orderings hold, against the seed spread;
+* :mod:`vsr.reports.figures` and :mod:`vsr.reports.crops`: PSNR along the sequence, PSNR vs parameters and
+  runtime, training curves, a visual comparison of crops;
+* :mod:`vsr.reports.index`: :func:`write_report`, which writes all of it and ``index.md``.
+"""
+
+from vsr.reports.collect import collect_per_frame, collect_profiles, collect_runs, collect_training, failed_runs
+from vsr.reports.conclusions import conclusions
+from vsr.reports.crops import visual_crops
+from vsr.reports.figures import (
+    figure_per_frame_psnr,
+    figure_psnr_vs_params,
+    figure_psnr_vs_runtime,
+    figure_training_curves,
+    figure_visual_comparison,
+)
+from vsr.reports.index import write_report
+from vsr.reports.stats import (
+    WelchTest,
+    regularized_incomplete_beta,
+    student_t_cdf,
+    student_t_two_sided_p,
+    welch_t_test,
+)
+from vsr.reports.tables import results_table, table_latex, table_markdown
+
+__all__ = [
+    "WelchTest",
+    "collect_per_frame",
+    "collect_profiles",
+    "collect_runs",
+    "collect_training",
+    "conclusions",
+    "failed_runs",
+    "figure_per_frame_psnr",
+    "figure_psnr_vs_params",
+    "figure_psnr_vs_runtime",
+    "figure_training_curves",
+    "figure_visual_comparison",
+    "regularized_incomplete_beta",
+    "results_table",
+    "student_t_cdf",
+    "student_t_two_sided_p",
+    "table_latex",
+    "table_markdown",
+    "visual_crops",
+    "welch_t_test",
+    "write_report",
+]

@@ -1,0 +1,68 @@
+"""Conclusions: whether each ordering a study expects (from the paper) holds, by how much, and whether the
+seeds can tell, one sentence each."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vsr.reports.stats import welch_t_test
+from vsr.reports.tables import format_p
+from vsr.reports.variants import Info
+
+_UNITS = {"psnr": "dB", "ssim": ""}
+
+
+def conclusions(runs: pd.DataFrame, info: Info) -> list[str]:
+    """One sentence per expected ordering of each study: does it hold, by how much, relative to the
+    seed-to-seed spread (the pooled standard deviation over seeds of the two variants), with the Welch p."""
+    lines = []
+    for study, data in info.items():
+        for expectation in data.get("expect", []):
+            metric = expectation.get("metric", "psnr")
+
+            def values(variant: str, study=study, metric=metric) -> np.ndarray:
+                sel = runs[(runs.study == study) & (runs.variant == variant) & (runs.metric == metric)]
+                return sel.sort_values("seed").value.to_numpy()
+
+            better, worse = values(expectation["better"]), values(expectation["worse"])
+            lines.append(_conclusion(expectation, better, worse, data.get("preset", "this")))
+    return lines
+
+
+def _conclusion(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray, preset: str) -> str:
+    """The sentence for one expected ordering, ``better`` and ``worse`` being the two variants' values."""
+    metric = e.get("metric", "psnr")
+    unit, digits = _UNITS.get(metric, ""), 3 if metric == "psnr" else 4
+    claim = f"**{e['better']} > {e['worse']}** ({metric.upper()}"
+    paper = e.get("paper")
+    claim += f"; paper: {paper:+.2f} {unit}".rstrip() + ")" if paper is not None else ")"
+    source = f" [{e['source']}]" if e.get("source") else ""
+    if not len(better) or not len(worse):
+        missing = e["better"] if not len(better) else e["worse"]
+        return f"{claim}: not measured (no finished runs of {missing}).{source}"
+    delta = better.mean() - worse.mean()
+    shown = f"{delta:+.{digits}f} {unit}".rstrip()
+    if len(better) < 2 or len(worse) < 2:
+        verdict = "holds" if delta > 0 else "is reversed"
+        return (f"{claim}: {verdict} as measured ({shown}), but with a single seed the seed-to-seed "
+                f"spread is unknown, so this is not established.{source}")  # fmt: skip
+    spread = math.sqrt((better.var(ddof=1) + worse.var(ddof=1)) / 2)
+    p = welch_t_test(better, worse).p
+    spread_text = f"{spread:.{digits}f} {unit}".rstrip()
+    stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}, {len(better)} + {len(worse)} seeds"
+    if abs(delta) <= spread:
+        return (f"{claim}: {shown} is within the seed-to-seed spread of {spread_text} ({stats}): the "
+                f"{preset} preset cannot resolve this difference.{source}")  # fmt: skip
+    verdict = "holds" if delta > 0 else "is reversed"
+    ratio = abs(delta) / spread if spread > 0 else math.inf
+    sentence = f"{claim}: {verdict}, {shown}, {ratio:.1f}× the seed-to-seed spread of {spread_text} ({stats})"
+    if p >= 0.05:
+        sentence += "; not significant at the 5% level with these seeds"
+    if paper and delta > 0:
+        sentence += f"; {delta / abs(paper):.0%} of the paper's difference"
+    return sentence + "." + source

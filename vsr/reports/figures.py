@@ -1,0 +1,197 @@
+"""The report's figures, one function each, drawn from the tidy DataFrames; each returns the saved file
+with its heading and a caption written from the settings the figure was drawn with.
+
+matplotlib's object API with the Agg canvas: no display, no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from vsr.atomic import write_with
+from vsr.metrics import psnr
+from vsr.reports.tables import profiled_clips, profiled_devices
+from vsr.reports.variants import Info, resolve_base, series_name, variant_order
+from vsr.studies.runs import PROFILE_FILE
+
+
+@dataclass(frozen=True)
+class SavedFigure:
+    """A figure written to ``path`` (``<stem>.png``), with the heading and caption the index gives it."""
+
+    path: Path
+    heading: str
+    caption: str
+
+
+def _figure(width: float = 7.0, height: float = 4.5, rows: int = 1, cols: int = 1, **kwargs):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
+    return fig, axes
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Save a figure as PNG atomically (temporary file in the same folder, then rename)."""
+    return write_with(lambda tmp: fig.savefig(tmp, format="png", dpi=150), path, suffix=".png")
+
+
+def figure_per_frame_psnr(per_frame: pd.DataFrame, info: Info, path: Path, base: str | None = None) -> SavedFigure:
+    """PSNR at each frame index along the sequence (the paper's propagation figure, Figs. 3–4): per variant
+    the mean over clips and seeds, with a ±1 std band over seeds; right, the difference to the base."""
+    fig, axes = _figure(12, 4.5, 1, 2)
+    ax, ax_delta = axes[0]
+    several = per_frame.study.nunique() > 1
+    # Per seed: mean over clips at each frame index; then mean and std over seeds.
+    per_seed = per_frame.groupby(["study", "variant", "seed", "frame"]).psnr.mean().reset_index()
+    curves = per_seed.groupby(["study", "variant", "frame"]).psnr.agg(["mean", "std", "count"]).reset_index()
+    keys = variant_order(per_frame, info)
+    for study, variant in keys:
+        c = curves[(curves.study == study) & (curves.variant == variant)]
+        name = series_name(study, variant, several, info)
+        (line,) = ax.plot(c.frame, c["mean"], marker=".", label=name)
+        if (c["count"] > 1).any():
+            ax.fill_between(c.frame, c["mean"] - c["std"].fillna(0), c["mean"] + c["std"].fillna(0),
+                            color=line.get_color(), alpha=0.2, linewidth=0)  # fmt: skip
+        base_key = resolve_base(base, study, info, keys)
+        b = curves[(curves.study == base_key[0]) & (curves.variant == base_key[1])].set_index("frame")["mean"]
+        delta = c.set_index("frame")["mean"] - b
+        ax_delta.plot(delta.index, delta.to_numpy(), marker=".", color=line.get_color(), label=name)
+    ax.set(xlabel="frame index in the clip", ylabel="PSNR (dB)", title="PSNR along the sequence (mean over clips)")
+    ax_delta.axhline(0, color="0.5", linewidth=0.8)
+    for a in (ax, ax_delta):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_delta.set(
+        xlabel="frame index in the clip", ylabel="ΔPSNR to the base (dB)", title="Difference to the base variant"
+    )
+    ax.legend(title="variant (band: ±1 std over seeds)", fontsize="small")
+    ax_delta.legend(title="variant", fontsize="small")
+    for a in (ax, ax_delta):
+        a.grid(alpha=0.3)
+    caption = (
+        "PSNR at each frame index, mean over validation clips and seeds (band: ±1 std over seeds); right: "
+        "difference to the base variant (paper Figs. 3–4)."
+    )
+    return SavedFigure(_save(fig, path), "PSNR along the sequence", caption)
+
+
+def _scatter(table: pd.DataFrame, x: str, xlabel: str, title: str, path: Path, scale: float = 1.0) -> Path:
+    fig, axes = _figure(6.5, 4.5)
+    ax = axes[0][0]
+    several = table.study.nunique() > 1
+    markers = "osD^vP*Xhp"
+    xs = (table[x] * scale).to_numpy(dtype=float)
+    span = np.nanmax(xs) - np.nanmin(xs) if np.isfinite(xs).any() else 0.0
+    span = span or (abs(np.nanmax(xs)) if np.isfinite(xs).any() else 1.0) or 1.0
+    for i, r in enumerate(table.itertuples()):
+        xv = xs[i]
+        if math.isnan(xv) or math.isnan(r.psnr_mean):
+            continue
+        # Dodge variants of equal x (e.g. the same architecture) sideways by 1.5% of the axis, so all show.
+        same = [j for j in range(len(xs)) if xs[j] == xv]
+        xv += (same.index(i) - (len(same) - 1) / 2) * 0.015 * span
+        name = f"{r.study}/{r.label}" if several else r.label
+        err = 0.0 if math.isnan(r.psnr_std) else r.psnr_std
+        # Distinct markers, hollow: variants of equal size (e.g. local vs bidirectional) stay visible.
+        ax.errorbar([xv], [r.psnr_mean], yerr=[err], fmt=markers[i % len(markers)], capsize=3, label=name,
+                    markersize=8, markerfacecolor="none", markeredgewidth=1.5)  # fmt: skip
+    ax.set(xlabel=xlabel, ylabel="PSNR (dB), mean ± std over seeds", title=title)
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+        ax.legend(fontsize="small", title="variant")
+    else:
+        ax.text(0.5, 0.5, f"no {PROFILE_FILE} in the runs", ha="center", va="center", transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def figure_psnr_vs_params(table: pd.DataFrame, path: Path) -> SavedFigure:
+    """PSNR against the number of parameters, one point per variant (error bar: std over seeds)."""
+    return SavedFigure(
+        _scatter(table, "params", "parameters (millions)", "PSNR vs model size", path, scale=1e-6),
+        "PSNR vs parameters",
+        "Error bars: ±1 std over seeds.",
+    )
+
+
+def figure_psnr_vs_runtime(table: pd.DataFrame, path: Path) -> SavedFigure:
+    """PSNR against runtime per frame on the profiled LR clip (the paper's protocol: 10 frames of 180×320),
+    on the profiled device."""
+    devices = ", ".join(profiled_devices(table)) or "unknown device"
+    clips = ", ".join(profiled_clips(table))
+    xlabel = f"runtime (ms per frame; LR clip {clips or '?'}; {devices})"
+    return SavedFigure(
+        _scatter(table, "runtime_ms", xlabel, "PSNR vs runtime", path),
+        "PSNR vs runtime",
+        f"Runtime per frame on a {clips or '(not profiled)'} LR clip (frames×h×w; median of repeats), on the "
+        "device named.",
+    )
+
+
+def figure_training_curves(training: pd.DataFrame, info: Info, path: Path, loss_name: str = "") -> SavedFigure:
+    """Training loss (log scale) and validation PSNR against iteration, mean over seeds per variant."""
+    fig, axes = _figure(12, 4.5, 1, 2)
+    ax_loss, ax_val = axes[0]
+    several = training.study.nunique() > 1
+    keys = variant_order(training, info)
+    for study, variant in keys:
+        mine = training[(training.study == study) & (training.variant == variant)]
+        name = series_name(study, variant, several, info)
+        loss = mine[(mine.event == "train") & (mine.key == "loss")].groupby("iteration").value.mean()
+        (line,) = ax_loss.plot(loss.index, loss.to_numpy(), label=name)
+        val = mine[(mine.event == "val") & (mine.key == "psnr")].groupby("iteration").value.mean()
+        ax_val.plot(val.index, val.to_numpy(), marker="o", color=line.get_color(), label=name)
+    ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="iteration", ylabel=f"training loss{f' ({loss_name})' if loss_name else ''}, log scale",
+                title="Training loss (mean over seeds)")  # fmt: skip
+    ax_val.set(xlabel="iteration", ylabel="validation PSNR (dB)", title="Validation PSNR (mean over seeds)")
+    for a in (ax_loss, ax_val):
+        a.grid(alpha=0.3)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if a.has_data():
+            a.legend(fontsize="small", title="variant")
+    caption = "Training loss per log step and validation PSNR, mean over seeds."
+    return SavedFigure(_save(fig, path), "Training curves", caption)
+
+
+def _span(values: Sequence[int]) -> str:
+    """``10`` when every clip used 10, ``6–10`` when they differed."""
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def figure_visual_comparison(panels: Sequence[Mapping[str, Any]], path: Path) -> SavedFigure:
+    """A grid of crops from :func:`vsr.reports.crops.visual_crops`: one row per clip; bicubic, each variant,
+    GT (PSNR of the crop in each title). The title and caption give the crop size, window and scale used."""
+    names = list(panels[0]["outputs"]) if panels else []
+    cols = len(names) + 2
+    fig, axes = _figure(2.3 * cols, 2.6 * max(len(panels), 1) + 0.4, max(len(panels), 1), cols)
+    for row, panel in enumerate(panels):
+        images = [("bicubic", panel["bicubic"]), *panel["outputs"].items(), ("GT", panel["gt"])]
+        for col, (name, image) in enumerate(images):
+            ax = axes[row][col]
+            ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+            title = name if name == "GT" else f"{name}\n{_crop_psnr(image, panel['gt']):.2f} dB"
+            ax.set_title(title, fontsize="small")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row][0].set_ylabel(f"{panel['clip']} / {panel['frame']}", fontsize="small")
+    scale = _span([p["scale"] for p in panels]) if panels else "?"
+    fig.suptitle(f"Visual comparison: crops of a validation frame (×{scale}; PSNR of the crop)")
+    crop, window = _span([p["lr_crop"] for p in panels] or [0]), _span([p["window"] for p in panels] or [0])
+    caption = (
+        f"Each variant's checkpoint (first seed) run on a window of {window} frames and a {crop}×{crop} LR crop "
+        f"of validation clips (×{scale}); the middle frame is shown."
+    )
+    return SavedFigure(_save(fig, path), "Visual comparison", caption)
+
+
+def _crop_psnr(image, gt) -> float:
+    return float(psnr(image[None], gt[None])[0])

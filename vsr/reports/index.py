@@ -1,0 +1,160 @@
+"""The report folder: :func:`write_report` collects the runs, writes the tables, the figures and ``index.md``.
+
+``index.md`` gives the studies, the results table with how its numbers were measured, the conclusions on
+the expected orderings, every figure with its caption, and the runs that failed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from vsr.atomic import write_text
+from vsr.errors import VSRError
+from vsr.reports.collect import Collected, collect, loss_name
+from vsr.reports.conclusions import conclusions
+from vsr.reports.crops import visual_crops, visual_runs
+from vsr.reports.figures import (
+    SavedFigure,
+    figure_per_frame_psnr,
+    figure_psnr_vs_params,
+    figure_psnr_vs_runtime,
+    figure_training_curves,
+    figure_visual_comparison,
+)
+from vsr.reports.tables import (
+    format_number,
+    profiled_clips,
+    profiled_devices,
+    results_table,
+    table_latex,
+    table_markdown,
+)
+from vsr.studies.schema import PROFILE_DEFAULTS
+
+INDEX_FILE, RESULTS_MD, RESULTS_CSV, RESULTS_TEX = "index.md", "results.md", "results.csv", "results.tex"
+RUNS_CSV, PER_FRAME_CSV = "runs.csv", "per_frame.csv"
+#: The paper's runtime protocol as ``frames×h×w`` (a clip profiled otherwise is said so in the index).
+PAPER_CLIP = "×".join(map(str, [PROFILE_DEFAULTS["frames"], *PROFILE_DEFAULTS["size"]]))
+
+
+def write_report(
+    runs_dirs: str | Path | Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    title: str | None = None,
+    base: str | None = None,
+    visual: bool = True,
+) -> Path:
+    """Write the report of the finished runs under ``runs_dirs`` (one or several studies' folders) into
+    ``out_dir``: ``index.md``, ``results.md/.csv/.tex``, ``runs.csv``, ``per_frame.csv`` and the figures.
+    ``base`` (``variant`` or ``study/variant``) replaces each study's own base; ``visual=False`` skips the
+    crops (which run the checkpoints). Returns ``out_dir/index.md``."""
+    out_dir = Path(out_dir)
+    runs = collect(runs_dirs)
+    table = results_table(runs.runs, runs.profiles, runs.info, base)
+    title = title or _default_title(table, runs)
+    _write_tables(runs, table, out_dir, title)
+    figures, note = _write_figures(runs, table, out_dir, base, visual)
+    return write_text(_index(runs, table, out_dir, title, figures, note), out_dir / INDEX_FILE)
+
+
+def _default_title(table: pd.DataFrame, runs: Collected) -> str:
+    studies = list(dict.fromkeys(table.study))
+    own = runs.info.get(studies[0], {}).get("title") if len(studies) == 1 else None
+    return own or ("Study: " + ", ".join(studies))
+
+
+def _write_tables(runs: Collected, table: pd.DataFrame, out_dir: Path, title: str) -> None:
+    write_text(table.to_csv(index=False), out_dir / RESULTS_CSV)
+    write_text(runs.runs.to_csv(index=False), out_dir / RUNS_CSV)
+    write_text(runs.per_frame.to_csv(index=False), out_dir / PER_FRAME_CSV)
+    write_text(table_markdown(table), out_dir / RESULTS_MD)
+    write_text(table_latex(table, caption=title), out_dir / RESULTS_TEX)
+
+
+def _write_figures(
+    runs: Collected, table: pd.DataFrame, out_dir: Path, base: str | None, visual: bool
+) -> tuple[list[SavedFigure], str]:
+    """Every figure the runs allow, and a note if the visual comparison could not be made."""
+    figures = []
+    if len(runs.per_frame):
+        figures.append(figure_per_frame_psnr(runs.per_frame, runs.info, out_dir / "per_frame_psnr.png", base))
+    figures.append(figure_psnr_vs_params(table, out_dir / "psnr_vs_params.png"))
+    figures.append(figure_psnr_vs_runtime(table, out_dir / "psnr_vs_runtime.png"))
+    if len(runs.training):
+        path = out_dir / "training_curves.png"
+        figures.append(figure_training_curves(runs.training, runs.info, path, loss_name(runs.runs)))
+    if not visual:
+        return figures, ""
+    try:
+        panels = visual_crops(visual_runs(runs.runs, runs.info))
+        if panels:
+            figures.append(figure_visual_comparison(panels, out_dir / "visual_comparison.png"))
+    except (VSRError, OSError, KeyError, RuntimeError) as err:
+        return figures, f"The visual comparison was skipped: {err}"
+    return figures, ""
+
+
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+
+
+def _index(
+    runs: Collected, table: pd.DataFrame, out_dir: Path, title: str, figures: Sequence[SavedFigure], note: str
+) -> str:
+    lines = [f"# {title}", "", *_study_lines(runs, table, out_dir), "", "## Results", "", table_markdown(table)]
+    lines += [_measurement_text(table), "", _files_text(), "", "## Conclusions", ""]
+    found = conclusions(runs.runs, runs.info)
+    lines += [f"- {line}" for line in found] if found else ["- The study file states no expected orderings."]
+    lines.append("")
+    for figure in figures:
+        stem = figure.path.stem
+        lines += [f"## {figure.heading}", "", f"![{figure.heading}]({stem}.png)", "", figure.caption, ""]
+    if note:
+        lines += [note, ""]
+    if runs.failed:
+        lines += ["## Failed runs", "", "Not in the table; rerun the study to retry them.", ""]
+        lines += [f"- `{_relative(run_dir, out_dir)}`: {error}" for run_dir, error in runs.failed] + [""]
+    return "\n".join(lines)
+
+
+def _study_lines(runs: Collected, table: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Each study's description, preset, seeds and folders."""
+    lines = []
+    for study in dict.fromkeys(table.study):
+        data = runs.info.get(study, {})
+        if data.get("description"):
+            lines += [data["description"], ""]
+        seeds = sorted(runs.runs[runs.runs.study == study].seed.unique())
+        lines.append(
+            f"- **{study}**: preset `{data.get('preset', '?')}`, seeds {', '.join(map(str, seeds))}, "
+            f"runs in `{_relative(Path(data.get('dir', runs.dirs[0])), out_dir)}`"
+            + (f", study file `{data['source']}`" if data.get("source") else "")
+        )
+    return lines
+
+
+def _measurement_text(table: pd.DataFrame) -> str:
+    """How the table's numbers were measured: statistics, the profiled clip and device, the bicubic score."""
+    clip = ", ".join(profiled_clips(table)) or "(not profiled)"
+    protocol_note = "" if clip == PAPER_CLIP else f" (the paper's protocol is {PAPER_CLIP})"
+    devices = ", ".join(profiled_devices(table)) or "an unknown device"
+    return (
+        "Mean ± sample standard deviation over seeds of the validation PSNR/SSIM (frames averaged per clip, then "
+        "clips). Δ: difference of the means to the base variant; p: two-sided Welch t-test over seeds (Student's "
+        "t via the regularized incomplete beta function; — with fewer than 2 seeds). Parameters and FLOPs "
+        f"(1 multiply-accumulate = 2 FLOPs; `vsr.profile`) and runtime are per frame of a {clip} (frames×h×w) LR "
+        f"clip{protocol_note}; runtime measured on {devices}. "
+        f"The bicubic baseline scores {format_number(table.bicubic_psnr.mean(), 3)} dB on the same frames."
+    )
+
+
+def _files_text() -> str:
+    return (
+        f"Files: [{RESULTS_CSV}]({RESULTS_CSV}), [{RESULTS_TEX}]({RESULTS_TEX}), [{RUNS_CSV}]({RUNS_CSV}) "
+        f"(every run and metric), [{PER_FRAME_CSV}]({PER_FRAME_CSV})."
+    )

@@ -1,0 +1,157 @@
+"""The results table: mean ± std over seeds per variant, the difference to the base with its Welch p-value,
+parameters, FLOPs and runtime; as a DataFrame (``results.csv``), Markdown and LaTeX."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from vsr.reports.stats import welch_t_test
+from vsr.reports.variants import Info, resolve_base, variant_label, variant_order
+from vsr.studies.schema import METRICS
+
+
+def results_table(
+    runs: pd.DataFrame,
+    profiles: pd.DataFrame | None = None,
+    info: Info | None = None,
+    base: str | None = None,
+) -> pd.DataFrame:
+    """One row per (study, variant): seeds, mean and sample std over seeds of each metric, the difference of
+    the means to the base variant (each study's own base unless ``base``, ``variant`` or ``study/variant``,
+    is given) with the two-sided Welch p-value (NaN with fewer than 2 seeds on either side), parameters,
+    FLOPs per frame and runtime per frame (median over the profiled seeds)."""
+    info = info or {}
+    keys = variant_order(runs, info)
+    rows = []
+    for study, variant in keys:
+        base_key = resolve_base(base, study, info, keys)
+        row: dict[str, Any] = {"study": study, "variant": variant, "label": variant_label(study, variant, info),
+                               "base": "/".join(map(str, base_key))}  # fmt: skip
+        mine = runs[(runs.study == study) & (runs.variant == variant)]
+        theirs = runs[(runs.study == base_key[0]) & (runs.variant == base_key[1])]
+        row["seeds"] = int(mine.seed.nunique())
+        for metric in METRICS:
+            values = mine[mine.metric == metric].sort_values("seed").value.to_numpy()
+            reference = theirs[theirs.metric == metric].sort_values("seed").value.to_numpy()
+            row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
+            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+            row[f"{metric}_delta"] = values.mean() - reference.mean() if len(values) and len(reference) else math.nan
+            is_base = (study, variant) == tuple(base_key)
+            row[f"{metric}_p"] = (
+                welch_t_test(values, reference).p
+                if len(values) > 1 and len(reference) > 1 and not is_base
+                else math.nan
+            )
+        bicubic = mine[mine.metric == "bicubic_psnr"].value
+        row["bicubic_psnr"] = bicubic.mean() if len(bicubic) else math.nan
+        prof = (
+            profiles[(profiles.study == study) & (profiles.variant == variant)]
+            if profiles is not None
+            else pd.DataFrame()
+        )
+        row["params"] = prof.params.iloc[0] if len(prof) else math.nan
+        row["flops_per_frame"] = prof.flops_per_frame.iloc[0] if len(prof) else math.nan
+        runtimes = prof.runtime_ms.dropna() if len(prof) else pd.Series(dtype=float)
+        row["runtime_ms"] = float(runtimes.median()) if len(runtimes) else math.nan
+        row["device"] = prof.device.dropna().iloc[0] if len(prof) and prof.device.notna().any() else ""
+        row["profile_clip"] = f"{prof.frames.iloc[0]}×{prof['size'].iloc[0]}" if len(prof) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_number(value: float, digits: int, signed: bool = False) -> str:
+    """``value`` with ``digits`` decimals (and its sign if ``signed``); ``—`` when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _significant(value: float) -> str:
+    """Four significant digits: 6.291 (M parameters of BasicVSR) and 0.009547 (a tiny model) alike."""
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:.4g}" if value >= 1e-4 else f"{value:.2e}"
+
+
+def format_p(value: float) -> str:
+    """A p-value with three decimals, ``<0.001`` below that; ``—`` when missing."""
+    if value is None or math.isnan(value):
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and text cells shared by the Markdown and LaTeX tables."""
+    several = table.study.nunique() > 1
+    header = (["study"] if several else []) + [
+        "variant", "seeds", "PSNR (dB)", "ΔPSNR (dB)", "p (PSNR)", "SSIM", "ΔSSIM", "p (SSIM)",
+        "params (M)", "GFLOPs/frame", "runtime (ms/frame)",
+    ]  # fmt: skip
+    rows = []
+    for r in table.itertuples():
+        base_mark = " (base)" if r.base == f"{r.study}/{r.variant}" else ""
+        cells = ([r.study] if several else []) + [
+            f"{r.label}{base_mark}",
+            str(r.seeds),
+            f"{format_number(r.psnr_mean, 3)} ± {format_number(r.psnr_std, 3)}",
+            format_number(r.psnr_delta, 3, signed=True),
+            format_p(r.psnr_p),
+            f"{format_number(r.ssim_mean, 4)} ± {format_number(r.ssim_std, 4)}",
+            format_number(r.ssim_delta, 4, signed=True),
+            format_p(r.ssim_p),
+            _significant(r.params / 1e6),
+            _significant(r.flops_per_frame / 1e9),
+            format_number(r.runtime_ms, 1),
+        ]
+        rows.append(cells)
+    return header, rows
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """The results table as GitHub Markdown."""
+    header, rows = _display_rows(table)
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--").replace("<", r"$<$")
+
+
+def table_latex(table: pd.DataFrame, caption: str = "") -> str:
+    """The results table as a LaTeX ``table`` (booktabs)."""
+    header, rows = _display_rows(table)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(_latex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+        *(" & ".join(_latex_escape(c) for c in row) + r" \\" for row in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]
+    if caption:
+        lines.append(r"\caption{" + _latex_escape(caption) + "}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def profiled_clips(table: pd.DataFrame) -> list[str]:
+    """The LR clips (``frames×h×w``) the variants' runtimes and FLOPs were measured on."""
+    return sorted({c for c in table.profile_clip if c})
+
+
+def profiled_devices(table: pd.DataFrame) -> list[str]:
+    """The devices the variants' runtimes were measured on."""
+    return sorted({d for d in table.device if d})

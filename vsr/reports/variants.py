@@ -1,0 +1,52 @@
+"""The variants a report shows: their order (as in the study files), names, and the base each is compared to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from vsr.errors import VSRError
+
+Info = Mapping[str, Mapping[str, Any]]  # study name -> its study.json (see vsr.reports.collect.study_info)
+
+
+def variant_order(frame: pd.DataFrame, info: Info) -> list[tuple[str, str]]:
+    """The (study, variant) pairs of ``frame`` in the studies' file order (unknown ones after, alphabetically)."""
+    present = list(dict.fromkeys(zip(frame["study"], frame["variant"], strict=True)))
+    rank = {}
+    for s, (study, data) in enumerate(info.items()):
+        for v, variant in enumerate(data.get("variants", {})):
+            rank[(study, variant)] = (s, v)
+    return sorted(present, key=lambda key: (rank.get(key, (len(info), 0)), key))
+
+
+def resolve_base(base: str | None, study: str, info: Info, keys: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """The (study, variant) that ``study``'s variants are compared to: the study's own base, or ``base``
+    (``variant`` or ``study/variant``), which must be one of the finished ``keys``."""
+    if base is None:
+        return (study, info.get(study, {}).get("base"))
+    if "/" in base:
+        key = tuple(base.split("/", 1))
+    else:
+        matches = [k for k in keys if k[1] == base]
+        if len(matches) > 1:
+            raise VSRError(f"base variant {base!r} exists in several studies; name it as study/variant")
+        key = matches[0] if matches else (study, base)
+    if key not in keys:
+        raise VSRError(
+            f"base variant {base!r} has no finished runs; choose one of {', '.join('/'.join(k) for k in keys)}"
+        )
+    return key
+
+
+def variant_label(study: str, variant: str, info: Info) -> str:
+    """The variant's label from the study file, or its name."""
+    return info.get(study, {}).get("variants", {}).get(variant, {}).get("label") or variant
+
+
+def series_name(study: str, variant: str, several: bool, info: Info) -> str:
+    """A variant's name in a legend: its label, prefixed by its study when ``several`` studies are shown."""
+    label = variant_label(study, variant, info)
+    return f"{study}/{label}" if several else label
