@@ -19,7 +19,7 @@ from vsr.data import synth
 from vsr.evaluate import Bicubic, evaluate
 from vsr.model import assemble
 from vsr.recipe import load_recipe
-from vsr.train import train
+from vsr.training import train
 
 RECIPE = {
     "name": "tiny",

@@ -14,21 +14,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 import vsr.losses
 from vsr import DataError, RecipeError, VSRError
 from vsr.checkpoints import load_checkpoint, read_checkpoint
 from vsr.data import synth
+from vsr.data.datasets import open_dataset
+from vsr.data.sampling import RunSampler
 from vsr.losses import build_loss, charbonnier, endpoint_error, l1, mse
 from vsr.model import assemble
 from vsr.recipe import load_recipe
-from vsr.train import (
+from vsr.training import (
+    WEIGHTS_DIR,
     CosineRestartLR,
     FlowObjective,
-    RunSampler,
     Trainer,
     build_optimizer,
     build_scheduler,
+    resolve_init,
     train,
 )
 
@@ -157,7 +161,7 @@ def test_scheduler_recipe_errors():
     cfg = load_recipe(tiny(train={"periods": [2, 2], "restart_weights": [1.0]})).train
     with pytest.raises(RecipeError, match=r"restart_weights.*one weight per period"):
         build_scheduler(opt, cfg)
-    cfg = load_recipe(tiny(train={"scheduler": "step"})).train
+    cfg = {**load_recipe(TINY).train, "scheduler": "step"}  # past the recipe's own check of the choice
     with pytest.raises(RecipeError, match=r"train.scheduler.*unknown scheduler.*cosine_restart"):
         build_scheduler(opt, cfg)
 
@@ -304,24 +308,31 @@ def test_run_sampler_shards_one_global_sequence():
     assert interleaved == single == list(range(12, 24))
 
 
-def _ddp_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) -> None:
+def _as_torchrun_rank(rank: int, port: int) -> None:
+    """The environment ``torchrun`` gives rank ``rank`` of 2 on this machine."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
     torch.set_num_threads(1)
+
+
+def _ddp_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) -> None:
+    _as_torchrun_rank(rank, port)
     trainer = Trainer(load_recipe(recipe), Path(out), data_root, False, "cpu", False)
     trainer.run()
     torch.save(trainer.model.state_dict(), Path(out).parent / f"rank{rank}.pt")
+
+
+def _spawn_two_ranks(worker, *args) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(worker, args=(port, *args), nprocs=2, join=True)
 
 
 def test_ddp_two_processes_match_one_process_with_the_global_batch(data_root, tmp_path):
     """Two gloo ranks with batch 1 end with identical weights, equal (to float tolerance) to one process
     with batch 2: the same samples, gradients averaged. Thawing at fix_iterations re-wraps the model."""
     recipe = tiny(data={"batch_size": 1}, train={"iterations": 3, "periods": [3], "fix_iterations": 1})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(
-        _ddp_worker, args=(port, recipe, str(data_root), str(tmp_path / "ddp" / "run")), nprocs=2, join=True
-    )
+    _spawn_two_ranks(_ddp_worker, recipe, str(data_root), str(tmp_path / "ddp" / "run"))
     rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2))
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
@@ -337,6 +348,37 @@ def test_ddp_two_processes_match_one_process_with_the_global_batch(data_root, tm
     assert (diff <= 1e-6 + 1e-4 * one.abs()).float().mean() > 0.999
     assert diff.max() <= 2 * recipe["train"]["lr"] * recipe["train"]["iterations"]
     assert json.loads((tmp_path / "ddp" / "run" / "result.json").read_text())["world_size"] == 2
+
+
+def test_ddp_flow_pretraining_runs_on_every_rank(data_root, tmp_path):
+    """Flow pretraining validates the initial weights on rank 0 only; the other rank must not need that
+    record (it once called ``dict(None)`` there) and ends with rank 0's weights."""
+    recipe = tiny(
+        data={"batch_size": 1},
+        train={"objective": "flow", "iterations": 1, "periods": [1], "fix_iterations": 0, "val_every": 0},
+    )
+    _spawn_two_ranks(_ddp_worker, recipe, str(data_root), str(tmp_path / "ddp" / "run"))
+    rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2))
+    assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
+    result = json.loads((tmp_path / "ddp" / "run" / "result.json").read_text())
+    assert result["world_size"] == 2 and result["initial"]["iteration"] == 0
+
+
+def _failing_check_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) -> None:
+    _as_torchrun_rank(rank, port)
+    with pytest.raises(DataError, match=r"model.scale"):
+        Trainer(load_recipe(recipe), Path(out), data_root, False, "cpu", False).run()
+    leaked = dist.is_initialized()
+    if leaked:
+        dist.destroy_process_group()
+    (Path(out).parent / f"rank{rank}.leaked").write_text(str(leaked))
+
+
+def test_a_failed_check_under_torchrun_leaves_no_process_group(data_root, tmp_path):
+    """A recipe that fails its checks (here the model's scale against the data's) raises on every rank
+    without leaving a process group behind."""
+    _spawn_two_ranks(_failing_check_worker, tiny(model={"scale": 2}), str(data_root), str(tmp_path / "run"))
+    assert [(tmp_path / f"rank{r}.leaked").read_text() for r in range(2)] == ["False", "False"]
 
 
 # ------------------------------------------------------------------------------------- flow pretraining
@@ -364,8 +406,6 @@ def test_flow_pretraining_lowers_epe_and_initialises_sr_runs(data_root, tmp_path
 def test_flow_validation_is_zero_for_the_true_flow_and_baseline_for_zero_flow(data_root):
     """EPE of an oracle that returns the true flows is 0; of zero flow, the mean true flow length."""
     objective = FlowObjective(load_recipe(tiny(train={"objective": "flow"})), torch.device("cpu"))
-    from vsr.data.datasets import open_dataset
-
     objective.val_source = open_dataset({"root": data_root, "split": "val"})
     (_, lq, true), *_ = list(objective._pairs())
 
@@ -383,8 +423,6 @@ def test_flow_validation_is_zero_for_the_true_flow_and_baseline_for_zero_flow(da
 def test_tiny_recipes_start_from_the_shipped_flow_weights(name):
     """The CPU recipes need no download: train.init names weights shipped in vsr/weights/ that fit the
     recipe's flow estimator exactly (every flow.* tensor, same shapes)."""
-    from vsr.train import WEIGHTS_DIR, resolve_init
-
     recipe = load_recipe(Path(__file__).parents[1] / "recipes" / f"{name}.yaml")
     path = resolve_init(recipe.train["init"])
     assert path == WEIGHTS_DIR / "spynet_tiny.safetensors"

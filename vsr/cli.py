@@ -151,7 +151,7 @@ def train_command(
 ):
     """Train a recipe (one process; several GPUs with `torchrun --nproc-per-node N -m vsr train ...`)."""
     from vsr.recipe import load_recipe
-    from vsr.train import train
+    from vsr.training import train
 
     resolved = load_recipe(recipe, *(set_ or []))
     result = train(resolved, out or Path("runs") / resolved.name, data=data, resume=resume, device=device)
@@ -160,7 +160,7 @@ def train_command(
 
 @app.command("test")
 @reports_errors
-def test_command(
+def evaluate_command(
     recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name.")],
     checkpoint: Annotated[str, typer.Option(help="Checkpoint file (vsr, MMagic or BasicSR) or zoo name.")],
     set_: SetOption = None,

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,14 @@ from PIL import Image
 from torch import Tensor, nn
 
 from vsr.atomic import atomic_open, write_json
+from vsr.checkpoints import load_checkpoint, read_checkpoint
 from vsr.data.datasets import ClipSet, TestClips, open_dataset
 from vsr.data.degradations import imresize
+from vsr.data.specs import evaluation_spec
 from vsr.errors import VSRError
 from vsr.metrics import clip_average, psnr, ssim, vimeo_center_frame
+from vsr.model import assemble
+from vsr.progress import progress_bar
 from vsr.recipe import Recipe, load_recipe
 
 log = logging.getLogger(__name__)
@@ -88,48 +91,6 @@ class Measurement:
         if "bicubic_psnr" in keys:
             out["bicubic"] = {"psnr": self.mean("bicubic_psnr"), "ssim": self.mean("bicubic_ssim")}
         return out | {"clips": clips}
-
-
-class ProgressBar:
-    """A rich progress bar (description, bar, count, a ``status`` text, elapsed and remaining time), or
-    nothing at all when disabled or when stderr is not a terminal."""
-
-    def __init__(self, progress=None, task=None):
-        self.progress, self.task = progress, task
-
-    def advance(self, steps: int = 1, status: str | None = None) -> None:
-        if self.progress is not None:
-            fields = {} if status is None else {"status": status}
-            self.progress.update(self.task, advance=steps, **fields)
-
-
-@contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool = True, completed: int = 0) -> Iterator[ProgressBar]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    if not (enabled and console.is_terminal):
-        yield ProgressBar()
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        yield ProgressBar(progress, progress.add_task(description, total=total, completed=completed, status=""))
 
 
 def bicubic_upsample(lq: Tensor, scale: int) -> Tensor:
@@ -214,25 +175,7 @@ def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def test_spec(recipe: Recipe | None, data: Any = None) -> Any:
-    """The data set to evaluate on: ``data`` (a path, a spec mapping or a ClipSet), else the recipe's
-    ``data.val``, else the embedded set's validation split."""
-    if data is None and recipe is not None:
-        data = recipe.data["val"]
-    if data is None:
-        return {"layout": "synth", "split": "val"}
-    if isinstance(data, str | Path):
-        root = Path(data).expanduser()
-        if not root.exists():
-            raise VSRError(f"test data {root} does not exist; pass the folder of a data set (see vsr.data.datasets)")
-        return {"root": root, "split": "val"} if (root / "synth.json").is_file() else {"root": root}
-    return data
-
-
 def _resolve_model(model_or_recipe, checkpoint) -> tuple[nn.Module, Recipe | None]:
-    from vsr.checkpoints import load_checkpoint, read_checkpoint
-    from vsr.model import assemble
-
     if isinstance(model_or_recipe, nn.Module):
         if checkpoint is not None:
             load_checkpoint(model_or_recipe, checkpoint)
@@ -287,7 +230,7 @@ def evaluate(
         defaults.max_frames if max_frames is None else max_frames,
     )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    source = data if isinstance(data, ClipSet) else open_dataset(test_spec(recipe, data))
+    source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
     if save_frames and out_dir is None:
         raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
     out_dir = Path(out_dir) if out_dir is not None else None

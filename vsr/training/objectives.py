@@ -1,0 +1,168 @@
+"""What a run trains and how it is scored (``train.objective``).
+
+* ``sr`` trains the whole network on LR -> GT clips with the pixel loss ``train.loss`` (Charbonnier, eps
+  1e-12, in the papers) and validates PSNR/SSIM exactly as ``vsr test`` reports them.
+* ``flow`` trains only the flow estimator ``model.flow`` on the data set's true optical flow (end-point
+  error at LR resolution), to pretrain it where no pretrained SPyNet can be downloaded. Its checkpoint
+  starts SR runs through ``train.init`` with ``train.init_prefixes: [flow.]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vsr.components import build_component
+from vsr.data.datasets import ClipSet, TestClips
+from vsr.evaluate import Bicubic, Protocol, measure
+from vsr.losses import build_loss, endpoint_error
+from vsr.model import assemble
+from vsr.recipe import Recipe
+
+
+class Objective:
+    """What is trained and how it is scored: ``build_model``, ``loss`` of a batch, ``validate``.
+
+    ``validate`` returns the metrics of the current weights; ``baseline`` those of the trivial predictor
+    (bicubic upsampling, zero flow). ``primary`` is the metric that picks ``best.pth``."""
+
+    primary: str = ""
+    baseline_name: str = ""
+    higher_is_better: bool = True
+    with_flow: bool = False
+    validate_first: bool = False  # also validate the initial weights (cheap for flow: "EPE before")
+
+    def __init__(self, recipe: Recipe, device: torch.device):
+        self.recipe, self.device = recipe, device
+        self.val_source: ClipSet | None = None
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def baseline(self) -> dict[str, float]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def better(self, value: float, best: float | None) -> bool:
+        return best is None or (value > best if self.higher_is_better else value < best)
+
+
+class SuperResolution(Objective):
+    """Train the whole network: ``net(lq)`` against ``gt`` with ``train.loss``; validate PSNR/SSIM with
+    :func:`vsr.evaluate.measure` (exactly what ``vsr test`` reports) under the recipe's ``data.val_*``."""
+
+    primary = "psnr"
+    baseline_name = "bicubic"
+
+    def __init__(self, recipe: Recipe, device: torch.device):
+        super().__init__(recipe, device)
+        self.pixel_loss = build_loss(recipe.train["loss"], recipe.train["charbonnier_eps"])
+        self.protocol = Protocol.from_recipe(recipe)
+        self._clips: TestClips | None = None
+
+    def build_model(self) -> nn.Module:
+        return assemble(self.recipe.model)
+
+    def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
+        return self.pixel_loss(net(batch["lq"]), batch["gt"])
+
+    @property
+    def clips(self) -> TestClips:
+        """The validation clips, read once (frames stay cached between validations)."""
+        if self._clips is None:
+            self._clips = self.protocol.test_clips(self.val_source)
+        return self._clips
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        return self._scores(model, self.device)
+
+    def baseline(self) -> dict[str, float]:
+        return self._scores(Bicubic(self.clips.source.scale), torch.device("cpu"))
+
+    def _scores(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        result = measure(model, self.clips, self.protocol, device, bicubic=False)
+        return {"psnr": result.mean("psnr"), "ssim": result.mean("ssim")}
+
+
+class FlowPretraining(nn.Module):
+    """The recipe's flow estimator alone, under the attribute ``flow``: its checkpoint keys (``flow.*``)
+    load into the full model. ``forward(lrs (n, t, 3, h, w))`` returns the flows between consecutive
+    frames in both directions, ``next`` (frame k -> k+1) and ``prev`` (k+1 -> k), each ``(n, t-1, 2, h, w)``."""
+
+    def __init__(self, flow: nn.Module):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, lrs: Tensor) -> tuple[Tensor, Tensor]:
+        n, t = lrs.shape[:2]
+        current, following = lrs[:, :-1].flatten(0, 1), lrs[:, 1:].flatten(0, 1)
+        both = self.flow(torch.cat([current, following]), torch.cat([following, current]))
+        flow_next, flow_prev = both.unflatten(0, (2, n, t - 1))
+        return flow_next, flow_prev
+
+
+class FlowObjective(Objective):
+    """Pretrain ``model.flow`` on the data set's true flows (embedded set): end-point error between the
+    estimated and true LR-resolution flows, both directions of every consecutive frame pair. Validation is
+    the EPE on the whole validation clips; the baseline is the EPE of predicting zero flow."""
+
+    primary = "epe"
+    baseline_name = "zero flow"
+    higher_is_better = False
+    with_flow = True
+    validate_first = True
+
+    def __init__(self, recipe: Recipe, device: torch.device):
+        super().__init__(recipe, device)
+        self._clips: TestClips | None = None
+
+    def build_model(self) -> nn.Module:
+        entry = dict(self.recipe.model["flow"])
+        return FlowPretraining(build_component("flow", entry.pop("name"), entry))
+
+    def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
+        flow_next, flow_prev = net(batch["lq"])
+        return endpoint_error(torch.cat([flow_next, flow_prev]), torch.cat([batch["flow_next"], batch["flow_prev"]]))
+
+    def _pairs(self) -> Iterator[tuple[str, Tensor, Tensor]]:
+        """(clip, LR frames (t, 3, h, w), true flows next+prev (2, t-1, 2, h, w)) of each validation clip."""
+        if self._clips is None:
+            self._clips = TestClips(self.val_source, max_frames=self.recipe.data["val_max_frames"], cache_frames=None)
+        clips = self._clips
+        for index, clip in enumerate(self.val_source.clips):
+            sample = clips[index]
+            t = sample["lq"].shape[0]
+            (gh, gw), _ = clips.reader.sizes[index]
+            flows = []
+            for direction in (0, 1):
+                paths = [clip.flow_paths(i)[direction] for i in range(t - 1)]
+                flows.append(clips.reader.flows(paths, (0, gh, 0, gw)))
+            yield clip.name, sample["lq"], torch.stack(flows)
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        model.eval()
+        per_clip = []
+        for _, lq, true in self._pairs():
+            flow_next, flow_prev = model(lq[None].to(self.device))
+            per_clip.append(endpoint_error(torch.stack([flow_next[0], flow_prev[0]]).float().cpu(), true).item())
+        return {"epe": float(np.mean(per_clip))}
+
+    def baseline(self) -> dict[str, float]:
+        return {"epe": float(np.mean([endpoint_error(torch.zeros_like(t), t).item() for _, _, t in self._pairs()]))}
+
+
+#: ``train.objective`` -> its objective.
+OBJECTIVES: dict[str, type[Objective]] = {"sr": SuperResolution, "flow": FlowObjective}
+
+
+__all__ = ["OBJECTIVES", "FlowObjective", "FlowPretraining", "Objective", "SuperResolution"]

@@ -1,0 +1,118 @@
+"""What a run leaves to read: its log (``log.jsonl``, ``metrics.csv``) and its result (:class:`RunResult`,
+the content of ``result.json``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vsr.atomic import atomic_open, write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What :func:`vsr.training.train` returns; ``result`` is the content of ``result.json``."""
+
+    out_dir: Path
+    iterations: int
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    checkpoint: Path
+    best_checkpoint: Path | None
+    time_s: float
+    result: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_result(cls, out_dir: Path, result: Mapping[str, Any]) -> RunResult:
+        """The run result of ``result.json``'s content ``result``."""
+        return cls(
+            out_dir=out_dir,
+            iterations=result["iterations"],
+            metrics=result["metrics"],
+            baseline={k: v for k, v in result["baseline"].items() if k != "name"},
+            checkpoint=Path(result["checkpoint"]),
+            best_checkpoint=Path(result["best_checkpoint"]) if result["best_checkpoint"] else None,
+            time_s=result["time_s"],
+            result=dict(result),
+        )
+
+    def __str__(self) -> str:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
+        base = ", ".join(f"{k} {v:.4f}" for k, v in self.baseline.items())
+        return (
+            f"{self.iterations} iterations in {self.time_s / 60:.1f} min: {scores} (baseline {base}); "
+            f"weights {self.checkpoint}"
+        )
+
+
+def _whole_lines(path: Path) -> list[str]:
+    """The lines of ``path`` that an append finished: a crash during an append can leave only the last
+    line torn (without its newline), and that one is dropped."""
+    lines = path.read_text().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        log.warning("dropping the torn last line of %s (a run stopped while writing it)", path)
+        lines.pop()
+    return lines
+
+
+class RunLog:
+    """``log.jsonl`` (every log step and validation) and ``metrics.csv`` (validations) of a run folder.
+
+    Each entry is appended as one line. Appends are not atomic: a crash during one can tear the last line,
+    never an earlier one, and :meth:`truncate` (called when a run starts or resumes) drops it. Everything
+    else is replaced atomically (:mod:`vsr.atomic`): truncation writes each file anew beside the old one
+    and renames it over, so a crash there leaves the old log whole.
+    """
+
+    def __init__(self, out_dir: Path, enabled: bool):
+        self.jsonl, self.csv, self.enabled = out_dir / "log.jsonl", out_dir / "metrics.csv", enabled
+
+    def truncate(self, iteration: int) -> None:
+        """Drop entries after ``iteration`` (written after the checkpoint a resumed run starts from)."""
+        if not self.enabled:
+            return
+        if self.jsonl.is_file():
+            kept = [
+                line
+                for line in _whole_lines(self.jsonl)
+                if line.strip() and json.loads(line).get("iteration", 0) <= iteration
+            ]
+            write_text("".join(line.rstrip("\n") + "\n" for line in kept), self.jsonl)
+        if self.csv.is_file():
+            reader = csv.DictReader(_whole_lines(self.csv))
+            rows = [row for row in reader if int(row["iteration"]) <= iteration]
+            if not rows:
+                self.csv.unlink()
+                return
+            with atomic_open(self.csv, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=reader.fieldnames)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write(self, entry: Mapping[str, Any]) -> None:
+        if self.enabled:
+            with self.jsonl.open("a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def validation(self, entry: Mapping[str, Any]) -> None:
+        self.write({"event": "val", **entry})
+        if self.enabled:
+            self._append_csv(entry)
+
+    def _append_csv(self, row: Mapping[str, Any]) -> None:
+        new = not self.csv.is_file()
+        with self.csv.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+__all__ = ["RunLog", "RunResult"]

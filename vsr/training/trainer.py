@@ -1,0 +1,405 @@
+"""One training run of a recipe, from its ``train`` keys (BasicVSR §4; MMagic ``basicvsr_2xb4_reds4``).
+
+:class:`Trainer` sets the run up in small steps (checks, model, optimiser, data, resume), then trains in a
+short loop: step, log, validate, checkpoint. Outputs in ``out_dir``: ``recipe.yaml`` (resolved),
+``log.jsonl`` and ``metrics.csv`` (:class:`vsr.training.runlog.RunLog`), ``checkpoints/latest.pth`` (the
+whole :class:`vsr.training.state.RunState`, every ``checkpoint_every`` steps), ``checkpoints/best.pth``
+(best validation), ``checkpoints/last.pth`` and ``model.safetensors`` (final weights), ``result.json``
+(final metrics vs. the bicubic / zero-flow baseline, time, parameters). Every file but the two logs is
+written atomically. A non-finite loss stops the run with a :class:`VSRError` and leaves the last good
+checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from vsr.atomic import write_json, write_text, write_with
+from vsr.checkpoints import save_checkpoint
+from vsr.data.datasets import TrainingClips, open_dataset
+from vsr.data.sampling import RunSampler
+from vsr.data.specs import data_specs
+from vsr.errors import DataError, RecipeError, VSRError
+from vsr.model import PRETRAINED_PREFIXES
+from vsr.progress import progress_bar
+from vsr.recipe import Recipe, load_recipe
+from vsr.training.distributed import Processes, resolve_device
+from vsr.training.objectives import OBJECTIVES
+from vsr.training.optim import build_optimizer
+from vsr.training.precision import autocast_dtype, use_channels_last
+from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_frozen
+from vsr.training.runlog import RunLog, RunResult
+from vsr.training.schedule import build_scheduler
+from vsr.training.state import RunState, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _LogWindow:
+    """The steps since the last ``log_every`` entry: their mean loss and speed."""
+
+    loss: float = 0.0
+    steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, seconds: float) -> None:
+        self.loss, self.steps, self.seconds = self.loss + loss, self.steps + 1, self.seconds + seconds
+
+    @property
+    def speed(self) -> float:
+        return self.steps / max(self.seconds, 1e-9)
+
+
+class Trainer:
+    """One training run (see the module docstring); :func:`train` is the public entry point.
+
+    Construction checks and sets up everything (no process group exists yet, so a failing check leaves
+    nothing behind); :meth:`run` joins the process group, trains and finishes."""
+
+    def __init__(self, recipe: Recipe, out_dir: Path, data: Any, resume: bool, device: Any, progress: bool):
+        self.recipe, self.cfg = recipe, recipe.train
+        self.out_dir, self.resume, self.progress = Path(out_dir), resume, progress
+        self.checkpoints = self.out_dir / "checkpoints"
+        self.latest, self.best_path = self.checkpoints / "latest.pth", self.checkpoints / "best.pth"
+        self._check_recipe()
+        self._check_run_folder()
+        self.procs = Processes.from_env()
+        self.device = resolve_device(device, self.procs.local_rank)
+        self.log = RunLog(self.out_dir, self.procs.is_main)
+        self._setup_model()
+        self._setup_optimizer()
+        self._setup_data(data)
+        if resume:
+            self.state.load(self.latest)
+            log.info("resumed %s at iteration %d", self.latest, self.state.iteration)
+
+    # -- set-up ------------------------------------------------------------------------------------------
+    def _check_recipe(self) -> None:
+        if self.cfg["objective"] not in OBJECTIVES:
+            raise RecipeError("train.objective", self.cfg["objective"], "unknown objective", sorted(OBJECTIVES))
+        for key in ("iterations", "log_every", "val_every", "checkpoint_every"):
+            if self.cfg[key] < 0:
+                raise RecipeError(f"train.{key}", self.cfg[key], "must not be negative")
+        if self.recipe.data["batch_size"] < 1:
+            raise RecipeError("data.batch_size", self.recipe.data["batch_size"], "must be at least 1")
+
+    def _check_run_folder(self) -> None:
+        if self.resume and not self.latest.is_file():
+            raise VSRError(f"nothing to resume: {self.latest} does not exist; start the run without resume")
+        if not self.resume and self.latest.is_file():
+            raise VSRError(
+                f"{self.out_dir} already holds a run ({self.latest}); resume it (--resume) or choose another out dir"
+            )
+
+    def _setup_model(self) -> None:
+        """The objective's model, seeded by ``train.seed``, initialised from ``train.init``, on the device in
+        the run's precision and memory format."""
+        seed_everything(self.cfg["seed"])
+        self.objective = OBJECTIVES[self.cfg["objective"]](self.recipe, self.device)
+        self.model = self.objective.build_model()
+        self.has_pretrained = has_pretrained(self.model)
+        self.init_loaded = not self.resume and load_init(self.model, self.cfg)
+        self.autocast = autocast_dtype(self.cfg["amp"], self.device)
+        self.channels_last = use_channels_last(self.cfg["channels_last"], self.device)
+        self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.frozen: bool | None = None
+        self.net: nn.Module = self.model  # what the loop calls: the model, in DDP and compiled as asked
+
+    def _setup_optimizer(self) -> None:
+        """The optimiser, schedule and grad scaler, held with the rest of the run's state."""
+        optimizer = build_optimizer(self.model, self.cfg)
+        self.state = RunState(
+            model=self.model,
+            optimizer=optimizer,
+            scheduler=build_scheduler(optimizer, self.cfg),
+            grad_scaler=torch.amp.GradScaler(self.device.type, enabled=self.autocast == torch.float16),
+            objective=self.cfg["objective"],
+            batch_size=self.recipe.data["batch_size"],
+            world_size=self.procs.world_size,
+            seed=self.cfg["seed"],
+        )
+
+    def _setup_data(self, data: Any) -> None:
+        """The training and validation sets (:func:`vsr.data.specs.data_specs`), at the model's scale."""
+        train_spec, val_spec = data_specs(self.recipe, data)
+        self.train_source = open_dataset(train_spec)
+        self.objective.val_source = self.val_source = open_dataset(val_spec)
+        scale = self.recipe.model["scale"]
+        for source in (self.train_source, self.val_source):
+            if source.scale != scale:
+                raise DataError(
+                    f"data set {source.name} is ×{source.scale} but model.scale is {scale}; "
+                    "set model.scale to the data set's scale (or choose data with the model's scale)"
+                )
+
+    def _loader(self) -> DataLoader:
+        """The training batches of the remaining iterations, for this process."""
+        d, total = self.recipe.data, self.cfg["iterations"]
+        dataset = TrainingClips(
+            self.train_source,
+            num_frames=d["num_frames"],
+            lr_patch=d["lr_patch"],
+            hflip=d["hflip"],
+            vflip=d["vflip"],
+            transpose=d["transpose"],
+            reverse=d["reverse"],
+            mirror=d["mirror"],
+            with_flow=self.objective.with_flow,
+            samples_per_epoch=max(total, 1) * d["batch_size"] * self.procs.world_size,
+            seed=self.cfg["seed"],
+        )
+        sampler = RunSampler(self.state.iteration, total, d["batch_size"], self.procs.rank, self.procs.world_size)
+        return DataLoader(
+            dataset,
+            batch_size=d["batch_size"],
+            sampler=sampler,
+            num_workers=d["workers"],
+            pin_memory=self.device.type == "cuda",
+            drop_last=False,
+        )
+
+    def _set_frozen(self, frozen: bool) -> None:
+        """Freeze/thaw the pretrained modules and wrap the model for this phase (DDP sees only the
+        trainable parameters, so it never needs ``find_unused_parameters``; torch.compile the current
+        requires_grad pattern)."""
+        if frozen == self.frozen:
+            return
+        count = set_pretrained_frozen(self.model, frozen)
+        if count and self.procs.is_main and (frozen or self.frozen is not None):
+            what = f"froze them until iteration {self.cfg['fix_iterations']}" if frozen else "thawed them"
+            log.info("%d pretrained parameter tensors (%s): %s", count, ", ".join(PRETRAINED_PREFIXES), what)
+            if frozen and not self.init_loaded and not self.resume:
+                log.warning(
+                    "the pretrained modules are frozen for train.fix_iterations=%d but train.init loaded no "
+                    "weights: they stay at their random initialisation until then",
+                    self.cfg["fix_iterations"],
+                )
+        self.frozen = frozen
+        net = self.procs.wrap(self.model, self.device)
+        self.net = torch.compile(net) if self.cfg["compile"] else net
+
+    # -- the run -----------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        with self.procs.group(self.device):
+            self._start()
+            self._train()
+            return self._finish()
+
+    def _start(self) -> None:
+        if self.procs.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.recipe.to_yaml(), self.out_dir / "recipe.yaml")
+            self.log.truncate(self.state.iteration)
+            log.info(
+                "training %s (%s objective, %d parameters) on %s, %d process(es), autocast %s, channels_last %s, "
+                "compile %s; data %s, validation %s",
+                self.recipe.name, self.cfg["objective"], _parameters(self.model), self.device,
+                self.procs.world_size, self.autocast, self.channels_last, self.cfg["compile"],
+                self.train_source.name, self.val_source.name,
+            )  # fmt: skip
+        if self.state.iteration == 0 and self.objective.validate_first:
+            self.state.initial = self._validate()
+
+    def _train(self) -> None:
+        state, total = self.state, self.cfg["iterations"]
+        self.model.train()
+        start_time = time.perf_counter() - state.elapsed_s
+        window = _LogWindow()
+        enabled = self.progress and self.procs.is_main
+        with progress_bar(total, f"training {self.recipe.name}", enabled=enabled, completed=state.iteration) as bar:
+            batches = iter(self._loader())
+            while state.iteration < total:
+                self._set_frozen(self.has_pretrained and state.iteration < self.cfg["fix_iterations"])
+                lr = state.optimizer.param_groups[0]["lr"]
+                tic, cpu_tic = time.perf_counter(), time.process_time()
+                loss = self._step(next(batches))
+                seconds = time.perf_counter() - tic  # data + step, without validation and checkpoints
+                state.step_cpu_time_s += time.process_time() - cpu_tic
+                state.step_time_s, state.steps_timed = state.step_time_s + seconds, state.steps_timed + 1
+                state.iteration += 1
+                state.elapsed_s = time.perf_counter() - start_time
+                window.add(loss, seconds)
+                bar.advance(status=f"loss {loss:.4g} · {window.speed:.2f} it/s")
+                if self._log_due():
+                    self._log_window(window, lr)
+                    window = _LogWindow()
+                if self._due("val_every"):
+                    self._validate()
+                if self._due("checkpoint_every"):
+                    self._save()
+        if state.last_val is None or state.last_val["iteration"] != state.iteration:
+            self._validate()  # a run resumed at its end, or of zero iterations
+
+    def _log_due(self) -> bool:
+        every, at = self.cfg["log_every"], self.state.iteration
+        return bool(every) and (at % every == 0 or at == self.cfg["iterations"])
+
+    def _due(self, every_key: str) -> bool:
+        """Whether ``train.<every_key>`` falls on this iteration; the last iteration always validates and saves."""
+        every, at = self.cfg[every_key], self.state.iteration
+        return bool(every and at % every == 0) or at == self.cfg["iterations"]
+
+    def _step(self, batch: Mapping[str, Any]) -> float:
+        """One optimisation step on ``batch``; returns the loss averaged over the processes."""
+        state, batch = self.state, _to_device(batch, self.device)
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            loss = self.objective.loss(self.net, batch)
+        value = self.procs.mean(loss.detach().float()).item()
+        if not math.isfinite(value):
+            raise self._diverged(f"the loss is {value}", state.iteration + 1)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.grad_scaler.scale(loss).backward()
+        if self.cfg["grad_clip"]:
+            state.grad_scaler.unscale_(state.optimizer)
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            torch.nn.utils.clip_grad_norm_(trainable, self.cfg["grad_clip"])
+        state.grad_scaler.step(state.optimizer)
+        state.grad_scaler.update()
+        state.scheduler.step()
+        return value
+
+    def _log_window(self, window: _LogWindow, lr: float) -> None:
+        at, state = self.state.iteration, self.state
+        entry = {
+            "event": "train",
+            "iteration": at,
+            "loss": window.loss / window.steps,
+            "lr": lr,
+            "it_per_s": window.speed,
+            "time": round(state.elapsed_s, 3),
+            "frozen": bool(self.frozen),
+        }
+        self.log.write(entry)
+        log.info("iteration %d/%d: loss %.5g, lr %.3g, %.2f it/s", at, self.cfg["iterations"], entry["loss"], lr,
+                 window.speed)  # fmt: skip
+
+    def _validate(self) -> dict[str, Any] | None:
+        """Validate the current weights on rank 0 and return the record (the other ranks do not validate:
+        None there); logs it and writes ``best.pth`` on a new best."""
+        if not self.procs.is_main:
+            return None
+        state = self.state
+        if state.baseline is None:
+            state.baseline = self.objective.baseline()
+        metrics = self.objective.validate(self.model)
+        self.model.train()
+        state.last_val = {"iteration": state.iteration, **metrics}
+        entry = {"iteration": state.iteration, "time": round(state.elapsed_s, 3), **metrics}
+        self.log.validation(entry | {f"baseline_{k}": v for k, v in state.baseline.items()})
+        primary = metrics[self.objective.primary]
+        if self.objective.better(primary, None if state.best is None else state.best["value"]):
+            state.best = {"iteration": state.iteration, "metric": self.objective.primary, "value": primary}
+            save_checkpoint(
+                self.model, self.best_path, self.recipe.to_dict(), iteration=state.iteration, metrics=metrics
+            )
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        base = ", ".join(f"{k} {v:.4f}" for k, v in state.baseline.items())
+        log.info("validation at iteration %d: %s (baseline %s)", state.iteration, shown, base)
+        return dict(state.last_val)
+
+    def _save(self) -> None:
+        """Write ``latest.pth`` unless the weights are no longer finite (then the last good one stays). Every
+        rank checks its (identical) weights, so that all stop together."""
+        if not _finite(self.model):
+            raise self._diverged("the weights became non-finite", self.state.iteration)
+        if self.procs.is_main:
+            self.state.save(self.latest, self.recipe.to_dict())
+
+    def _diverged(self, what: str, iteration: int) -> VSRError:
+        kept = (
+            f"the last good checkpoint {self.latest} was kept"
+            if self.latest.is_file()
+            else "no checkpoint had been written yet"
+        )
+        return VSRError(
+            f"training diverged: {what} at iteration {iteration}; {kept}. Lower train.lr, set "
+            "train.grad_clip (e.g. 1.0), or check the training data for broken frames"
+        )
+
+    # -- the end -----------------------------------------------------------------------------------------
+    def _finish(self) -> RunResult:
+        """Rank 0 writes the final weights and ``result.json``; every rank returns the same result."""
+        result: dict[str, Any] = {}
+        if self.procs.is_main:
+            last = self.checkpoints / "last.pth"
+            metrics = {k: v for k, v in self.state.last_val.items() if k != "iteration"}
+            save_checkpoint(self.model, last, self.recipe.to_dict(), iteration=self.state.iteration, metrics=metrics)
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            write_with(lambda tmp: save_file(weights, str(tmp)), self.out_dir / "model.safetensors", ".safetensors")
+            result = self._result(metrics, last)
+            write_json(result, self.out_dir / "result.json")
+            log.info("run finished: %s", json.dumps({k: result[k] for k in ("iterations", "metrics", "baseline")}))
+        return RunResult.from_result(self.out_dir, self.procs.share(result))
+
+    def _result(self, metrics: dict[str, float], last: Path) -> dict[str, Any]:
+        """The content of ``result.json``."""
+        state, baseline = self.state, self.state.baseline
+        margin = {f"{k}_gain": metrics[k] - baseline[k] for k in metrics if k in baseline}
+        return {
+            "recipe": self.recipe.name,
+            "objective": self.cfg["objective"],
+            "iterations": state.iteration,
+            "metrics": metrics,
+            "baseline": {"name": self.objective.baseline_name, **baseline},
+            **margin,
+            "best": state.best,
+            "initial": state.initial,
+            "time_s": round(state.elapsed_s, 3),
+            "seconds_per_iteration": state.step_time_s / max(state.steps_timed, 1),
+            "cpu_seconds_per_iteration": state.step_cpu_time_s / max(state.steps_timed, 1),
+            "parameters": _parameters(self.model),
+            "component_parameters": getattr(self.model, "component_parameters", dict)(),
+            "device": str(self.device),
+            "world_size": self.procs.world_size,
+            "autocast": None if self.autocast is None else str(self.autocast).removeprefix("torch."),
+            "channels_last": self.channels_last,
+            "compile": self.cfg["compile"],
+            "torch_threads": torch.get_num_threads(),
+            "data": {"train": self.train_source.name, "val": self.val_source.name},
+            "checkpoint": str(last),
+            "best_checkpoint": str(self.best_path) if state.best else None,
+        }
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def _finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def train(
+    recipe: str | Path | dict | Recipe,
+    out_dir: str | Path,
+    *,
+    data: str | Path | Mapping[str, Any] | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``recipe`` (a path, shipped name, dict or :class:`Recipe`, overrides already applied) into
+    ``out_dir``. ``data`` replaces ``data.train`` (a folder or a spec mapping; default: the embedded set);
+    ``resume`` continues the run in ``out_dir`` from ``checkpoints/latest.pth``; ``device`` defaults to CUDA
+    when available. Under ``torchrun`` every process calls this and each trains on its shard."""
+    return Trainer(load_recipe(recipe), Path(out_dir), data, resume, device, progress).run()
+
+
+__all__ = ["Trainer", "train"]
