@@ -44,6 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vsr.data.degradations import DEGRADATIONS
 from vsr.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -506,8 +507,6 @@ def _to_tensor(frames: Sequence[np.ndarray]) -> Tensor:
 
 def degrade(gt: Tensor, source: ClipSet) -> Tensor:
     """LR frames ``(t, 3, h/s, w/s)`` from float GT frames ``(t, 3, h, w)`` by the set's named degradation."""
-    from vsr.data.degradations import DEGRADATIONS
-
     if source.degradation not in DEGRADATIONS:
         raise DataError(
             f"unknown degradation {source.degradation!r} in data set {source.name}; "
