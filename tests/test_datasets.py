@@ -28,6 +28,7 @@ from vsr.data.datasets import (
     vid4_clips,
     vimeo_clips,
 )
+from vsr.data.synth import GENERATOR_VERSION
 from vsr.errors import DataError
 
 S = 4  # scale of every fixture
@@ -155,7 +156,7 @@ def flow_root(tmp_path: Path) -> Path:
     tmp_path = tmp_path / "synth"
     tmp_path.mkdir()
     rng = np.random.default_rng(4)
-    (tmp_path / "synth.json").write_text(json.dumps({"args": {"scale": S}}))
+    (tmp_path / "synth.json").write_text(json.dumps({"args": {"scale": S, "version": GENERATOR_VERSION}}))
     for clip in ("a", "b"):
         gt, flow_next, flow_prev = block_permutation_clip(rng, 5, 8, 8)
         split = tmp_path / "train"

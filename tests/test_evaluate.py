@@ -38,7 +38,14 @@ RECIPE = {
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval") / "set"
     synth.generate(
-        root, frames=5, size=(64, 64), photos=["astronaut", "coffee", "camera", "chelsea"], val_photos=["chelsea"]
+        root,
+        frames=5,
+        val_frames=5,
+        clips_per_photo=1,
+        val_clips_per_photo=1,
+        size=(64, 64),
+        photos=["astronaut", "coffee", "camera", "chelsea"],
+        val_photos=["chelsea"],
     )
     result = train(RECIPE, root.parent / "run", data=root, progress=False)
     return root, result

@@ -60,7 +60,16 @@ def study_dict(recipe: str) -> dict:
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "data"
-    synth.generate(root, frames=6, size=(32, 32), photos=["astronaut", "coffee", "camera"], val_photos=["camera"])
+    synth.generate(
+        root,
+        frames=6,
+        val_frames=6,
+        clips_per_photo=1,
+        val_clips_per_photo=1,
+        size=(32, 32),
+        photos=["astronaut", "coffee", "camera"],
+        val_photos=["camera"],
+    )
     return root
 
 

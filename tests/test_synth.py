@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,19 @@ import torch
 from PIL import Image
 
 from vsr.components.flow import flow_warp
-from vsr.data import synth
+from vsr.data import flow_files, synth
+from vsr.data.datasets import open_dataset
 from vsr.data.degradations import degrade_folder
 from vsr.errors import DataError
 
-SMALL = dict(frames=6, size=(64, 64), scale=4, clips_per_photo=1)
+# In-process (workers=1) so that tests can watch render_clip; two training clips per photograph.
+SMALL = dict(frames=6, val_frames=8, size=(64, 64), scale=4, clips_per_photo=2, val_clips_per_photo=1, workers=1)
+FRAMES = {"train": 6, "val": 8}
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> synth.SynthInfo:
-    """Every bundled photo, one 6-frame 64x64 clip each (about a second)."""
+    """Every bundled photo: two 6-frame 64x64 training clips each, one 8-frame validation clip (seconds)."""
     return synth.generate(tmp_path_factory.mktemp("synth") / "set", **SMALL)
 
 
@@ -74,18 +78,21 @@ def test_layout_counts_and_sizes(dataset):
     for split in ("train", "val"):
         assert sorted(p.name for p in dataset.gt_dir(split).iterdir()) == sorted(dataset.clips[split])
         for clip in dataset.clips[split]:
-            names = [f"{i:08d}.png" for i in range(6)]
+            frames = FRAMES[split]
+            names = [f"{i:08d}.png" for i in range(frames)]
             assert sorted(p.name for p in (dataset.gt_dir(split) / clip).iterdir()) == names
             assert sorted(p.name for p in (dataset.lr_dir(split) / clip).iterdir()) == names
             flows = sorted(p.name for p in (dataset.flow_dir(split) / clip).iterdir())
-            assert flows == sorted(f"{i:08d}_{d}.npy" for i in range(5) for d in ("next", "prev"))
+            assert flows == sorted(f"{i:08d}_{d}.npz" for i in range(frames - 1) for d in ("next", "prev"))
             with Image.open(dataset.gt_dir(split) / clip / names[0]) as gt:
                 assert (gt.mode, gt.size) == ("RGB", (64, 64))
             with Image.open(dataset.lr_dir(split) / clip / names[-1]) as lr:
                 assert (lr.mode, lr.size) == ("RGB", (16, 16))
-            flow = np.load(dataset.flow_dir(split) / clip / "00000004_prev.npy")
-            assert flow.dtype == np.float16 and flow.shape == (2, 64, 64)
-    assert dataset.num_clips == {"train": len(synth.available_photos()) - 2, "val": 2}
+            flow = synth.load_flow(dataset.flow_dir(split) / clip, frames - 2, "prev")
+            assert flow.dtype == np.float32 and flow.shape == (2, 64, 64)
+    photos = len(synth.available_photos())
+    assert dataset.num_clips == {"train": 2 * (photos - 3), "val": 3}
+    assert meta["args"]["version"] == synth.GENERATOR_VERSION == 2
     assert not list(dataset.root.parent.glob("set.*")), "no temporary folder may remain"
 
 
@@ -103,11 +110,11 @@ def test_split_is_by_photo(dataset, tmp_path, monkeypatch):
         synth, "render_clip", lambda bg, layers, **kw: calls.append((bg, layers)) or render(bg, layers, **kw)
     )
     synth.generate(tmp_path / "s", photos=["astronaut", "coffee", "rocket", "chelsea"], val_photos=["chelsea"], **SMALL)
-    assert sorted(calls) == [
-        ("astronaut", ["coffee", "rocket"]),
+    assert sorted(calls) == [  # two clips per training photograph, one per validation photograph
+        *[("astronaut", ["coffee", "rocket"])] * 2,
         ("chelsea", ["chelsea"]),
-        ("coffee", ["astronaut", "rocket"]),
-        ("rocket", ["astronaut", "coffee"]),
+        *[("coffee", ["astronaut", "rocket"])] * 2,
+        *[("rocket", ["astronaut", "coffee"])] * 2,
     ]
 
 
@@ -120,7 +127,8 @@ def test_lr_is_the_bi_degradation_of_the_stored_gt(dataset, tmp_path):
 
 def test_true_flow_aligns_consecutive_frames(dataset):
     """flow_warp(frame i+1, flow i->i+1) reproduces frame i (and the reverse) on pixels seen in both frames:
-    PSNR > 30 dB over the set (> 25 dB for every pair; sharp text loses more to the bicubic re-sampling), far
+    PSNR > 30 dB over the set (> 22 dB for every pair; sharp text moving fast loses more to the bicubic
+    re-sampling), far
     above the unaligned frames, and better than the same flow moved by 0.3 px in any direction."""
     shifts = torch.tensor([[0.3, 0.0], [-0.3, 0.0], [0.0, 0.3], [0.0, -0.3]], dtype=torch.float64)
     psnrs = []
@@ -143,7 +151,7 @@ def test_true_flow_aligns_consecutive_frames(dataset):
                         return _psnr(warped, ref, mask)
 
                     psnr = aligned(flow)
-                    assert psnr > 25 and psnr > _psnr(supp, ref, mask) + 5, f"{clip} {i}: {psnr:.1f} dB"
+                    assert psnr > 22 and psnr > _psnr(supp, ref, mask) + 5, f"{clip} {i}: {psnr:.1f} dB"
                     for shift in shifts:
                         assert psnr > aligned(flow + shift.view(1, 2, 1, 1)), f"{clip} {i}: shifted by {shift}"
                     psnrs.append(psnr)
@@ -155,7 +163,7 @@ def test_motion_is_present_and_not_global(dataset):
     local = []
     for split in ("train", "val"):
         for clip in dataset.clips[split]:
-            flows = [synth.load_flow(dataset.flow_dir(split) / clip, i) for i in range(5)]
+            flows = [synth.load_flow(dataset.flow_dir(split) / clip, i) for i in range(FRAMES[split] - 1)]
             assert max(np.abs(f).max() for f in flows) > 1.0, f"{clip}: no motion"
             local += [_affine_residual(f).max() > 1.0 for f in flows]
     assert np.mean(local) > 0.8
@@ -262,4 +270,57 @@ def test_bad_arguments_are_named(tmp_path, dataset):
     with pytest.raises(DataError, match="direction must be"):
         synth.load_flow(dataset.flow_dir("val"), 0, "forward")
     with pytest.raises(DataError, match="does not exist"):
-        synth.load_flow(dataset.flow_dir("val") / dataset.clips["val"][0], 5)
+        synth.load_flow(dataset.flow_dir("val") / dataset.clips["val"][0], 7)
+
+
+def test_clips_of_one_photograph_move_differently(dataset):
+    """Version 2 renders several clips per photograph, each with its own trajectory, speed and layers."""
+    first, second = (dataset.flow_dir("train") / f"coffee_{i:03d}" for i in range(2))
+    a, b = synth.load_flow(first, 0), synth.load_flow(second, 0)
+    assert np.abs(a - b).mean() > 0.5
+
+
+def test_speeds_range_from_sub_pixel_to_several_lr_pixels():
+    """The largest per-frame step of the camera, in LR pixels, spans sub-pixel to several-pixel clips."""
+    steps = []
+    for seed in range(40):
+        clip = synth.render_clip("coffee", [], seed=[0, seed], frames=6, size=(64, 64), layers=0)
+        steps.append(max(np.linalg.norm(f, axis=0).max() for f in clip.flow_next) / 4)
+    assert min(steps) < 0.5 and max(steps) > 2.5
+    assert 0.2 < np.mean(np.array(steps) < 1.0) < 0.8
+
+
+def test_compact_flow_equals_the_dense_true_flow(dataset, tmp_path):
+    """The stored piecewise-affine flow is the rendered clip's flow exactly, at a fraction of its dense size."""
+    clip = synth.render_clip("coffee", ["rocket"], seed=[0, 1], frames=3, size=(64, 64), layers=2)
+    flow_files.write_affine_flow(tmp_path / "f.npz", clip.surface[1], clip.affine_flow(1, 0))
+    np.testing.assert_allclose(flow_files.read_flow(tmp_path / "f.npz"), clip.flow_prev[0], atol=1e-5)
+    assert flow_files.flow_shape(tmp_path / "f.npz") == (2, 64, 64)
+    # The same, from a direct per-pixel mapping through the motions (no affine composition).
+    surface = clip.surface[1]
+    ys, xs = np.mgrid[:64, :64]
+    A, d = clip.A[1][surface], clip.d[1][surface]  # (h, w, 2, 2), (h, w, 2)
+    world = (A @ np.stack([xs, ys], -1)[..., None])[..., 0] + d
+    A0, d0 = clip.A[0][surface], clip.d[0][surface]
+    seen = (np.linalg.inv(A0) @ (world - d0)[..., None])[..., 0]
+    np.testing.assert_allclose(clip.flow_prev[0], (seen - np.stack([xs, ys], -1)).transpose(2, 0, 1), atol=1e-4)
+    assert (tmp_path / "f.npz").stat().st_size < 2 * 64 * 64 * 2 / 4
+
+
+def test_rendering_in_worker_processes_gives_the_same_set(tmp_path):
+    kwargs = dict(photos=["astronaut", "coffee", "chelsea"], val_photos=["chelsea"], **{**SMALL, "workers": 1})
+    one = synth.generate(tmp_path / "one", **kwargs)
+    two = synth.generate(tmp_path / "two", **{**kwargs, "workers": 2})
+    assert _tree_digest(one.root) == _tree_digest(two.root)
+
+
+def test_a_set_of_another_generator_version_is_refused_with_the_fix(dataset, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(dataset.root, old)
+    meta = json.loads((old / "synth.json").read_text())
+    meta["args"]["version"] = 1
+    (old / "synth.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"generator version 1.*vsr data synth --out .*old --overwrite"):
+        open_dataset({"layout": "synth", "root": str(old), "split": "val"})
+    with pytest.raises(DataError, match="generator version 1"):
+        synth.SynthInfo.read(old)

@@ -70,7 +70,14 @@ def data_root(tmp_path_factory) -> Path:
     """A synthetic set of 3 training clips and 1 validation clip of 5 frames, 64×64 GT (16×16 LR)."""
     root = tmp_path_factory.mktemp("synth") / "set"
     synth.generate(
-        root, frames=5, size=(64, 64), photos=["astronaut", "coffee", "camera", "chelsea"], val_photos=["chelsea"]
+        root,
+        frames=5,
+        val_frames=5,
+        clips_per_photo=1,
+        val_clips_per_photo=1,
+        size=(64, 64),
+        photos=["astronaut", "coffee", "camera", "chelsea"],
+        val_photos=["chelsea"],
     )
     return root
 

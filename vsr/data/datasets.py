@@ -9,7 +9,7 @@ layout      frames                                                              
 ``vimeo``   ``GT/00001/0001/im1..im7.png``, ``BIx4|BDx4/00001/0001/...``           ``sep_{train,test}list.txt``
 ``vid4``    ``GT/<clip>/*.png``, ``BIx4|BDx4/<clip>/*.png``                        calendar, city, foliage, walk
 ``udm10``   ``GT/<clip>/%04d.png``, ``BDx4/<clip>/%03d.png`` (or ``%04d``)          clip folders
-``folder``  ``GT/<clip>/*.png`` (+ ``<lr>/<clip>/*.png``, ``flow/<clip>/*.npy``)     clip folders
+``folder``  ``GT/<clip>/*.png`` (+ ``<lr>/<clip>/*.png``, ``flow/<clip>/*.np[yz]``)  clip folders
 ``synth``   ``synth.json`` + one ``folder`` layout per split (``train/``, ``val/``)  clip folders
 ==========  =====================================================================  ===========================
 
@@ -29,7 +29,6 @@ Frames come out as float32 ``(t, 3, h, w)`` in [0, 1], RGB. Flow fields follow `
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import OrderedDict
@@ -45,6 +44,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vsr.data.degradations import DEGRADATIONS
+from vsr.data.flow_files import FLOW_SUFFIXES, flow_shape, read_flow
+from vsr.data.synth import ensure_default, read_description
 from vsr.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ AUTO_VALIDATE_FRAMES = 30_000
 class Clip:
     """One video clip on disk: its GT frame paths, the matching LR frame paths (``None``: made from GT on
     the fly), and optionally a folder of true GT-resolution flows ``<frame>_next.npy`` (frame i → i+1) and
-    ``<frame>_prev.npy`` (frame i+1 → i), float16 ``(2, H, W)``, named after frame i."""
+    ``<frame>_prev.npy`` (frame i+1 → i), ``(2, H, W)``, named after frame i, or their piecewise-affine
+    ``.npz`` form (:mod:`vsr.data.flow_files`)."""
 
     name: str
     gt: list[Path]
@@ -94,7 +96,8 @@ class Clip:
         if self.flow is None:
             raise DataError(f"clip {self.name!r} has no flow folder")
         stem = self.gt[i].stem
-        return self.flow / f"{stem}_next.npy", self.flow / f"{stem}_prev.npy"
+        suffix = next((s for s in FLOW_SUFFIXES if (self.flow / f"{stem}_next{s}").is_file()), FLOW_SUFFIXES[-1])
+        return self.flow / f"{stem}_next{suffix}", self.flow / f"{stem}_prev{suffix}"
 
 
 @dataclass
@@ -309,8 +312,6 @@ def open_dataset(spec: str | Path | Mapping[str, Any]) -> ClipSet:
     if spec.get("root") is None:
         if layout != "synth":
             raise DataError(f"data set {spec} has no 'root': set it to the folder holding the data set")
-        from vsr.data.synth import ensure_default
-
         spec["root"] = ensure_default()  # the embedded set, generated on first use
     root = _require_dir(Path(spec["root"]).expanduser(), "data set root")
     if layout == "auto":
@@ -351,13 +352,7 @@ def open_dataset(spec: str | Path | Mapping[str, Any]) -> ClipSet:
 
 
 def _synth_scale(path: Path) -> int | None:
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read the synthetic data set description {path}: {err}") from err
-    if not isinstance(meta, dict):
-        return None
-    scale = meta.get("scale") or (meta.get("args") or {}).get("scale")
+    scale = read_description(path.parent)["args"].get("scale")
     return int(scale) if scale else None
 
 
@@ -387,15 +382,6 @@ def frame_size(path: Path) -> tuple[int, int]:
     except (OSError, UnidentifiedImageError) as err:
         raise DataError(f"cannot read frame {path}: {err}") from err
     return h, w
-
-
-def _flow_shape(path: Path) -> tuple[int, ...]:
-    try:
-        return np.load(path, mmap_mode="r").shape
-    except FileNotFoundError as err:
-        raise DataError(f"flow file {path} does not exist") from err
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read flow file {path}: {err}") from err
 
 
 def _common_size(paths: Iterable[Path], what: str) -> tuple[int, int]:
@@ -453,7 +439,7 @@ def validate_clips(
                 raise DataError(f"clip {clip.name!r} has no flow folder (expected flow/{clip.name} beside GT/)")
             for i in range(len(clip) - 1 if check == "all" else min(1, len(clip) - 1)):
                 for path in clip.flow_paths(i):
-                    if (shape := _flow_shape(path)) != (2, *gt_size):
+                    if (shape := flow_shape(path)) != (2, *gt_size):
                         raise DataError(
                             f"flow file {path} has shape {shape}, expected (2, {gt_size[0]}, {gt_size[1]}) "
                             "like the GT frames"
@@ -623,19 +609,10 @@ class _ClipReader:
         top, bottom, left, right = box
         out = []
         for path in paths:
-            flow = self.cache.get(path, _load_flow)[:, top:bottom, left:right].astype(np.float32)
+            flow = self.cache.get(path, read_flow)[:, top:bottom, left:right].astype(np.float32)
             h, w = flow.shape[1] // s, flow.shape[2] // s
             out.append(flow.reshape(2, h, s, w, s).mean(axis=(2, 4)) / s)
         return torch.from_numpy(np.stack(out))
-
-
-def _load_flow(path: Path) -> np.ndarray:
-    try:
-        return np.load(path)
-    except FileNotFoundError as err:
-        raise DataError(f"flow file {path} does not exist") from err
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read flow file {path}: {err}") from err
 
 
 @dataclass

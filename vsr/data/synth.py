@@ -2,11 +2,14 @@
 
 No video data set can be downloaded, so every vsr command that is given none trains and evaluates on clips
 made here. Each clip looks at one photograph through a virtual camera that translates, zooms and rotates
-along a smooth random trajectory (sub-pixel steps of at most a few LR pixels per frame, so that alignment
-matters, BasicVSR §3.1), while 1–3 foreground layers (patches of other photographs under a hard or
+along a smooth random trajectory (largest steps drawn log-uniformly from 0.2 to 4 LR pixels per frame: most
+clips move by sub-pixel steps, where other frames hold detail the current one lacks, some by several pixels,
+where alignment matters, BasicVSR §3.1), while 1–3 foreground layers (patches of other photographs under a hard or
 feathered elliptical/polygonal mask) move with their own translation, rotation and scale, so that local
 motion and occlusion exist. Frames are rendered by inverse warping with bicubic sampling at 2× and area
 averaging to the GT size (anti-aliased), from a part of the photograph that always contains the whole view.
+Version 2 (the default) renders 9 clips of 20 frames per training photograph and 4 clips of 30 frames per
+validation photograph (three are held out), each clip with its own trajectories, speeds and layers.
 
 Because the scene is known, so is the optical flow, exactly: for a pixel ``p`` of frame ``i`` the visible
 surface (the topmost layer covering at least half of the pixel, else the background) maps ``p`` to the
@@ -18,8 +21,8 @@ Layout written under ``root`` (the folder-of-clips layout of vsr's data set read
     synth.json                                 generator version, arguments, photos per split, clips
     {train,val}/GT/<clip>/00000000.png         uint8 RGB ground-truth frames
     {train,val}/BIx4/<clip>/00000000.png       LR frames by the degradation (``BDx4`` for "bd")
-    {train,val}/flow/<clip>/00000000_next.npy  float16 (2, h, w): flow from frame 0 to frame 1
-    {train,val}/flow/<clip>/00000000_prev.npy  float16 (2, h, w): flow from frame 1 to frame 0
+    {train,val}/flow/<clip>/00000000_next.npz  flow from frame 0 to frame 1, piecewise-affine (exact and
+    {train,val}/flow/<clip>/00000000_prev.npz  compact: vsr.data.flow_files); from frame 1 to frame 0
 
 The split is by source photograph: no photograph (background or layer) appears in both splits.
 """
@@ -29,25 +32,30 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import time
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from vsr.data.degradations import DEGRADATIONS
+from vsr.data.flow_files import dense_flow, read_flow, write_affine_flow
 from vsr.errors import DataError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: many clips per photograph, 30-frame validation clips, wider speeds, compact flow
 
 # Natural photographs shipped inside the scikit-image wheel (loaded from the package folder, never
 # downloaded): name -> (file, crop (top, bottom, left, right) or None, integer downscale). Grey ones are
@@ -71,9 +79,16 @@ PHOTOS: dict[str, tuple[str, tuple[int, int, int, int] | None, int]] = {
     "grass": ("grass.png", None, 1),
     "gravel": ("gravel.png", None, 1),
 }
-# Held out for validation: an object with sharp edges and fine structure, and an animal with fur texture.
-DEFAULT_VAL_PHOTOS = ("motorcycle_left", "chelsea")
+# Held out for validation: an object with sharp edges and fine structure, an animal with fur texture, and a
+# portrait with printed detail (flags, insignia).
+DEFAULT_VAL_PHOTOS = ("motorcycle_left", "chelsea", "astronaut")
 DEGRADATION_DIRS = {"bi": "BI", "bd": "BD"}
+
+# Largest per-frame step of a clip's camera and of each foreground layer, in LR pixels, drawn log-uniformly:
+# most clips move by sub-pixel to one-pixel steps (where other frames add sub-pixel detail), some by several
+# pixels per frame (where alignment must work hard).
+CAMERA_SPEED = (0.2, 4.0)
+LAYER_SPEED = (0.3, 5.0)
 
 _SUPERSAMPLE = 2  # render at 2x and area-average: anti-aliasing of the bicubic inverse warp
 _MARGIN = 3.0  # source pixels kept free around the view (bicubic support, supersampling offsets)
@@ -81,8 +96,6 @@ _MARGIN = 3.0  # source pixels kept free around the view (bicubic support, super
 
 # ----------------------------------------------------------------------------------------------- photos
 def _photo_folder() -> Path:
-    import skimage.data
-
     return Path(skimage.data.__file__).parent
 
 
@@ -110,6 +123,10 @@ def _load_photo(name: str) -> torch.Tensor | None:
 
 
 # ------------------------------------------------------------------------------------------------ motion
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
 def _rotation(angle: np.ndarray) -> np.ndarray:
     """Rotation matrices ``(..., 2, 2)`` for angles in radians."""
     c, s = np.cos(angle), np.sin(angle)
@@ -155,11 +172,6 @@ class _Motion:
         obj_y = A[..., 1, 0] * x + A[..., 1, 1] * y + d[..., 1]
         return np.stack([obj_x, obj_y], -1)
 
-    def flow(self, points: np.ndarray, src: int, dst: int) -> np.ndarray:
-        """Displacement ``(..., 2)`` taking each pixel of frame ``src`` to the same object point in ``dst``."""
-        obj = self.to_object(points, src)
-        return (obj - self.d[dst]) @ np.linalg.inv(self.A[dst]).T - points
-
 
 def _camera(
     rng: np.random.Generator, photo_hw: tuple[int, int], size: tuple[int, int], frames: int, scale: int
@@ -180,7 +192,7 @@ def _camera(
     base = min(math.exp(rng.uniform(0.0, math.log(1.7))), cap)
     s = base * zoom
 
-    speed = rng.uniform(0.25, 2.0) * scale * base  # source pixels per frame: 0.25-2 LR pixels
+    speed = _log_uniform(rng, *CAMERA_SPEED) * scale * base  # source pixels per frame
     path = _smooth_path(rng, frames, 2, speed)
     lo = np.array([base * half_x.max(), base * half_y.max()]) + _MARGIN
     room = np.array([W - 1, H - 1]) - 2 * lo
@@ -265,7 +277,7 @@ def _layer(rng: np.random.Generator, photo: str, size: tuple[int, int], frames: 
     spread = [texture[:, int(y - r) : int(y + r) + 1, int(x - r) : int(x + r) + 1].std().item() for x, y in candidates]
     origin = candidates[int(np.argmax(spread))]
 
-    path = _smooth_path(rng, frames, 2, rng.uniform(0.5, 2.5) * scale)
+    path = _smooth_path(rng, frames, 2, _log_uniform(rng, *LAYER_SPEED) * scale)
     lo, hi = np.array([0.1 * w, 0.1 * h]) - path.min(0), np.array([0.9 * w, 0.9 * h]) - path.max(0)
     start = np.where(hi >= lo, lo + rng.uniform(0, 1, size=2) * np.maximum(hi - lo, 0), (lo + hi) / 2)
     position = start + path  # stays in the central 80% of the frame when the path allows it
@@ -280,11 +292,42 @@ def _layer(rng: np.random.Generator, photo: str, size: tuple[int, int], frames: 
 # --------------------------------------------------------------------------------------------- rendering
 @dataclass
 class RenderedClip:
-    """A rendered clip: GT frames ``(t, h, w, 3)`` uint8 and true flows ``(t - 1, 2, h, w)`` float32."""
+    """A rendered clip: its GT frames and, exactly, its motion.
 
-    frames: np.ndarray
-    flow_next: np.ndarray  # [i]: from frame i to frame i + 1
-    flow_prev: np.ndarray  # [i]: from frame i + 1 to frame i
+    ``surface[i]`` names the surface visible at each GT pixel of frame i (0: the background, k: the k-th
+    layer, the topmost covering at least half of the pixel); ``A[i, k] p + d[i, k]`` maps a frame-i pixel
+    ``p`` on surface k to its object coordinates. The true flow between any two frames follows.
+    """
+
+    frames: np.ndarray  # (t, h, w, 3) uint8
+    surface: np.ndarray  # (t, h, w) uint8
+    A: np.ndarray  # (t, surfaces, 2, 2)
+    d: np.ndarray  # (t, surfaces, 2)
+
+    def affine_flow(self, src: int, dst: int) -> np.ndarray:
+        """Each surface's flow from frame ``src`` to ``dst`` as ``[M | b]`` ``(surfaces, 2, 3)``: ``M p + b``.
+
+        A point ``p`` of frame ``src`` is the object point ``A_src p + d_src``, seen in frame ``dst`` at
+        ``A_dst^-1 (A_src p + d_src - d_dst)``; the flow is that minus ``p``.
+        """
+        inv = np.linalg.inv(self.A[dst])
+        M = inv @ self.A[src] - np.eye(2)
+        b = (inv @ (self.d[src] - self.d[dst])[..., None])[..., 0]
+        return np.concatenate([M, b[..., None]], -1)
+
+    def flow(self, src: int, dst: int) -> np.ndarray:
+        """The dense true flow ``(2, h, w)`` float32 from frame ``src`` to frame ``dst``."""
+        return dense_flow(self.surface[src], self.affine_flow(src, dst))
+
+    @property
+    def flow_next(self) -> np.ndarray:
+        """``(t - 1, 2, h, w)``: [i] from frame i to frame i + 1."""
+        return np.stack([self.flow(i, i + 1) for i in range(len(self.frames) - 1)])
+
+    @property
+    def flow_prev(self) -> np.ndarray:
+        """``(t - 1, 2, h, w)``: [i] from frame i + 1 to frame i."""
+        return np.stack([self.flow(i + 1, i) for i in range(len(self.frames) - 1)])
 
 
 def _pixel_grid(h: int, w: int, supersample: int = 1) -> np.ndarray:
@@ -319,20 +362,11 @@ def _render(camera: _Motion, background: str, layers: list[_Layer], size: tuple[
     frames = (image * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
     # Visible surface per GT pixel: the topmost layer covering at least half of it, else the background.
-    surface = np.zeros((len(frames), h, w), dtype=np.int64)
+    surface = np.zeros((len(frames), h, w), dtype=np.uint8)
     for index, cov in enumerate(coverage, start=1):
         surface[cov >= 0.5] = index
     motions = [camera] + [layer.motion for layer in layers]
-    points = _pixel_grid(h, w)
-    flows = {}
-    for name, src, dst in (("next", 0, 1), ("prev", 1, 0)):
-        out = np.zeros((len(frames) - 1, h, w, 2))
-        for i in range(len(frames) - 1):
-            for index, motion in enumerate(motions):
-                mask = surface[i + src] == index
-                out[i][mask] = motion.flow(points[mask], i + src, i + dst)
-        flows[name] = out.transpose(0, 3, 1, 2).astype(np.float32)
-    return RenderedClip(frames, flows["next"], flows["prev"])
+    return RenderedClip(frames, surface, np.stack([m.A for m in motions], 1), np.stack([m.d for m in motions], 1))
 
 
 def render_clip(
@@ -368,7 +402,7 @@ class SynthInfo:
 
     root: Path
     scale: int
-    frames: int
+    frames: dict[str, int]  # per split
     size: tuple[int, int]
     degradation: str
     photos: dict[str, list[str]]
@@ -395,7 +429,7 @@ class SynthInfo:
 
     @classmethod
     def read(cls, root: Path, cached: bool = True) -> SynthInfo:
-        meta = json.loads((root / "synth.json").read_text())
+        meta = read_description(root)
         args = meta["args"]
         return cls(
             root=root,
@@ -408,6 +442,22 @@ class SynthInfo:
             cached=cached,
             args=args,
         )
+
+
+def read_description(root: str | Path) -> dict:
+    """The ``synth.json`` of the set at ``root``; a set of another generator version is refused (never mixed)."""
+    path = Path(root) / "synth.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the synthetic data set description {path}: {err}") from err
+    version = meta.get("args", {}).get("version") if isinstance(meta, dict) else None
+    if version != GENERATOR_VERSION:
+        raise DataError(
+            f"{path.parent} holds a synthetic data set of generator version {version}, and this vsr makes and reads "
+            f"version {GENERATOR_VERSION}; regenerate it with `vsr data synth --out {path.parent} --overwrite`"
+        )
+    return meta
 
 
 def default_root() -> Path:
@@ -432,10 +482,10 @@ def load_flow(flow_dir: str | Path, index: int, direction: str = "next") -> np.n
     """
     if direction not in ("next", "prev"):
         raise DataError(f"load_flow: direction must be 'next' or 'prev', got {direction!r}")
-    path = Path(flow_dir) / f"{index:08d}_{direction}.npy"
+    path = Path(flow_dir) / f"{index:08d}_{direction}.npz"
     if not path.is_file():
         raise DataError(f"true flow {path} does not exist; frames of a clip have flows 0 .. frames - 2")
-    return np.load(path).astype(np.float32)
+    return read_flow(path)
 
 
 def _clip_seed(seed: int, photo: str, clip: int) -> list[int]:
@@ -453,23 +503,28 @@ def generate(
     seed: int = 0,
     scale: int = 4,
     frames: int = 20,
+    val_frames: int | None = 30,
     size: tuple[int, int] = (128, 128),
-    clips_per_photo: int = 1,
+    clips_per_photo: int = 9,
+    val_clips_per_photo: int | None = 4,
     val_photos: Sequence[str] = DEFAULT_VAL_PHOTOS,
     photos: Sequence[str] | None = None,
     degradation: str = "bi",
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> SynthInfo:
     """Render the embedded data set into ``root`` (layout in the module docstring) and return its info.
 
     ``photos`` (default: every bundled photograph) are split by photo: ``val_photos`` form the validation
-    split, the rest the training split; layers are cut only from photos of the clip's own split. The
+    split, the rest the training split; layers are cut only from photos of the clip's own split. Each
+    training photograph gives ``clips_per_photo`` clips of ``frames`` frames, each validation photograph
+    ``val_clips_per_photo`` clips of ``val_frames`` (``None``: as for training); every clip has its own
+    trajectories, speeds and layers. Clips render in ``workers`` processes (default: one per
+    core, but no more than one per 8 clips). The
     result depends only on the arguments. Writing is atomic (into ``root.tmp-<pid>``, then renamed); a set
     already at ``root`` with the same arguments is returned as is, one with other arguments is replaced
     only if ``overwrite``.
     """
-    from vsr.data.degradations import DEGRADATIONS
-
     root = Path(root)
     size = (int(size[0]), int(size[1]))
     available = available_photos()
@@ -487,10 +542,12 @@ def generate(
         raise DataError(f"synthetic data: unknown degradation {degradation!r}; choose 'bi' or 'bd'")
     if degradation == "bd" and scale % 2:
         raise DataError(f"synthetic data: the BD degradation needs an even scale, got {scale}; use 'bi'")
-    if frames < 2 or clips_per_photo < 1 or scale < 1:
+    val_frames = frames if val_frames is None else val_frames
+    val_clips_per_photo = clips_per_photo if val_clips_per_photo is None else val_clips_per_photo
+    if min(frames, val_frames) < 2 or min(clips_per_photo, val_clips_per_photo) < 1 or scale < 1:
         raise DataError(
-            f"synthetic data: need frames >= 2, clips_per_photo >= 1, scale >= 1 (got {frames}, "
-            f"{clips_per_photo}, {scale})"
+            f"synthetic data: need frames >= 2, clips per photo >= 1, scale >= 1 (got frames {frames}/"
+            f"{val_frames}, clips per photo {clips_per_photo}/{val_clips_per_photo}, scale {scale})"
         )
     if size[0] % scale or size[1] % scale or min(size) < 4 * scale:
         raise DataError(
@@ -501,9 +558,9 @@ def generate(
         "version": GENERATOR_VERSION,
         "seed": seed,
         "scale": scale,
-        "frames": frames,
+        "frames": {"train": frames, "val": val_frames},
         "size": list(size),
-        "clips_per_photo": clips_per_photo,
+        "clips_per_photo": {"train": clips_per_photo, "val": val_clips_per_photo},
         "degradation": degradation,
         "photos": split_photos,
     }
@@ -513,8 +570,9 @@ def generate(
             return SynthInfo.read(root)
         if not overwrite:
             raise DataError(
-                f"{root} holds a synthetic data set made with other arguments (see {meta_path}); "
-                "pass overwrite=True to replace it, or choose another root"
+                f"{root} holds a synthetic data set made with other arguments or another generator version "
+                f"(see {meta_path}); replace it with `vsr data synth --out {root} --overwrite` "
+                "(overwrite=True), or choose another root"
             )
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a synthetic data set (no synth.json); choose another root")
@@ -525,37 +583,34 @@ def generate(
     lr_name = f"{DEGRADATION_DIRS[degradation]}x{scale}"
     clips: dict[str, list[str]] = {"train": [], "val": []}
     log.info("rendering the synthetic data set into %s", root)
+    jobs = [
+        _ClipJob(split, photo, index, [p for p in names if p != photo] or [photo], _clip_seed(seed, photo, index),
+                 args["frames"][split], size, scale, degradation, tmp / split)
+        for split, names in split_photos.items()
+        for photo in names
+        for index in range(args["clips_per_photo"][split])
+    ]  # fmt: skip
     try:
-        for split, names in split_photos.items():
-            for photo in names:
-                others = [p for p in names if p != photo] or [photo]
-                for index in range(clips_per_photo):
-                    clip_name = f"{photo}_{index:03d}"
-                    clip = render_clip(
-                        photo, others, seed=_clip_seed(seed, photo, index), frames=frames, size=size, scale=scale
-                    )
-                    # From the uint8 GT in float64, rounded half up: what degrading the GT PNGs gives.
-                    gt = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).double() / 255.0
-                    lr = DEGRADATIONS[degradation](gt, scale)
-                    lr = torch.floor(lr.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                    dirs = {kind: tmp / split / kind / clip_name for kind in ("GT", lr_name, "flow")}
-                    for folder in dirs.values():
-                        folder.mkdir(parents=True)
-                    for i in range(frames):
-                        _write_png(dirs["GT"] / f"{i:08d}.png", clip.frames[i])
-                        _write_png(dirs[lr_name] / f"{i:08d}.png", lr[i])
-                    for i in range(frames - 1):
-                        np.save(dirs["flow"] / f"{i:08d}_next.npy", clip.flow_next[i].astype(np.float16))
-                        np.save(dirs["flow"] / f"{i:08d}_prev.npy", clip.flow_prev[i].astype(np.float16))
-                    clips[split].append(clip_name)
+        workers = min(workers or os.cpu_count() or 1, max(1, len(jobs) // 8))  # a process per 8 clips at most
+        if workers > 1:  # clips are independent and seeded by name: the result does not depend on workers
+            context = multiprocessing.get_context("spawn")  # never fork a process that holds torch's threads
+            with ProcessPoolExecutor(
+                workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+            ) as pool:
+                names = list(pool.map(_render_and_write, jobs))
+        else:
+            names = [_render_and_write(job) for job in jobs]
+        for job, name in zip(jobs, names, strict=True):
+            clips[job.split].append(name)
         meta = {
             "generator": "vsr.data.synth",
             "args": args,
             "photos": split_photos,
             "clips": clips,
             "layout": {"gt": "GT", "lr": lr_name, "flow": "flow"},
-            "flow": "float16 (2, h, w) in GT pixels, channel 0 = x, 1 = y; <i>_next: frame i -> i + 1, "
-            "<i>_prev: frame i + 1 -> i; flow_warp(frame_b, flow_a_to_b) aligns frame_b to frame_a",
+            "flow": "piecewise-affine (vsr.data.flow_files: surface (h, w) uint8 + affine (surfaces, 2, 3)) in GT "
+            "pixels, channel 0 = x, 1 = y; <i>_next: frame i -> i + 1, <i>_prev: frame i + 1 -> i; "
+            "flow_warp(frame_b, flow_a_to_b) aligns frame_b to frame_a",
         }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
         if meta_path.is_file() and json.loads(meta_path.read_text()).get("args") == args:
@@ -567,6 +622,41 @@ def generate(
         raise
     log.info("synthetic data set ready in %.1f s: %s", time.perf_counter() - start, root)
     return SynthInfo.read(root, cached=False)
+
+
+@dataclass
+class _ClipJob:
+    split: str
+    photo: str
+    index: int
+    layer_photos: list[str]
+    seed: list[int]
+    frames: int
+    size: tuple[int, int]
+    scale: int
+    degradation: str
+    folder: Path  # the split's folder in the set being written
+
+
+def _render_and_write(job: _ClipJob) -> str:
+    """Render one clip and write its GT and LR frames and flows under ``job.folder``; returns its name."""
+    name = f"{job.photo}_{job.index:03d}"
+    clip = render_clip(job.photo, job.layer_photos, seed=job.seed, frames=job.frames, size=job.size, scale=job.scale)
+    # From the uint8 GT in float64, rounded half up: what degrading the GT PNGs gives.
+    gt = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).double() / 255.0
+    lr = DEGRADATIONS[job.degradation](gt, job.scale)
+    lr = torch.floor(lr.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    lr_name = f"{DEGRADATION_DIRS[job.degradation]}x{job.scale}"
+    dirs = {kind: job.folder / kind / name for kind in ("GT", lr_name, "flow")}
+    for folder in dirs.values():
+        folder.mkdir(parents=True)
+    for i in range(job.frames):
+        _write_png(dirs["GT"] / f"{i:08d}.png", clip.frames[i])
+        _write_png(dirs[lr_name] / f"{i:08d}.png", lr[i])
+    for i in range(job.frames - 1):
+        for direction, src, dst in (("next", i, i + 1), ("prev", i + 1, i)):
+            write_affine_flow(dirs["flow"] / f"{i:08d}_{direction}.npz", clip.surface[src], clip.affine_flow(src, dst))
+    return name
 
 
 def _install(tmp: Path, root: Path) -> None:
