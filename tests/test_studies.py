@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -228,6 +229,16 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
         assert table.loc[variant, "seeds"] == 2
         assert table.loc[variant, "psnr_mean"] == pytest.approx(statistics.mean(psnrs), abs=1e-9)
         assert table.loc[variant, "psnr_std"] == pytest.approx(statistics.stdev(psnrs), abs=1e-9)
+        # The temporal gain: per run, frames averaged per clip and then clips, from the probe's own CSV.
+        gains = []
+        for s in (0, 1):
+            probe = pd.read_csv(runs / f"mini/{variant}/seed{s}/temporal/temporal_gain.csv", dtype={"clip": str})
+            np.testing.assert_allclose(probe.gain, probe.psnr - probe.psnr_alone, atol=1e-9)
+            gains.append(probe.groupby("clip").gain.mean().mean())
+            run_record = json.loads((runs / f"mini/{variant}/seed{s}/run.json").read_text())
+            assert run_record["temporal_gain"] == pytest.approx(gains[-1], abs=1e-9)
+        assert table.loc[variant, "temporal_gain_mean"] == pytest.approx(statistics.mean(gains), abs=1e-9)
+        assert table.loc[variant, "temporal_gain_std"] == pytest.approx(statistics.stdev(gains), abs=1e-9)
     base = table.loc["bidirectional", "psnr_mean"]
     assert table.loc["unidirectional", "psnr_delta"] == pytest.approx(table.loc["unidirectional", "psnr_mean"] - base)
     assert table.loc["bidirectional", "params"] == sum(
@@ -236,8 +247,14 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
     )
     runs_csv = pd.read_csv(report / "runs.csv")
     assert len(runs_csv[runs_csv.metric == "psnr"]) == 4  # one row per variant and seed, none duplicated
+    assert len(runs_csv[runs_csv.metric == "temporal_gain"]) == 4
+    # Run folders are named relative to the report, so the report names no path of this machine.
+    assert not any(Path(d).is_absolute() for d in runs_csv.run_dir)
+    assert all((report / d / "run.json").is_file() for d in runs_csv.run_dir)
+    assert str(tmp_path) not in (report / "index.md").read_text()
     index = (report / "index.md").read_text()
-    figures = ["per_frame_psnr", "psnr_vs_params", "psnr_vs_runtime", "training_curves", "visual_comparison"]
+    figures = ["per_frame_psnr", "temporal_gain", "receptive_field", "psnr_vs_params", "psnr_vs_runtime",
+               "training_curves", "visual_comparison"]  # fmt: skip
     for figure in figures:
         assert f"]({figure}.png)" in index
         with Image.open(report / f"{figure}.png") as image:

@@ -175,7 +175,8 @@ def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def _resolve_model(model_or_recipe, checkpoint) -> tuple[nn.Module, Recipe | None]:
+def resolve_model(model_or_recipe, checkpoint) -> tuple[nn.Module, Recipe | None]:
+    """A model with its weights and its recipe (``None`` for a bare model), from what :func:`evaluate` takes."""
     if isinstance(model_or_recipe, nn.Module):
         if checkpoint is not None:
             load_checkpoint(model_or_recipe, checkpoint)
@@ -221,7 +222,7 @@ def evaluate(
     "checkpoint", "frames"}``; with ``out_dir`` also writes ``metrics.json``, ``per_frame.csv`` (clip, frame
     index, frame name, psnr, ssim, bicubic_psnr, bicubic_ssim) and, with ``save_frames``, ``frames/<clip>/``.
     """
-    model, recipe = _resolve_model(model_or_recipe, checkpoint)
+    model, recipe = resolve_model(model_or_recipe, checkpoint)
     defaults = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
     protocol = Protocol(
         defaults.y_channel if y_channel is None else y_channel,
@@ -269,4 +270,4 @@ def evaluate(
     return metrics
 
 
-__all__ = ["Bicubic", "Measurement", "Protocol", "bicubic_upsample", "evaluate", "measure"]
+__all__ = ["Bicubic", "Measurement", "Protocol", "bicubic_upsample", "evaluate", "measure", "resolve_model"]

@@ -29,7 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from vsr.atomic import write_json, write_with
+from vsr.data.datasets import ClipSet, TestClips, open_dataset
+from vsr.data.specs import evaluation_spec
+from vsr.evaluate import Protocol, resolve_model
 from vsr.metrics import clip_average, psnr
+from vsr.recipe import Recipe
 
 GAIN_FILE = "temporal_gain.csv"  # per clip and frame: psnr (whole clip), psnr_alone, gain
 FIELD_FILE = "receptive_field.csv"  # per output frame i and input frame j: sensitivity and its row share
@@ -183,3 +187,35 @@ def probe(
         sample = clips[index]
         fields[sample["clip"]] = temporal_receptive_field(model, sample["lq"], device, probes=probes)
     return TemporalProbe(gain, fields)
+
+
+def run_probe(
+    model_or_recipe: nn.Module | Recipe | str | Path | dict | None,
+    checkpoint: str | Path | None = None,
+    data: str | Path | Mapping[str, Any] | ClipSet | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    field_clips: int = 1,
+    probes: int = 2,
+) -> TemporalProbe:
+    """Probe a model (or a recipe with a ``checkpoint``) on a test set, as :func:`vsr.evaluate.evaluate` takes
+    them (default: the recipe's validation set), scoring frames by the recipe's protocol (border crop, Y
+    channel, ``max_frames``); with ``out_dir``, write the probe there (:meth:`TemporalProbe.write`)."""
+    model, recipe = resolve_model(model_or_recipe, checkpoint)
+    protocol = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
+    clips = TestClips(source, max_frames=protocol.max_frames, cache_frames=None)
+    result = probe(
+        model.to(device),
+        clips,
+        device,
+        field_clips=field_clips,
+        probes=probes,
+        crop_border=protocol.crop_border,
+        y_channel=protocol.y_channel,
+    )
+    if out_dir is not None:
+        result.write(out_dir)
+    return result

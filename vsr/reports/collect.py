@@ -4,6 +4,8 @@
 * :func:`collect_per_frame`: one row per (study, variant, seed, clip, frame) from ``per_frame.csv``;
 * :func:`collect_training`: one row per logged value from ``log.jsonl`` (loss, validation PSNR/SSIM);
 * :func:`collect_profiles`: parameters, FLOPs and runtime per run from ``profile.json``;
+* :func:`collect_temporal`: the temporal-information probe per run (:mod:`vsr.probe`): gain per clip and
+  frame, and the receptive field's shares per output frame ``i`` and input frame ``j``;
 * :func:`collect`: all of these at once, with the studies' definitions and the failed runs.
 """
 
@@ -54,6 +56,9 @@ def collect_runs(folders: RunsDirs) -> pd.DataFrame:
         metrics = run_folders.read_metrics(run_dir)
         values = {k: metrics[k] for k in METRICS if k in metrics}
         values |= {f"bicubic_{k}": v for k, v in (metrics.get("bicubic") or {}).items()}
+        temporal = run_folders.read_temporal(run_dir)
+        if temporal is not None:
+            values["temporal_gain"] = temporal.mean_gain
         for metric, value in values.items():
             rows.append({**_identity(run), "metric": metric, "value": float(value), "run_dir": str(run_dir)})
     return pd.DataFrame(rows, columns=["study", "variant", "seed", "metric", "value", "run_dir"])
@@ -103,6 +108,26 @@ def collect_profiles(folders: RunsDirs) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+GAIN_COLUMNS = ["study", "variant", "seed", "clip", "frame", "psnr", "psnr_alone", "gain"]
+FIELD_COLUMNS = ["study", "variant", "seed", "clip", "i", "j", "share"]
+
+
+def collect_temporal(folders: RunsDirs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The probed runs' temporal gain (one row per study, variant, seed, clip, frame: ``psnr`` from the whole
+    clip, ``psnr_alone`` from the frame alone, ``gain``) and receptive fields (one row per output frame ``i``
+    and input frame ``j`` of each probed clip: ``share`` of frame i's sensitivity that comes from frame j)."""
+    gains, fields = [], []
+    for run_dir, run in run_folders.finished_runs(runs_dirs(folders)):
+        temporal = run_folders.read_temporal(run_dir)
+        if temporal is None:
+            continue
+        gains.append(temporal.gain.assign(**_identity(run)))
+        fields.append(temporal.field_table().assign(**_identity(run)))
+    gain = pd.concat(gains, ignore_index=True)[GAIN_COLUMNS] if gains else pd.DataFrame(columns=GAIN_COLUMNS)
+    field = pd.concat(fields, ignore_index=True)[FIELD_COLUMNS] if fields else pd.DataFrame(columns=FIELD_COLUMNS)
+    return gain, field
+
+
 def loss_name(runs: pd.DataFrame) -> str:
     """The training loss of the runs (from the first run folder that records its recipe), or ``""``."""
     for run_dir in runs.run_dir.unique():
@@ -121,6 +146,8 @@ class Collected:
     per_frame: pd.DataFrame
     training: pd.DataFrame
     profiles: pd.DataFrame
+    temporal_gain: pd.DataFrame
+    temporal_field: pd.DataFrame
     info: dict[str, dict[str, Any]]
     failed: list[tuple[Path, str]]
 
@@ -132,5 +159,6 @@ def collect(folders: RunsDirs) -> Collected:
     if runs.empty:
         where = ", ".join(map(str, dirs))
         raise VSRError(f"no finished runs ({run_folders.RUN_FILE}) under {where}; run the study first")
+    gain, field = collect_temporal(dirs)
     return Collected(dirs, runs, collect_per_frame(dirs), collect_training(dirs), collect_profiles(dirs),
-                     study_info(dirs), failed_runs(dirs))  # fmt: skip
+                     gain, field, study_info(dirs), failed_runs(dirs))  # fmt: skip

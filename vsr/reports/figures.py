@@ -195,3 +195,73 @@ def figure_visual_comparison(panels: Sequence[Mapping[str, Any]], path: Path) ->
 
 def _crop_psnr(image, gt) -> float:
     return float(psnr(image[None], gt[None])[0])
+
+
+def figure_temporal_gain(gain: pd.DataFrame, info: Info, path: Path) -> SavedFigure:
+    """Temporal gain at each frame index (:mod:`vsr.probe`): PSNR from the whole clip minus PSNR from the frame
+    alone, per variant the mean over clips and seeds with a ±1 std band over seeds."""
+    fig, axes = _figure(7, 4.5)
+    ax = axes[0][0]
+    several = gain.study.nunique() > 1
+    per_seed = gain.groupby(["study", "variant", "seed", "frame"]).gain.mean().reset_index()
+    curves = per_seed.groupby(["study", "variant", "frame"]).gain.agg(["mean", "std"]).reset_index()
+    for study, variant in variant_order(gain, info):
+        c = curves[(curves.study == study) & (curves.variant == variant)]
+        (line,) = ax.plot(c.frame, c["mean"], marker=".", label=series_name(study, variant, several, info))
+        std = c["std"].fillna(0)
+        ax.fill_between(c.frame, c["mean"] - std, c["mean"] + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.axhline(0, color="0.5", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="frame index in the clip", ylabel="temporal gain (dB)",
+           title="What other frames add: PSNR(whole clip) − PSNR(frame alone)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(title="variant (band: ±1 std over seeds)", fontsize="small")
+    clips = gain["clip"].nunique()
+    caption = (
+        "Temporal gain of each frame: its PSNR restored from the whole clip minus restored from the one-frame clip "
+        f"of itself alone (`vsr probe`), mean over {clips} validation clip{'' if clips == 1 else 's'} and seeds "
+        "(band: ±1 std over seeds). A model that uses no other frame has gain 0."
+    )
+    return SavedFigure(_save(fig, path), "Temporal gain", caption)
+
+
+def figure_receptive_field(field: pd.DataFrame, info: Info, path: Path) -> SavedFigure:
+    """The temporal receptive field (:mod:`vsr.probe`): per variant a ``t × t`` map of the share of output
+    frame i's sensitivity that comes from input frame j, and the mean share against the distance ``j − i``."""
+    keys = variant_order(field, info)
+    several = field.study.nunique() > 1
+    fig, axes = _figure(3.2 * len(keys) + 5.5, 3.8, 1, len(keys) + 1)
+    # Mean over clips and seeds, on the frames every probed clip has.
+    t = int(field.groupby(["study", "variant", "seed", "clip"]).i.max().min()) + 1
+    field = field[(field.i < t) & (field.j < t)]
+    floor = 1e-4  # shares below 0.01% (and exact zeros: no path from frame j to output i) at the colour floor
+    image = None
+    profile_ax = axes[0][-1]
+    for col, (study, variant) in enumerate(keys):
+        mine = field[(field.study == study) & (field.variant == variant)]
+        share = mine.groupby(["i", "j"]).share.mean().unstack().to_numpy()
+        ax = axes[0][col]
+        image = ax.imshow(np.log10(np.maximum(share, floor)), vmin=np.log10(floor), vmax=0, cmap="magma",
+                          origin="upper", interpolation="nearest")  # fmt: skip
+        name = series_name(study, variant, several, info)
+        ax.set(title=name, xlabel="input frame j", ylabel="output frame i" if col == 0 else "")
+        distance = np.arange(-(t - 1), t)
+        profile = [np.diagonal(share, offset=int(d)).mean() for d in distance]
+        profile_ax.plot(distance, np.maximum(profile, floor), marker=".", label=name)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0][: len(keys)].tolist(), label="log10 share of output frame i's sensitivity")
+    profile_ax.set_yscale("log")
+    profile_ax.axvline(0, color="0.5", linewidth=0.8)
+    profile_ax.set(xlabel="distance j − i (negative: past frames)", ylabel="mean share",
+                   title="Sensitivity by temporal distance")  # fmt: skip
+    profile_ax.grid(alpha=0.3)
+    profile_ax.legend(fontsize="small", title="variant")
+    clips = field.groupby(["study", "variant", "seed"])["clip"].nunique().max() if len(field) else 0
+    caption = (
+        "Temporal receptive field (`vsr probe`): ‖∂y_i/∂x_j‖ (Frobenius norm of the Jacobian of output frame i "
+        "with respect to input frame j, estimated with random projections) as a share of output frame i's total, "
+        f"on the first {t} frames of {clips} validation clip{'' if clips == 1 else 's'} per run, mean over seeds; "
+        f"log colour scale, shares below {floor:g} (and exact zeros) at the floor. Right: the mean share at each "
+        "distance j − i."
+    )
+    return SavedFigure(_save(fig, path), "Temporal receptive field", caption)

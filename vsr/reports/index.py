@@ -22,6 +22,8 @@ from vsr.reports.figures import (
     figure_per_frame_psnr,
     figure_psnr_vs_params,
     figure_psnr_vs_runtime,
+    figure_receptive_field,
+    figure_temporal_gain,
     figure_training_curves,
     figure_visual_comparison,
 )
@@ -70,7 +72,9 @@ def _default_title(table: pd.DataFrame, runs: Collected) -> str:
 
 def _write_tables(runs: Collected, table: pd.DataFrame, out_dir: Path, title: str) -> None:
     write_text(table.to_csv(index=False), out_dir / RESULTS_CSV)
-    write_text(runs.runs.to_csv(index=False), out_dir / RUNS_CSV)
+    # Run folders relative to the report, so that a report moved with its runs (or shipped) names no machine path.
+    relative = runs.runs.assign(run_dir=[_relative(Path(d), out_dir) for d in runs.runs.run_dir])
+    write_text(relative.to_csv(index=False), out_dir / RUNS_CSV)
     write_text(runs.per_frame.to_csv(index=False), out_dir / PER_FRAME_CSV)
     write_text(table_markdown(table), out_dir / RESULTS_MD)
     write_text(table_latex(table, caption=title), out_dir / RESULTS_TEX)
@@ -83,6 +87,9 @@ def _write_figures(
     figures = []
     if len(runs.per_frame):
         figures.append(figure_per_frame_psnr(runs.per_frame, runs.info, out_dir / "per_frame_psnr.png", base))
+    if len(runs.temporal_gain):
+        figures.append(figure_temporal_gain(runs.temporal_gain, runs.info, out_dir / "temporal_gain.png"))
+        figures.append(figure_receptive_field(runs.temporal_field, runs.info, out_dir / "receptive_field.png"))
     figures.append(figure_psnr_vs_params(table, out_dir / "psnr_vs_params.png"))
     figures.append(figure_psnr_vs_runtime(table, out_dir / "psnr_vs_runtime.png"))
     if len(runs.training):
@@ -133,7 +140,7 @@ def _study_lines(runs: Collected, table: pd.DataFrame, out_dir: Path) -> list[st
         lines.append(
             f"- **{study}**: preset `{data.get('preset', '?')}`, seeds {', '.join(map(str, seeds))}, "
             f"runs in `{_relative(Path(data.get('dir', runs.dirs[0])), out_dir)}`"
-            + (f", study file `{data['source']}`" if data.get("source") else "")
+            + (f", study file `{_relative(Path(data['source']), out_dir)}`" if data.get("source") else "")
         )
     return lines
 
@@ -148,7 +155,8 @@ def _measurement_text(table: pd.DataFrame) -> str:
         "clips). Δ: difference of the means to the base variant; p: two-sided Welch t-test over seeds (Student's "
         "t via the regularized incomplete beta function; — with fewer than 2 seeds). Parameters and FLOPs "
         f"(1 multiply-accumulate = 2 FLOPs; `vsr.profile`) and runtime are per frame of a {clip} (frames×h×w) LR "
-        f"clip{protocol_note}; runtime measured on {devices}. "
+        f"clip{protocol_note}; runtime measured on {devices}. Temporal gain: PSNR of each frame restored from the "
+        "whole clip minus restored from the frame alone (`vsr probe`), averaged like PSNR, ± std over seeds. "
         f"The bicubic baseline scores {format_number(table.bicubic_psnr.mean(), 3)} dB on the same frames."
     )
 

@@ -45,6 +45,9 @@ def results_table(
                 if len(values) > 1 and len(reference) > 1 and not is_base
                 else math.nan
             )
+        gains = mine[mine.metric == "temporal_gain"].value
+        row["temporal_gain_mean"] = gains.mean() if len(gains) else math.nan
+        row["temporal_gain_std"] = gains.std(ddof=1) if len(gains) > 1 else math.nan
         bicubic = mine[mine.metric == "bicubic_psnr"].value
         row["bicubic_psnr"] = bicubic.mean() if len(bicubic) else math.nan
         prof = (
@@ -69,6 +72,11 @@ def format_number(value: float, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    """``mean ± std``; ``—`` when there is no mean (a metric the runs did not record)."""
+    return "—" if math.isnan(mean) else f"{format_number(mean, digits)} ± {format_number(std, digits)}"
+
+
 def _significant(value: float) -> str:
     """Four significant digits: 6.291 (M parameters of BasicVSR) and 0.009547 (a tiny model) alike."""
     if value is None or math.isnan(value):
@@ -88,7 +96,7 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     several = table.study.nunique() > 1
     header = (["study"] if several else []) + [
         "variant", "seeds", "PSNR (dB)", "ΔPSNR (dB)", "p (PSNR)", "SSIM", "ΔSSIM", "p (SSIM)",
-        "params (M)", "GFLOPs/frame", "runtime (ms/frame)",
+        "temporal gain (dB)", "params (M)", "GFLOPs/frame", "runtime (ms/frame)",
     ]  # fmt: skip
     rows = []
     for r in table.itertuples():
@@ -96,12 +104,13 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         cells = ([r.study] if several else []) + [
             f"{r.label}{base_mark}",
             str(r.seeds),
-            f"{format_number(r.psnr_mean, 3)} ± {format_number(r.psnr_std, 3)}",
+            _mean_std(r.psnr_mean, r.psnr_std, 3),
             format_number(r.psnr_delta, 3, signed=True),
             format_p(r.psnr_p),
-            f"{format_number(r.ssim_mean, 4)} ± {format_number(r.ssim_std, 4)}",
+            _mean_std(r.ssim_mean, r.ssim_std, 4),
             format_number(r.ssim_delta, 4, signed=True),
             format_p(r.ssim_p),
+            _mean_std(r.temporal_gain_mean, r.temporal_gain_std, 3),
             _significant(r.params / 1e6),
             _significant(r.flops_per_frame / 1e9),
             format_number(r.runtime_ms, 1),

@@ -2,13 +2,14 @@
 
 :func:`run_study` runs each variant × seed into ``OUT/<study>/<variant>/seed<k>/`` (see
 :mod:`vsr.studies.runs`): :func:`run_one` trains, evaluates on the validation set, profiles (first seed of
-each variant) and last writes ``run.json``. Rerunning the same command skips finished runs, evaluates runs
-whose training finished, and resumes interrupted training from its latest checkpoint; a run folder made
+each variant), probes how much the model draws from other frames (:mod:`vsr.probe`) and last writes
+``run.json``. Rerunning the same command skips finished runs, evaluates runs whose training finished, and
+resumes interrupted training from its latest checkpoint; a run folder made
 with a different recipe is an error, never overwritten. A run whose resolved recipe (up to its name) and
 seed equal those of a finished run of another study under ``OUT`` is not trained again: that run's weights
 and logs are copied and evaluated, so BasicVSR, the base of the propagation, alignment and IconVSR studies,
 trains once. A run with ``gpus_per_run: N`` trains under ``torchrun`` (DDP, one process per GPU, see
-:mod:`vsr.train`) and is evaluated in the calling process.
+:mod:`vsr.training`) and is evaluated in the calling process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vsr.data.datasets import open_dataset
 from vsr.data.specs import data_specs
 from vsr.errors import VSRError
 from vsr.evaluate import evaluate
+from vsr.probe import run_probe
 from vsr.profile import profile
 from vsr.recipe import load_recipe
 from vsr.studies import runs
@@ -127,6 +129,7 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
     recipe = load_recipe(spec.recipe)
     checkpoint = runs.last_checkpoint(run_dir)
     metrics = evaluate(recipe, checkpoint, None, out_dir=run_dir, device=spec.device, progress=progress)
+    temporal = run_probe(recipe, checkpoint, out_dir=runs.temporal_folder(run_dir), device=spec.device)
     if spec.profile is not None:
         device = spec.device or trained.get("device", "cpu")
         args = dict(spec.profile) | {"size": tuple(spec.profile["size"])}
@@ -137,6 +140,7 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
         "overrides": list(spec.overrides),
         "metrics": {k: metrics[k] for k in METRICS},
         "bicubic": metrics.get("bicubic"),
+        "temporal_gain": temporal.mean_gain,
         "iterations": trained.get("iterations"),
         "train_time_s": trained.get("time_s"),
         "seconds_per_iteration": trained.get("seconds_per_iteration"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vsr.atomic import write_json, write_with
+from vsr.probe import TemporalProbe
 from vsr.studies.schema import StudyError
 
 RUN_FILE = "run.json"  # written last, atomically: its presence marks a finished run
@@ -36,6 +37,7 @@ METRICS_FILE = "metrics.json"  # written by vsr.evaluate: validation PSNR/SSIM a
 PER_FRAME_FILE = "per_frame.csv"  # written by vsr.evaluate: PSNR/SSIM per clip and frame
 LOG_FILE = "log.jsonl"  # written by vsr.train: one JSON object per log step and validation
 RESULT_FILE = "result.json"  # written last by vsr.train: its presence marks a finished training
+TEMPORAL_DIR = "temporal"  # written by vsr.probe: temporal gain per frame, receptive field, mean gain
 LAST_CHECKPOINT = "checkpoints/last.pth"  # written by vsr.train: the final weights, evaluated
 LATEST_CHECKPOINT = "checkpoints/latest.pth"  # written by vsr.train: what an interrupted training resumes from
 #: What a run's training wrote; copied from a twin run, ``result.json`` last (it marks training as done).
@@ -197,6 +199,17 @@ def per_frame_file(run_dir: str | Path) -> Path | None:
     """``per_frame.csv``, or None if the run has none."""
     path = Path(run_dir) / PER_FRAME_FILE
     return path if path.is_file() else None
+
+
+def temporal_folder(run_dir: str | Path) -> Path:
+    """Where the run's temporal-information probe is written (:mod:`vsr.probe`)."""
+    return Path(run_dir) / TEMPORAL_DIR
+
+
+def read_temporal(run_dir: str | Path) -> TemporalProbe | None:
+    """The run's temporal-information probe, or None for a run that was not probed."""
+    folder = temporal_folder(run_dir)
+    return TemporalProbe.read(folder) if folder.is_dir() else None
 
 
 def torchrun_recipe_file(run_dir: str | Path) -> Path:
