@@ -106,19 +106,25 @@ def zoo_command():
 def synth_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write it (default: ./data/synth).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data set.")] = 0,
-    frames: Annotated[int | None, typer.Option(help="Frames per clip.")] = None,
-    size: Annotated[int | None, typer.Option(help="GT frame size (square), in pixels.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per training clip (default 20).")] = None,
+    val_frames: Annotated[int | None, typer.Option(help="Frames per validation clip (default 30).")] = None,
+    clips_per_photo: Annotated[int | None, typer.Option(help="Clips per training photograph (default 9).")] = None,
+    val_clips_per_photo: Annotated[
+        int | None, typer.Option(help="Clips per validation photograph (default 4).")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(help="GT frame size (square), in pixels (default 128; 256 gives 64×64 LR).")
+    ] = None,
     degradation: Annotated[str, typer.Option(help="bi or bd.")] = "bi",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing data set.")] = False,
 ):
     """Generate the embedded synthetic data set (scikit-image photographs moved by a virtual camera)."""
     from vsr.data import synth
 
+    options = {"frames": frames, "val_frames": val_frames, "clips_per_photo": clips_per_photo,
+               "val_clips_per_photo": val_clips_per_photo, "size": None if size is None else (size, size)}  # fmt: skip
     kwargs = {"seed": seed, "degradation": degradation, "overwrite": overwrite}
-    if frames is not None:
-        kwargs["frames"] = frames
-    if size is not None:
-        kwargs["size"] = (size, size)
+    kwargs |= {key: value for key, value in options.items() if value is not None}
     info = synth.generate(out or synth.default_root(), **kwargs)
     console.print(f"synthetic data set in [bold]{info.root}[/]: {info}")
 
@@ -178,6 +184,37 @@ def evaluate_command(
     resolved = load_recipe(recipe, *(set_ or []))
     metrics = evaluate(resolved, checkpoint, data, out_dir=out, save_frames=save_frames, device=device)
     console.print_json(json.dumps(metrics, default=str))
+
+
+@app.command("probe")
+@reports_errors
+def probe_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name.")],
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint file (vsr, MMagic or BasicSR) or zoo name.")],
+    set_: SetOption = None,
+    data: Annotated[str | None, typer.Option(help="Test data folder (default: the embedded validation set).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the probe's files.")] = None,
+    field_clips: Annotated[int, typer.Option(help="Clips whose temporal receptive field is measured.")] = 1,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+):
+    """How much a model draws from other frames: temporal gain per frame and temporal receptive field."""
+    from vsr.probe import receptive_field_profile, run_probe
+    from vsr.recipe import load_recipe
+
+    resolved = load_recipe(recipe, *(set_ or []))
+    result = run_probe(resolved, checkpoint, data, out_dir=out, device=device, field_clips=field_clips)
+    table = Table(title=f"temporal gain: {result.mean_gain:+.3f} dB (whole clip vs each frame alone)")
+    for column in ("frame", "PSNR whole clip (dB)", "PSNR frame alone (dB)", "gain (dB)"):
+        table.add_column(column, justify="right")
+    for row in result.gain_by_frame().itertuples():
+        table.add_row(str(row.frame), f"{row.psnr:.3f}", f"{row.psnr_alone:.3f}", f"{row.gain:+.3f}")
+    console.print(table)
+    profile = receptive_field_profile(result.field()).set_index("distance").share
+    past, future = profile[profile.index < 0].sum(), profile[profile.index > 0].sum()
+    console.print(
+        f"receptive field: {profile[0]:.1%} of each output's sensitivity from its own frame, {past:.1%} from past "
+        f"frames, {future:.1%} from future frames" + (f"; files in {out}" if out else "")
+    )
 
 
 @app.command("upscale")
