@@ -1,5 +1,6 @@
 """The command line: it parses arguments, calls the library, and prints vsr's errors as one line."""
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,8 @@ from typer.testing import CliRunner
 
 from vsr import build_model, save_checkpoint
 from vsr.cli import app
+from vsr.data.synth import generate
+from vsr.probe import TemporalProbe
 from vsr.recipe import load_recipe
 from vsr.video import FrameReader, FrameWriter
 
@@ -103,3 +106,28 @@ def test_upscale_refuses_a_checkpoint_that_does_not_match(tmp_path, tiny_checkpo
     result = invoke("upscale", "iconvsr", frames, "-o", tmp_path / "out", "--checkpoint", path)
     assert result.exit_code == 2
     assert "checkpoint does not match the model" in " ".join(result.output.split())
+
+
+def test_synth_options_reach_the_generator(tmp_path):
+    out = tmp_path / "set"
+    args = ["--frames", 3, "--val-frames", 4, "--clips-per-photo", 1, "--val-clips-per-photo", 2, "--size", 32]
+    result = invoke("data", "synth", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "synth.json").read_text())["args"]
+    assert meta["frames"] == {"train": 3, "val": 4} and meta["clips_per_photo"] == {"train": 1, "val": 2}
+    assert meta["size"] == [32, 32] and len(list((out / "val" / "GT").iterdir())) == 2 * len(meta["photos"]["val"])
+
+
+def test_probe_prints_the_gain_and_writes_the_probe(tmp_path, tiny_checkpoint):
+    path, _ = tiny_checkpoint
+    root = tmp_path / "set"
+    generate(root, frames=3, val_frames=5, clips_per_photo=1, val_clips_per_photo=1, size=(64, 64),
+             photos=["coffee", "chelsea"], val_photos=["chelsea"])  # fmt: skip
+    out = tmp_path / "probe"
+    tiny = ["--set", "model.channels=8", "--set", "model.aggregation.num_blocks=1", "--set", "model.flow.levels=2"]
+    result = invoke("probe", "basicvsr", *tiny, "--checkpoint", path, "--data", root, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    probe = TemporalProbe.read(out)
+    assert f"temporal gain: {probe.mean_gain:+.3f} dB" in result.output
+    assert probe.gain.frame.tolist() == list(range(5)) and list(probe.fields) == ["chelsea_000"]
+    assert "from its own frame" in result.output
