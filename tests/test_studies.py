@@ -3,7 +3,9 @@ mid-run, resumed without losing or duplicating a result, reported), also through
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -13,13 +15,25 @@ import pytest
 import yaml
 from PIL import Image
 
+import vsr.evaluate
 import vsr.studies
 import vsr.studies.driver
 import vsr.studies.executors
 import vsr.training
+import vsr.training.files
 from vsr.data import synth
 from vsr.errors import VSRError
-from vsr.studies import StudyError, load_study, parse_study, plan_runs, run_study, shipped_studies, torchrun_command
+from vsr.studies import (
+    StudyError,
+    load_study,
+    parse_study,
+    plan_runs,
+    run_one,
+    run_study,
+    shipped_studies,
+    torchrun_command,
+)
+from vsr.studies import runs as run_folders
 
 # A model small enough to train two steps in a second: no flow (no alignment), 8 channels, one block.
 TINY_RECIPE = {
@@ -356,3 +370,45 @@ def test_parallel_jobs_give_the_results_of_one_after_another(study_file, synth_r
     assert pd.read_csv(tmp_path / "r2/results.csv").set_index("variant").loc["bidirectional", "seeds"] == 1
     with pytest.raises(StudyError, match=r"jobs=2: .* only with the local executor"):
         run_study(study_file, out=tmp_path / "three", executor="submitit-local", jobs=2, **args)
+
+
+# ------------------------------------------------------------------------------------------ the run folder
+def test_run_folders_name_the_writers_files_by_the_writers_names():
+    """vsr.studies.runs imports the names of what training and evaluation write, and spells none of them."""
+    written = {name: value for name, value in vars(vsr.training.files).items() if name.isupper()}
+    written |= {"METRICS_FILE": vsr.evaluate.METRICS_FILE, "PER_FRAME_FILE": vsr.evaluate.PER_FRAME_FILE}
+    for name, value in written.items():
+        if hasattr(run_folders, name):
+            assert getattr(run_folders, name) == value
+    tree = ast.parse(Path(run_folders.__file__).read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }  # fmt: skip
+    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and id(n) not in docstrings]
+    names = [re.compile(rf"(?<!\w){re.escape(value)}(?!\w)") for value in written.values()]
+    spelled = [text for text in literals if isinstance(text, str) and any(n.search(text) for n in names)]
+    assert not spelled, f"vsr/studies/runs.py spells the writers' file names {spelled}"
+
+
+def test_a_run_writes_the_files_its_run_folder_names(study_file, synth_root, tmp_path):
+    """One run of a study (trained, evaluated, probed, profiled) leaves exactly the files vsr.studies.runs
+    names (and the best checkpoint, which no study reads), and runs reads each of them back."""
+    (spec,) = plan_runs(load_study(study_file), "cpu", tmp_path / "runs", seeds=[0], data=synth_root,
+                        variants=["bidirectional"])  # fmt: skip
+    run_one(spec, progress=False)
+    run_dir = Path(spec.run_dir)
+    files = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
+    probe = {f for f in files if f.startswith(f"{run_folders.TEMPORAL_DIR}/")}
+    named = {run_folders.RUN_FILE, run_folders.SPEC_FILE, run_folders.PROFILE_FILE, run_folders.METRICS_FILE,
+             run_folders.PER_FRAME_FILE, run_folders.LATEST_CHECKPOINT, *run_folders.TRAINING_FILES}  # fmt: skip
+    assert files - probe == named | {vsr.training.files.BEST_CHECKPOINT}
+    assert run_folders.run_finished(run_dir) and run_folders.training_finished(run_dir)
+    assert run_folders.can_resume(run_dir) and run_folders.last_checkpoint(run_dir).is_file()
+    assert run_folders.read_training_result(run_dir)["iterations"] == 2
+    assert run_folders.read_metrics(run_dir)["psnr"] == run_folders.read_run(run_dir)["metrics"]["psnr"]
+    assert [e["iteration"] for e in run_folders.read_log(run_dir) if e["event"] == "train"] == [1, 2]
+    assert run_folders.per_frame_file(run_dir) is not None and run_folders.read_profile(run_dir) is not None
+    assert run_folders.read_temporal(run_dir) is not None

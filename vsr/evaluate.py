@@ -37,6 +37,9 @@ from vsr.recipe import Recipe, load_recipe
 
 log = logging.getLogger(__name__)
 
+METRICS_FILE = "metrics.json"  # what evaluate() returns: PSNR/SSIM, the bicubic baseline, the protocol
+PER_FRAME_FILE = "per_frame.csv"  # PSNR/SSIM (and the bicubic baseline's) per clip and frame
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -257,8 +260,8 @@ def evaluate(
     }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(metrics, out_dir / "metrics.json")
-        _write_rows(result.rows, out_dir / "per_frame.csv")
+        write_json(metrics, out_dir / METRICS_FILE)
+        _write_rows(result.rows, out_dir / PER_FRAME_FILE)
     log.info(
         "%s: PSNR %.4f dB, SSIM %.4f (bicubic %.4f dB) over %d clips",
         source.name,
@@ -270,4 +273,14 @@ def evaluate(
     return metrics
 
 
-__all__ = ["Bicubic", "Measurement", "Protocol", "bicubic_upsample", "evaluate", "measure", "resolve_model"]
+__all__ = [
+    "METRICS_FILE",
+    "PER_FRAME_FILE",
+    "Bicubic",
+    "Measurement",
+    "Protocol",
+    "bicubic_upsample",
+    "evaluate",
+    "measure",
+    "resolve_model",
+]

@@ -1,4 +1,4 @@
-"""The run folder: where each run of a study keeps its files, and the one place that names them.
+"""The run folder: where each run of a study keeps its files, and the one place that names the study's own.
 
 A study writes ``OUT/<study>/study.json`` and one folder per variant and seed,
 ``OUT/<study>/<variant>/seed<k>/``: ``run_spec.json`` first (what the folder is for), then what training
@@ -7,7 +7,9 @@ writes (``recipe.yaml``, ``log.jsonl``, ``metrics.csv``, ``checkpoints/``, ``mod
 seed of each variant) and last, atomically, ``run.json``: a run is finished exactly when ``run.json``
 exists. ``failed.json`` holds the error of the last failed attempt, ``reused.json`` the run whose training
 this one copied, ``job.json`` the Slurm job that ran it. :mod:`vsr.studies` writes these folders and
-:mod:`vsr.reports` reads them, both through this module.
+:mod:`vsr.reports` reads them, both through this module. The files of training, evaluation and the probe
+are named by their writers (:mod:`vsr.training.files`, :mod:`vsr.evaluate`, :mod:`vsr.probe`) and this
+module imports those names.
 """
 
 from __future__ import annotations
@@ -22,8 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from vsr.atomic import write_json, write_with
+from vsr.evaluate import METRICS_FILE, PER_FRAME_FILE
 from vsr.probe import TemporalProbe
 from vsr.studies.schema import StudyError
+from vsr.training.files import (
+    LAST_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    LOG_FILE,
+    METRICS_CSV,
+    RECIPE_FILE,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+)
 
 RUN_FILE = "run.json"  # written last, atomically: its presence marks a finished run
 SPEC_FILE = "run_spec.json"  # written first: what the run folder is for (checked on every rerun)
@@ -33,17 +45,12 @@ JOB_FILE = "job.json"  # the submitit job that ran this run (id, executor, log)
 STUDY_FILE = "study.json"  # the study definition as run, in OUT/<study>/
 PROFILE_FILE = "profile.json"  # vsr.profile: parameters, FLOPs and runtime (first seed of each variant)
 TORCHRUN_RECIPE_FILE = "study_recipe.yaml"  # the resolved recipe handed to torchrun for multi-GPU training
-METRICS_FILE = "metrics.json"  # written by vsr.evaluate: validation PSNR/SSIM and the bicubic baseline
-PER_FRAME_FILE = "per_frame.csv"  # written by vsr.evaluate: PSNR/SSIM per clip and frame
-LOG_FILE = "log.jsonl"  # written by vsr.train: one JSON object per log step and validation
-RESULT_FILE = "result.json"  # written last by vsr.train: its presence marks a finished training
 TEMPORAL_DIR = "temporal"  # written by vsr.probe: temporal gain per frame, receptive field, mean gain
-LAST_CHECKPOINT = "checkpoints/last.pth"  # written by vsr.train: the final weights, evaluated
-LATEST_CHECKPOINT = "checkpoints/latest.pth"  # written by vsr.train: what an interrupted training resumes from
+# Imported from their writers: vsr.evaluate (METRICS_FILE, PER_FRAME_FILE) and vsr.training.files (RESULT_FILE,
+# written last, marks a finished training; LATEST_CHECKPOINT is what an interrupted training resumes from;
+# LAST_CHECKPOINT holds the final weights, the ones evaluated).
 #: What a run's training wrote; copied from a twin run, ``result.json`` last (it marks training as done).
-TRAINING_FILES = (
-    "recipe.yaml", LOG_FILE, "metrics.csv", "model.safetensors", LAST_CHECKPOINT, RESULT_FILE
-)  # fmt: skip
+TRAINING_FILES = (RECIPE_FILE, LOG_FILE, METRICS_CSV, WEIGHTS_FILE, LAST_CHECKPOINT, RESULT_FILE)
 
 
 def study_folder(out: str | Path, study: str) -> Path:

@@ -11,17 +11,18 @@ keys (every key is in :data:`vsr.recipe.DEFAULTS`). One module per job:
   autocast and channels-last on CUDA by default; DDP under ``torchrun``, rank 0 validates and writes);
 * :mod:`~vsr.training.state`: the state a resumed run continues from, bit-exactly on CPU (training samples
   are a pure function of the iteration, :class:`vsr.data.sampling.RunSampler`);
-* :mod:`~vsr.training.runlog`: ``log.jsonl``, ``metrics.csv`` and the run's result;
-* :mod:`~vsr.training.trainer`: the run itself, and :func:`train`.
+* :mod:`~vsr.training.runlog`: ``log.jsonl`` and ``metrics.csv``;
+* :mod:`~vsr.training.trainer`: the run itself, :func:`train` and its result (:class:`RunResult`);
+* :mod:`~vsr.training.files`: the names of the files a run writes in its folder.
 """
 
 from vsr.training.objectives import OBJECTIVES, FlowObjective, FlowPretraining, Objective, SuperResolution
 from vsr.training.optim import build_optimizer
 from vsr.training.pretrained import WEIGHTS_DIR, resolve_init, set_pretrained_frozen
-from vsr.training.runlog import RunLog, RunResult
+from vsr.training.runlog import RunLog
 from vsr.training.schedule import CosineRestartLR, build_scheduler, cosine_restart_lr
 from vsr.training.state import RunState
-from vsr.training.trainer import Trainer, train
+from vsr.training.trainer import RunResult, Trainer, train
 
 __all__ = [
     "OBJECTIVES",

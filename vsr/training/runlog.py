@@ -1,5 +1,4 @@
-"""What a run leaves to read: its log (``log.jsonl``, ``metrics.csv``) and its result (:class:`RunResult`,
-the content of ``result.json``)."""
+"""A run's log: ``log.jsonl`` (every log step and validation) and ``metrics.csv`` (validations)."""
 
 from __future__ import annotations
 
@@ -7,49 +6,13 @@ import csv
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vsr.atomic import atomic_open, write_text
+from vsr.training.files import LOG_FILE, METRICS_CSV
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunResult:
-    """What :func:`vsr.training.train` returns; ``result`` is the content of ``result.json``."""
-
-    out_dir: Path
-    iterations: int
-    metrics: dict[str, float]
-    baseline: dict[str, float]
-    checkpoint: Path
-    best_checkpoint: Path | None
-    time_s: float
-    result: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_result(cls, out_dir: Path, result: Mapping[str, Any]) -> RunResult:
-        """The run result of ``result.json``'s content ``result``."""
-        return cls(
-            out_dir=out_dir,
-            iterations=result["iterations"],
-            metrics=result["metrics"],
-            baseline={k: v for k, v in result["baseline"].items() if k != "name"},
-            checkpoint=Path(result["checkpoint"]),
-            best_checkpoint=Path(result["best_checkpoint"]) if result["best_checkpoint"] else None,
-            time_s=result["time_s"],
-            result=dict(result),
-        )
-
-    def __str__(self) -> str:
-        scores = ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
-        base = ", ".join(f"{k} {v:.4f}" for k, v in self.baseline.items())
-        return (
-            f"{self.iterations} iterations in {self.time_s / 60:.1f} min: {scores} (baseline {base}); "
-            f"weights {self.checkpoint}"
-        )
 
 
 def _whole_lines(path: Path) -> list[str]:
@@ -72,7 +35,7 @@ class RunLog:
     """
 
     def __init__(self, out_dir: Path, enabled: bool):
-        self.jsonl, self.csv, self.enabled = out_dir / "log.jsonl", out_dir / "metrics.csv", enabled
+        self.jsonl, self.csv, self.enabled = out_dir / LOG_FILE, out_dir / METRICS_CSV, enabled
 
     def truncate(self, iteration: int) -> None:
         """Drop entries after ``iteration`` (written after the checkpoint a resumed run starts from)."""
@@ -115,4 +78,4 @@ class RunLog:
             writer.writerow(row)
 
 
-__all__ = ["RunLog", "RunResult"]
+__all__ = ["RunLog"]

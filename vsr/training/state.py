@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from vsr.checkpoints import extract_state_dict, load_state_dict, read_checkpoint, save_checkpoint
 from vsr.errors import VSRError
+from vsr.training.files import RECIPE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class RunState:
         if state.get("objective", "sr") != self.objective:
             raise VSRError(
                 f"{path} was trained with train.objective={state.get('objective')!r}, not {self.objective!r}; "
-                f"resume with the recipe of that run ({path.parents[1] / 'recipe.yaml'})"
+                f"resume with the recipe of that run ({path.parents[1] / RECIPE_FILE})"
             )
         load_state_dict(self.model, extract_state_dict(state), strict=True)
         for name in _STATEFUL:

@@ -1,13 +1,13 @@
 """One training run of a recipe, from its ``train`` keys (BasicVSR §4; MMagic ``basicvsr_2xb4_reds4``).
 
 :class:`Trainer` sets the run up in small steps (checks, model, optimiser, data, resume), then trains in a
-short loop: step, log, validate, checkpoint. Outputs in ``out_dir``: ``recipe.yaml`` (resolved),
-``log.jsonl`` and ``metrics.csv`` (:class:`vsr.training.runlog.RunLog`), ``checkpoints/latest.pth`` (the
-whole :class:`vsr.training.state.RunState`, every ``checkpoint_every`` steps), ``checkpoints/best.pth``
-(best validation), ``checkpoints/last.pth`` and ``model.safetensors`` (final weights), ``result.json``
-(final metrics vs. the bicubic / zero-flow baseline, time, parameters). Every file but the two logs is
-written atomically. A non-finite loss stops the run with a :class:`VSRError` and leaves the last good
-checkpoint in place.
+short loop: step, log, validate, checkpoint. Outputs in ``out_dir`` (named in :mod:`vsr.training.files`):
+``recipe.yaml`` (resolved), ``log.jsonl`` and ``metrics.csv`` (:class:`vsr.training.runlog.RunLog`),
+``checkpoints/latest.pth`` (the whole :class:`vsr.training.state.RunState`, every ``checkpoint_every``
+steps), ``checkpoints/best.pth`` (best validation), ``checkpoints/last.pth`` and ``model.safetensors`` (final
+weights), ``result.json`` (final metrics vs. the bicubic / zero-flow baseline, time, parameters: the content
+of :class:`RunResult`). Every file but the two logs is written atomically. A non-finite loss stops the run
+with a :class:`VSRError` and leaves the last good checkpoint in place.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,59 @@ from vsr.model import PRETRAINED_PREFIXES
 from vsr.progress import progress_bar
 from vsr.recipe import Recipe, load_recipe
 from vsr.training.distributed import Processes, resolve_device
+from vsr.training.files import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    RECIPE_FILE,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+)
 from vsr.training.objectives import OBJECTIVES
 from vsr.training.optim import build_optimizer
 from vsr.training.precision import autocast_dtype, use_channels_last
 from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_frozen
-from vsr.training.runlog import RunLog, RunResult
+from vsr.training.runlog import RunLog
 from vsr.training.schedule import build_scheduler
 from vsr.training.state import RunState, seed_everything
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What :func:`vsr.training.train` returns; ``result`` is the content of ``result.json``."""
+
+    out_dir: Path
+    iterations: int
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    checkpoint: Path
+    best_checkpoint: Path | None
+    time_s: float
+    result: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_result(cls, out_dir: Path, result: Mapping[str, Any]) -> RunResult:
+        """The run result of ``result.json``'s content ``result``."""
+        return cls(
+            out_dir=out_dir,
+            iterations=result["iterations"],
+            metrics=result["metrics"],
+            baseline={k: v for k, v in result["baseline"].items() if k != "name"},
+            checkpoint=Path(result["checkpoint"]),
+            best_checkpoint=Path(result["best_checkpoint"]) if result["best_checkpoint"] else None,
+            time_s=result["time_s"],
+            result=dict(result),
+        )
+
+    def __str__(self) -> str:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
+        base = ", ".join(f"{k} {v:.4f}" for k, v in self.baseline.items())
+        return (
+            f"{self.iterations} iterations in {self.time_s / 60:.1f} min: {scores} (baseline {base}); "
+            f"weights {self.checkpoint}"
+        )
 
 
 @dataclass
@@ -72,8 +116,7 @@ class Trainer:
     def __init__(self, recipe: Recipe, out_dir: Path, data: Any, resume: bool, device: Any, progress: bool):
         self.recipe, self.cfg = recipe, recipe.train
         self.out_dir, self.resume, self.progress = Path(out_dir), resume, progress
-        self.checkpoints = self.out_dir / "checkpoints"
-        self.latest, self.best_path = self.checkpoints / "latest.pth", self.checkpoints / "best.pth"
+        self.latest, self.best_path = self.out_dir / LATEST_CHECKPOINT, self.out_dir / BEST_CHECKPOINT
         self._check_recipe()
         self._check_run_folder()
         self.procs = Processes.from_env()
@@ -201,7 +244,7 @@ class Trainer:
     def _start(self) -> None:
         if self.procs.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            write_text(self.recipe.to_yaml(), self.out_dir / "recipe.yaml")
+            write_text(self.recipe.to_yaml(), self.out_dir / RECIPE_FILE)
             self.log.truncate(self.state.iteration)
             log.info(
                 "training %s (%s objective, %d parameters) on %s, %d process(es), autocast %s, channels_last %s, "
@@ -334,13 +377,13 @@ class Trainer:
         """Rank 0 writes the final weights and ``result.json``; every rank returns the same result."""
         result: dict[str, Any] = {}
         if self.procs.is_main:
-            last = self.checkpoints / "last.pth"
+            last = self.out_dir / LAST_CHECKPOINT
             metrics = {k: v for k, v in self.state.last_val.items() if k != "iteration"}
             save_checkpoint(self.model, last, self.recipe.to_dict(), iteration=self.state.iteration, metrics=metrics)
             weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-            write_with(lambda tmp: save_file(weights, str(tmp)), self.out_dir / "model.safetensors", ".safetensors")
+            write_with(lambda tmp: save_file(weights, str(tmp)), self.out_dir / WEIGHTS_FILE, ".safetensors")
             result = self._result(metrics, last)
-            write_json(result, self.out_dir / "result.json")
+            write_json(result, self.out_dir / RESULT_FILE)
             log.info("run finished: %s", json.dumps({k: result[k] for k in ("iterations", "metrics", "baseline")}))
         return RunResult.from_result(self.out_dir, self.procs.share(result))
 
@@ -402,4 +445,4 @@ def train(
     return Trainer(load_recipe(recipe), Path(out_dir), data, resume, device, progress).run()
 
 
-__all__ = ["Trainer", "train"]
+__all__ = ["RunResult", "Trainer", "train"]

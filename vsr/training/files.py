@@ -1,0 +1,28 @@
+"""The files a training run writes in its folder, relative to it: the one place that names them.
+
+:class:`vsr.training.trainer.Trainer` writes the recipe, the checkpoints, the final weights and the result,
+:class:`vsr.training.runlog.RunLog` the two logs; :mod:`vsr.studies.runs` reads a run folder through these
+names.
+"""
+
+RECIPE_FILE = "recipe.yaml"  # the resolved recipe, written when the run starts
+LOG_FILE = "log.jsonl"  # one JSON object per log step and validation
+METRICS_CSV = "metrics.csv"  # one row per validation
+CHECKPOINT_DIR = "checkpoints"
+LATEST_CHECKPOINT = f"{CHECKPOINT_DIR}/latest.pth"  # the whole run state, what an interrupted run resumes from
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pth"  # the weights of the best validation
+LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pth"  # the final weights, with the recipe
+WEIGHTS_FILE = "model.safetensors"  # the final weights alone
+RESULT_FILE = "result.json"  # written last: its presence marks a finished training
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "CHECKPOINT_DIR",
+    "LAST_CHECKPOINT",
+    "LATEST_CHECKPOINT",
+    "LOG_FILE",
+    "METRICS_CSV",
+    "RECIPE_FILE",
+    "RESULT_FILE",
+    "WEIGHTS_FILE",
+]
