@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # ITU-R BT.601 luma on [0, 1] RGB giving [16, 235] (MATLAB rgb2ycbcr; not OpenCV's full-range YCrCb).
@@ -107,20 +106,29 @@ def psnr(
     return _per_frame("psnr", _psnr, pred, target, crop_border, y_channel, round_to_uint8)
 
 
-def _gaussian_window(device: torch.device) -> Tensor:
-    """The 11x11 SSIM window (``cv2.getGaussianKernel(11, 1.5)`` outer itself), float64 ``(1, 1, 11, 11)``."""
+def _gaussian_kernel(device: torch.device) -> Tensor:
+    """The SSIM window's 1-D factor: ``cv2.getGaussianKernel(11, 1.5)``, float64 ``(11,)``; the 11x11 window
+    is its outer product with itself."""
     x = torch.arange(_SSIM_WINDOW, dtype=torch.float64, device=device) - (_SSIM_WINDOW - 1) / 2
     g = torch.exp(-(x**2) / (2 * _SSIM_SIGMA**2))
-    g = g / g.sum()
-    return torch.outer(g, g)[None, None]
+    return g / g.sum()
+
+
+def _valid_filter(size: int, kernel: Tensor) -> Tensor:
+    """``(size - k + 1, size)``: the matrix of 'valid' 1-D correlation with ``kernel`` (a banded Toeplitz)."""
+    k = len(kernel)
+    rows = torch.arange(size - k + 1, device=kernel.device)[:, None] + torch.arange(k, device=kernel.device)
+    matrix = kernel.new_zeros(size - k + 1, size)
+    return matrix.scatter_(1, rows, kernel.expand(size - k + 1, k))
 
 
 def _ssim(pred: Tensor, target: Tensor) -> Tensor:
-    n, c, h, w = pred.shape
-    window = _gaussian_window(pred.device)
+    n, h, w = pred.shape[0], *pred.shape[-2:]
+    kernel = _gaussian_kernel(pred.device)
+    rows, cols = _valid_filter(h, kernel), _valid_filter(w, kernel).T
 
-    def blur(x: Tensor) -> Tensor:  # 'valid' filtering, each channel on its own
-        return F.conv2d(x.reshape(n * c, 1, h, w), window)
+    def blur(x: Tensor) -> Tensor:  # 'valid' 11x11 Gaussian filtering of each channel, as two float64 matmuls
+        return rows @ x @ cols  # separable: the same sums as a 2-D convolution, ~50x faster than float64 conv2d
 
     mu1, mu2 = blur(pred), blur(target)
     var1 = blur(pred * pred) - mu1**2
