@@ -36,19 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich import get_console
 from torch import Tensor, nn
 
+from vsr.device import default_device
 from vsr.errors import VideoError, VSRError
+from vsr.progress import progress_bar
 from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter
 
 logger = logging.getLogger(__name__)
@@ -99,12 +92,6 @@ def _check_parameters(chunk_size, chunk_overlap, tile, tile_overlap) -> tuple[in
             f"for tile_overlap={tile_overlap}; got {tile!r}"
         )
     return sizes
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _model_scale(model: nn.Module) -> int:
@@ -232,7 +219,7 @@ def upscale_frames(
     # Checked here, not at the first next(): a generator would report bad arguments only when consumed.
     sizes = _check_parameters(chunk_size, chunk_overlap, tile, tile_overlap)
     scale = _model_scale(model)
-    device = _resolve_device(device)
+    device = default_device(device)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype == "float16" and device.type == "cpu":
@@ -302,11 +289,6 @@ class UpscaleSummary:
         )
 
 
-class _SpeedColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        return Text(f"{task.speed:.2f} frames/s" if task.speed else "-- frames/s", style="progress.data.speed")
-
-
 def _open_source(source: Frames, fps) -> tuple[Iterable, int | None, Fraction | None, Path | None, str]:
     """``(frames, frame count or None, frame rate or None, path or None, name)`` of any accepted source."""
     if isinstance(source, (str, os.PathLike)):
@@ -373,7 +355,7 @@ def upscale(
         raise VideoError(f"{name}: the source has no frames") from None
     frames = itertools.chain([first], frames)
     height, width = _as_chw(first, 0).shape[1:]
-    device = _resolve_device(device)
+    device = default_device(device)
     # Arguments are checked before the writer creates its temporary output.
     stream = upscale_frames(
         model, frames, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile=tile, tile_overlap=tile_overlap,
@@ -386,26 +368,24 @@ def upscale(
         writer = FrameWriter(output, out_fps, size=(scale * height, scale * width), overwrite=overwrite, **writer_args)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _SpeedColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-    )  # fmt: skip
     results: list[Tensor] = []
     began = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if writer is not None:
             stack.enter_context(writer)
-        bar = stack.enter_context(Progress(*columns, disable=not progress, transient=False))
-        task = bar.add_task(f"upscaling {name} x{scale}", total=total)
+        description = f"upscaling {name} x{scale}"
+        bar = stack.enter_context(
+            progress_bar(total, description, enabled=progress, status=False, rate="frames", console=get_console())
+        )
         stack.callback(stream.close)
         for frame in stream:
             if writer is None:
                 results.append(frame)
             else:
                 writer.write(frame.permute(1, 2, 0).numpy())
-            bar.advance(task)
+            bar.advance()
         count = len(results) if writer is None else writer.frames_written
-        bar.update(task, total=count)
+        bar.set_total(count)
     if writer is None:
         return torch.stack(results)
     seconds = time.perf_counter() - began

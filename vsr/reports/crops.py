@@ -18,6 +18,7 @@ from torch import nn
 from vsr.checkpoints import load_checkpoint
 from vsr.data.datasets import TestClips, open_dataset
 from vsr.data.specs import evaluation_spec
+from vsr.device import default_device
 from vsr.evaluate import bicubic_upsample
 from vsr.model import assemble
 from vsr.recipe import load_recipe
@@ -57,7 +58,9 @@ def _textured_crop(frame: np.ndarray, size: int) -> tuple[int, int]:
     return corner
 
 
-def _load_models(runs: Sequence[tuple[str, Path, Mapping[str, Any]]], device: str) -> list[tuple[str, nn.Module]]:
+def _load_models(
+    runs: Sequence[tuple[str, Path, Mapping[str, Any]]], device: torch.device
+) -> list[tuple[str, nn.Module]]:
     models = []
     for name, run_dir, recipe in runs:
         model = assemble(load_recipe(dict(recipe)).model)
@@ -66,7 +69,7 @@ def _load_models(runs: Sequence[tuple[str, Path, Mapping[str, Any]]], device: st
     return models
 
 
-def _panel(sample: Mapping[str, Any], models, scale: int, lr_crop: int, max_frames: int, device: str) -> dict:
+def _panel(sample: Mapping[str, Any], models, scale: int, lr_crop: int, max_frames: int, device: torch.device) -> dict:
     """Run every model on the window of ``sample`` around its middle frame and the most textured crop."""
     lq, gt = sample["lq"], sample["gt"]
     t = lq.shape[0]
@@ -104,7 +107,7 @@ def visual_crops(
     models; borders of the crop see less context than in the full evaluation."""
     if not runs:
         return []
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     first_recipe = load_recipe(dict(runs[0][2]))
     scale = int(first_recipe.model["scale"])
     test = TestClips(open_dataset(evaluation_spec(first_recipe, None)))

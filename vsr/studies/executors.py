@@ -22,8 +22,8 @@ from typing import Any
 import submitit
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vsr.progress import progress_bar
 from vsr.studies.runs import FAILED_FILE, RunSpec, record_job, torchrun_recipe_file
 from vsr.studies.schema import StudyError
 
@@ -159,10 +159,11 @@ def _run_submitit(
     console.print(f"submitted {len(jobs)} {kind} job(s); logs in {folder}")
     failures: list[str] = []
     pending = list(jobs)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    done = total - len(specs)
     try:
-        with Progress(*columns, console=console, disable=not progress) as bar:
-            task = bar.add_task("study runs", total=total, completed=total - len(specs))
+        with progress_bar(
+            total, "study runs", enabled=progress, completed=done, status=False, eta=False, console=console
+        ) as bar:
             while pending:
                 for spec, job in list(pending):
                     if not job.done():
@@ -173,7 +174,7 @@ def _run_submitit(
                     except Exception as err:  # the job's traceback is in its log files
                         failures.append(f"{spec.key}: {type(err).__name__}: {str(err).strip().splitlines()[-1]} "
                                         f"(log: {job.paths.stderr})")  # fmt: skip
-                    bar.advance(task)
+                    bar.advance()
                 if pending:
                     time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:

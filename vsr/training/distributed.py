@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from vsr.device import default_device
 from vsr.errors import VSRError
 
 
@@ -83,9 +84,7 @@ class Processes:
 
 def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
     """The device to train on: ``device``, else CUDA (this process's local GPU) when available, else CPU."""
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = default_device(device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise VSRError(f"device {device} was asked for but CUDA is not available; use device='cpu'")
