@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from vsr.checkpoints import load_checkpoint, read_checkpoint
 from vsr.data.datasets import ClipSet, TestClips, open_dataset
 from vsr.data.degradations import imresize
 from vsr.data.specs import evaluation_spec
+from vsr.device import default_device
 from vsr.errors import VSRError
 from vsr.metrics import clip_average, psnr, ssim, vimeo_center_frame
 from vsr.model import assemble
@@ -201,6 +202,23 @@ def resolve_model(model_or_recipe, checkpoint) -> tuple[nn.Module, Recipe | None
     return model, recipe
 
 
+def prepare(
+    model_or_recipe: nn.Module | Recipe | str | Path | dict | None,
+    checkpoint: str | Path | None = None,
+    data: str | Path | Mapping[str, Any] | ClipSet | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[nn.Module, Protocol, ClipSet, torch.device]:
+    """What a test of a model sets up from the arguments :func:`evaluate` takes: the model with its weights
+    (:func:`resolve_model`) on the device (by default CUDA when available), its recipe's protocol (the
+    default one for a bare model), the test set (by default the recipe's ``data.val``, else the embedded
+    validation split) and the device."""
+    model, recipe = resolve_model(model_or_recipe, checkpoint)
+    protocol = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
+    device = default_device(device)
+    source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
+    return model.to(device), protocol, source, device
+
+
 def evaluate(
     model_or_recipe: nn.Module | Recipe | str | Path | dict | None,
     checkpoint: str | Path | None = None,
@@ -225,20 +243,13 @@ def evaluate(
     "checkpoint", "frames"}``; with ``out_dir`` also writes ``metrics.json``, ``per_frame.csv`` (clip, frame
     index, frame name, psnr, ssim, bicubic_psnr, bicubic_ssim) and, with ``save_frames``, ``frames/<clip>/``.
     """
-    model, recipe = resolve_model(model_or_recipe, checkpoint)
-    defaults = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
-    protocol = Protocol(
-        defaults.y_channel if y_channel is None else y_channel,
-        defaults.crop_border if crop_border is None else crop_border,
-        defaults.center_frame if center_frame is None else center_frame,
-        defaults.max_frames if max_frames is None else max_frames,
-    )
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
     if save_frames and out_dir is None:
         raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
+    model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device)
+    overrides = {"y_channel": y_channel, "crop_border": crop_border, "center_frame": center_frame,
+                 "max_frames": max_frames}  # fmt: skip
+    protocol = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
     out_dir = Path(out_dir) if out_dir is not None else None
-    model.to(device)
     result = measure(
         model,
         protocol.test_clips(source),
@@ -282,5 +293,6 @@ __all__ = [
     "bicubic_upsample",
     "evaluate",
     "measure",
+    "prepare",
     "resolve_model",
 ]

@@ -29,9 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from vsr.atomic import write_json, write_with
-from vsr.data.datasets import ClipSet, TestClips, open_dataset
-from vsr.data.specs import evaluation_spec
-from vsr.evaluate import Protocol, resolve_model
+from vsr.data.datasets import ClipSet, TestClips
+from vsr.evaluate import prepare
 from vsr.metrics import clip_average, psnr
 from vsr.recipe import Recipe
 
@@ -202,13 +201,10 @@ def run_probe(
     """Probe a model (or a recipe with a ``checkpoint``) on a test set, as :func:`vsr.evaluate.evaluate` takes
     them (default: the recipe's validation set), scoring frames by the recipe's protocol (border crop, Y
     channel, ``max_frames``); with ``out_dir``, write the probe there (:meth:`TemporalProbe.write`)."""
-    model, recipe = resolve_model(model_or_recipe, checkpoint)
-    protocol = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
+    model, protocol, source, device = prepare(model_or_recipe, checkpoint, data, device)
     clips = TestClips(source, max_frames=protocol.max_frames, cache_frames=None)
     result = probe(
-        model.to(device),
+        model,
         clips,
         device,
         field_clips=field_clips,
