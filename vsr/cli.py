@@ -60,6 +60,7 @@ def model_command(
     show_recipe: Annotated[bool, typer.Option("--recipe", help="Also print the resolved recipe.")] = False,
 ):
     """Print the assembled architecture: the components and the parameters of each."""
+    from vsr.components import KINDS
     from vsr.model import assemble
     from vsr.recipe import load_recipe
 
@@ -71,7 +72,7 @@ def model_command(
     table.add_column("arguments")
     table.add_column("parameters", justify="right")
     counts = model.component_parameters()
-    for kind in ("flow", "propagation", "alignment", "aggregation", "refill", "upsampling"):
+    for kind in KINDS:
         entry = dict(resolved.model[kind])
         name = entry.pop("name")
         args = ", ".join(f"{k}={v}" for k, v in entry.items())
@@ -86,16 +87,18 @@ def model_command(
 @reports_errors
 def zoo_command():
     """List the published checkpoints usable by name, with their published PSNR/SSIM."""
-    from vsr.zoo import _SETS, ZOO
+    from vsr.zoo import TEST_SETS, ZOO
 
     table = Table(title="Published checkpoints (MMagic model zoo); PSNR/SSIM, RGB on REDS4, Y elsewhere")
     table.add_column("name")
     table.add_column("recipe")
     table.add_column("trained on")
-    for test_set in _SETS:
+    for test_set in TEST_SETS:
         table.add_column(test_set, justify="right")
     for entry in ZOO.values():
-        cells = [f"{entry.results[s][0]:.2f}/{entry.results[s][1]:.4f}" if s in entry.results else "" for s in _SETS]
+        cells = [
+            f"{entry.results[s][0]:.2f}/{entry.results[s][1]:.4f}" if s in entry.results else "" for s in TEST_SETS
+        ]
         recipe = " ".join([entry.recipe, *(f"--set {o}" for o in entry.overrides)])
         table.add_row(entry.name, recipe, entry.trained_on, *cells)
     Console(width=max(console.width, 200)).print(table)

@@ -12,7 +12,6 @@ Dotted overrides change one key: ``model.alignment=none`` (a new component, argu
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import yaml
 
 from vsr.components import KINDS, REGISTRY, check_component
 from vsr.errors import RecipeError
+from vsr.shipped import search_path, yaml_by_name
 
 #: Every recipe key with its default. Component entries hold the reference choice.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -109,17 +109,12 @@ COMPONENT_KEYS = set(KINDS)
 
 def recipe_dirs() -> list[Path]:
     """Where shipped recipes are found by name: ``$VSR_RECIPES``, ``./recipes``, then the source tree's."""
-    dirs = [Path(p) for p in os.environ.get("VSR_RECIPES", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "recipes", Path(__file__).resolve().parents[1] / "recipes"]
-    return dirs
+    return search_path("VSR_RECIPES", "recipes")
 
 
 def shipped_recipes() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for d in reversed(recipe_dirs()):
-        for path in sorted(d.glob("*.yaml")):
-            found[path.stem] = path
-    return found
+    """The recipe files in :func:`recipe_dirs`, by name (an earlier folder's file wins)."""
+    return yaml_by_name(recipe_dirs())
 
 
 def parse_value(text: str) -> Any:

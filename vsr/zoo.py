@@ -41,11 +41,12 @@ class ZooEntry:
         return match[1]
 
 
-_SETS = ("REDS4 (BIx4)", "Vimeo-90K-T (BIx4)", "Vid4 (BIx4)", "UDM10 (BDx4)", "Vimeo-90K-T (BDx4)", "Vid4 (BDx4)")
+#: The test sets of the published results, in the order of each entry's results.
+TEST_SETS = ("REDS4 (BIx4)", "Vimeo-90K-T (BIx4)", "Vid4 (BIx4)", "UDM10 (BDx4)", "Vimeo-90K-T (BDx4)", "Vid4 (BDx4)")
 
 
 def _results(*pairs: tuple[float, float]) -> dict[str, tuple[float, float]]:
-    return dict(zip(_SETS, pairs, strict=True))
+    return dict(zip(TEST_SETS, pairs, strict=True))
 
 
 ZOO: dict[str, ZooEntry] = {

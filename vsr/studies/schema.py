@@ -28,7 +28,6 @@ parameters: its ``slurm`` mapping (e.g. ``{timeout_min: 4320, gpus_per_node: 1, 
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import yaml
 
 from vsr.errors import RecipeError, VSRError
 from vsr.recipe import Recipe, load_recipe
+from vsr.shipped import search_path, yaml_by_name
 
 #: Metrics a study can report: those of ``metrics.json`` (BasicSR's PSNR and SSIM).
 METRICS = ("psnr", "ssim")
@@ -157,17 +157,12 @@ class Study:
 
 def study_dirs() -> list[Path]:
     """Where study files are found by name: ``$VSR_STUDIES``, ``./studies``, then the source tree's."""
-    dirs = [Path(p) for p in os.environ.get("VSR_STUDIES", "").split(os.pathsep) if p]
-    return [*dirs, Path.cwd() / "studies", Path(__file__).resolve().parents[2] / "studies"]
+    return search_path("VSR_STUDIES", "studies")
 
 
 def shipped_studies() -> dict[str, Path]:
     """The study files in :func:`study_dirs`, by name (an earlier folder's file wins)."""
-    found: dict[str, Path] = {}
-    for d in reversed(study_dirs()):
-        for path in sorted(d.glob("*.yaml")):
-            found[path.stem] = path
-    return found
+    return yaml_by_name(study_dirs())
 
 
 def _fail(source: Any, key: str, value: Any, problem: str, choices: Sequence[Any] = ()) -> StudyError:
