@@ -83,7 +83,7 @@ def test_a_bidirectional_model_sees_both_directions():
 def test_gain_is_whole_clip_minus_single_frame_psnr_and_probe_round_trips(tmp_path):
     model = tiny("bidirectional")
     clips = [clip(0), clip(1, t=4)]
-    result = probe(model, clips, field_clips=1)
+    result = probe(model, clips, field_clips=1, field_frames=4)  # the field on the first 4 frames
     with torch.no_grad():
         whole = model(clips[1]["lq"][None])[0].clamp(0, 1)
         alone = torch.cat([model(clips[1]["lq"][i : i + 1][None])[0] for i in range(4)]).clamp(0, 1)
@@ -92,7 +92,8 @@ def test_gain_is_whole_clip_minus_single_frame_psnr_and_probe_round_trips(tmp_pa
     np.testing.assert_allclose(ours, expected.numpy(), atol=1e-4)
     by_clip = result.gain.groupby("clip").gain.mean()
     assert result.mean_gain == pytest.approx(by_clip.mean()) and mean_gain(result.gain) == result.mean_gain
-    assert list(result.fields) == ["clip0"] and result.field().shape == (T, T)
+    assert list(result.fields) == ["clip0"] and result.field().shape == (4, 4)
+    np.testing.assert_allclose(result.fields["clip0"], field_of(model, clips[0]["lq"][:4]))
 
     result.write(tmp_path)
     back = TemporalProbe.read(tmp_path)

@@ -175,16 +175,20 @@ def probe(
     device: str | torch.device = "cpu",
     *,
     field_clips: int = 2,
+    field_frames: int | None = 10,
     probes: int = 2,
     crop_border: int = 0,
     y_channel: bool = False,
 ) -> TemporalProbe:
-    """Temporal gain on every clip, and the receptive field of the first ``field_clips`` clips."""
+    """Temporal gain on every clip, and the receptive field of the first ``field_frames`` frames (``None``:
+    all) of the first ``field_clips`` clips. The field costs one backward pass per output frame and
+    projection, so it is measured on a window; the gain is cheap (two forward passes per clip)."""
     gain = temporal_gain(model, clips, device, crop_border=crop_border, y_channel=y_channel)
     fields = {}
     for index in range(min(len(clips), field_clips)):
         sample = clips[index]
-        fields[sample["clip"]] = temporal_receptive_field(model, sample["lq"], device, probes=probes)
+        window = sample["lq"][:field_frames]
+        fields[sample["clip"]] = temporal_receptive_field(model, window, device, probes=probes)
     return TemporalProbe(gain, fields)
 
 
@@ -196,6 +200,7 @@ def run_probe(
     out_dir: str | Path | None = None,
     device: str | torch.device | None = None,
     field_clips: int = 1,
+    field_frames: int | None = 10,
     probes: int = 2,
 ) -> TemporalProbe:
     """Probe a model (or a recipe with a ``checkpoint``) on a test set, as :func:`vsr.evaluate.evaluate` takes
@@ -208,6 +213,7 @@ def run_probe(
         clips,
         device,
         field_clips=field_clips,
+        field_frames=field_frames,
         probes=probes,
         crop_border=protocol.crop_border,
         y_channel=protocol.y_channel,
