@@ -15,7 +15,7 @@ from torch import nn
 
 from vsr.errors import VideoError, VSRError
 from vsr.upscale import tile_spans, upscale, upscale_frames
-from vsr.video import FrameWriter
+from vsr.video import OUTPUT_MARKER, FrameWriter
 
 REACH = 2  # LR pixels: a 3x3 conv before and a 3x3 conv after the pixel-wise recurrence
 
@@ -214,8 +214,8 @@ def test_video_to_png_folder_is_the_model_output(input_video, tmp_path):
     model = DecayingRecurrentVSR()
     summary = run(model, path, tmp_path / "frames", chunk_size=5, chunk_overlap=3)
     assert summary.frames == 12 and summary.size == (64, 64) and summary.fps == Fraction(30000, 1001)
-    names = entries(tmp_path / "frames")
-    assert names == [f"{i:08d}.png" for i in range(12)]
+    names = [name for name in entries(tmp_path / "frames") if name != OUTPUT_MARKER]
+    assert names == [f"{i:08d}.png" for i in range(12)] and (tmp_path / "frames" / OUTPUT_MARKER).is_file()
     pngs = []
     for name in names:
         with av.open(str(tmp_path / "frames" / name)) as container:
@@ -306,7 +306,7 @@ def test_bad_inputs_are_named(tmp_path):
         writer.write(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(VideoError, match="the output is the input"):
         run(DecayingRecurrentVSR(), tmp_path / "frames", tmp_path / "frames", overwrite=True)
-    assert entries(tmp_path / "frames") == ["00000000.png"]
+    assert entries(tmp_path / "frames") == [OUTPUT_MARKER, "00000000.png"]
     assert entries(tmp_path) == ["frames", "noise.mp4"]
 
 

@@ -3,6 +3,7 @@ atomically, and name the file and the problem on bad input."""
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import av
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from vsr.errors import VideoError
-from vsr.video import FrameReader, FrameWriter, natural_key
+from vsr.video import OUTPUT_MARKER, FrameReader, FrameWriter, natural_key
 
 
 def moving_frames(t: int, h: int, w: int) -> np.ndarray:
@@ -72,7 +73,7 @@ def test_reader_reads_a_frame_folder_in_natural_order(tmp_path):
             writer.write(frame)
     folder = tmp_path / "renamed"
     folder.mkdir()
-    for i, png in enumerate(sorted((tmp_path / "out").iterdir())):
+    for i, png in enumerate(sorted((tmp_path / "out").glob("*.png"))):
         png.rename(folder / f"frame{i}.png")  # frame10.png sorts after frame9.png only naturally
     (folder / "notes.txt").write_text("not a frame")
     (folder / "._frame0.png").write_bytes(b"macOS metadata, not an image")
@@ -157,7 +158,9 @@ def test_writer_writes_png_frames_losslessly(tmp_path):
     with FrameWriter(tmp_path / "frames") as writer:
         for frame in frames:
             writer.write(frame)
-    assert entries(tmp_path / "frames") == ["00000000.png", "00000001.png", "00000002.png"]
+    # The frames, and the marker that tells vsr's own output folder apart (overwrite replaces only that).
+    assert entries(tmp_path / "frames") == [OUTPUT_MARKER, "00000000.png", "00000001.png", "00000002.png"]
+    assert json.loads((tmp_path / "frames" / OUTPUT_MARKER).read_text()) == {"written_by": "vsr", "frames": 3}
     for i, frame in enumerate(frames):
         with av.open(str(tmp_path / "frames" / f"{i:08d}.png")) as container:
             np.testing.assert_array_equal(next(container.decode(video=0)).to_ndarray(format="rgb24"), frame)

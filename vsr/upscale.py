@@ -306,6 +306,24 @@ def _open_source(source: Frames, fps) -> tuple[Iterable, int | None, Fraction | 
     )
 
 
+def _check_output_spares_source(output: Path, source: Path | None) -> None:
+    """Refuse an output whose writing would touch the source: the source itself, a folder holding it (the
+    source's folder, or any folder above it: replacing it would delete the source), or a path inside a
+    source folder. Paths are compared resolved (symbolic links followed)."""
+    if source is None:
+        return
+    resolved = output.resolve()
+    if resolved == source:
+        raise VideoError(f"{output}: the output is the input; choose another output path")
+    if source.is_relative_to(resolved):
+        raise VideoError(
+            f"{output}: the output is a folder that holds the input {source}; writing it would replace the "
+            "input. Choose an output outside the input's folders"
+        )
+    if source.is_dir() and resolved.is_relative_to(source):
+        raise VideoError(f"{output}: the output is inside the input folder {source}; choose an output outside it")
+
+
 def upscale(
     model: nn.Module,
     source: Frames,
@@ -335,7 +353,10 @@ def upscale(
             ``(t, 3, s*h, s*w)`` (memory then grows with the video).
         chunk_size, chunk_overlap, tile, tile_overlap, device, dtype, channels_last, compile: see
             :func:`upscale_frames`.
-        overwrite: replace an existing output.
+        overwrite: replace an existing output, if it is an earlier output of vsr (a frame folder with its
+            ``.vsr-output`` marker and nothing else, or a video carrying vsr's tag); anything else is refused.
+            Whatever ``overwrite`` says, the output is never the source, a folder holding it, or a path
+            inside a source folder.
         progress: show a progress bar (frames, frames/s, ETA).
         fps: frame rate of the output; default: the source's (25 for frame folders and in-memory frames).
         writer_args: ``codec``, ``crf``, ``preset``, ``pix_fmt``, ``options`` of :class:`FrameWriter`.
@@ -363,8 +384,7 @@ def upscale(
     )  # fmt: skip
     writer = None
     if output is not None:
-        if source_path is not None and Path(output).resolve() == source_path:
-            raise VideoError(f"{output}: the output is the input; choose another output path")
+        _check_output_spares_source(Path(output), source_path)
         writer = FrameWriter(output, out_fps, size=(scale * height, scale * width), overwrite=overwrite, **writer_args)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

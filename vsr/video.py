@@ -9,11 +9,18 @@ interrupted run never leaves an output that looks complete.
 
 Frames are ``uint8`` numpy arrays of shape ``(h, w, 3)`` in RGB order on both sides. Everything goes through
 PyAV (``av``), images included, so no other imaging library is needed.
+
+An output of vsr is recognisable, so that ``overwrite`` replaces only what vsr wrote: a frame folder holds
+the marker file ``.vsr-output`` (the number of frames written, as JSON) beside its frames, and a video file
+carries the container tag ``comment = vsr-output ...``. ``overwrite`` replaces a frame folder only if it
+holds nothing but the marker and the frames it names, and a video only if it carries the tag; anything else
+is refused, naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -48,6 +55,49 @@ ENCODERS = {
 DEFAULT_CRF = {"libx264": 18, "h264": 18, "libx265": 20, "libvpx-vp9": 24, "libvpx": 10, "mpeg4": 3}
 DEFAULT_FPS = Fraction(25)
 _FF_QP2LAMBDA = 118  # FFmpeg's q-scale -> lambda factor, for MPEG-4 part 2's global_quality
+OUTPUT_MARKER = ".vsr-output"  # in a frame folder vsr wrote: {"written_by": "vsr", "frames": n}
+OUTPUT_TAG = "vsr-output"  # the container's "comment" tag of a video vsr wrote starts with this
+_TAG_TEXT = f"{OUTPUT_TAG} (written by vsr; `vsr upscale --overwrite` may replace this file)"
+
+
+def _frame_name(index: int) -> str:
+    return f"{index:08d}.png"
+
+
+def foreign_output(path: str | os.PathLike) -> str | None:
+    """Why the existing ``path`` is not an output vsr wrote (so ``overwrite`` must not replace it), or
+    None if it is one: a frame folder with the ``.vsr-output`` marker and nothing but the frames it names, or
+    a video file whose container carries vsr's tag."""
+    path = Path(path)
+    if path.is_symlink():
+        return "it is a symbolic link"
+    if path.is_dir():
+        marker = path / OUTPUT_MARKER
+        try:
+            frames = json.loads(marker.read_text())["frames"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"it is a folder without vsr's marker file {OUTPUT_MARKER}"
+        if not isinstance(frames, int):
+            return f"its marker file {OUTPUT_MARKER} is not vsr's"
+        for entry in sorted(path.iterdir()):
+            name = entry.name
+            if name == OUTPUT_MARKER:
+                continue
+            stem = name.removesuffix(".png")
+            known = stem.isdigit() and name == _frame_name(int(stem)) and int(stem) < frames
+            if not known or entry.is_symlink() or not entry.is_file():
+                return f"it holds {entry}, which vsr did not write"
+        return None
+    if path.suffix.lower() not in ENCODERS:
+        return "it is not a video file vsr writes"
+    try:
+        with av.open(str(path)) as container:
+            tags = {key.lower(): value for key, value in container.metadata.items()}
+    except (av.error.FFmpegError, OSError):
+        return "it cannot be read as a video"
+    if not str(tags.get("comment", "")).startswith(OUTPUT_TAG):
+        return f"it carries no '{OUTPUT_TAG}' comment tag (vsr tags the videos it writes)"
+    return None
 
 
 def natural_key(name: str) -> list[int | str]:
@@ -242,13 +292,16 @@ class FrameWriter:
     """Write ``uint8 (h, w, 3)`` RGB frames to a video file or to a folder of PNGs, atomically.
 
     The output kind follows ``path``: a known video extension (``.mp4 .mkv .mov .m4v .avi .webm``) encodes a
-    video, a path without extension writes ``00000000.png, 00000001.png, ...`` into a folder. Frames go to a
-    hidden temporary path next to the output (``.NAME.<id>.partial``); :meth:`close` renames it onto
-    ``path`` once all frames are written, and an exception inside the ``with`` block (or :meth:`abort`)
-    deletes it, so a partial output never appears under the final name.
+    video (tagged as vsr's), a path without extension writes ``00000000.png, 00000001.png, ...`` and the marker
+    ``.vsr-output`` into a folder. Frames go to a hidden temporary path next to the output
+    (``.NAME.<id>.partial``); :meth:`close` renames it onto ``path`` once all frames are written, and an
+    exception inside the ``with`` block (or :meth:`abort`) deletes it, so a partial output never appears
+    under the final name.
 
     Args:
-        path: output file or folder. An existing one is refused unless ``overwrite=True``.
+        path: output file or folder. An existing one is refused unless ``overwrite=True``, and even then
+            unless it is an earlier output of vsr (:func:`foreign_output`; checked again just before the
+            swap).
         fps: frame rate stored in the video (use the input's: ``FrameReader.fps``).
         size: ``(height, width)`` of the frames, if known: checks it against the encoder at once, so a bad
             size fails before any work is done; otherwise taken from the first frame.
@@ -281,8 +334,10 @@ class FrameWriter:
                 "video, or a path without extension for a folder of PNG frames"
             )
         self.kind = "video" if suffix else "frames"
-        if self.path.exists() and not overwrite:
-            raise VideoError(f"{self.path}: output already exists; pass --overwrite (overwrite=True) to replace it")
+        if self.path.exists() or self.path.is_symlink():
+            if not overwrite:
+                raise VideoError(f"{self.path}: output already exists; pass --overwrite (overwrite=True) to replace it")
+            self._check_replaceable()
         if not self.path.parent.is_dir():
             raise VideoError(f"{self.path}: the output folder {self.path.parent} does not exist")
         self.fps = _as_fraction(fps, str(self.path))
@@ -343,6 +398,7 @@ class FrameWriter:
         # faststart moves the index to the front: the file plays while downloading, and a truncated copy
         # is detected mid-stream instead of being unreadable.
         self._container = av.open(str(self.tmp_path), "w", options={"movflags": "+faststart"} if mp4_like else {})
+        self._container.metadata["comment"] = _TAG_TEXT  # marks the file as vsr's (see foreign_output)
         stream = self._container.add_stream(self.codec, rate=self.fps)
         stream.width, stream.height, stream.pix_fmt = width, height, self.pix_fmt
         crf = self.crf if self.crf is not None else DEFAULT_CRF.get(self.codec)
@@ -379,7 +435,7 @@ class FrameWriter:
         image = av.VideoFrame.from_ndarray(frame, format="rgb24")
         if self.kind == "frames":
             (packet,) = self._png.encode(image)
-            (self.tmp_path / f"{self.frames_written:08d}.png").write_bytes(bytes(packet))
+            (self.tmp_path / _frame_name(self.frames_written)).write_bytes(bytes(packet))
         else:
             if self.pix_fmt.startswith("yuv"):
                 image = image.reformat(format=self.pix_fmt, dst_colorspace=Colorspace.ITU709)
@@ -405,9 +461,22 @@ class FrameWriter:
             raise
         self._closed = True
 
+    def _check_replaceable(self) -> None:
+        reason = foreign_output(self.path)
+        if reason is not None:
+            raise VideoError(
+                f"{self.path}: --overwrite (overwrite=True) replaces only an earlier output of vsr, but {reason}; "
+                "it is left untouched. Choose another output path, or move it away yourself"
+            )
+
     def _commit(self) -> None:
-        if not self.path.exists() or (self.path.is_file() and self.tmp_path.is_file()):
-            os.replace(self.tmp_path, self.path)
+        if self.kind == "frames":
+            (self.tmp_path / OUTPUT_MARKER).write_text(json.dumps({"written_by": "vsr", "frames": self.frames_written}))
+        exists = self.path.exists() or self.path.is_symlink()
+        if exists:  # it may have changed since the writer opened: check again just before replacing it
+            self._check_replaceable()
+        if not exists or self.kind == "video":
+            os.replace(self.tmp_path, self.path)  # atomic: the old video or the new one, never neither
             return
         # A folder cannot be replaced in one rename: move the old output aside first.
         trash = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.old")
