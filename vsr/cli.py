@@ -156,6 +156,9 @@ def train_command(
     data: Annotated[str | None, typer.Option(help="Training data folder (default: the embedded set).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<recipe>).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    allow_changes: Annotated[
+        bool, typer.Option(help="With --resume: apply a recipe that differs from the run's (logged).")
+    ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
 ):
     """Train a recipe (one process; several GPUs with `torchrun --nproc-per-node N -m vsr train ...`)."""
@@ -163,7 +166,7 @@ def train_command(
     from vsr.training import train
 
     resolved = load_recipe(recipe, *(set_ or []))
-    result = train(resolved, out or Path("runs") / resolved.name, data=data, resume=resume, device=device)
+    result = train(resolved, out, data=data, resume=resume, device=device, allow_recipe_changes=allow_changes)
     console.print(f"run finished: {result}")
 
 

@@ -10,6 +10,10 @@ seed equal those of a finished run of another study under ``OUT`` is not trained
 and logs are copied and evaluated, so BasicVSR, the base of the propagation, alignment and IconVSR studies,
 trains once. A run with ``gpus_per_run: N`` trains under ``torchrun`` (DDP, one process per GPU, see
 :mod:`vsr.training`) and is evaluated in the calling process.
+
+A study holds the lock of its study folder while it runs, and each run the lock of its run folder
+(:mod:`vsr.locks`; lent to ``torchrun``'s training processes): a second ``vsr study`` on the same study, or
+anything else writing to a run folder in use, is refused naming the holder.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from vsr.data.datasets import open_dataset
 from vsr.data.specs import data_specs
 from vsr.errors import VSRError
 from vsr.evaluate import evaluate
+from vsr.locks import folder_lock, lent_to_child
 from vsr.probe import run_probe
 from vsr.profile import profile
 from vsr.recipe import load_recipe
@@ -93,14 +98,16 @@ def run_one(spec: RunSpec, progress: bool = True) -> dict[str, Any]:
     run_dir = Path(spec.run_dir)
     if runs.run_finished(run_dir):
         return runs.read_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.check_run_folder(spec, create=True)
-    try:
-        record = _train_evaluate_profile(spec, progress)
-    except Exception as err:
-        runs.record_failure(run_dir, err)
-        raise
-    runs.finish_run(run_dir, record)
+    with folder_lock(run_dir, "run folder"):
+        if runs.run_finished(run_dir):  # finished by another process while this one waited for the study
+            return runs.read_run(run_dir)
+        runs.check_run_folder(spec, create=True)
+        try:
+            record = _train_evaluate_profile(spec, progress)
+        except Exception as err:
+            runs.record_failure(run_dir, err)
+            raise
+        runs.finish_run(run_dir, record)
     return record
 
 
@@ -109,7 +116,7 @@ def _train(spec: RunSpec, progress: bool) -> None:
     resume = runs.can_resume(spec.run_dir)
     if spec.gpus > 1:
         runs.torchrun_recipe_file(spec.run_dir).write_text(yaml.safe_dump(spec.recipe, sort_keys=False))
-        done = subprocess.run(torchrun_command(spec, resume), check=False)
+        done = subprocess.run(torchrun_command(spec, resume), check=False, env=lent_to_child([spec.run_dir]))
         if done.returncode != 0:
             raise VSRError(f"{spec.key}: torchrun training exited with status {done.returncode}")
         return
@@ -205,15 +212,31 @@ def run_study(
     ``jobs``: with the local executor, how many runs train at once (worker processes sharing the CPU
     threads, or the one GPU).
     """
-    # Here, not at the top: vsr.reports reads run folders through vsr.studies.runs (an import cycle).
-    from vsr.reports import write_report
-
     _check_options(executor, jobs)
     study = load_study(name_or_path)
-    p = study.preset(preset)
     out = Path(out) if out is not None else Path("runs") / "studies" / preset
     study_dir = runs.study_folder(out, study.name)
     specs = plan_runs(study, preset, out, seeds=seeds, data=data, device=device, variants=variants)
+    with folder_lock(study_dir, "study folder"):
+        return _run_planned(study, preset, specs, study_dir, executor, jobs, progress, slurm, report)
+
+
+def _run_planned(
+    study: Study,
+    preset: str,
+    specs: Sequence[RunSpec],
+    study_dir: Path,
+    executor: str,
+    jobs: int,
+    progress: bool,
+    slurm: Mapping[str, Any] | None,
+    report: str | Path | None,
+) -> Path:
+    """Carry out :func:`run_study` for the planned ``specs``, under the study folder's lock."""
+    # Here, not at the top: vsr.reports reads run folders through vsr.studies.runs (an import cycle).
+    from vsr.reports import write_report
+
+    p = study.preset(preset)
     runs.write_study_record(
         study_dir,
         study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},

@@ -35,6 +35,7 @@ from vsr.training.files import (
     RECIPE_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
+    name_problem,
 )
 
 RUN_FILE = "run.json"  # written last, atomically: its presence marks a finished run
@@ -53,14 +54,21 @@ TEMPORAL_DIR = "temporal"  # written by vsr.probe: temporal gain per frame, rece
 TRAINING_FILES = (RECIPE_FILE, LOG_FILE, METRICS_CSV, WEIGHTS_FILE, LAST_CHECKPOINT, RESULT_FILE)
 
 
+def _folder_name(name: str, what: str) -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        raise StudyError(f"{what} name {name!r} cannot name a folder: {problem}")
+    return name
+
+
 def study_folder(out: str | Path, study: str) -> Path:
-    """``OUT/<study>``: the study's runs and its ``study.json``."""
-    return Path(out) / study
+    """``OUT/<study>``: the study's runs and its ``study.json``. The name must name one folder."""
+    return Path(out) / _folder_name(study, "study")
 
 
 def run_folder(out: str | Path, study: str, variant: str, seed: int) -> Path:
-    """``OUT/<study>/<variant>/seed<k>``: one run."""
-    return study_folder(out, study) / variant / f"seed{seed}"
+    """``OUT/<study>/<variant>/seed<k>``: one run. The names must name one folder each."""
+    return study_folder(out, study) / _folder_name(variant, "variant") / f"seed{int(seed)}"
 
 
 @dataclass(frozen=True)

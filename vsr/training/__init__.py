@@ -11,6 +11,7 @@ keys (every key is in :data:`vsr.recipe.DEFAULTS`). One module per job:
   autocast and channels-last on CUDA by default; DDP under ``torchrun``, rank 0 validates and writes);
 * :mod:`~vsr.training.state`: the state a resumed run continues from, bit-exactly on CPU (training samples
   are a pure function of the iteration, :class:`vsr.data.sampling.RunSampler`);
+* :mod:`~vsr.training.resume`: what a resumed run may change of its recipe, and making a change real;
 * :mod:`~vsr.training.runlog`: ``log.jsonl`` and ``metrics.csv``;
 * :mod:`~vsr.training.trainer`: the run itself, :func:`train` and its result (:class:`RunResult`);
 * :mod:`~vsr.training.files`: the names of the files a run writes in its folder.

@@ -1,4 +1,5 @@
-"""The files a training run writes in its folder, relative to it: the one place that names them.
+"""The files a training run writes in its folder, relative to it: the one place that names them; and what
+makes a name (a recipe's, a study's, a variant's) fit to name a folder.
 
 :class:`vsr.training.trainer.Trainer` writes the recipe, the checkpoints, the final weights and the result,
 :class:`vsr.training.runlog.RunLog` the two logs; :mod:`vsr.studies.runs` reads a run folder through these
@@ -15,6 +16,19 @@ LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pth"  # the final weights, with the re
 WEIGHTS_FILE = "model.safetensors"  # the final weights alone
 RESULT_FILE = "result.json"  # written last: its presence marks a finished training
 
+
+def name_problem(name: object) -> str | None:
+    """What keeps ``name`` (a recipe, study or variant name) from naming one folder, or None: it must be a
+    non-empty string without path separators, not ``.`` or ``..`` (so never an absolute path)."""
+    if not isinstance(name, str) or not name.strip():
+        return "a name must be a non-empty string"
+    if "/" in name or "\\" in name or "\0" in name:
+        return "a name must not contain '/', '\\' or NUL (it names one folder, not a path)"
+    if name in (".", ".."):
+        return f"'{name}' is not a folder name"
+    return None
+
+
 __all__ = [
     "BEST_CHECKPOINT",
     "CHECKPOINT_DIR",
@@ -25,4 +39,5 @@ __all__ = [
     "RECIPE_FILE",
     "RESULT_FILE",
     "WEIGHTS_FILE",
+    "name_problem",
 ]

@@ -12,20 +12,20 @@ from torch import nn
 from vsr.training.pretrained import is_pretrained
 
 
+def group_lrs(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """The base learning rate of each parameter group, by the group's name."""
+    return {"main": cfg["lr"], "pretrained": cfg["lr"] * cfg["pretrained_lr_mult"]}
+
+
 def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Adam:
     """Adam with a ``main`` group at ``lr`` and a ``pretrained`` group (flow estimator, refill extractor) at
     ``lr × pretrained_lr_mult``; an empty group is left out."""
-    main = [p for n, p in model.named_parameters() if not is_pretrained(n)]
-    pretrained = [p for n, p in model.named_parameters() if is_pretrained(n)]
-    groups = [
-        {"params": params, "lr": lr, "name": name}
-        for name, params, lr in (
-            ("main", main, cfg["lr"]),
-            ("pretrained", pretrained, cfg["lr"] * cfg["pretrained_lr_mult"]),
-        )
-        if params
-    ]
+    params = {
+        "main": [p for n, p in model.named_parameters() if not is_pretrained(n)],
+        "pretrained": [p for n, p in model.named_parameters() if is_pretrained(n)],
+    }
+    groups = [{"params": params[name], "lr": lr, "name": name} for name, lr in group_lrs(cfg).items() if params[name]]
     return torch.optim.Adam(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"])
 
 
-__all__ = ["build_optimizer"]
+__all__ = ["build_optimizer", "group_lrs"]

@@ -56,6 +56,17 @@ class CosineRestartLR(LRScheduler):
         ]
 
 
+def scheduled_lrs(scheduler: LRScheduler) -> list[float]:
+    """Each group's learning rate at the scheduler's step ``last_epoch``, from the closed form of the
+    schedules :func:`build_scheduler` makes (it does not depend on the steps taken before)."""
+    if isinstance(scheduler, CosineRestartLR):
+        return scheduler.get_lr()
+    if isinstance(scheduler, LambdaLR):
+        pairs = zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+        return [base * f(scheduler.last_epoch) for base, f in pairs]
+    raise TypeError(f"no closed form for {type(scheduler).__name__}")
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]) -> LRScheduler:
     """The scheduler of ``train.scheduler`` (``cosine_restart`` or ``constant``)."""
     if cfg["scheduler"] == "constant":
@@ -79,4 +90,4 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any]) ->
     return CosineRestartLR(optimizer, periods, weights, cfg["eta_min"])
 
 
-__all__ = ["CosineRestartLR", "build_scheduler", "cosine_restart_lr"]
+__all__ = ["CosineRestartLR", "build_scheduler", "cosine_restart_lr", "scheduled_lrs"]

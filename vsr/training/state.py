@@ -103,9 +103,10 @@ class RunState:
         """Write the whole state, the weights and the resolved ``recipe`` to ``path``, atomically."""
         return save_checkpoint(self.model, path, recipe, **self.state_dict())
 
-    def load(self, path: Path) -> None:
-        """Restore the whole state from a checkpoint written by :meth:`save`."""
-        state = read_checkpoint(path)
+    def load(self, path: Path, checkpoint: Mapping[str, Any] | None = None) -> None:
+        """Restore the whole state from a checkpoint written by :meth:`save` (``checkpoint``: its content,
+        if already read)."""
+        state = read_checkpoint(path) if checkpoint is None else checkpoint
         if state.get("objective", "sr") != self.objective:
             raise VSRError(
                 f"{path} was trained with train.objective={state.get('objective')!r}, not {self.objective!r}; "
@@ -113,6 +114,8 @@ class RunState:
             )
         load_state_dict(self.model, extract_state_dict(state), strict=True)
         for name in _STATEFUL:
+            if name == "grad_scaler" and not state[name]:
+                continue  # saved by a run without fp16 (a disabled scaler has no state): a fresh scaler starts
             getattr(self, name).load_state_dict(state[name])
         for f in fields(self):
             if f.metadata.get("restored"):

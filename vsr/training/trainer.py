@@ -8,10 +8,16 @@ steps), ``checkpoints/best.pth`` (best validation), ``checkpoints/last.pth`` and
 weights), ``result.json`` (final metrics vs. the bicubic / zero-flow baseline, time, parameters: the content
 of :class:`RunResult`). Every file but the two logs is written atomically. A non-finite loss stops the run
 with a :class:`VSRError` and leaves the last good checkpoint in place.
+
+The run folder is owned: the run holds its lock (:mod:`vsr.locks`) from before its checks until it ends,
+so a second writer is refused naming the holder; a new run never starts over another run's files
+(a checkpoint, or a recipe file other than its own); and a resumed run continues the recipe it was started
+with, or applies and records explicitly allowed changes (:mod:`vsr.training.resume`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,37 +28,46 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from vsr.atomic import write_json, write_text, write_with
-from vsr.checkpoints import save_checkpoint
+from vsr.checkpoints import read_checkpoint, save_checkpoint
 from vsr.data.datasets import TrainingClips, open_dataset
 from vsr.data.sampling import RunSampler
 from vsr.data.specs import data_specs
 from vsr.errors import DataError, RecipeError, VSRError
+from vsr.locks import FolderLock
 from vsr.model import PRETRAINED_PREFIXES
 from vsr.progress import progress_bar
 from vsr.recipe import Recipe, load_recipe
 from vsr.training.distributed import Processes, resolve_device
 from vsr.training.files import (
     BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
     LAST_CHECKPOINT,
     LATEST_CHECKPOINT,
+    LOG_FILE,
+    METRICS_CSV,
     RECIPE_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
+    name_problem,
 )
 from vsr.training.objectives import OBJECTIVES
 from vsr.training.optim import build_optimizer
 from vsr.training.precision import autocast_dtype, use_channels_last
 from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_frozen
+from vsr.training.resume import OPTIMISER_KEYS, describe, fixed_reason, follow_recipe, recipe_changes
 from vsr.training.runlog import RunLog
 from vsr.training.schedule import build_scheduler
 from vsr.training.state import RunState, seed_everything
 
 log = logging.getLogger(__name__)
+
+RUNS_DIR = Path("runs")  # a run's folder when none is given: runs/<recipe name>
 
 
 @dataclass
@@ -110,24 +125,42 @@ class _LogWindow:
 class Trainer:
     """One training run (see the module docstring); :func:`train` is the public entry point.
 
-    Construction checks and sets up everything (no process group exists yet, so a failing check leaves
-    nothing behind); :meth:`run` joins the process group, trains and finishes."""
+    Construction takes the run folder's lock (rank 0), then checks and sets up everything (no process group
+    exists yet, so a failing check leaves nothing behind: the lock is released and a run folder it created
+    is removed); :meth:`run` joins the process group, trains, finishes and releases the lock."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, data: Any, resume: bool, device: Any, progress: bool):
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: Path,
+        data: Any,
+        resume: bool,
+        device: Any,
+        progress: bool,
+        allow_recipe_changes: bool = False,
+    ):
         self.recipe, self.cfg = recipe, recipe.train
         self.out_dir, self.resume, self.progress = Path(out_dir), resume, progress
         self.latest, self.best_path = self.out_dir / LATEST_CHECKPOINT, self.out_dir / BEST_CHECKPOINT
         self._check_recipe()
-        self._check_run_folder()
         self.procs = Processes.from_env()
-        self.device = resolve_device(device, self.procs.local_rank)
-        self.log = RunLog(self.out_dir, self.procs.is_main)
-        self._setup_model()
-        self._setup_optimizer()
-        self._setup_data(data)
-        if resume:
-            self.state.load(self.latest)
-            log.info("resumed %s at iteration %d", self.latest, self.state.iteration)
+        self._lock_run_folder()
+        try:
+            self._check_run_folder()
+            checkpoint = read_checkpoint(self.latest) if resume else None
+            self.changes = self._check_changes(checkpoint, allow_recipe_changes) if resume else {}
+            self.device = resolve_device(device, self.procs.local_rank)
+            self.log = RunLog(self.out_dir, self.procs.is_main)
+            self._setup_model()
+            self._setup_optimizer()
+            self._setup_data(data)
+            if resume:
+                self.state.load(self.latest, checkpoint)
+                self._apply_changes()
+                log.info("resumed %s at iteration %d", self.latest, self.state.iteration)
+        except BaseException:
+            self._unlock(remove_if_created=True)
+            raise
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _check_recipe(self) -> None:
@@ -139,6 +172,20 @@ class Trainer:
         if self.recipe.data["batch_size"] < 1:
             raise RecipeError("data.batch_size", self.recipe.data["batch_size"], "must be at least 1")
 
+    def _lock_run_folder(self) -> None:
+        """Rank 0 (the one that writes) takes the run folder's lock, creating the folder if needed."""
+        self.lock, self.created_dir = None, not self.out_dir.exists()
+        if self.procs.is_main:
+            self.lock = FolderLock(self.out_dir, "run folder").acquire()
+
+    def _unlock(self, remove_if_created: bool = False) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        if remove_if_created and self.created_dir and self.procs.is_main:
+            with contextlib.suppress(OSError):  # only if empty: a failed set-up leaves no new folder behind
+                self.out_dir.rmdir()
+
     def _check_run_folder(self) -> None:
         if self.resume and not self.latest.is_file():
             raise VSRError(f"nothing to resume: {self.latest} does not exist; start the run without resume")
@@ -146,6 +193,65 @@ class Trainer:
             raise VSRError(
                 f"{self.out_dir} already holds a run ({self.latest}); resume it (--resume) or choose another out dir"
             )
+        if self.resume:
+            return
+        # A new run writes these: they may be replaced only if they are the leftovers of this same run that
+        # stopped before its first checkpoint (its recipe file says so).
+        names = (RECIPE_FILE, LOG_FILE, METRICS_CSV, CHECKPOINT_DIR, WEIGHTS_FILE, RESULT_FILE)
+        found = [name for name in names if (self.out_dir / name).exists()]
+        if found and not self._holds_own_recipe():
+            raise VSRError(
+                f"{self.out_dir} holds {', '.join(found)} of another run (its {RECIPE_FILE} is not this recipe) "
+                "or files vsr did not write, and a new run would replace them; choose another out dir"
+            )
+
+    def _holds_own_recipe(self) -> bool:
+        try:
+            written = yaml.safe_load((self.out_dir / RECIPE_FILE).read_text())
+        except (OSError, yaml.YAMLError):
+            return False
+        return written == yaml.safe_load(self.recipe.to_yaml())
+
+    def _check_changes(self, checkpoint: Mapping[str, Any], allowed: bool) -> dict[str, tuple[Any, Any]]:
+        """The keys in which this recipe differs from the one the run was started with (saved in its
+        checkpoint). Refused unless ``allowed``, and keys that cannot change (:data:`resume.FIXED`) always."""
+        started = checkpoint.get("recipe")
+        if not isinstance(started, Mapping):
+            log.warning("%s holds no recipe: the resumed run's recipe cannot be checked against it", self.latest)
+            return {}
+        changes = recipe_changes(started, self.recipe.to_dict())
+        if not changes:
+            return {}
+        if not allowed:
+            raise VSRError(
+                f"{self.out_dir} was started with another recipe; resuming would change {describe(changes)}. "
+                f"Resume with the run's own recipe ({self.out_dir / RECIPE_FILE}), or pass --allow-changes "
+                "(allow_recipe_changes=True) to apply the changes from here on (recorded in the run's log)"
+            )
+        fixed = {key: reason for key in changes if (reason := fixed_reason(key))}
+        if fixed:
+            raise VSRError(
+                f"{self.out_dir}: a resumed run cannot change "
+                + "; ".join(f"{key} ({reason})" for key, reason in fixed.items())
+                + "; start a new run (another --out) for that"
+            )
+        iteration = int(checkpoint.get("iteration", 0))
+        if self.cfg["iterations"] < iteration:
+            raise VSRError(
+                f"{self.out_dir}: train.iterations={self.cfg['iterations']} is below the run's iteration "
+                f"{iteration}; a resumed run can only continue"
+            )
+        return changes
+
+    def _apply_changes(self) -> None:
+        """Make allowed recipe changes real: the optimiser and schedule follow the new train keys (the rest
+        were built from the new recipe already)."""
+        if not self.changes:
+            return
+        if any(key in OPTIMISER_KEYS for key in self.changes):
+            follow_recipe(self.state, self.cfg)
+        if self.procs.is_main:
+            log.warning("resuming %s with recipe changes: %s", self.out_dir, describe(self.changes))
 
     def _setup_model(self) -> None:
         """The objective's model, seeded by ``train.seed``, initialised from ``train.init``, on the device in
@@ -236,16 +342,22 @@ class Trainer:
 
     # -- the run -----------------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        with self.procs.group(self.device):
-            self._start()
-            self._train()
-            return self._finish()
+        try:
+            with self.procs.group(self.device):
+                self._start()
+                self._train()
+                return self._finish()
+        finally:
+            self._unlock()
 
     def _start(self) -> None:
         if self.procs.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.recipe.to_yaml(), self.out_dir / RECIPE_FILE)
             self.log.truncate(self.state.iteration)
+            if self.changes:
+                changes = {key: {"old": old, "new": new} for key, (old, new) in self.changes.items()}
+                self.log.write({"event": "recipe_changed", "iteration": self.state.iteration, "changes": changes})
             log.info(
                 "training %s (%s objective, %d parameters) on %s, %d process(es), autocast %s, channels_last %s, "
                 "compile %s; data %s, validation %s",
@@ -429,20 +541,36 @@ def _parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def default_run_folder(recipe: Recipe) -> Path:
+    """``runs/<recipe name>``: where a run goes when no folder is given. The name must name one folder (no
+    path separators, not ``..``, not empty), so that a recipe never sends a run outside ``runs/``."""
+    problem = name_problem(recipe.name)
+    if problem is not None:
+        raise RecipeError(
+            "name", recipe.name, f"{problem}; it names the default run folder {RUNS_DIR}/<name> (or pass --out)"
+        )
+    return RUNS_DIR / recipe.name
+
+
 def train(
     recipe: str | Path | dict | Recipe,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     data: str | Path | Mapping[str, Any] | None = None,
     resume: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
+    allow_recipe_changes: bool = False,
 ) -> RunResult:
     """Train ``recipe`` (a path, shipped name, dict or :class:`Recipe`, overrides already applied) into
-    ``out_dir``. ``data`` replaces ``data.train`` (a folder or a spec mapping; default: the embedded set);
-    ``resume`` continues the run in ``out_dir`` from ``checkpoints/latest.pth``; ``device`` defaults to CUDA
-    when available. Under ``torchrun`` every process calls this and each trains on its shard."""
-    return Trainer(load_recipe(recipe), Path(out_dir), data, resume, device, progress).run()
+    ``out_dir`` (default: :func:`default_run_folder`). ``data`` replaces ``data.train`` (a folder or a spec
+    mapping; default: the embedded set); ``resume`` continues the run in ``out_dir`` from
+    ``checkpoints/latest.pth``, with the recipe the run was started with unless ``allow_recipe_changes``
+    (then the changes take effect and are logged; see :mod:`vsr.training.resume`); ``device`` defaults to
+    CUDA when available. Under ``torchrun`` every process calls this and each trains on its shard."""
+    recipe = load_recipe(recipe)
+    out = Path(out_dir) if out_dir is not None else default_run_folder(recipe)
+    return Trainer(recipe, out, data, resume, device, progress, allow_recipe_changes).run()
 
 
-__all__ = ["RunResult", "Trainer", "train"]
+__all__ = ["RUNS_DIR", "RunResult", "Trainer", "default_run_folder", "train"]
