@@ -5,7 +5,7 @@ import torch
 
 from vsr import RecipeError, build_model, load_recipe
 from vsr.components import REGISTRY, FeatureAlignment, register
-from vsr.recipe import CHOICES, DATA_SET_CHOICES, DATA_SET_KEYS, DEFAULTS, SPLITS
+from vsr.recipe import CHOICES, DATA_SET_CHOICES, DATA_SET_KEYS, DEFAULTS, RANGES, SPLITS
 
 
 def test_shipped_recipes_reproduce_the_reference_sizes():
@@ -214,3 +214,89 @@ def test_data_set_choices_are_the_ones_open_dataset_reads(tmp_path):
         valid = ", ".join(SPLITS.get(layout, ())) or "none"
         with pytest.raises(datasets.DataError, match=f"has no split 'nosuch'; valid splits: {valid}"):
             datasets.open_dataset({"layout": layout, "root": tmp_path, "split": "nosuch"})
+
+
+# --------------------------------------------------------------------------------- ranges
+def test_every_numeric_key_has_a_range_its_default_satisfies():
+    """Numbers, lists of numbers and optional values are declared in RANGES; a default is always allowed."""
+    for section, keys in DEFAULTS.items():
+        for name, default in keys.items():
+            key = f"{section}.{name}"
+            if isinstance(default, (int, float, list)) and not isinstance(default, bool):
+                assert key in RANGES, f"{key} has no range in vsr.recipe.RANGES"
+            if key in RANGES:
+                assert RANGES[key](default), f"the default of {key} ({default!r}) is outside {RANGES[key]}"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.channels=0", r"'model.channels' = 0: must be an integer >= 1"),
+        ("model.scale=3", r"'model.scale' = 3: must be a power of two >= 2 \(2, 4, 8, ...\)"),
+        ("model.scale=1", r"'model.scale' = 1: must be a power of two"),
+        ("data.num_frames=0", r"'data.num_frames' = 0: must be an integer >= 1"),
+        ("data.workers=-1", r"'data.workers' = -1: must be an integer >= 0"),
+        ("data.val_max_frames=0", r"'data.val_max_frames' = 0: must be null or an integer >= 1"),
+        ("train.lr=-0.1", r"'train.lr' = -0.1: must be a number > 0"),
+        ("train.lr=.nan", r"'train.lr' = nan: must be a number > 0"),
+        (
+            "train.betas=[0.9, 1.0]",
+            r"'train.betas' = \[0.9, 1.0\]: must be a list of 2 items, each a number >= 0 and < 1",
+        ),
+        ("train.periods=[]", r"'train.periods' = \[\]: must be a list of one or more items, each an integer >= 1"),
+        ("train.grad_clip=0", r"'train.grad_clip' = 0: must be null or a number > 0"),
+        ("train.seed=-1", r"'train.seed' = -1: must be an integer from 0 to 4294967295"),
+        ("train.init_prefixes=flow.", r"'train.init_prefixes' = 'flow.': must be null or a list"),
+        ("model.aggregation.num_blocks=-1", r"'model.aggregation.num_blocks' = -1: must be an integer >= 0"),
+        ("model.flow.levels=0", r"'model.flow.levels' = 0: must be an integer >= 1"),
+        ("model.upsampling.residual=cubic", r"'model.upsampling.residual' = 'cubic': must be one of bilinear"),
+        ("model.propagation={name: local, segment_length: 0}", r"'model.propagation.segment_length' = 0"),
+        ("model.aggregation.num_blocks=2.5", r"'model.aggregation.num_blocks' = 2.5: must be an integer"),
+    ],
+)
+def test_values_out_of_range_fail_naming_what_is_allowed(override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe("basicvsr", override)
+
+
+def test_a_component_argument_without_a_rule_must_have_its_defaults_type():
+    @register("alignment", "shifted")
+    class ShiftedAlignment(FeatureAlignment):
+        def __init__(self, shift: int = 1):
+            super().__init__()
+
+    try:
+        assert load_recipe("basicvsr", "model.alignment={name: shifted, shift: 3}")
+        with pytest.raises(RecipeError, match=r"'model.alignment.shift' = 'far': must be an integer"):
+            load_recipe("basicvsr", "model.alignment={name: shifted, shift: far}")
+    finally:
+        del REGISTRY["alignment"]["shifted"]
+
+
+def test_every_component_rule_names_an_argument_and_allows_its_default():
+    import inspect
+
+    for kind, components in REGISTRY.items():
+        for name, cls in components.items():
+            parameters = inspect.signature(cls.__init__).parameters
+            for argument, rule in getattr(cls, "allowed_arguments", {}).items():
+                assert argument in parameters, f"{kind} '{name}' has a rule for no argument {argument!r}"
+                assert rule(parameters[argument].default), f"{kind} '{name}': default {argument} outside {rule}"
+
+
+def test_yaml_aliases_and_binary_files_are_refused(tmp_path):
+    with pytest.raises(RecipeError, match=r"YAML aliases are not allowed"):
+        load_recipe("basicvsr", "train.betas=[&b 0.9, *b]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("a: &a [1, 1]\nb: [*a, *a]\n")
+    with pytest.raises(RecipeError, match=r"bomb.yaml.*found the alias \*a"):
+        load_recipe(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00")
+    with pytest.raises(RecipeError, match=r"not a text file \(byte 0x89 at position 0 is not UTF-8\)"):
+        load_recipe(path)
+
+
+def test_a_long_value_is_echoed_short():
+    with pytest.raises(RecipeError) as caught:
+        load_recipe("basicvsr", "model.propagation=" + "x" * 100_000)
+    assert len(str(caught.value)) < 400

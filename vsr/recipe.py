@@ -3,10 +3,13 @@
 A recipe has three sections. ``model`` names one component per kind (a name, or a mapping with ``name`` and
 the component's arguments); ``data`` and ``train`` configure training and evaluation. Every key and its
 default is written once, in :data:`DEFAULTS` below; a recipe states only what differs. Unknown keys,
-components or arguments fail with a :class:`RecipeError` naming the key, the value and the valid choices.
+components or arguments, and values out of range (:data:`RANGES`, and each component's own rules), fail
+with a :class:`RecipeError` naming the key, the value and what is allowed.
 
 Dotted overrides change one key: ``model.alignment=none`` (a new component, arguments reset),
-``model.aggregation.num_blocks=10``, ``train.iterations=2000``; values are parsed as YAML.
+``model.aggregation.num_blocks=10``, ``train.iterations=2000``; values are parsed as YAML. Recipe files and
+values are read by :func:`load_yaml`, which refuses YAML aliases (a few hundred bytes of nested aliases
+expand to billions of values) and files over :data:`MAX_YAML_BYTES`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ from typing import Any
 import yaml
 
 from vsr.components import KINDS, REGISTRY, check_component
+from vsr.components.registry import (
+    STRING,
+    Allowed,
+    integer,
+    list_of,
+    number,
+    optional,
+    power_of_two,
+)
 from vsr.errors import RecipeError
 from vsr.shipped import search_path, yaml_by_name
 
@@ -91,6 +103,38 @@ CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "train.objective": ("objective", ("sr", "flow")),
 }
 
+#: The values each numeric (or list, or optional) key allows; a value outside fails naming the rule. A
+#: component's arguments are checked by its own rules (``allowed_arguments``, see vsr.components.registry).
+RANGES: dict[str, Allowed] = {
+    "model.scale": power_of_two(2),  # the upsampler doubles the size per stage
+    "model.channels": integer(1),
+    "data.train": Allowed(lambda v: v is None or isinstance(v, (str, dict)), "a path, a data set mapping or null"),
+    "data.val": Allowed(lambda v: v is None or isinstance(v, (str, dict)), "a path, a data set mapping or null"),
+    "data.num_frames": integer(1),
+    "data.lr_patch": integer(1),
+    "data.batch_size": integer(1),
+    "data.workers": integer(0),
+    "data.val_max_frames": optional(integer(1)),
+    "data.val_crop_border": integer(0),
+    "train.iterations": integer(1),
+    "train.lr": number(above=0),
+    "train.betas": list_of(number(minimum=0, below=1), length=2),
+    "train.weight_decay": number(minimum=0),
+    "train.pretrained_lr_mult": number(minimum=0),
+    "train.fix_iterations": integer(0),
+    "train.periods": list_of(integer(1)),
+    "train.restart_weights": list_of(number(minimum=0)),
+    "train.eta_min": number(minimum=0),
+    "train.charbonnier_eps": number(above=0),
+    "train.grad_clip": optional(number(above=0)),
+    "train.seed": integer(0, 2**32 - 1),  # numpy's seeds
+    "train.log_every": integer(0),  # 0: off
+    "train.val_every": integer(0),  # 0: only at the end
+    "train.checkpoint_every": integer(0),  # 0: only at the end
+    "train.init": optional(STRING),
+    "train.init_prefixes": optional(list_of(STRING)),
+}
+
 #: Switches that YAML may also write as booleans (``amp: off`` parses as False).
 BOOLEAN_SWITCHES = {"train.amp", "train.channels_last"}
 
@@ -102,6 +146,15 @@ DATA_SET_CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "degradation": CHOICES["data.degradation"],
 }
 SPLITS = {"reds": ("train", "reds4"), "vimeo": ("train", "test"), "synth": ("train", "val")}
+DATA_SET_RANGES: dict[str, Allowed] = {
+    "root": STRING,
+    "lr": optional(STRING),
+    "scale": integer(1),
+    "sigma": number(above=0),
+}
+
+#: The largest recipe (or study) file read: a recipe is a page of YAML.
+MAX_YAML_BYTES = 1 << 20
 
 SECTIONS = tuple(DEFAULTS)
 COMPONENT_KEYS = set(KINDS)
@@ -117,9 +170,37 @@ def shipped_recipes() -> dict[str, Path]:
     return yaml_by_name(recipe_dirs())
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``): nested aliases make a "billion laughs" document
+    that expands to more values than memory holds, and vsr's files never need them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"found the alias *{event.anchor} (YAML aliases are not allowed here: write the value out)",
+                event.start_mark,
+            )  # fmt: skip
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as Python values, like ``yaml.safe_load`` but refusing aliases (see :class:`_NoAliasLoader`)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """What is wrong in a YAML document, in one line (with the line and column where known)."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        mark = err.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return f"{err.problem}{where}"
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def parse_value(text: str) -> Any:
     """A CLI value as YAML (``30`` -> int, ``true`` -> bool, ``[1, 2]`` -> list, ``none`` stays a string)."""
-    return yaml.safe_load(text) if text.strip() else ""
+    return load_yaml(text) if text.strip() else ""
 
 
 def _component_entry(key: str, value: Any) -> dict[str, Any]:
@@ -162,7 +243,12 @@ class Recipe:
                 if "=" not in item:
                     raise RecipeError(item, None, "an override is written key=value, e.g. model.alignment=none")
                 key, text = item.split("=", 1)
-                key, value = key.strip(), parse_value(text)
+                key = key.strip()
+                try:
+                    value = parse_value(text)
+                except yaml.YAMLError as err:
+                    problem = f"not a valid YAML value ({yaml_problem(err)}); write e.g. 30, [1, 2] or '\"some text\"'"
+                    raise RecipeError(key, text, problem) from None
             else:
                 key, value = item
             _set_dotted(raw, key, value)
@@ -217,16 +303,26 @@ def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _validate_value(key: str, value: Any, default: Any) -> Any:
-    if default is None or (key in BOOLEAN_SWITCHES and isinstance(value, bool)):
+    if default is None:
+        _check_range(key, value, RANGES)
+        return value
+    if key in BOOLEAN_SWITCHES and isinstance(value, bool):
         return value
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise RecipeError(key, value, f"expected a {expected.__name__} like the default {default!r}")
     if key in CHOICES:
         _check_choice(key, value, *CHOICES[key])
+    _check_range(key, value, RANGES)
     return value
+
+
+def _check_range(key: str, value: Any, ranges: dict[str, Allowed], name: str | None = None) -> None:
+    rule = ranges.get(name or key)
+    if rule is not None and not rule(value):
+        raise RecipeError(key, value, f"must be {rule}")
 
 
 def _check_choice(key: str, value: Any, what: str, choices: tuple[str, ...]) -> None:
@@ -241,6 +337,7 @@ def _validate_data_set(key: str, spec: dict[str, Any]) -> dict[str, Any]:
             raise RecipeError(f"{key}.{name}", value, "unknown data set key", DATA_SET_KEYS)
         if name in DATA_SET_CHOICES:
             _check_choice(f"{key}.{name}", value, *DATA_SET_CHOICES[name])
+        _check_range(f"{key}.{name}", value, DATA_SET_RANGES, name)
     layout, split = spec.get("layout", "auto"), spec.get("split")
     if split is not None and layout != "auto" and split not in SPLITS.get(layout, ()):
         splits = SPLITS.get(layout)
@@ -268,12 +365,37 @@ def load_recipe(source: str | Path | dict | Recipe, *overrides: str | tuple[str,
             if str(source) not in shipped:
                 raise RecipeError("<recipe>", str(source), "no such recipe file or shipped recipe", sorted(shipped))
             path = shipped[str(source)]
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise RecipeError("<recipe>", str(path), f"not valid YAML: {err}") from None
+        raw = read_yaml_file(path, "recipe") or {}
         recipe = Recipe(raw, str(raw.get("name", path.stem)) if isinstance(raw, dict) else path.stem, path)
     return recipe.with_overrides(overrides) if overrides else recipe
 
 
-__all__ = ["DEFAULTS", "REGISTRY", "Recipe", "RecipeError", "load_recipe", "parse_value", "shipped_recipes"]
+def read_yaml_file(path: Path, what: str = "recipe") -> Any:
+    """A YAML file's content; a file too large, not UTF-8 text or not valid YAML (or using aliases) fails with
+    a :class:`RecipeError` naming it. ``what`` names the kind of file in the message."""
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        problem = f"{size:,} bytes is too large for a {what} file (at most {MAX_YAML_BYTES:,}); is it the right file?"
+        raise RecipeError(f"<{what}>", str(path), problem)
+    try:
+        return load_yaml(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        problem = (f"not a text file (byte {err.object[err.start]:#04x} at position {err.start} is not UTF-8); "
+                   f"a {what} is a YAML text file")  # fmt: skip
+        raise RecipeError(f"<{what}>", str(path), problem) from None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"<{what}>", str(path), f"not valid YAML: {yaml_problem(err)}") from None
+
+
+__all__ = [
+    "DEFAULTS",
+    "RANGES",
+    "REGISTRY",
+    "Recipe",
+    "RecipeError",
+    "load_recipe",
+    "load_yaml",
+    "parse_value",
+    "read_yaml_file",
+    "shipped_recipes",
+]

@@ -10,11 +10,13 @@ the concatenated inputs, wired by the model) and ``out_channels`` (the model wid
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from vsr.components.blocks import ResidualBlock, conv3x3, kaiming_init_, lrelu
-from vsr.components.registry import declare_kind, register
+from vsr.components.registry import Allowed, declare_kind, integer, register
 
 
 @declare_kind("aggregation", wired=("in_channels", "out_channels"))
@@ -34,6 +36,8 @@ class ResidualAggregation(Aggregation):
     """Concatenation, a 3×3 input conv with LeakyReLU, then ``num_blocks`` residual blocks (BasicVSR's trunk,
     ``ResidualBlocksWithInputConv``). 30 blocks of 64 channels in the reference."""
 
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {"num_blocks": integer(0)}
+
     def __init__(self, in_channels: int, out_channels: int, num_blocks: int = 30):
         super().__init__(in_channels, out_channels)
         self.input_conv = conv3x3(in_channels, out_channels)
@@ -49,6 +53,8 @@ class PlainAggregation(Aggregation):
     """Concatenation followed by a plain stack of ``2 * num_blocks + 1`` 3×3 conv + LeakyReLU layers: the
     same depth and width as :class:`ResidualAggregation` without the residual connections (an ablation of
     residual learning in the trunk)."""
+
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {"num_blocks": integer(0)}
 
     def __init__(self, in_channels: int, out_channels: int, num_blocks: int = 30):
         super().__init__(in_channels, out_channels)

@@ -8,12 +8,13 @@ horizontal (x) and channel 1 the vertical (y) displacement: ``flow_warp(supp, fl
 from __future__ import annotations
 
 import itertools
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsr.components.registry import declare_kind, register
+from vsr.components.registry import Allowed, declare_kind, integer, list_of, odd, register
 
 
 def flow_warp(
@@ -76,6 +77,12 @@ class SPyNet(FlowEstimator):
     this is exactly the reference network (1.44 M parameters); fewer levels or narrower widths give a flow
     estimator cheap enough for CPU recipes and small crops.
     """
+
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {
+        "levels": integer(1),
+        "widths": list_of(integer(1), empty=True),
+        "kernel_size": odd(1),
+    }
 
     def __init__(self, levels: int = 6, widths: tuple[int, ...] = (32, 64, 32, 16), kernel_size: int = 7):
         super().__init__()

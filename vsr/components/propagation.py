@@ -21,12 +21,13 @@ The returned features go to the upsampler frame by frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from vsr.components.aggregation import DirectionFusion
 from vsr.components.alignment import Alignment
-from vsr.components.registry import declare_kind, register
+from vsr.components.registry import Allowed, declare_kind, integer, register
 
 
 @dataclass
@@ -146,6 +147,8 @@ class LocalPropagation(BidirectionalPropagation):
     """Local propagation (paper §3.1, Fig. 3): the clip is cut into segments of ``segment_length`` frames,
     each restored on its own by the otherwise identical bidirectional model, so no information crosses a
     segment boundary (the sliding-window methods' view of time)."""
+
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {"segment_length": integer(1)}
 
     def __init__(
         self,

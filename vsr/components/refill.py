@@ -11,12 +11,14 @@ builds no refill.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from vsr.components.blocks import conv3x3
 from vsr.components.edvr import EDVRFeatureExtractor
-from vsr.components.registry import declare_kind, register
+from vsr.components.registry import Allowed, declare_kind, integer, one_of, register
 
 
 class RefillState:
@@ -77,6 +79,12 @@ class InformationRefill(Refill):
     """
 
     spatial_multiple = 4  # PCD's two stride-2 pyramid levels
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {
+        "keyframe_stride": integer(1),
+        "temporal_padding": one_of(2, 3),
+        "num_extract_blocks": integer(0),
+        "deform_groups": integer(1),
+    }
 
     def __init__(
         self,

@@ -12,13 +12,18 @@ recipe without knowing it exists::
     class MyAlignment(FeatureAlignment): ...
 
 Recipe validation (:mod:`vsr.recipe`) and model assembly (:mod:`vsr.model`) both ask this module: which
-names a kind accepts (:func:`component_choices`), which arguments a recipe may give a component
-(:func:`check_component`), and how to build one (:func:`build_component`).
+names a kind accepts (:func:`component_choices`), which arguments a recipe may give a component and which
+values (:func:`check_component`), and how to build one (:func:`build_component`).
+
+The values an argument allows are :class:`Allowed` rules (:func:`integer`, :func:`number`, :func:`one_of`,
+...): a component declares them in its class attribute ``allowed_arguments``; an argument without a rule
+must have the type of its default. :mod:`vsr.recipe` states its own keys' rules with the same helpers.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,6 +36,101 @@ KINDS = ("flow", "propagation", "alignment", "aggregation", "upsampling", "refil
 
 #: The recipe name of "no component" in an optional kind (``refill: none``).
 NONE = "none"
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The values a recipe key or component argument allows: ``test(value)``, and ``text`` saying which
+    (completes "must be ...", e.g. "an integer >= 1")."""
+
+    test: Callable[[Any], bool]
+    text: str
+
+    def __call__(self, value: Any) -> bool:
+        return self.test(value)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def integer(minimum: int, maximum: int | None = None) -> Allowed:
+    """An integer from ``minimum`` (to ``maximum``, inclusive)."""
+    text = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+    return Allowed(lambda v: _is_int(v) and v >= minimum and (maximum is None or v <= maximum), text)
+
+
+def number(minimum: float | None = None, above: float | None = None, below: float | None = None) -> Allowed:
+    """A finite number ``>= minimum`` or ``> above``, and ``< below``."""
+    parts = [f">= {minimum}" if minimum is not None else "", f"> {above}" if above is not None else "",
+             f"< {below}" if below is not None else ""]  # fmt: skip
+    return Allowed(
+        lambda v: (
+            _is_number(v)
+            and (minimum is None or v >= minimum)
+            and (above is None or v > above)
+            and (below is None or v < below)
+        ),
+        " ".join(["a number", " and ".join(p for p in parts if p)]).strip(),
+    )
+
+
+def one_of(*values: Any) -> Allowed:
+    return Allowed(lambda v: not isinstance(v, bool) and v in values, f"one of {', '.join(map(str, values))}")
+
+
+def power_of_two(minimum: int = 2) -> Allowed:
+    return Allowed(
+        lambda v: _is_int(v) and v >= minimum and v & (v - 1) == 0,
+        f"a power of two >= {minimum} ({minimum}, {2 * minimum}, {4 * minimum}, ...)",
+    )
+
+
+def odd(minimum: int = 1) -> Allowed:
+    return Allowed(lambda v: _is_int(v) and v >= minimum and v % 2 == 1, f"an odd integer >= {minimum}")
+
+
+def optional(rule: Allowed) -> Allowed:
+    """``None`` (YAML ``null``) or what ``rule`` allows."""
+    return Allowed(lambda v: v is None or rule(v), f"null or {rule}")
+
+
+def list_of(rule: Allowed, length: int | None = None, empty: bool = False) -> Allowed:
+    """A list (or tuple) whose items ``rule`` allows: of ``length`` items, or non-empty unless ``empty``."""
+    size = f"{length} items" if length is not None else "items" if empty else "one or more items"
+    return Allowed(
+        lambda v: (
+            isinstance(v, (list, tuple))
+            and (len(v) == length if length is not None else empty or len(v) > 0)
+            and all(rule(item) for item in v)
+        ),
+        f"a list of {size}, each {rule}",
+    )
+
+
+STRING = Allowed(lambda v: isinstance(v, str), "a string")
+
+
+def _like_default(default: Any) -> Allowed | None:
+    """The rule of an argument without a declared one: the type of its default (none for a ``None`` default)."""
+    if isinstance(default, bool):
+        return Allowed(lambda v: isinstance(v, bool), "true or false")
+    if isinstance(default, int):
+        return Allowed(_is_int, "an integer")
+    if isinstance(default, float):
+        return Allowed(_is_number, "a number")
+    if isinstance(default, str):
+        return STRING
+    if isinstance(default, (list, tuple)):
+        return Allowed(lambda v: isinstance(v, (list, tuple)), "a list")
+    return None
 
 
 @dataclass(frozen=True)
@@ -116,7 +216,8 @@ def check_component(kind: str, name: str, args: dict[str, Any]) -> type[nn.Modul
     """The class of ``name`` of ``kind`` (``None`` for ``none``), once ``args`` are known to be a recipe's to set.
 
     An unknown name, an unknown argument or one the model wires fails with a :class:`RecipeError` naming the
-    key and the valid choices.
+    key and the valid choices; a value its rule (the class's ``allowed_arguments``, else the type of its
+    default) does not allow fails naming what is allowed.
     """
     cls = component_class(kind, name)
     if cls is None:
@@ -124,12 +225,16 @@ def check_component(kind: str, name: str, args: dict[str, Any]) -> type[nn.Modul
             raise RecipeError(f"model.{kind}", name, f"'{name}' takes no arguments, got {sorted(args)}")
         return None
     wired = kind_spec(kind).wired
-    allowed = sorted(component_arguments(cls, wired))
+    arguments = component_arguments(cls, wired)
+    rules: dict[str, Allowed] = getattr(cls, "allowed_arguments", {})
     for key, value in args.items():
-        if key not in allowed:
+        if key not in arguments:
             wired_by_model = f"the model sets this argument of {kind} '{name}', not the recipe"
             problem = wired_by_model if key in wired else f"not an argument of {kind} '{name}'"
-            raise RecipeError(f"model.{kind}.{key}", value, problem, allowed)
+            raise RecipeError(f"model.{kind}.{key}", value, problem, sorted(arguments))
+        rule = rules.get(key) or _like_default(arguments[key].default)
+        if rule is not None and not rule(value):
+            raise RecipeError(f"model.{kind}.{key}", value, f"must be {rule}")
     return cls
 
 
@@ -144,4 +249,7 @@ def build_component(kind: str, name: str, args: dict[str, Any], **wired: Any) ->
     if cls is None:
         return None
     accepted = inspect.signature(cls.__init__).parameters
-    return cls(**args, **{k: v for k, v in wired.items() if k in accepted})
+    try:
+        return cls(**args, **{k: v for k, v in wired.items() if k in accepted})
+    except ValueError as err:  # a combination no single rule catches, e.g. channels not divisible by groups
+        raise RecipeError(f"model.{kind}", {"name": name, **args}, f"cannot be built: {err}") from None

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vsr.components.blocks import conv3x3, is_power_of_two, kaiming_init_, lrelu
-from vsr.components.registry import declare_kind, register
+from vsr.components.registry import Allowed, declare_kind, integer, one_of, optional, register
 
 RESIDUAL_MODES = ("bilinear", "bicubic", "none")
 
@@ -29,6 +30,12 @@ class Upsampling(nn.Module):
     ``mid_channels`` is the width of every stage but the last, ``hr_channels`` the width at high resolution
     (both 64 in the reference, whatever the model width); narrow ``hr_channels`` for cheap CPU models.
     """
+
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {
+        "mid_channels": optional(integer(1)),
+        "hr_channels": integer(1),
+        "residual": one_of(*RESIDUAL_MODES),
+    }
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from vsr.errors import RecipeError, VSRError
-from vsr.recipe import Recipe, load_recipe
+from vsr.recipe import Recipe, load_recipe, load_yaml, yaml_problem
 from vsr.shipped import search_path, yaml_by_name
 
 #: Metrics a study can report: those of ``metrics.json`` (BasicSR's PSNR and SSIM).
@@ -337,9 +337,11 @@ def load_study(name_or_path: str | Path) -> Study:
             )
         path = shipped[str(name_or_path)]
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_bytes().decode("utf-8"))  # refuses YAML aliases ("billion laughs")
+    except UnicodeDecodeError:
+        raise StudyError(f"study file {path} is not a text file (not UTF-8); a study is a YAML file") from None
     except yaml.YAMLError as err:
-        raise StudyError(f"study file {path} is not valid YAML: {err}") from None
+        raise StudyError(f"study file {path} is not valid YAML: {yaml_problem(err)}") from None
     return parse_study(raw, path)
 
 
