@@ -14,6 +14,8 @@ from vsr.training.files import LOG_FILE, METRICS_CSV
 
 log = logging.getLogger(__name__)
 
+RECIPE_CHANGED = "recipe_changed"  # the event of a resumed run's allowed recipe changes (vsr.training.resume)
+
 
 def _whole_lines(path: Path) -> list[str]:
     """The lines of ``path`` that an append finished: a crash during an append can leave only the last
@@ -23,6 +25,11 @@ def _whole_lines(path: Path) -> list[str]:
         log.warning("dropping the torn last line of %s (a run stopped while writing it)", path)
         lines.pop()
     return lines
+
+
+def _kept(entry: Mapping[str, Any], iteration: int) -> bool:
+    at = entry.get("iteration", 0)
+    return at < iteration or (at == iteration and entry.get("event") != RECIPE_CHANGED)
 
 
 class RunLog:
@@ -38,15 +45,13 @@ class RunLog:
         self.jsonl, self.csv, self.enabled = out_dir / LOG_FILE, out_dir / METRICS_CSV, enabled
 
     def truncate(self, iteration: int) -> None:
-        """Drop entries after ``iteration`` (written after the checkpoint a resumed run starts from)."""
+        """Drop entries after ``iteration`` (written after the checkpoint a resumed run starts from), and a
+        ``recipe_changed`` event at ``iteration``: it belongs to an earlier resumption from this same
+        checkpoint, whose recipe is the one before that change."""
         if not self.enabled:
             return
         if self.jsonl.is_file():
-            kept = [
-                line
-                for line in _whole_lines(self.jsonl)
-                if line.strip() and json.loads(line).get("iteration", 0) <= iteration
-            ]
+            kept = [line for line in _whole_lines(self.jsonl) if line.strip() and _kept(json.loads(line), iteration)]
             write_text("".join(line.rstrip("\n") + "\n" for line in kept), self.jsonl)
         if self.csv.is_file():
             reader = csv.DictReader(_whole_lines(self.csv))

@@ -61,7 +61,7 @@ from vsr.training.optim import build_optimizer
 from vsr.training.precision import autocast_dtype, use_channels_last
 from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_frozen
 from vsr.training.resume import OPTIMISER_KEYS, describe, fixed_reason, follow_recipe, recipe_changes
-from vsr.training.runlog import RunLog
+from vsr.training.runlog import RECIPE_CHANGED, RunLog
 from vsr.training.schedule import build_scheduler
 from vsr.training.state import RunState, seed_everything
 
@@ -357,7 +357,7 @@ class Trainer:
             self.log.truncate(self.state.iteration)
             if self.changes:
                 changes = {key: {"old": old, "new": new} for key, (old, new) in self.changes.items()}
-                self.log.write({"event": "recipe_changed", "iteration": self.state.iteration, "changes": changes})
+                self.log.write({"event": RECIPE_CHANGED, "iteration": self.state.iteration, "changes": changes})
             log.info(
                 "training %s (%s objective, %d parameters) on %s, %d process(es), autocast %s, channels_last %s, "
                 "compile %s; data %s, validation %s",
