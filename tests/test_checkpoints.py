@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vsr import CheckpointError, build_model
-from vsr.checkpoints import extract_state_dict, load_checkpoint, load_state_dict, save_checkpoint
+from vsr.checkpoints import extract_state_dict, load_checkpoint, load_state_dict, read_checkpoint, save_checkpoint
 
 DATA = Path(__file__).parent / "data"
 TOLERANCE = 1e-4
@@ -163,3 +163,20 @@ def test_full_size_parameter_counts_match_basicsr(basicsr_archs):
         ours = build_model(recipe)
         load_state_dict(ours, extract_state_dict({"params_ema": reference.state_dict()}))
         assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda path, good: path.write_bytes(b""), r"not a checkpoint: .*bad\.pth: the file is empty \(0 bytes\)"),
+        (lambda path, good: path.write_text("weights\n"), r"not a checkpoint: .*bad\.pth: it is a text file"),
+        (lambda path, good: path.write_bytes(good.read_bytes()[:2000]), r"bad\.pth: the file is truncated \(2,000"),
+        (lambda path, good: torch.save([torch.zeros(1)], path), r"bad\.pth holds a list, not a mapping of weights"),
+    ],
+    ids=["empty", "text", "truncated", "list"],
+)
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, write, message):
+    good = save_checkpoint(torch.nn.Linear(64, 64), tmp_path / "good.pth")
+    write(tmp_path / "bad.pth", good)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(tmp_path / "bad.pth")

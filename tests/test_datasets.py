@@ -21,6 +21,7 @@ from vsr.data.datasets import (
     TrainingClips,
     detect_layout,
     folder_clips,
+    list_frames,
     mirror_sample,
     open_dataset,
     reds_clips,
@@ -475,3 +476,17 @@ def test_vimeo_center_frame_protocol(vimeo_root: Path):
     im4 = np.asarray(Image.open(vimeo_root / "GT" / "00001" / "0002" / "im4.png"))
     assert torch.equal((sample["gt"][0] * 255).round().byte(), torch.from_numpy(im4.copy()).permute(2, 0, 1))
     assert torch.equal((sample["lq"][sample["center"]] * 255).round(), box_down_chw(sample["gt"])[0])
+
+
+def test_a_clip_folder_with_images_of_another_format_is_refused_naming_them(tmp_path):
+    """A .jpg among the .png frames is never skipped silently (part of the clip would be read); hidden files
+    (macOS ``._0001.png``) are ignored."""
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(clip / f"{i:04d}.png")
+    (clip / "._0000.png").write_bytes(b"\x00\x05\x16\x07")
+    assert [p.name for p in list_frames(clip)] == ["0000.png", "0001.png", "0002.png"]
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(clip / "0003.jpg")
+    with pytest.raises(DataError, match=r"holds images that are not \.png frames \(0003\.jpg\)"):
+        list_frames(clip)

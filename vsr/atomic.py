@@ -1,7 +1,9 @@
 """Atomic file writes: checkpoints, run results, metrics and reports are never left half-written.
 
 Everything is written to a temporary file in the destination's folder (same file system) and renamed over
-the destination only once complete: a crash or Ctrl-C leaves either the old file or the new one.
+the destination only once complete: a crash or Ctrl-C leaves either the old file or the new one. An
+``OSError`` while writing (a full disk: ``ENOSPC``) names the destination. :func:`read_json` reads such a
+file back, naming it if it is not JSON (cut short by a copy, or edited).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from vsr.errors import DataError
 
 
 def _file_mode() -> int:
@@ -36,6 +40,10 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:  # write() and fsync() say ENOSPC without a file name
+            err.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -67,4 +75,22 @@ def write_json(obj: Any, path: str | Path) -> Path:
     return write_text(json.dumps(obj, indent=2, default=str) + "\n", path)
 
 
-__all__ = ["atomic_open", "atomic_path", "write_json", "write_text", "write_with"]
+def read_json(path: str | Path) -> Any:
+    """The content of a JSON file; a file that is not JSON (cut short, edited, binary) fails with a
+    :class:`~vsr.errors.DataError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = (
+            f"{err.msg} at line {err.lineno}, column {err.colno}"
+            if isinstance(err, json.JSONDecodeError)
+            else "not UTF-8 text"
+        )
+        raise DataError(
+            f"{path} is not valid JSON ({reason}): the file was cut short or edited; restore it, or delete it "
+            "and run again what wrote it"
+        ) from None
+
+
+__all__ = ["atomic_open", "atomic_path", "read_json", "write_json", "write_text", "write_with"]

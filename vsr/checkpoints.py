@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from vsr.atomic import atomic_open
-from vsr.errors import CheckpointError
+from vsr.errors import CheckpointError, shorten
 from vsr.model import build_model
 from vsr.zoo import ZOO, resolve_checkpoint
 
@@ -83,20 +83,43 @@ def to_vsr_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return state
 
 
+READS = "vsr reads torch.save files of tensors (loaded with weights_only=True) and .safetensors files"
+
+
+def _not_a_checkpoint(path: Path, err: Exception) -> CheckpointError:
+    """The error for a file that does not load: empty, text, truncated, or holding more than tensors."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        why = "the file is empty (0 bytes)"
+    elif b"\0" not in head and head.isascii():
+        why = "it is a text file"
+    elif "central directory" in str(err) or isinstance(err, EOFError):
+        why = f"the file is truncated ({path.stat().st_size:,} bytes): it was cut short while being written or copied"
+    else:
+        line = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        why = shorten(re.split(r"(?<=\.)\s", line.strip())[0].rstrip("."), 200)
+    return CheckpointError(f"not a checkpoint: {path}: {why}. {READS}; pass one of those, or a published name")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint file safely: ``.safetensors`` or a ``torch.save`` file of tensors and containers."""
+    """Read a checkpoint file safely: ``.safetensors`` or a ``torch.save`` file of tensors and containers.
+
+    A file that is empty, truncated, text, or not a mapping fails with a :class:`CheckpointError` naming it
+    ("not a checkpoint: ...")."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         if path.suffix == ".safetensors":
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
+            raw = load_file(str(path))
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files, unsafe globals
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {str(err).splitlines()[0]}. vsr reads only tensors "
-            "(torch.load weights_only=True) or .safetensors files"
-        ) from None
+        raise _not_a_checkpoint(path, err) from None
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"not a checkpoint: {path} holds a {type(raw).__name__}, not a mapping of weights")
+    return raw
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = None) -> dict[str, Tensor]:
@@ -120,7 +143,7 @@ def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = No
         state = checkpoint[key]
     else:
         state = checkpoint
-    if not all(isinstance(v, Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError("checkpoint does not hold a state dict of tensors")
     return to_vsr_names(state)
 

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from vsr.device import default_device
 from vsr.errors import VSRError
 from vsr.model import assemble
 from vsr.recipe import Recipe, load_recipe
@@ -263,9 +264,7 @@ def profile(
         raise VSRError(f"profile: need frames >= 1 and a size (h, w) of positive integers, got {frames}, {size}")
     if repeats < 1 or warmup < 0:
         raise VSRError(f"profile: need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VSRError("profile: device cuda was asked for but CUDA is not available; use --device cpu")
+    device = default_device(device)
     model, name, section = _resolve(recipe)
     h, w = size
 

@@ -40,7 +40,7 @@ from rich import get_console
 from torch import Tensor, nn
 
 from vsr.device import default_device
-from vsr.errors import VideoError, VSRError
+from vsr.errors import ArgumentError, VideoError, VSRError
 from vsr.progress import progress_bar
 from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter
 
@@ -78,16 +78,16 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[TileSpan]:
 
 def _check_parameters(chunk_size, chunk_overlap, tile, tile_overlap) -> tuple[int, int] | None:
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be an int >= 1 (or None for the whole video), got {chunk_size!r}")
+        raise ArgumentError(f"chunk_size must be an int >= 1 (or None for the whole video), got {chunk_size!r}")
     if not isinstance(chunk_overlap, int) or chunk_overlap < 0:
-        raise ValueError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
+        raise ArgumentError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
     if not isinstance(tile_overlap, int) or tile_overlap < 0:
-        raise ValueError(f"tile_overlap must be an int >= 0, got {tile_overlap!r}")
+        raise ArgumentError(f"tile_overlap must be an int >= 0, got {tile_overlap!r}")
     if tile is None:
         return None
     sizes = (tile, tile) if isinstance(tile, int) else tuple(tile)
     if len(sizes) != 2 or not all(isinstance(s, int) and s > 2 * tile_overlap for s in sizes):
-        raise ValueError(
+        raise ArgumentError(
             f"tile must be an int or an (h, w) pair of ints > 2 * tile_overlap, i.e. >= {2 * tile_overlap + 1} "
             f"for tile_overlap={tile_overlap}; got {tile!r}"
         )
@@ -141,6 +141,15 @@ def _as_chw(frame: np.ndarray | Tensor, index: int) -> Tensor:
     if isinstance(frame, Tensor):
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise ValueError(f"frame {index}: tensor frames must be (3, h, w), got {tuple(frame.shape)}")
+        if frame.is_floating_point():
+            if not torch.isfinite(frame).all():
+                raise ArgumentError(f"frame {index}: holds NaN or infinite values; float frames must be in [0, 1]")
+            low, high = frame.aminmax()
+            if low < 0 or high > 1:
+                raise ArgumentError(
+                    f"frame {index}: values from {low.item():.4g} to {high.item():.4g}, but float frames must be in "
+                    "[0, 1]; divide 0-255 values by 255, clamp small overshoots (x.clamp(0, 1)), or pass uint8 frames"
+                )
         return frame
     raise ValueError(f"frame {index}: expected a uint8 (h, w, 3) array or a (3, h, w) tensor, got {type(frame)}")
 
@@ -221,9 +230,9 @@ def upscale_frames(
     scale = _model_scale(model)
     device = default_device(device)
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ArgumentError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype == "float16" and device.type == "cpu":
-        raise ValueError("dtype='float16' needs a GPU; on the CPU use dtype='bfloat16' or 'float32'")
+        raise ArgumentError("dtype='float16' needs a GPU; on the CPU use dtype='bfloat16' or 'float32'")
 
     def stream() -> Iterator[Tensor]:
         with _prepared(model, device, dtype, channels_last, compile) as (forward, autocast):

@@ -145,10 +145,26 @@ def _subfolders(path: Path) -> list[str]:
     return names
 
 
+#: Image files that are not frames vsr reads: a clip folder holding one is refused, never half-read.
+OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
 def list_frames(folder: Path) -> list[Path]:
-    """The ``.png`` frames of one clip folder, in frame-number order (natural order for numbered names)."""
+    """The ``.png`` frames of one clip folder, in frame-number order (natural order for numbered names).
+
+    A folder that also holds images of another format (a ``.jpg`` among the ``.png`` frames) is refused,
+    naming them: skipping them would silently read part of the clip. Hidden files (``._0001.png``) are
+    ignored."""
     _require_dir(folder, "clip folder")
-    frames = [p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file()]
+    files = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+    others = sorted(p.name for p in files if p.suffix.lower() in OTHER_IMAGE_SUFFIXES)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise DataError(
+            f"clip folder {folder} holds images that are not .png frames ({shown}); vsr reads .png frames only: "
+            "convert them to .png or move them out of the folder"
+        )
+    frames = [p for p in files if p.suffix.lower() == ".png"]
     if not frames:
         raise DataError(f"clip folder {folder} holds no .png frames")
     return sorted(frames, key=_sort_key)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vsr.atomic import write_json, write_with
+from vsr.atomic import read_json, write_json, write_with
 from vsr.evaluate import METRICS_FILE, PER_FRAME_FILE
 from vsr.probe import TemporalProbe
 from vsr.studies.schema import StudyError
@@ -117,7 +117,7 @@ def check_run_folder(spec: RunSpec, create: bool = False) -> None:
         if create:
             write_json(spec.identity(), path)
         return
-    stored = json.loads(path.read_text())
+    stored = read_json(path)
     if stored == json.loads(json.dumps(spec.identity())):
         return
     before, now = _flatten(stored), _flatten(json.loads(json.dumps(spec.identity())))
@@ -177,29 +177,29 @@ def can_resume(run_dir: str | Path) -> bool:
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """``run.json``: the finished run's record (identity, recipe, metrics, timings)."""
-    return json.loads((Path(run_dir) / RUN_FILE).read_text())
+    return read_json(Path(run_dir) / RUN_FILE)
 
 
 def read_training_result(run_dir: str | Path) -> dict[str, Any]:
     """``result.json``: what training reports (iterations, time, parameters, device)."""
-    return json.loads((Path(run_dir) / RESULT_FILE).read_text())
+    return read_json(Path(run_dir) / RESULT_FILE)
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     """``metrics.json``: the validation metrics of the evaluated checkpoint and of bicubic upsampling."""
-    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+    return read_json(Path(run_dir) / METRICS_FILE)
 
 
 def read_spec(run_dir: str | Path) -> dict[str, Any] | None:
     """``run_spec.json`` (study, variant, seed, resolved recipe), or None if the folder has none."""
     path = Path(run_dir) / SPEC_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def read_profile(run_dir: str | Path) -> dict[str, Any] | None:
     """``profile.json``, or None for a run that was not profiled."""
     path = Path(run_dir) / PROFILE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -239,7 +239,7 @@ def last_checkpoint(run_dir: str | Path) -> Path:
 def trained_in(run_dir: str | Path) -> str | None:
     """The run folder whose training this run copied, or None if it trained itself."""
     path = Path(run_dir) / REUSED_FILE
-    return json.loads(path.read_text())["trained_in"] if path.is_file() else None
+    return read_json(path)["trained_in"] if path.is_file() else None
 
 
 # ------------------------------------------------------------------------------------------ twin runs
@@ -286,7 +286,7 @@ def finished_runs(folders: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
     found: dict[Path, dict[str, Any]] = {}
     for folder in folders:
         for path in sorted(Path(folder).rglob(RUN_FILE)):
-            found.setdefault(path.parent.resolve(), json.loads(path.read_text()))
+            found.setdefault(path.parent.resolve(), read_json(path))
     return sorted(found.items(), key=lambda item: (item[1]["study"], item[1]["variant"], item[1]["seed"]))
 
 
@@ -296,7 +296,7 @@ def failed_runs(folders: Iterable[Path]) -> list[tuple[Path, str]]:
     for folder in folders:
         for path in sorted(Path(folder).rglob(FAILED_FILE)):
             if not run_finished(path.parent):
-                failed.append((path.parent, json.loads(path.read_text()).get("error", "?")))
+                failed.append((path.parent, read_json(path).get("error", "?")))
     return failed
 
 
@@ -306,6 +306,6 @@ def study_records(folders: Iterable[Path]) -> dict[str, dict[str, Any]]:
     for folder in folders:
         folder = Path(folder)
         for path in sorted([*folder.glob(STUDY_FILE), *folder.glob(f"*/{STUDY_FILE}")]):
-            data = json.loads(path.read_text())
+            data = read_json(path)
             records.setdefault(data["name"], data | {"dir": str(path.parent)})
     return records
