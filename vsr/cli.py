@@ -1,18 +1,29 @@
-"""The ``vsr`` command line. It only parses arguments and calls library functions of the same names."""
+"""The ``vsr`` command line. It only parses arguments and calls library functions of the same names.
+
+A command that fails prints one ``error:`` line naming the problem and the fix, and exits with status 2:
+vsr's own errors, and the file-system errors (a full disk, a missing or unwritable path) and undecodable
+files a user can cause, named by path. What a user gave (paths, values, names) is printed literally, never
+read as rich markup, and bounded in length (:func:`say`, :func:`fail`). Ctrl-C says what was saved.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from vsr.errors import VSRError
+from vsr.errors import ArgumentError, VSRError, shorten
 
 app = typer.Typer(
     help="Video super-resolution research as composable parts: BasicVSR, IconVSR and their ablations.",
@@ -32,24 +43,116 @@ SetOption = Annotated[
 ]
 
 
+#: The most characters of one printed message (a message quoting a huge value is cut in the middle).
+MESSAGE_CHARS = 2000
+USER_ERROR = 2  # the exit status of every reported error
+INTERRUPTED = 130
+
+
+def say(*parts: str | tuple[str, str]) -> None:
+    """Print one message: each part a text, or a ``(text, style)`` pair. Texts are printed literally (a path
+    holding ``[red]`` shows as written; rich markup is never read from them) and not wrapped."""
+    console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: <message>`` (one line, bounded) and return the exit of a user error, to raise."""
+    say(("error:", "bold red"), " ", shorten(" ".join(message.split()), MESSAGE_CHARS))
+    return typer.Exit(USER_ERROR)
+
+
+def os_error_message(err: OSError) -> str:
+    """An ``OSError`` as what happened to which path and what to do about it."""
+    path = shorten(str(err.filename)) if err.filename is not None else None
+    code = err.errno
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        where = f" while writing {path}" if path else ""
+        return (f"the disk is full (no space left on the device){where}; free some space there or write "
+                "elsewhere, then run the command again")  # fmt: skip
+    if path is None:
+        return f"{err.strerror or err}"
+    messages = {
+        errno.EACCES: f"permission denied: {path}; choose a path you may read and write, or change its permissions",
+        errno.EPERM: f"operation not permitted on {path}; choose another path, or change its permissions",
+        errno.EROFS: f"{path} is on a read-only file system; choose a path on a writable disk",
+        errno.ENOTDIR: f"{path}: a part of this path is a file, not a folder; choose another path",
+        errno.EEXIST: f"{path} already exists; choose another path, or move it away first",
+        errno.ENOENT: f"{path} does not exist; check the path (the folder that should hold it must exist)",
+        errno.EISDIR: f"{path} is a folder where a file is expected; name a file",
+        errno.ENAMETOOLONG: f"{path}: the path is too long; choose a shorter one",
+    }
+    return messages.get(code, f"{err.strerror or err}: {path}")
+
+
 def reports_errors(command):
-    """Print vsr's own errors as one clear line (no traceback) and exit with status 2."""
+    """Print errors a user can cause as one ``error:`` line (no traceback) and exit with status 2: vsr's own
+    (:class:`VSRError`), file-system errors (:func:`os_error_message`), files that do not decode. Ctrl-C
+    prints what was saved (the message a command attaches to the ``KeyboardInterrupt``) and exits with 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except VSRError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            console.print(
-                "[yellow]interrupted[/]: finished work is saved; continue with --resume (vsr train) "
-                "or the same command (vsr study)"
-            )
-            raise typer.Exit(130) from None
+            raise fail(str(err)) from None
+        except OSError as err:
+            raise fail(os_error_message(err)) from None
+        except UnicodeDecodeError as err:
+            raise fail(f"a file given is not UTF-8 text ({err.reason} at byte {err.start}); check the paths") from None
+        except json.JSONDecodeError as err:
+            raise fail(
+                f"a JSON file is not valid ({err.msg} at line {err.lineno}); it was cut short or edited"
+            ) from None
+        except yaml.YAMLError as err:
+            problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise fail(f"a YAML file or value is not valid ({problem})") from None
+        except KeyboardInterrupt as err:
+            said = err.args[0] if err.args and isinstance(err.args[0], str) else None
+            say((shorten(said or "interrupted before the command finished; run it again", MESSAGE_CHARS), "yellow"))
+            raise typer.Exit(INTERRUPTED) from None
 
     return wrapper
+
+
+def interrupted(message: str) -> KeyboardInterrupt:
+    """A ``KeyboardInterrupt`` that says what was saved (printed by :func:`reports_errors`), to raise."""
+    return KeyboardInterrupt(message)
+
+
+def check_output(path: Path | None, option: str, folder: bool = True) -> None:
+    """Refuse an output path that cannot be right, before any work: the current folder or one above it
+    (writing or replacing it would touch everything in it), a file where a ``folder`` is needed, a path
+    under a file, or a path whose nearest existing folder is not writable."""
+    if path is None:
+        return
+    resolved = path.resolve()
+    if Path.cwd().resolve().is_relative_to(resolved):
+        raise ArgumentError(
+            f"{option} {path} is the current folder (or one above it); name a new folder for the output, "
+            f"e.g. {option} out"
+        )
+    if folder and resolved.exists() and not resolved.is_dir():
+        raise ArgumentError(f"{option} {path} is a file, not a folder; choose another path")
+    existing = next(p for p in resolved.parents if p.exists()) if not resolved.exists() else None
+    if existing is not None and not existing.is_dir():
+        raise ArgumentError(f"{option} {path} cannot be created: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ArgumentError(f"{option} {path} cannot be created: {existing} is not writable (permission denied)")
+
+
+def check_at_least(minimum: int, **options: int | None) -> None:
+    """Refuse an integer option below ``minimum``, e.g. ``check_at_least(0, chunk_size=-1)``."""
+    for name, value in options.items():
+        if value is not None and value < minimum:
+            raise ArgumentError(f"--{name.replace('_', '-')} {value}: must be at least {minimum}")
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a ``--device`` torch does not know (``banana``), or CUDA where there is none, before any work."""
+    if device is not None:
+        from vsr.device import default_device  # loads torch: only when a command runs
+
+        default_device(device)
 
 
 @app.command("model")
@@ -66,7 +169,7 @@ def model_command(
 
     resolved = load_recipe(recipe, *(set_ or []))
     model = assemble(resolved.model)
-    table = Table(title=f"{resolved.name}: ×{model.scale}, {model.channels} channels")
+    table = Table(title=Text(f"{resolved.name}: ×{model.scale}, {model.channels} channels"))
     table.add_column("kind")
     table.add_column("component")
     table.add_column("arguments")
@@ -76,11 +179,11 @@ def model_command(
         entry = dict(resolved.model[kind])
         name = entry.pop("name")
         args = ", ".join(f"{k}={v}" for k, v in entry.items())
-        table.add_row(kind, name, args, f"{counts[kind]:,}" if kind in counts else "—")
+        table.add_row(kind, Text(name), Text(args), f"{counts[kind]:,}" if kind in counts else "—")
     table.add_row("total", "", "", f"{sum(p.numel() for p in model.parameters()):,}", style="bold")
     console.print(table)
     if show_recipe:
-        console.print(resolved.to_yaml(), highlight=False)
+        console.print(resolved.to_yaml(), highlight=False, markup=False)
 
 
 @app.command("zoo")
@@ -124,12 +227,22 @@ def synth_command(
     """Generate the embedded synthetic data set (scikit-image photographs moved by a virtual camera)."""
     from vsr.data import synth
 
+    check_output(out, "--out")
+    check_at_least(1, frames=frames, val_frames=val_frames, clips_per_photo=clips_per_photo,
+                   val_clips_per_photo=val_clips_per_photo, size=size)  # fmt: skip
+
     options = {"frames": frames, "val_frames": val_frames, "clips_per_photo": clips_per_photo,
                "val_clips_per_photo": val_clips_per_photo, "size": None if size is None else (size, size)}  # fmt: skip
     kwargs = {"seed": seed, "degradation": degradation, "overwrite": overwrite}
     kwargs |= {key: value for key, value in options.items() if value is not None}
-    info = synth.generate(out or synth.default_root(), **kwargs)
-    console.print(f"synthetic data set in [bold]{info.root}[/]: {info}")
+    root = out or synth.default_root()
+    try:
+        info = synth.generate(root, **kwargs)
+    except KeyboardInterrupt:
+        raise interrupted(
+            f"interrupted: nothing was written to {root} (a data set appears only once complete)"
+        ) from None
+    say("synthetic data set in ", (str(info.root), "bold"), f": {info}")
 
 
 @data_app.command("degrade")
@@ -144,8 +257,16 @@ def degrade_command(
     """Make LR frames from GT frames with the BI or BD degradation of the BasicVSR papers."""
     from vsr.data.degradations import degrade_folder
 
-    count = degrade_folder(gt_root, lr_root, kind=kind, scale=scale, overwrite=overwrite)
-    console.print(f"wrote {count} LR frames to {lr_root}")
+    check_output(lr_root, "LR_ROOT")
+    check_at_least(1, scale=scale)
+    try:
+        count = degrade_folder(gt_root, lr_root, kind=kind, scale=scale, overwrite=overwrite)
+    except KeyboardInterrupt:
+        raise interrupted(
+            f"interrupted: the LR frames written so far in {lr_root} are complete and kept; run the same "
+            "command again to make the rest"
+        ) from None
+    say(f"wrote {count} LR frames to {lr_root}")
 
 
 @app.command("train")
@@ -166,8 +287,38 @@ def train_command(
     from vsr.training import train
 
     resolved = load_recipe(recipe, *(set_ or []))
-    result = train(resolved, out, data=data, resume=resume, device=device, allow_recipe_changes=allow_changes)
-    console.print(f"run finished: {result}")
+    check_output(out, "--out")
+    check_device(device)
+    try:
+        result = train(resolved, out, data=data, resume=resume, device=device, allow_recipe_changes=allow_changes)
+    except KeyboardInterrupt:
+        saved, status = training_saved(resolved, out, recipe, set_ or [])
+        raise interrupted(f"interrupted{'' if saved else ' before the first checkpoint'}: {status}") from None
+    except OSError as err:  # a full disk: say what the run kept
+        raise VSRError(
+            f"{os_error_message(err)}. So far: {training_saved(resolved, out, recipe, set_ or [])[1]}"
+        ) from None
+    say(f"run finished: {result}")
+
+
+def training_saved(resolved, out: Path | None, recipe: str, overrides: list[str]) -> tuple[bool, str]:
+    """What a stopped ``vsr train`` leaves: ``(True, its latest checkpoint and the command that resumes from
+    it)``, or ``(False, nothing to resume from)``."""
+    from vsr.checkpoints import read_checkpoint
+    from vsr.training.files import LATEST_CHECKPOINT
+    from vsr.training.trainer import default_run_folder
+
+    run_dir = out if out is not None else default_run_folder(resolved)
+    latest = run_dir / LATEST_CHECKPOINT
+    if not latest.is_file():
+        return False, f"nothing was saved to resume from (in {run_dir}); run the same command again to start over"
+    try:
+        iteration = read_checkpoint(latest).get("iteration")
+    except VSRError:
+        iteration = None
+    at = f" at iteration {iteration}" if isinstance(iteration, int) else ""
+    command = ["vsr", "train", recipe, *(a for o in overrides for a in ("--set", o)), "--out", str(run_dir), "--resume"]
+    return True, f"the run is saved{at} ({latest}); continue it with --resume: {shlex.join(command)}"
 
 
 @app.command("test")
@@ -188,6 +339,8 @@ def evaluate_command(
     from vsr.recipe import load_recipe
 
     resolved = load_recipe(recipe, *(set_ or []))
+    check_output(out, "--out")
+    check_device(device)
     metrics = evaluate(resolved, checkpoint, data, out_dir=out, save_frames=save_frames, device=device)
     console.print_json(json.dumps(metrics, default=str))
 
@@ -208,6 +361,9 @@ def probe_command(
     from vsr.recipe import load_recipe
 
     resolved = load_recipe(recipe, *(set_ or []))
+    check_output(out, "--out")
+    check_device(device)
+    check_at_least(0, field_clips=field_clips)
     result = run_probe(resolved, checkpoint, data, out_dir=out, device=device, field_clips=field_clips)
     table = Table(title=f"temporal gain: {result.mean_gain:+.3f} dB (whole clip vs each frame alone)")
     for column in ("frame", "PSNR whole clip (dB)", "PSNR frame alone (dB)", "gain (dB)"):
@@ -217,7 +373,7 @@ def probe_command(
     console.print(table)
     profile = receptive_field_profile(result.field()).set_index("distance").share
     past, future = profile[profile.index < 0].sum(), profile[profile.index > 0].sum()
-    console.print(
+    say(
         f"receptive field: {profile[0]:.1%} of each output's sensitivity from its own frame, {past:.1%} from past "
         f"frames, {future:.1%} from future frames" + (f"; files in {out}" if out else "")
     )
@@ -247,14 +403,32 @@ def upscale_command(
     from vsr.checkpoints import pretrained_model
     from vsr.upscale import upscale
 
+    check_output(output, "--output", folder=False)
+    check_at_least(0, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile_overlap=tile_overlap, crf=crf)
+    check_at_least(1, tile=tile)
+    if tile is not None and tile <= 2 * tile_overlap:
+        raise ArgumentError(
+            f"--tile {tile} must exceed twice --tile-overlap ({2 * tile_overlap}): raise --tile or lower --tile-overlap"
+        )
+    check_device(device)
     net = pretrained_model(model, checkpoint, set_ or [])
     writer_args = {"crf": crf} if crf is not None else {}
-    summary = upscale(
-        net, source, output, chunk_size=chunk_size or None, chunk_overlap=chunk_overlap, tile=tile,
-        tile_overlap=tile_overlap, device=device, dtype=dtype, channels_last=channels_last, compile=compile_,
-        overwrite=overwrite, fps=fps, **writer_args,
-    )  # fmt: skip
-    console.print(str(summary))
+    try:
+        summary = upscale(
+            net, source, output, chunk_size=chunk_size or None, chunk_overlap=chunk_overlap, tile=tile,
+            tile_overlap=tile_overlap, device=device, dtype=dtype, channels_last=channels_last, compile=compile_,
+            overwrite=overwrite, fps=fps, **writer_args,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        raise interrupted(
+            f"interrupted: nothing was written to {output} (an output appears only once complete; an earlier "
+            "one is left as it was)"
+        ) from None
+    except OSError as err:
+        if err.filename is None:  # a write() that failed (a full disk) names no file: it was the output
+            err.filename = str(output)
+        raise
+    say(str(summary))
 
 
 @app.command("study")
@@ -280,15 +454,26 @@ def study_command(
     from vsr.recipe import parse_value
     from vsr.studies import run_study
 
+    check_output(out, "--out")
+    check_output(report, "--report")
+    check_at_least(1, seeds=seeds, jobs=jobs)
+    check_device(device)
+
     slurm_args = {}
     for item in slurm or []:
         key, _, value = item.partition("=")
         slurm_args[key] = parse_value(value)
-    index = run_study(
-        name, preset=preset, seeds=seeds, data=data, out=out, executor=executor, device=device,
-        slurm=slurm_args or None, report=report, variants=variant, jobs=jobs,
-    )  # fmt: skip
-    console.print(f"report: [bold]{index}[/]")
+    try:
+        index = run_study(
+            name, preset=preset, seeds=seeds, data=data, out=out, executor=executor, device=device,
+            slurm=slurm_args or None, report=report, variants=variant, jobs=jobs,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        raise interrupted(
+            "interrupted: finished runs are kept; run the same command again to continue (each unfinished "
+            "training resumes from its last checkpoint, or starts over if it had none)"
+        ) from None
+    say("report: ", (str(index), "bold"))
 
 
 @app.command("report")
@@ -303,8 +488,9 @@ def report_command(
     """Compile finished runs into tables (Markdown, CSV, LaTeX), figures and an index.md."""
     from vsr.reports import write_report
 
+    check_output(out, "--out")
     index = write_report(runs, out, title=title, base=base, visual=visual)
-    console.print(f"report: [bold]{index}[/]")
+    say("report: ", (str(index), "bold"))
 
 
 @app.command("profile")
@@ -325,10 +511,12 @@ def profile_command(
     try:
         h, w = (int(v) for v in size.lower().split("x"))
     except ValueError:
-        raise VSRError(f"--size {size!r}: write the LR size as HxW, e.g. 180x320") from None
+        raise ArgumentError(f"--size {shorten(size)}: write the LR size as HxW, e.g. 180x320") from None
+    check_at_least(1, frames=frames, repeats=repeats)
+    check_device(device)
     result = profile(load_recipe(recipe, *(set_ or [])), device=device, frames=frames, size=(h, w), repeats=repeats,
                      runtime=runtime)  # fmt: skip
-    table = Table(title=f"{result['recipe']}: {frames} frames of {h}x{w} LR")
+    table = Table(title=Text(f"{result['recipe']}: {frames} frames of {h}x{w} LR"))
     table.add_column("component")
     table.add_column("parameters", justify="right")
     table.add_column("GFLOPs / frame", justify="right")
@@ -340,9 +528,9 @@ def profile_command(
     table.add_row("total", f"{result['params']['total']:,}", f"{result['flops_per_frame'] / 1e9:.2f}", style="bold")
     console.print(table)
     if runtime:
-        console.print(f"runtime: {result['runtime_ms_per_frame']:.1f} ms/frame on {result['device']}")
+        say(f"runtime: {result['runtime_ms_per_frame']:.1f} ms/frame on {result['device']}")
     if result["uncounted_ops"]:
-        console.print(f"not counted (element-wise / data movement): {', '.join(sorted(result['uncounted_ops']))}")
+        say(f"not counted (element-wise / data movement): {', '.join(sorted(result['uncounted_ops']))}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
