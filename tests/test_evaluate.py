@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import TINY_DATA, TINY_MODEL, tiny_synth
 
 from vsr import CheckpointError, VSRError
 from vsr.checkpoints import load_checkpoint
-from vsr.data import synth
 from vsr.evaluate import Bicubic, evaluate
 from vsr.model import assemble
 from vsr.recipe import load_recipe
@@ -23,13 +23,8 @@ from vsr.training import train
 
 RECIPE = {
     "name": "tiny",
-    "model": {
-        "channels": 8,
-        "flow": {"name": "spynet", "levels": 2, "widths": [8, 8, 8, 8], "kernel_size": 3},
-        "aggregation": {"name": "residual", "num_blocks": 1},
-        "upsampling": {"name": "pixel_shuffle", "hr_channels": 8},
-    },
-    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 2, "workers": 0},
+    "model": TINY_MODEL,
+    "data": TINY_DATA,
     "train": {"iterations": 3, "periods": [3], "lr": 1e-3, "fix_iterations": 0, "val_every": 2, "log_every": 1},
 }
 
@@ -37,16 +32,7 @@ RECIPE = {
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval") / "set"
-    synth.generate(
-        root,
-        frames=5,
-        val_frames=5,
-        clips_per_photo=1,
-        val_clips_per_photo=1,
-        size=(64, 64),
-        photos=["astronaut", "coffee", "camera", "chelsea"],
-        val_photos=["chelsea"],
-    )
+    tiny_synth(root)
     result = train(RECIPE, root.parent / "run", data=root, progress=False)
     return root, result
 

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from tiny import TINY_DATA, TINY_MODEL
 from typer.testing import CliRunner
 
 import vsr.locks
@@ -214,13 +215,8 @@ def test_overwrite_checks_again_just_before_the_swap(tmp_path):
 
 TINY = {
     "name": "tiny",
-    "model": {
-        "channels": 8,
-        "flow": {"name": "spynet", "levels": 2, "widths": [8, 8, 8, 8], "kernel_size": 3},
-        "aggregation": {"name": "residual", "num_blocks": 1},
-        "upsampling": {"name": "pixel_shuffle", "hr_channels": 8},
-    },
-    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 2, "workers": 0},
+    "model": TINY_MODEL,
+    "data": TINY_DATA,
     "train": {"iterations": 4, "periods": [8], "lr": 1e-3, "eta_min": 1e-7, "fix_iterations": 0, "log_every": 1,
               "val_every": 2, "checkpoint_every": 2},
 }  # fmt: skip

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from tiny import TINY_DATA, TINY_MODEL, tiny_synth
 
 import vsr.losses
 from vsr import DataError, RecipeError, VSRError
 from vsr.checkpoints import load_checkpoint, read_checkpoint
-from vsr.data import synth
 from vsr.data.datasets import open_dataset
 from vsr.data.sampling import RunSampler
 from vsr.losses import build_loss, charbonnier, endpoint_error, l1, mse
@@ -38,13 +38,8 @@ from vsr.training import (
 
 TINY = {
     "name": "tiny",
-    "model": {
-        "channels": 8,
-        "flow": {"name": "spynet", "levels": 2, "widths": [8, 8, 8, 8], "kernel_size": 3},
-        "aggregation": {"name": "residual", "num_blocks": 1},
-        "upsampling": {"name": "pixel_shuffle", "hr_channels": 8},
-    },
-    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 2, "workers": 0},
+    "model": TINY_MODEL,
+    "data": TINY_DATA,
     "train": {
         "iterations": 4,
         "periods": [4],
@@ -69,16 +64,7 @@ def tiny(**sections) -> dict:
 def data_root(tmp_path_factory) -> Path:
     """A synthetic set of 3 training clips and 1 validation clip of 5 frames, 64×64 GT (16×16 LR)."""
     root = tmp_path_factory.mktemp("synth") / "set"
-    synth.generate(
-        root,
-        frames=5,
-        val_frames=5,
-        clips_per_photo=1,
-        val_clips_per_photo=1,
-        size=(64, 64),
-        photos=["astronaut", "coffee", "camera", "chelsea"],
-        val_photos=["chelsea"],
-    )
+    tiny_synth(root)
     return root
 
 

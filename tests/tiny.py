@@ -1,0 +1,29 @@
+"""What several test modules train on: a tiny model section and a tiny synthetic set (seconds on a CPU)."""
+
+from pathlib import Path
+
+from vsr.data import synth
+
+#: An 8-channel BasicVSR with a 2-level SPyNet, and the data section that trains it on 8×8 LR crops.
+TINY_MODEL = {
+    "channels": 8,
+    "flow": {"name": "spynet", "levels": 2, "widths": [8, 8, 8, 8], "kernel_size": 3},
+    "aggregation": {"name": "residual", "num_blocks": 1},
+    "upsampling": {"name": "pixel_shuffle", "hr_channels": 8},
+}
+TINY_DATA = {"num_frames": 3, "lr_patch": 8, "batch_size": 2, "workers": 0}
+
+
+def tiny_synth(root: Path) -> Path:
+    """A synthetic set of 3 training clips and 1 validation clip of 5 frames, 64×64 GT (16×16 LR)."""
+    synth.generate(
+        root,
+        frames=5,
+        val_frames=5,
+        clips_per_photo=1,
+        val_clips_per_photo=1,
+        size=(64, 64),
+        photos=["astronaut", "coffee", "camera", "chelsea"],
+        val_photos=["chelsea"],
+    )
+    return root
