@@ -3,7 +3,6 @@ against numbers computed here, the conclusions' verdicts, and a whole report wri
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import statistics
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from source_text import string_literals
 
 import vsr.reports
 import vsr.reports.index
@@ -246,25 +246,12 @@ def test_reports_read_run_folders_only_through_vsr_studies_runs(tmp_path, monkey
         assert (tmp_path / "after" / name).read_text() == (tmp_path / "before" / name).read_text()
 
 
-def _string_literals(path: Path) -> list[str]:
-    """The string constants of a module, docstrings left out."""
-    tree = ast.parse(path.read_text())
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and node.body
-        and isinstance(node.body[0], ast.Expr)
-    }  # fmt: skip
-    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-            and id(n) not in docstrings]  # fmt: skip
-
-
 def test_reports_spell_no_run_folder_file_name():
     names = {v for k, v in vars(run_folders).items() if k.endswith(("_FILE", "_CHECKPOINT"))}
     names.discard(vsr.reports.index.PER_FRAME_CSV)  # the report's own per_frame.csv: every run's frames together
     assert {"run.json", "metrics.json", "checkpoints/last.pth"} <= names
     for path in sorted(Path(vsr.reports.__file__).parent.glob("*.py")):
-        for literal in _string_literals(path):
+        for literal in string_literals(path):
             assert not [name for name in names if name in literal], f"{path.name} spells {literal!r}"
 
 

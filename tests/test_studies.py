@@ -3,7 +3,6 @@ mid-run, resumed without losing or duplicating a result, reported), also through
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import statistics
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from source_text import string_literals
 
 import vsr.evaluate
 import vsr.studies
@@ -380,16 +380,9 @@ def test_run_folders_name_the_writers_files_by_the_writers_names():
     for name, value in written.items():
         if hasattr(run_folders, name):
             assert getattr(run_folders, name) == value
-    tree = ast.parse(Path(run_folders.__file__).read_text())
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and node.body
-        and isinstance(node.body[0], ast.Expr)
-    }  # fmt: skip
-    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and id(n) not in docstrings]
+    literals = string_literals(Path(run_folders.__file__))
     names = [re.compile(rf"(?<!\w){re.escape(value)}(?!\w)") for value in written.values()]
-    spelled = [text for text in literals if isinstance(text, str) and any(n.search(text) for n in names)]
+    spelled = [text for text in literals if any(n.search(text) for n in names)]
     assert not spelled, f"vsr/studies/runs.py spells the writers' file names {spelled}"
 
 
