@@ -116,6 +116,9 @@ def test_synth_options_reach_the_generator(tmp_path):
     meta = json.loads((out / "synth.json").read_text())["args"]
     assert meta["frames"] == {"train": 3, "val": 4} and meta["clips_per_photo"] == {"train": 1, "val": 2}
     assert meta["size"] == [32, 32] and len(list((out / "val" / "GT").iterdir())) == 2 * len(meta["photos"]["val"])
+    n_train, n_val = len(meta["photos"]["train"]), 2 * len(meta["photos"]["val"])
+    summary = f"{n_train} training clips of 3 frames, {n_val} validation clips of 4 frames; GT 32×32, LR 8×8 (BI ×4)"
+    assert summary in " ".join(result.output.split())
 
 
 def test_probe_prints_the_gain_and_writes_the_probe(tmp_path, tiny_checkpoint):

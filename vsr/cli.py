@@ -242,7 +242,7 @@ def synth_command(
         raise interrupted(
             f"interrupted: nothing was written to {root} (a data set appears only once complete)"
         ) from None
-    say("synthetic data set in ", (str(info.root), "bold"), f": {info}")
+    say("synthetic data set in ", (str(info.root), "bold"), f": {info.summary()}")
 
 
 @data_app.command("degrade")
@@ -382,13 +382,29 @@ def probe_command(
 @app.command("upscale")
 @reports_errors
 def upscale_command(
-    model: Annotated[str, typer.Argument(help="Zoo name, vsr checkpoint file, or recipe (with --checkpoint).")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Zoo name, vsr checkpoint file, recipe (with --checkpoint), or a model.onnx from vsr export."
+        ),
+    ],
     source: Annotated[Path, typer.Argument(help="Video file (mp4, mkv, webm, ...) or folder of frames.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file, or a folder for PNG frames.")],
     checkpoint: Annotated[str | None, typer.Option(help="Weights for a recipe MODEL: a file or a zoo name.")] = None,
     set_: SetOption = None,
-    chunk_size: Annotated[int, typer.Option(help="Output frames per temporal chunk (0: whole video).")] = 30,
-    chunk_overlap: Annotated[int, typer.Option(help="Warm-up frames on each side of a chunk.")] = 8,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Output frames per temporal chunk (0: whole video) [default: 30; an ONNX model: its frames "
+            "minus twice the overlap]."
+        ),
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Warm-up frames on each side of a chunk [default: 8; an ONNX model of T frames: at most (T-1)/4]."
+        ),
+    ] = None,
     tile: Annotated[int | None, typer.Option(help="LR tile size in pixels (default: whole frames).")] = None,
     tile_overlap: Annotated[int, typer.Option(help="LR pixels of margin around each tile.")] = 16,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 (float16: CUDA only).")] = "float32",
@@ -411,7 +427,11 @@ def upscale_command(
             f"--tile {tile} must exceed twice --tile-overlap ({2 * tile_overlap}): raise --tile or lower --tile-overlap"
         )
     check_device(device)
-    net = pretrained_model(model, checkpoint, set_ or [])
+    if model.endswith(".onnx"):
+        net = onnx_model(model, checkpoint, set_, chunk_size, dtype, channels_last, compile_, device)
+    else:
+        net = pretrained_model(model, checkpoint, set_ or [])
+        chunk_size = 30 if chunk_size is None else chunk_size
     writer_args = {"crf": crf} if crf is not None else {}
     try:
         summary = upscale(
@@ -428,6 +448,55 @@ def upscale_command(
         if err.filename is None:  # a write() that failed (a full disk) names no file: it was the output
             err.filename = str(output)
         raise
+    say(str(summary))
+
+
+def onnx_model(path: str, checkpoint, overrides, chunk_size, dtype, channels_last, compile_, device):
+    """An exported model for ``vsr upscale``, after refusing the options that do not apply to one."""
+    from vsr.export import load_onnx
+
+    given = {"--checkpoint": checkpoint is not None, "--set": bool(overrides), "--chunk-size": chunk_size is not None,
+             "--dtype": dtype != "float32", "--channels-last": channels_last, "--compile": compile_}  # fmt: skip
+    refused = [option for option, used in given.items() if used]
+    if refused:
+        raise ArgumentError(
+            f"{shorten(path)} is an exported ONNX model: it runs as exported (its weights, recipe and float32 are "
+            f"fixed, and its chunk is its frames minus twice --chunk-overlap), so {', '.join(refused)} cannot apply; "
+            "drop them, or upscale with the checkpoint instead"
+        )
+    return load_onnx(path, device)
+
+
+@app.command("export")
+@reports_errors
+def export_command(
+    model: Annotated[str, typer.Argument(help="Zoo name, vsr checkpoint file, or recipe (with --checkpoint).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write, e.g. model.onnx.")],
+    frames: Annotated[int, typer.Option(help="Frames per call of the exported model (fixed; height, width free).")],
+    checkpoint: Annotated[str | None, typer.Option(help="Weights for a recipe MODEL: a file or a zoo name.")] = None,
+    set_: SetOption = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (GridSample needs 16 or more).")] = 17,
+    check: Annotated[
+        bool, typer.Option(help="Run the export in ONNX Runtime and compare with PyTorch (within 1e-4).")
+    ] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+):
+    """Export a model to ONNX for a fixed number of frames, with dynamic height and width."""
+    from vsr.checkpoints import pretrained_model
+    from vsr.export import export_onnx
+
+    check_output(output, "--output", folder=False)
+    if output.suffix != ".onnx":
+        raise ArgumentError(f"--output {shorten(str(output))}: name an .onnx file, e.g. -o model.onnx")
+    if output.exists() and not overwrite:
+        raise ArgumentError(f"--output {shorten(str(output))} exists; choose another path, or pass --overwrite")
+    check_at_least(1, frames=frames)
+    check_at_least(16, opset=opset)
+    net = pretrained_model(model, checkpoint, set_ or [])
+    try:
+        summary = export_onnx(net, output, frames, opset=opset, check=check)
+    except KeyboardInterrupt:
+        raise interrupted(f"interrupted: nothing was written to {output}") from None
     say(str(summary))
 
 

@@ -427,6 +427,16 @@ class SynthInfo:
     def num_clips(self) -> dict[str, int]:
         return {split: len(clips) for split, clips in self.clips.items()}
 
+    def summary(self) -> str:
+        """One line for people: clips and frames per split, frame sizes and degradation."""
+        h, w = self.size
+        splits = ", ".join(
+            f"{len(clips)} {'training' if split == 'train' else 'validation'} clips of {self.frames[split]} frames"
+            for split, clips in self.clips.items()
+        )
+        lr = f"{h // self.scale}×{w // self.scale}"
+        return f"{splits}; GT {h}×{w}, LR {lr} ({self.degradation.upper()} ×{self.scale})"
+
     @classmethod
     def read(cls, root: Path, cached: bool = True) -> SynthInfo:
         meta = read_description(root)
