@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -395,9 +396,11 @@ def test_a_run_writes_the_files_its_run_folder_names(study_file, synth_root, tmp
     run_dir = Path(spec.run_dir)
     files = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
     probe = {f for f in files if f.startswith(f"{run_folders.TEMPORAL_DIR}/")}
+    events = {f for f in files if fnmatch(f, vsr.training.files.TENSORBOARD_EVENTS)}  # for TensorBoard, not studies
+    assert len(events) == 1
     named = {run_folders.RUN_FILE, run_folders.SPEC_FILE, run_folders.PROFILE_FILE, run_folders.METRICS_FILE,
              run_folders.PER_FRAME_FILE, run_folders.LATEST_CHECKPOINT, *run_folders.TRAINING_FILES}  # fmt: skip
-    assert files - probe == named | {vsr.training.files.BEST_CHECKPOINT}
+    assert files - probe - events == named | {vsr.training.files.BEST_CHECKPOINT}
     assert run_folders.run_finished(run_dir) and run_folders.training_finished(run_dir)
     assert run_folders.can_resume(run_dir) and run_folders.last_checkpoint(run_dir).is_file()
     assert run_folders.read_training_result(run_dir)["iterations"] == 2

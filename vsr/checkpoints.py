@@ -125,13 +125,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = None) -> dict[str, Tensor]:
     """The model weights inside a checkpoint of any supported format, in vsr's names.
 
-    * vsr: ``{"format": "vsr-checkpoint-v1", "model": {...}, ...}``;
+    * vsr: ``{"format": "vsr-checkpoint-v1", "model": {...}, ...}``, and with a moving average of the weights
+      (``train.ema``) also ``"params_ema"``: the average unless ``param_key="params"`` (the trained weights);
     * MMagic: ``{"meta": ..., "state_dict": {"generator.<name>": ...}}``;
     * BasicSR: ``{"params": {...}}`` and/or ``{"params_ema": {...}}`` (``param_key`` picks; ``params`` first);
     * a bare state dict.
     """
     if checkpoint.get("format") == VSR_FORMAT:
-        state = checkpoint["model"]
+        if param_key == "params_ema" and "params_ema" not in checkpoint:
+            raise CheckpointError("vsr checkpoint has no 'params_ema' (it was trained without train.ema)")
+        averaged = "params_ema" in checkpoint and param_key != "params"
+        state = checkpoint["params_ema"] if averaged else checkpoint["model"]
     elif "state_dict" in checkpoint:
         state = checkpoint["state_dict"]
         if any(k.startswith("generator.") for k in state):

@@ -89,6 +89,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "init": None,  # a checkpoint (path or zoo name) to start from: weights only, non-strict by prefix
         "init_prefixes": None,  # only load these parameter prefixes from `init` (e.g. [flow.])
         "objective": "sr",  # sr (train the network) | flow (pretrain model.flow alone on the data's true flow)
+        "ema": None,  # decay of an exponential moving average of the weights (e.g. 0.999), used for validation
+        # and saved as params_ema; None = off (as the reference recipes)
+        "tensorboard": True,  # write TensorBoard event files (the log's numbers, validation images) in the run folder
     },
 }
 
@@ -133,6 +136,7 @@ RANGES: dict[str, Allowed] = {
     "train.checkpoint_every": integer(0),  # 0: only at the end
     "train.init": optional(STRING),
     "train.init_prefixes": optional(list_of(STRING)),
+    "train.ema": optional(number(minimum=0, below=1)),  # 0: the average is the latest weights
 }
 
 #: Switches that YAML may also write as booleans (``amp: off`` parses as False).

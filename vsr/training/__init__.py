@@ -12,7 +12,9 @@ keys (every key is in :data:`vsr.recipe.DEFAULTS`). One module per job:
 * :mod:`~vsr.training.state`: the state a resumed run continues from, bit-exactly on CPU (training samples
   are a pure function of the iteration, :class:`vsr.data.sampling.RunSampler`);
 * :mod:`~vsr.training.resume`: what a resumed run may change of its recipe, and making a change real;
-* :mod:`~vsr.training.runlog`: ``log.jsonl`` and ``metrics.csv``;
+* :mod:`~vsr.training.ema`: the moving average of the weights (``train.ema``), validated and exported;
+* :mod:`~vsr.training.runlog`: ``log.jsonl`` and ``metrics.csv``; :mod:`~vsr.training.tensorboard`: the same
+  numbers and a validation image as TensorBoard event files (``train.tensorboard``);
 * :mod:`~vsr.training.trainer`: the run itself, :func:`train` and its result (:class:`RunResult`);
 * :mod:`~vsr.training.files`: the names of the files a run writes in its folder.
 """

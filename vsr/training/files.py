@@ -2,8 +2,8 @@
 makes a name (a recipe's, a study's, a variant's) fit to name a folder.
 
 :class:`vsr.training.trainer.Trainer` writes the recipe, the checkpoints, the final weights and the result,
-:class:`vsr.training.runlog.RunLog` the two logs; :mod:`vsr.studies.runs` reads a run folder through these
-names.
+:class:`vsr.training.runlog.RunLog` the two logs and, through :mod:`vsr.training.tensorboard`, the event
+files; :mod:`vsr.studies.runs` reads a run folder through these names.
 """
 
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe, written when the run starts
@@ -15,6 +15,7 @@ BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pth"  # the weights of the best valida
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pth"  # the final weights, with the recipe
 WEIGHTS_FILE = "model.safetensors"  # the final weights alone
 RESULT_FILE = "result.json"  # written last: its presence marks a finished training
+TENSORBOARD_EVENTS = "events.out.tfevents.*"  # TensorBoard's event files, one per session (a glob: it names them)
 
 
 def name_problem(name: object) -> str | None:
@@ -38,6 +39,7 @@ __all__ = [
     "METRICS_CSV",
     "RECIPE_FILE",
     "RESULT_FILE",
+    "TENSORBOARD_EVENTS",
     "WEIGHTS_FILE",
     "name_problem",
 ]

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from vsr.components import build_component
 from vsr.data.datasets import ClipSet, TestClips
-from vsr.evaluate import Bicubic, Protocol, measure
+from vsr.evaluate import Bicubic, Protocol, bicubic_upsample, measure, restore
 from vsr.losses import build_loss, endpoint_error
+from vsr.metrics import vimeo_center_frame
 from vsr.model import assemble
 from vsr.recipe import Recipe
 
@@ -28,13 +29,15 @@ class Objective:
     """What is trained and how it is scored: ``build_model``, ``loss`` of a batch, ``validate``.
 
     ``validate`` returns the metrics of the current weights; ``baseline`` those of the trivial predictor
-    (bicubic upsampling, zero flow). ``primary`` is the metric that picks ``best.pth``."""
+    (bicubic upsampling, zero flow). ``primary`` is the metric that picks ``best.pth``. ``example`` is an
+    image that shows the current weights at work (TensorBoard's ``val/<example_name>``), or None."""
 
     primary: str = ""
     baseline_name: str = ""
     higher_is_better: bool = True
     with_flow: bool = False
     validate_first: bool = False  # also validate the initial weights (cheap for flow: "EPE before")
+    example_name: str = "example"
 
     def __init__(self, recipe: Recipe, device: torch.device):
         self.recipe, self.device = recipe, device
@@ -52,6 +55,9 @@ class Objective:
     def baseline(self) -> dict[str, float]:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def example(self, model: nn.Module) -> Tensor | None:
+        return None
+
     def better(self, value: float, best: float | None) -> bool:
         return best is None or (value > best if self.higher_is_better else value < best)
 
@@ -62,6 +68,7 @@ class SuperResolution(Objective):
 
     primary = "psnr"
     baseline_name = "bicubic"
+    example_name = "bicubic_output_gt"
 
     def __init__(self, recipe: Recipe, device: torch.device):
         super().__init__(recipe, device)
@@ -87,6 +94,24 @@ class SuperResolution(Objective):
 
     def baseline(self) -> dict[str, float]:
         return self._scores(Bicubic(self.clips.source.scale), torch.device("cpu"))
+
+    def example(self, model: nn.Module) -> Tensor:
+        """The middle frame of the first validation clip (its centre frame under the Vimeo-90K-T protocol) as
+        bicubic | output | GT side by side, ``(3, H, 3W)`` in [0, 1]."""
+        model.eval()
+        sample = self.clips[0]
+        out = restore(model, sample["lq"], self.device)
+        if self.protocol.center_frame:
+            out, lq, gt = (
+                vimeo_center_frame(out[None], mirrored=True)[0],
+                sample["lq"][sample["center"]],
+                sample["gt"][0],
+            )
+        else:
+            middle = out.shape[0] // 2
+            out, lq, gt = out[middle], sample["lq"][middle], sample["gt"][middle]
+        bicubic = bicubic_upsample(lq, self.clips.source.scale)
+        return torch.cat([bicubic, out.clamp(0, 1), gt], dim=-1)
 
     def _scores(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         result = measure(model, self.clips, self.protocol, device, bicubic=False)

@@ -1,4 +1,5 @@
-"""A run's log: ``log.jsonl`` (every log step and validation) and ``metrics.csv`` (validations)."""
+"""A run's log: ``log.jsonl`` (every log step and validation) and ``metrics.csv`` (validations), and the
+same numbers in TensorBoard when the run has a :class:`vsr.training.tensorboard.TensorBoardLog`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from vsr.atomic import atomic_open, write_text
 from vsr.training.files import LOG_FILE, METRICS_CSV
+from vsr.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,9 @@ class RunLog:
     and renames it over, so a crash there leaves the old log whole.
     """
 
-    def __init__(self, out_dir: Path, enabled: bool):
+    def __init__(self, out_dir: Path, enabled: bool, board: TensorBoardLog | None = None):
         self.jsonl, self.csv, self.enabled = out_dir / LOG_FILE, out_dir / METRICS_CSV, enabled
+        self.board = board  # every entry written is also plotted there
 
     def truncate(self, iteration: int) -> None:
         """Drop entries after ``iteration`` (written after the checkpoint a resumed run starts from), and a
@@ -68,6 +71,8 @@ class RunLog:
         if self.enabled:
             with self.jsonl.open("a") as f:
                 f.write(json.dumps(entry) + "\n")
+            if self.board is not None:
+                self.board.entry(entry)
 
     def validation(self, entry: Mapping[str, Any]) -> None:
         self.write({"event": "val", **entry})

@@ -1,8 +1,9 @@
 """The state of a run that must survive an interruption: one object, saved and restored whole.
 
-A resumed run continues bit-exactly (on CPU): the weights, Adam's moments, the schedule's position, the
-grad scaler, every RNG, the iteration (from which :class:`vsr.data.sampling.RunSampler` draws the next
-samples) and the run's records (time, best and last validation) all come back from ``latest.pth``.
+A resumed run continues bit-exactly (on CPU): the weights and their moving average (``train.ema``), Adam's
+moments, the schedule's position, the grad scaler, every RNG, the iteration (from which
+:class:`vsr.data.sampling.RunSampler` draws the next samples) and the run's records (time, best and last
+validation) all come back from ``latest.pth``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from vsr.checkpoints import extract_state_dict, load_state_dict, read_checkpoint, save_checkpoint
 from vsr.errors import VSRError
+from vsr.training.ema import EMA_KEY, WeightAverage
 from vsr.training.files import RECIPE_FILE
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,10 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 class RunState:
     """Everything a run needs to continue, saved by :meth:`save` and restored by :meth:`load`.
 
-    The training objects (model, optimiser, scheduler, grad scaler) are held here and change in place;
-    ``objective``, ``batch_size``, ``world_size`` and ``seed`` describe the run and are checked on resume;
-    the fields from ``iteration`` on are the run's progress and records, restored as saved.
+    The training objects (model, optimiser, scheduler, grad scaler, and the weights' moving average ``ema``
+    when the run keeps one) are held here and change in place; ``objective``, ``batch_size``, ``world_size``
+    and ``seed`` describe the run and are checked on resume; the fields from ``iteration`` on are the run's
+    progress and records, restored as saved.
     """
 
     model: nn.Module
@@ -81,6 +84,7 @@ class RunState:
     batch_size: int
     world_size: int
     seed: int
+    ema: WeightAverage | None = None  # saved under EMA_KEY (BasicSR's params_ema)
     iteration: int = field(default=0, metadata=_RESTORED)
     elapsed_s: float = field(default=0.0, metadata=_RESTORED)
     step_time_s: float = field(default=0.0, metadata=_RESTORED)  # data + step, without validation and saving
@@ -97,7 +101,17 @@ class RunState:
         stateful = {name: getattr(self, name).state_dict() for name in _STATEFUL}
         sampler = {"iteration": self.iteration, "batch_size": self.batch_size, "world_size": self.world_size,
                    "seed": self.seed}  # fmt: skip
-        return {"objective": self.objective, **stateful, "rng": rng_state(), "sampler": sampler, **restored}
+        return {"objective": self.objective, **stateful, "rng": rng_state(), "sampler": sampler, **restored,
+                **self.ema_weights()}  # fmt: skip
+
+    def ema_weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``{"params_ema": <averaged weights>}`` to save beside the weights, or ``{}`` without an average."""
+        return {EMA_KEY: self.ema.state_dict()} if self.ema is not None else {}
+
+    @property
+    def scored_model(self) -> nn.Module:
+        """The weights that are validated and exported: the moving average when the run keeps one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def save(self, path: Path, recipe: dict[str, Any]) -> Path:
         """Write the whole state, the weights and the resolved ``recipe`` to ``path``, atomically."""
@@ -112,7 +126,8 @@ class RunState:
                 f"{path} was trained with train.objective={state.get('objective')!r}, not {self.objective!r}; "
                 f"resume with the recipe of that run ({path.parents[1] / RECIPE_FILE})"
             )
-        load_state_dict(self.model, extract_state_dict(state), strict=True)
+        load_state_dict(self.model, extract_state_dict(state, param_key="params"), strict=True)
+        self._load_ema(path, state)
         for name in _STATEFUL:
             if name == "grad_scaler" and not state[name]:
                 continue  # saved by a run without fp16 (a disabled scaler has no state): a fresh scaler starts
@@ -127,6 +142,16 @@ class RunState:
                 "resuming with batch %d × %d processes, the run had %d × %d: the samples differ from an "
                 "uninterrupted run", *now, saved["batch_size"], saved["world_size"]
             )  # fmt: skip
+
+    def _load_ema(self, path: Path, state: Mapping[str, Any]) -> None:
+        saved = state.get(EMA_KEY)
+        if self.ema is not None and saved is not None:
+            self.ema.load_state_dict(saved)
+        elif self.ema is not None:
+            self.ema = WeightAverage(self.model, self.ema.decay)
+            log.warning("%s holds no averaged weights: the moving average (train.ema) starts from its weights", path)
+        elif saved is not None:
+            log.warning("%s holds averaged weights but train.ema is off: they are not kept", path)
 
 
 __all__ = ["RunState", "rng_state", "seed_everything", "set_rng_state"]

@@ -6,8 +6,16 @@ short loop: step, log, validate, checkpoint. Outputs in ``out_dir`` (named in :m
 ``checkpoints/latest.pth`` (the whole :class:`vsr.training.state.RunState`, every ``checkpoint_every``
 steps), ``checkpoints/best.pth`` (best validation), ``checkpoints/last.pth`` and ``model.safetensors`` (final
 weights), ``result.json`` (final metrics vs. the bicubic / zero-flow baseline, time, parameters: the content
-of :class:`RunResult`). Every file but the two logs is written atomically. A non-finite loss stops the run
-with a :class:`VSRError` and leaves the last good checkpoint in place.
+of :class:`RunResult`), and TensorBoard's event files (:mod:`vsr.training.tensorboard`, unless
+``train.tensorboard`` is off). Every file but the logs is written atomically. A non-finite loss stops the
+run with a :class:`VSRError` and leaves the last good checkpoint in place.
+
+With ``train.ema`` the run keeps a moving average of its weights (:mod:`vsr.training.ema`), updated after
+every step: validation scores it, ``best.pth`` and ``last.pth`` hold it as ``params_ema`` beside the trained
+weights, and ``model.safetensors`` holds it (the weights the run's metrics describe).
+
+Progress: a rich bar on a terminal; when stdout is not a terminal, one plain line per log step (iteration,
+loss, learning rate, it/s, ETA; :mod:`vsr.progress`).
 
 The run folder is owned: the run holds its lock (:mod:`vsr.locks`) from before its checks until it ends,
 so a second writer is refused naming the holder; a new run never starts over another run's files
@@ -41,9 +49,10 @@ from vsr.data.specs import data_specs
 from vsr.errors import DataError, RecipeError, VSRError
 from vsr.locks import FolderLock
 from vsr.model import PRETRAINED_PREFIXES
-from vsr.progress import progress_bar
+from vsr.progress import ProgressBar, progress_bar
 from vsr.recipe import Recipe, load_recipe
 from vsr.training.distributed import Processes, resolve_device
+from vsr.training.ema import WeightAverage
 from vsr.training.files import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -64,6 +73,7 @@ from vsr.training.resume import OPTIMISER_KEYS, describe, fixed_reason, follow_r
 from vsr.training.runlog import RECIPE_CHANGED, RunLog
 from vsr.training.schedule import build_scheduler
 from vsr.training.state import RunState, seed_everything
+from vsr.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +151,7 @@ class Trainer:
     ):
         self.recipe, self.cfg = recipe, recipe.train
         self.out_dir, self.resume, self.progress = Path(out_dir), resume, progress
+        self.bar = ProgressBar()  # the training loop's, while it runs
         self.latest, self.best_path = self.out_dir / LATEST_CHECKPOINT, self.out_dir / BEST_CHECKPOINT
         self._check_recipe()
         self.procs = Processes.from_env()
@@ -150,7 +161,7 @@ class Trainer:
             checkpoint = read_checkpoint(self.latest) if resume else None
             self.changes = self._check_changes(checkpoint, allow_recipe_changes) if resume else {}
             self.device = resolve_device(device, self.procs.local_rank)
-            self.log = RunLog(self.out_dir, self.procs.is_main)
+            self.log = RunLog(self.out_dir, self.procs.is_main)  # TensorBoard joins it when the run starts
             self._setup_model()
             self._setup_optimizer()
             self._setup_data(data)
@@ -268,8 +279,10 @@ class Trainer:
         self.net: nn.Module = self.model  # what the loop calls: the model, in DDP and compiled as asked
 
     def _setup_optimizer(self) -> None:
-        """The optimiser, schedule and grad scaler, held with the rest of the run's state."""
+        """The optimiser, schedule, grad scaler and the weights' moving average (``train.ema``), held with the
+        rest of the run's state."""
         optimizer = build_optimizer(self.model, self.cfg)
+        ema = WeightAverage(self.model, self.cfg["ema"]) if self.cfg["ema"] is not None else None
         self.state = RunState(
             model=self.model,
             optimizer=optimizer,
@@ -279,6 +292,7 @@ class Trainer:
             batch_size=self.recipe.data["batch_size"],
             world_size=self.procs.world_size,
             seed=self.cfg["seed"],
+            ema=ema,
         )
 
     def _setup_data(self, data: Any) -> None:
@@ -348,6 +362,8 @@ class Trainer:
                 self._train()
                 return self._finish()
         finally:
+            if self.log.board is not None:
+                self.log.board.close()
             self._unlock()
 
     def _start(self) -> None:
@@ -355,6 +371,10 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.recipe.to_yaml(), self.out_dir / RECIPE_FILE)
             self.log.truncate(self.state.iteration)
+            if self.cfg["tensorboard"]:
+                # what was logged after the checkpoint is dropped, as from log.jsonl (a new run drops everything)
+                purge = self.state.iteration + 1 if self.resume else 0
+                self.log.board = TensorBoardLog(self.out_dir, purge_step=purge)
             if self.changes:
                 changes = {key: {"old": old, "new": new} for key, (old, new) in self.changes.items()}
                 self.log.write({"event": RECIPE_CHANGED, "iteration": self.state.iteration, "changes": changes})
@@ -374,7 +394,10 @@ class Trainer:
         start_time = time.perf_counter() - state.elapsed_s
         window = _LogWindow()
         enabled = self.progress and self.procs.is_main
-        with progress_bar(total, f"training {self.recipe.name}", enabled=enabled, completed=state.iteration) as bar:
+        with progress_bar(
+            total, f"training {self.recipe.name}", enabled=enabled, completed=state.iteration, line_every=0
+        ) as bar:
+            self.bar = bar  # plain lines are printed at log steps (_log_window)
             batches = iter(self._loader())
             while state.iteration < total:
                 self._set_frozen(self.has_pretrained and state.iteration < self.cfg["fix_iterations"])
@@ -424,6 +447,8 @@ class Trainer:
         state.grad_scaler.step(state.optimizer)
         state.grad_scaler.update()
         state.scheduler.step()
+        if state.ema is not None:
+            state.ema.update(self.model)
         return value
 
     def _log_window(self, window: _LogWindow, lr: float) -> None:
@@ -440,16 +465,22 @@ class Trainer:
         self.log.write(entry)
         log.info("iteration %d/%d: loss %.5g, lr %.3g, %.2f it/s", at, self.cfg["iterations"], entry["loss"], lr,
                  window.speed)  # fmt: skip
+        self.bar.line(f"loss {entry['loss']:.5g} · lr {lr:.3g}", speed=window.speed)
 
     def _validate(self) -> dict[str, Any] | None:
-        """Validate the current weights on rank 0 and return the record (the other ranks do not validate:
-        None there); logs it and writes ``best.pth`` on a new best."""
+        """Validate the current weights (their moving average with ``train.ema``) on rank 0 and return the
+        record (the other ranks do not validate: None there); logs it, shows an example in TensorBoard and
+        writes ``best.pth`` on a new best."""
         if not self.procs.is_main:
             return None
         state = self.state
         if state.baseline is None:
             state.baseline = self.objective.baseline()
-        metrics = self.objective.validate(self.model)
+        metrics = self.objective.validate(state.scored_model)
+        if self.log.board is not None:
+            example = self.objective.example(state.scored_model)
+            if example is not None:
+                self.log.board.image(f"val/{self.objective.example_name}", example, state.iteration)
         self.model.train()
         state.last_val = {"iteration": state.iteration, **metrics}
         entry = {"iteration": state.iteration, "time": round(state.elapsed_s, 3), **metrics}
@@ -458,8 +489,9 @@ class Trainer:
         if self.objective.better(primary, None if state.best is None else state.best["value"]):
             state.best = {"iteration": state.iteration, "metric": self.objective.primary, "value": primary}
             save_checkpoint(
-                self.model, self.best_path, self.recipe.to_dict(), iteration=state.iteration, metrics=metrics
-            )
+                self.model, self.best_path, self.recipe.to_dict(), iteration=state.iteration, metrics=metrics,
+                **state.ema_weights(),
+            )  # fmt: skip
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         base = ", ".join(f"{k} {v:.4f}" for k, v in state.baseline.items())
         log.info("validation at iteration %d: %s (baseline %s)", state.iteration, shown, base)
@@ -491,8 +523,9 @@ class Trainer:
         if self.procs.is_main:
             last = self.out_dir / LAST_CHECKPOINT
             metrics = {k: v for k, v in self.state.last_val.items() if k != "iteration"}
-            save_checkpoint(self.model, last, self.recipe.to_dict(), iteration=self.state.iteration, metrics=metrics)
-            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            save_checkpoint(self.model, last, self.recipe.to_dict(), iteration=self.state.iteration, metrics=metrics,
+                            **self.state.ema_weights())  # fmt: skip
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.state.scored_model.state_dict().items()}
             write_with(lambda tmp: save_file(weights, str(tmp)), self.out_dir / WEIGHTS_FILE, ".safetensors")
             result = self._result(metrics, last)
             write_json(result, self.out_dir / RESULT_FILE)
