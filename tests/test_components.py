@@ -165,7 +165,7 @@ def test_refill_none_is_the_optional_kinds_no_component_not_a_registered_none():
     assert "none" not in REGISTRY["refill"] and "none" in component_choices("refill")
     assert build_component("refill", "none", {}, channels=8, branches=("forward",)) is None
     assert not KIND_SPECS["alignment"].optional and REGISTRY["alignment"]["none"] is NoAlignment
-    assert isinstance(build_component("alignment", "none", {}), NoAlignment)
+    assert isinstance(build_component("alignment", "none", {}, channels=8, frame_channels=3, order=1), NoAlignment)
     with pytest.raises(ValueError, match="optional"):
         register("refill", "none")
 

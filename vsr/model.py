@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsr.components import build_component, component_class
+from vsr.components import build_component, check_component
 from vsr.components.propagation import ClipFlows, Propagation
 from vsr.recipe import Recipe, load_recipe
 
@@ -70,17 +70,17 @@ class VideoSRNet(nn.Module):
         self.spatial_multiple = getattr(refill, "spatial_multiple", 1)
 
     def compute_flows(self, lrs: Tensor) -> ClipFlows:
-        """Flows between consecutive frames for the branches that need them, each ``(n, t-1, 2, h, w)``,
+        """Flows between consecutive frames in the directions the branches run in, each ``(n, t-1, 2, h, w)``,
         computed in one batch per direction."""
         n, t = lrs.shape[:2]
-        branches = self.propagation.branches
+        directions = self.propagation.directions
         if not self.uses_flow or t < 2:
             return ClipFlows()
         current, following = lrs[:, :-1].flatten(0, 1), lrs[:, 1:].flatten(0, 1)
         flows = ClipFlows()
-        if "backward" in branches:
+        if "backward" in directions:
             flows.backward = self.flow(current, following).unflatten(0, (n, t - 1))
-        if "forward" in branches:
+        if "forward" in directions:
             if flows.backward is not None and self.detect_mirror and is_mirror_extended(lrs):
                 flows.forward = flows.backward.flip(1)
             else:
@@ -92,7 +92,7 @@ class VideoSRNet(nn.Module):
             raise ValueError(f"expected LR frames of shape (n, t, 3, h, w), got {tuple(lrs.shape)}")
         h, w = lrs.shape[-2:]
         m = self.spatial_multiple
-        pad_h, pad_w = (-h) % m, (-w) % m
+        pad_h, pad_w = (m - h % m) % m, (m - w % m) % m  # positive operands: exported to ONNX as computed
         if pad_h or pad_w:
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             lrs = F.pad(lrs.flatten(0, 1), (0, pad_w, 0, pad_h), mode=mode).unflatten(0, lrs.shape[:2])
@@ -133,19 +133,29 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
         return entry.pop("name"), entry
 
     propagation_name, propagation_args = spec("propagation")
-    propagation_cls = component_class("propagation", propagation_name)
-    branches = propagation_cls.branches
-    extra_inputs = propagation_cls.extra_inputs(channels)
+    layout = check_component("propagation", propagation_name, propagation_args).layout(channels, **propagation_args)
+    branches = layout.branches
 
     alignment_name, alignment_args = spec("alignment")
-    alignments = {b: build_component("alignment", alignment_name, alignment_args) for b in branches}
+    alignments = {
+        b: build_component(
+            "alignment",
+            alignment_name,
+            alignment_args,
+            channels=channels,
+            frame_channels=layout.frame_channels,
+            order=layout.order,
+        )
+        for b in branches
+    }
     aggregation_name, aggregation_args = spec("aggregation")
     aggregations = {
         b: build_component(
             "aggregation",
             aggregation_name,
             aggregation_args,
-            in_channels=3 + channels + alignments[b].extra_channels + extra_inputs[b],
+            # [the frame's input, the coupled branches' states, all the alignment returns]
+            in_channels=layout.frame_channels + layout.coupled[b] + alignments[b].output_channels,
             out_channels=channels,
         )
         for b in branches

@@ -20,15 +20,23 @@ from vsr.components.registry import (  # isort: skip
     register,
 )
 from vsr.components.aggregation import Aggregation, DirectionFusion, PlainAggregation, ResidualAggregation
-from vsr.components.alignment import Alignment, FeatureAlignment, ImageAlignment, NoAlignment
+from vsr.components.alignment import (
+    Alignment,
+    FeatureAlignment,
+    FlowGuidedDeformableAlignment,
+    ImageAlignment,
+    NoAlignment,
+)
 from vsr.components.blocks import ResidualBlock
 from vsr.components.flow import FlowEstimator, SPyNet, flow_warp
 from vsr.components.propagation import (
     BidirectionalPropagation,
     ClipFlows,
     CoupledPropagation,
+    GridPropagation,
     LocalPropagation,
     Propagation,
+    PropagationLayout,
     UnidirectionalPropagation,
 )
 from vsr.components.refill import InformationRefill, Refill, RefillState
@@ -47,6 +55,8 @@ __all__ = [
     "DirectionFusion",
     "FeatureAlignment",
     "FlowEstimator",
+    "FlowGuidedDeformableAlignment",
+    "GridPropagation",
     "ImageAlignment",
     "InformationRefill",
     "InterpolateConvUpsampling",
@@ -56,6 +66,7 @@ __all__ = [
     "PixelShuffleUpsampling",
     "PlainAggregation",
     "Propagation",
+    "PropagationLayout",
     "Refill",
     "RefillState",
     "ResidualAggregation",

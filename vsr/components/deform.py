@@ -193,6 +193,15 @@ def deform_conv2d(
     return deform_conv2d_torch(input, offset, weight, bias, stride, padding, dilation, mask)
 
 
+def reset_deform_parameters(weight: Tensor, bias: Tensor | None, in_channels: int) -> None:
+    """The references' initialisation of a deformable convolution's ``weight (c_out, c_in/groups, kh, kw)``:
+    uniform in ``±1/sqrt(in_channels*kh*kw)`` (all input channels, whatever the groups), and a zero ``bias``."""
+    bound = 1.0 / math.sqrt(in_channels * weight.shape[2] * weight.shape[3])
+    nn.init.uniform_(weight, -bound, bound)
+    if bias is not None:
+        nn.init.zeros_(bias)
+
+
 class ModulatedDeformConvPack(nn.Module):
     """DCNv2 layer whose offsets and masks are predicted from a *separate* feature ``feat``.
 
@@ -244,11 +253,7 @@ class ModulatedDeformConvPack(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # The references' init: uniform(+-1/sqrt(in_channels*k*k)) weight, zero bias, zero offset/mask predictor.
-        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        reset_deform_parameters(self.weight, self.bias, self.in_channels)
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 

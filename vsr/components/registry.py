@@ -212,6 +212,17 @@ def component_arguments(cls: type, wired: tuple[str, ...]) -> dict[str, inspect.
     }
 
 
+def with_defaults(cls: type, args: dict[str, Any]) -> dict[str, Any]:
+    """A component's recipe ``args`` completed with its constructor's defaults (for a class method that must
+    know an argument the recipe may leave out, e.g. the propagation's layout)."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, **args}
+
+
 def check_component(kind: str, name: str, args: dict[str, Any]) -> type[nn.Module] | None:
     """The class of ``name`` of ``kind`` (``None`` for ``none``), once ``args`` are known to be a recipe's to set.
 
