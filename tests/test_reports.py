@@ -156,6 +156,28 @@ def test_conclusions_verdicts():
     assert "single seed" in single
 
 
+def test_conclusions_add_the_temporal_gain_as_evidence():
+    """PSNR unresolved, but the probe's temporal gains separate the variants: the sentence says both."""
+    info = _info(["a", "b"], "b", [{"better": "b", "worse": "a", "metric": "psnr", "source": ""}])
+    psnr = _runs({"a": [30.0, 31.0, 30.5], "b": [30.2, 31.1, 30.4]})
+    gain_a, gain_b = [0.10, 0.11, 0.09], [0.16, 0.17, 0.15]
+    gains = _runs({"a": gain_a, "b": gain_b}, metric="temporal_gain")
+    line = conclusions(pd.concat([psnr, gains]), info)[0]
+    assert "within the seed-to-seed spread" in line
+    p = welch_t_test(gain_b, gain_a).p
+    assert p < 0.05
+    assert (
+        f"Evidence: b draws 0.060 dB more from other frames than a (temporal gain 0.160 vs 0.100 dB, Welch p = {p:.3f})"
+        in line
+    )
+    alike = _runs({"a": [0.10, 0.20], "b": [0.12, 0.19]}, metric="temporal_gain")
+    assert (
+        "Evidence: their temporal gains do not separate at the 5% level"
+        in conclusions(pd.concat([psnr, alike]), info)[0]
+    )
+    assert "Evidence" not in conclusions(psnr, info)[0]  # runs without a probe: no evidence sentence
+
+
 # ------------------------------------------------------------------------------------------ whole report
 def _fake_study(root, values: dict[str, list[float]]):
     """Run folders as vsr.studies writes them (no checkpoints: the report is written without crops)."""

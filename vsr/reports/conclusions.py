@@ -1,5 +1,6 @@
 """Conclusions: whether each ordering a study expects (from the paper) holds, by how much, and whether the
-seeds can tell, one sentence each."""
+seeds can tell, one sentence each; where the runs were probed, the temporal gains of the two variants follow as
+the evidence of *why* (how much each draws from other frames), tested over seeds the same way."""
 
 from __future__ import annotations
 
@@ -25,13 +26,34 @@ def conclusions(runs: pd.DataFrame, info: Info) -> list[str]:
         for expectation in data.get("expect", []):
             metric = expectation.get("metric", "psnr")
 
-            def values(variant: str, study=study, metric=metric) -> np.ndarray:
+            def values(variant: str, study=study, metric=metric) -> np.ndarray:  # one value per seed
                 sel = runs[(runs.study == study) & (runs.variant == variant) & (runs.metric == metric)]
                 return sel.sort_values("seed").value.to_numpy()
 
             better, worse = values(expectation["better"]), values(expectation["worse"])
-            lines.append(_conclusion(expectation, better, worse, data.get("preset", "this")))
+            line = _conclusion(expectation, better, worse, data.get("preset", "this"))
+            gains = (
+                values(expectation["better"], metric="temporal_gain"),
+                values(expectation["worse"], metric="temporal_gain"),
+            )
+            lines.append(line + _temporal_evidence(expectation, *gains))
     return lines
+
+
+def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray) -> str:
+    """The temporal gains (``vsr probe``) of the two variants, with the Welch p over seeds: whether the
+    expected-better variant draws more from other frames, whatever the PSNR ordering shows."""
+    if len(better) < 2 or len(worse) < 2:
+        return ""
+    delta, p = better.mean() - worse.mean(), welch_t_test(better, worse).p
+    stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}"
+    gains = f"temporal gain {better.mean():.3f} vs {worse.mean():.3f} dB, {stats}"
+    if p < 0.05:
+        more = "more" if delta > 0 else "less"
+        return (
+            f" Evidence: {e['better']} draws {abs(delta):.3f} dB {more} from other frames than {e['worse']} ({gains})."
+        )
+    return f" Evidence: their temporal gains do not separate at the 5% level ({gains})."
 
 
 def _conclusion(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray, preset: str) -> str:
