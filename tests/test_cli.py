@@ -60,7 +60,7 @@ def test_model_prints_components_and_parameters():
 def test_bad_recipe_is_one_clear_line():
     result = invoke("model", "basicvsr", "--set", "model.propagation=bidirectonal")
     assert result.exit_code == 2
-    assert "valid choices: bidirectional, coupled, local, unidirectional" in " ".join(result.output.split())
+    assert "valid choices: bidirectional, coupled, grid, local, unidirectional" in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
 
