@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,26 @@ CASES = [
     case("interrupt-upscale", *UPSCALE, "-o", "out.mp4", code=130,
          message=r"interrupted: nothing was written to out\.mp4",
          fault=patch(FrameWriter, "write", raising(KeyboardInterrupt()))),
+    # -- the moving average of the weights, ONNX export and exported models
+    case("ema-one", "model", "basicvsr", "--set", "train.ema=1",
+         message=r"'train\.ema' = 1: must be null or a number >= 0 and < 1"),
+    case("export-frames-zero", "export", "tiny.pth", "-o", "m.onnx", "--frames", "0",
+         message=r"--frames 0: must be at least 1"),
+    case("export-not-onnx", "export", "tiny.pth", "-o", "m.pt", "--frames", "3",
+         message=r"--output m\.pt: name an \.onnx file"),
+    case("export-exists", "export", "tiny.pth", "-o", "m.onnx", "--frames", "3", setup=write("m.onnx", b"x"),
+         message=r"--output m\.onnx exists; choose another path, or pass --overwrite"),
+    case("export-without-onnx", "export", "tiny.pth", "-o", "m.onnx", "--frames", "3",
+         message=r"ONNX export needs the onnx package, which is not installed: pip install 'vsr\[onnx\]'",
+         fault=lambda mp: mp.setitem(sys.modules, "onnx", None)),
+    case("onnx-without-onnxruntime", "upscale", "m.onnx", "lr", "-o", "out.mp4", setup=write("m.onnx", b"x"),
+         message=r"running an ONNX model needs the onnxruntime package, which is not installed: pip install",
+         fault=lambda mp: mp.setitem(sys.modules, "onnxruntime", None)),
+    case("onnx-with-checkpoint", "upscale", "m.onnx", "lr", "-o", "out.mp4", "--checkpoint", "tiny.pth",
+         "--dtype", "bfloat16", setup=write("m.onnx", b"x"),
+         message=r"m\.onnx is an exported ONNX model: .* so --checkpoint, --dtype cannot apply"),
+    case("onnx-not-onnx", "upscale", "m.onnx", "lr", "-o", "out.mp4", setup=write("m.onnx", b"not a model"),
+         message=r"m\.onnx is not an ONNX model that ONNX Runtime can load"),
 ]  # fmt: skip
 
 

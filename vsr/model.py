@@ -93,7 +93,12 @@ class VideoSRNet(nn.Module):
         h, w = lrs.shape[-2:]
         m = self.spatial_multiple
         pad_h, pad_w = (m - h % m) % m, (m - w % m) % m  # positive operands: exported to ONNX as computed
-        if pad_h or pad_w:
+        if torch.jit.is_tracing() and m > 1:
+            # ONNX export (vsr.export): a pad amount would be frozen at the traced size. Pad by the most any size
+            # needs and keep the multiple of m that covers the frame: the same frames, sliced by the input's size.
+            lrs = F.pad(lrs.flatten(0, 1), (0, m - 1, 0, m - 1), mode="reflect").unflatten(0, lrs.shape[:2])
+            lrs = lrs[..., : h + pad_h, : w + pad_w]
+        elif pad_h or pad_w:
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             lrs = F.pad(lrs.flatten(0, 1), (0, pad_w, 0, pad_h), mode=mode).unflatten(0, lrs.shape[:2])
 

@@ -17,7 +17,14 @@ PSNR, mmagic#356) and offer no spatial tiling. Here:
   models: the motion plus the convolutions' reach).
 
 :func:`upscale_frames` is the streaming core (a generator of HR frames); :func:`upscale` adds sources
-(paths, tensors, iterables), the video writer and a progress bar.
+(paths, tensors, iterables), the video writer and progress (a bar, or a line per chunk when stdout is not a
+terminal).
+
+A model may take a fixed number of frames per call (an exported ONNX model, :class:`vsr.export.OnnxVSR`,
+declares ``frames_per_call = T``). It is then fed windows of exactly ``T`` frames: each window's centre
+``T - 2 * chunk_overlap`` frames are kept, and at the ends of the video the window shifts inwards (more
+warm-up on the inner side, never less). A video shorter than ``T`` is extended in time by reflection (the
+extra outputs are dropped), which makes its frames differ slightly from a model run on the short clip.
 """
 
 from __future__ import annotations
@@ -74,6 +81,18 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[TileSpan]:
     starts = [min(i * stride, length - tile) for i in range(count)]
     cores = [0] + [start + overlap for start in starts[1:]] + [length]
     return [TileSpan(s, s + tile, cores[i], cores[i + 1]) for i, s in enumerate(starts)]
+
+
+#: The warm-up frames on each side of a chunk when none are given.
+DEFAULT_CHUNK_OVERLAP = 8
+
+
+def default_overlap(frames_per_call: int | None) -> int:
+    """The warm-up when none is given: 8 frames, and for a model of ``T`` frames per call at most a quarter of
+    them (``(T - 1) // 4``), so that most of each call's frames are kept."""
+    if frames_per_call is None:
+        return DEFAULT_CHUNK_OVERLAP
+    return min(DEFAULT_CHUNK_OVERLAP, (frames_per_call - 1) // 4)
 
 
 def _check_parameters(chunk_size, chunk_overlap, tile, tile_overlap) -> tuple[int, int] | None:
@@ -154,31 +173,38 @@ def _as_chw(frame: np.ndarray | Tensor, index: int) -> Tensor:
     raise ValueError(f"frame {index}: expected a uint8 (h, w, 3) array or a (3, h, w) tensor, got {type(frame)}")
 
 
-def _chunks(frames: Iterator[Tensor], chunk_size: int | None, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
+def _checked(frames: Iterator) -> Iterator[Tensor]:
+    """The frames of a stream as ``(3, h, w)`` tensors (:func:`_as_chw`), all of frame 0's size."""
+    size = None
+    for index, frame in enumerate(frames):
+        frame = _as_chw(frame, index)
+        if size is None:
+            size = frame.shape
+        elif frame.shape != size:
+            raise ValueError(
+                f"frame {index} is {tuple(frame.shape)} but frame 0 is {tuple(size)}; "
+                "all frames of a clip must have the same size"
+            )
+        yield frame
+
+
+def _chunks(frames: Iterator, chunk_size: int | None, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
     """Yield ``(clip (t', 3, h, w), keep_start, keep_stop)`` for consecutive output chunks of a frame stream.
 
     The ring buffer holds the frames ``[start - overlap, end + overlap)`` of the current chunk and nothing
     else; frames are pulled from ``frames`` only when a chunk needs them.
     """
     chunk_size = chunk_size or sys.maxsize
+    frames = _checked(frames)
     buffer: deque[Tensor] = deque()
     first = 0  # video index of buffer[0]
-    start, exhausted, size = 0, False, None
+    start, exhausted = 0, False
     while True:
         while not exhausted and first + len(buffer) < start + chunk_size + overlap:
             try:
-                frame = _as_chw(next(frames), first + len(buffer))
+                buffer.append(next(frames))
             except StopIteration:
                 exhausted = True
-                break
-            if size is None:
-                size = frame.shape
-            elif frame.shape != size:
-                raise ValueError(
-                    f"frame {first + len(buffer)} is {tuple(frame.shape)} but frame 0 is {tuple(size)}; "
-                    "all frames of a clip must have the same size"
-                )
-            buffer.append(frame)
         available = first + len(buffer)
         if start >= available:
             return
@@ -192,12 +218,75 @@ def _chunks(frames: Iterator[Tensor], chunk_size: int | None, overlap: int) -> I
             first += 1
 
 
+def reflected_indices(count: int, length: int) -> list[int]:
+    """``length`` frame indices that run through ``count`` frames and back (0, 1, 2, 1, 0, 1, ...): a clip of
+    ``count`` frames extended in time by reflection."""
+    if count == 1:
+        return [0] * length
+    period = 2 * (count - 1)
+    return [i % period if i % period < count else period - i % period for i in range(length)]
+
+
+def _windows(frames: Iterator, length: int, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
+    """Like :func:`_chunks`, for a model that takes exactly ``length`` frames per call: each clip holds
+    ``length`` frames and its kept frames ``[keep_start, keep_stop)`` are the next ``length - 2 * overlap``
+    output frames, with at least ``overlap`` frames of warm-up on each side that the video has (the window
+    shifts inwards at the video's ends). A video shorter than ``length`` is reflected in time to fill it.
+
+    The ring buffer holds at most ``2 * length`` frames: those from ``length`` frames before the next chunk
+    (the last window may reach back that far) to the end of the current window.
+    """
+    step = length - 2 * overlap
+    frames = _checked(frames)
+    buffer: deque[Tensor] = deque()
+    first, start, exhausted, reflected = 0, 0, False, False
+    while True:
+        while not exhausted and first + len(buffer) < max(0, start - overlap) + length:
+            try:
+                buffer.append(next(frames))
+            except StopIteration:
+                exhausted = True
+        available = first + len(buffer)
+        if start >= available:
+            return
+        end = min(start + step, available)
+        begin = max(0, min(start - overlap, available - length))
+        indices = list(range(begin, min(begin + length, available)))
+        if len(indices) < length:
+            if not reflected:
+                logger.warning("the video has %d frames, fewer than the %d the model takes per call: it is extended "
+                               "in time by reflection", available, length)  # fmt: skip
+                reflected = True
+            indices = [indices[i] for i in reflected_indices(len(indices), length)]
+        yield torch.stack([buffer[i - first] for i in indices]), start - begin, end - begin
+        start = end
+        while first < start - length:
+            buffer.popleft()
+            first += 1
+
+
+def chunk_plan(model: nn.Module, chunk_size: int | None, chunk_overlap: int | None) -> tuple[int | None, int]:
+    """``(output frames per chunk or None for the whole video, warm-up frames per side)`` for ``model``: the
+    given values (the overlap defaulting to :data:`DEFAULT_CHUNK_OVERLAP`), or for a model of ``T`` frames per
+    call ``T - 2 * overlap`` frames (the overlap defaulting to :func:`default_overlap`; ``chunk_size`` unused)."""
+    frames_per_call = getattr(model, "frames_per_call", None)
+    overlap = default_overlap(frames_per_call) if chunk_overlap is None else chunk_overlap
+    if frames_per_call is None:
+        return chunk_size, overlap
+    if isinstance(overlap, int) and 2 * overlap >= frames_per_call:
+        raise ArgumentError(
+            f"the model takes {frames_per_call} frames per call, and chunk_overlap={overlap} on each side leaves "
+            f"none to output: use chunk_overlap <= {(frames_per_call - 1) // 2}, or export the model with more frames"
+        )
+    return frames_per_call - 2 * overlap, overlap
+
+
 def upscale_frames(
     model: nn.Module,
     frames: Iterable[np.ndarray | Tensor],
     *,
     chunk_size: int | None = 30,
-    chunk_overlap: int = 8,
+    chunk_overlap: int | None = None,
     tile: int | tuple[int, int] | None = None,
     tile_overlap: int = 16,
     device: str | torch.device | None = None,
@@ -210,12 +299,17 @@ def upscale_frames(
 
     Args:
         model: ``nn.Module`` with an int ``scale``, mapping ``(b, t, 3, h, w)`` in [0, 1] to
-            ``(b, t, 3, s*h, s*w)``. It is moved to ``device`` and run in eval mode.
+            ``(b, t, 3, s*h, s*w)``. It is moved to ``device`` and run in eval mode. A model that takes a
+            fixed number of frames declares ``frames_per_call`` (see the module docstring), and one that runs
+            outside PyTorch (ONNX Runtime) ``torch_options = False``: no ``dtype``, ``channels_last`` or
+            ``compile`` then.
         frames: uint8 ``(h, w, 3)`` RGB arrays (as :class:`FrameReader` yields) or ``(3, h, w)`` tensors
             (float in [0, 1], or uint8). Pulled lazily: at most ``chunk_size + 2 * chunk_overlap`` frames
             are held.
         chunk_size: output frames per model call; ``None`` runs the whole video at once (exact, unbounded).
-        chunk_overlap: warm-up frames on each side of a chunk (not output; their cost is paid twice).
+            Not used for a model of ``frames_per_call`` frames: its chunks are ``T - 2 * chunk_overlap``.
+        chunk_overlap: warm-up frames on each side of a chunk (not output; their cost is paid twice); default
+            8, or for a model of ``T`` frames per call ``min(8, (T - 1) // 4)``.
         tile: LR tile size (int or ``(h, w)``), ``None`` for whole frames; must exceed ``2 * tile_overlap``.
         tile_overlap: LR margin of each tile whose output is discarded.
         device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available, else CPU.
@@ -226,8 +320,14 @@ def upscale_frames(
             exactly as the model produced them.
     """
     # Checked here, not at the first next(): a generator would report bad arguments only when consumed.
+    chunk_size, chunk_overlap = chunk_plan(model, chunk_size, chunk_overlap)
     sizes = _check_parameters(chunk_size, chunk_overlap, tile, tile_overlap)
     scale = _model_scale(model)
+    frames_per_call = getattr(model, "frames_per_call", None)
+    if not getattr(model, "torch_options", True) and (dtype != "float32" or channels_last or compile):
+        raise ArgumentError(
+            f"{type(model).__name__} runs as it was exported, in float32: it takes no dtype, channels_last or compile"
+        )
     device = default_device(device)
     if dtype not in DTYPES:
         raise ArgumentError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -236,7 +336,11 @@ def upscale_frames(
 
     def stream() -> Iterator[Tensor]:
         with _prepared(model, device, dtype, channels_last, compile) as (forward, autocast):
-            for clip, keep_start, keep_stop in _chunks(iter(frames), chunk_size, chunk_overlap):
+            if frames_per_call is None:
+                chunks = _chunks(iter(frames), chunk_size, chunk_overlap)
+            else:
+                chunks = _windows(iter(frames), frames_per_call, chunk_overlap)
+            for clip, keep_start, keep_stop in chunks:
                 lr = clip.to(device)
                 lr = lr.float().div_(255) if lr.dtype == torch.uint8 else lr.float()
                 out = torch.empty(  # allocated outside inference mode: the frames handed out are ordinary tensors
@@ -339,7 +443,7 @@ def upscale(
     output: str | os.PathLike | None = None,
     *,
     chunk_size: int | None = 30,
-    chunk_overlap: int = 8,
+    chunk_overlap: int | None = None,
     tile: int | tuple[int, int] | None = None,
     tile_overlap: int = 16,
     device: str | torch.device | None = None,
@@ -366,7 +470,7 @@ def upscale(
             ``.vsr-output`` marker and nothing else, or a video carrying vsr's tag); anything else is refused.
             Whatever ``overwrite`` says, the output is never the source, a folder holding it, or a path
             inside a source folder.
-        progress: show a progress bar (frames, frames/s, ETA).
+        progress: show progress (frames, frames/s, ETA): a bar on a terminal, else a line per chunk.
         fps: frame rate of the output; default: the source's (25 for frame folders and in-memory frames).
         writer_args: ``codec``, ``crf``, ``preset``, ``pix_fmt``, ``options`` of :class:`FrameWriter`.
 
@@ -403,8 +507,17 @@ def upscale(
         if writer is not None:
             stack.enter_context(writer)
         description = f"upscaling {name} x{scale}"
+        chunk = chunk_plan(model, chunk_size, chunk_overlap)[0] or 0  # a line per chunk (or at the end)
         bar = stack.enter_context(
-            progress_bar(total, description, enabled=progress, status=False, rate="frames", console=get_console())
+            progress_bar(
+                total,
+                description,
+                enabled=progress,
+                status=False,
+                rate="frames",
+                console=get_console(),
+                line_every=chunk,
+            )
         )
         stack.callback(stream.close)
         for frame in stream:

@@ -118,7 +118,8 @@ class SPyNet(FlowEstimator):
     def forward(self, ref: Tensor, supp: Tensor) -> Tensor:
         h, w = ref.shape[-2:]
         m = self.multiple
-        h_up, w_up = -(-h // m) * m, -(-w // m) * m
+        # Rounded up with positive operands only: ONNX exports floor division of a negative size as truncation.
+        h_up, w_up = (h + m - 1) // m * m, (w + m - 1) // m * m
         if (h_up, w_up) != (h, w):
             ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
             supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)

@@ -112,7 +112,8 @@ class InformationRefill(Refill):
             self.add_module(f"{branch}_fusion", conv3x3(2 * channels, channels))
 
     def forward(self, lrs: Tensor) -> RefillState:
-        n, t = lrs.shape[:2]
+        # t as an int even while tracing (ONNX export): keyframes are the keys RefillState.fuse looks frames up by
+        n, t = lrs.shape[0], int(lrs.shape[1])
         keyframes = keyframe_indices(t, self.keyframe_stride)
         windows = temporal_window_indices(t, self.temporal_padding)
         frames = [i for k in keyframes for i in windows[k]]

@@ -1,0 +1,337 @@
+"""ONNX export of a vsr model, and running an exported model where vsr runs a PyTorch one.
+
+:func:`export_onnx` writes a model for a fixed number of frames ``T`` and a batch of one, with dynamic
+height and width: input ``lr`` ``(1, T, 3, h, w)`` in [0, 1], output ``hr`` ``(1, T, 3, s·h, s·w)``. The
+recurrence over frames is unrolled, so ``T`` is fixed; sizes are not:
+the model is traced (TorchScript exporter, ONNX opset 17) on an example whose size takes every size-dependent
+path (padding to the refill's multiple of 4, resizing to SPyNet's multiple), so the graph computes those
+amounts from the input instead of fixing them. Every op is a standard ONNX op: warping is ``GridSample``,
+and IconVSR's deformable convolution runs through vsr's pure-PyTorch implementation (a ``GridSample`` and a
+``MatMul``), never torchvision's custom op, which ONNX Runtime lacks.
+
+The export is checked (``check=True``): ONNX Runtime runs the file at the traced size and at another size, and
+its output must agree with PyTorch within ``tolerance`` (1e-4). A component that cannot be exported (an op
+without an ONNX form, found in the source of the components that call it, or a Python branch on tensor
+values that tracing would freeze) fails with a :class:`VSRError` naming the component and why.
+
+:class:`OnnxVSR` loads an exported file into a module that :func:`vsr.upscale` runs like any model: it
+declares ``scale`` and ``frames_per_call`` (read from the file's metadata), so the upscaler feeds it windows
+of exactly ``T`` frames, with the same warm-up and tiles.
+
+``onnx`` and ``onnxruntime`` are optional (``pip install 'vsr[onnx]'``); they are imported where used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+
+from vsr.atomic import write_with
+from vsr.components import REGISTRY, deform
+from vsr.errors import ArgumentError, VSRError
+
+log = logging.getLogger(__name__)
+
+INPUT, OUTPUT = "lr", "hr"
+OPSET = 17  # GridSample (16) on 4-d inputs; what ONNX Runtime 1.16 and later run
+TOLERANCE = 1e-4  # largest absolute difference to PyTorch (outputs in [0, 1]) accepted by the check
+# The traced example: 4·5 − 1 by 4·7 − 1 LR pixels. Not a multiple of 4 (the refill pads to 4), and once
+# padded an odd multiple of 4 (so not a multiple of SPyNet's 8, 16, 32): every size-dependent step is traced
+# as computed, not skipped. The check also runs a second size, 22×17 (other residues).
+EXAMPLE_SIZE = (19, 27)
+CHECK_SIZE = (22, 17)
+METADATA = {"scale": "vsr.scale", "frames": "vsr.frames", "recipe": "vsr.recipe"}
+INSTALL = "pip install 'vsr[onnx]' (or: pip install onnx onnxruntime)"
+
+
+def _import(name: str, what: str):
+    try:
+        return __import__(name)
+    except ImportError:
+        raise VSRError(f"{what} needs the {name} package, which is not installed: {INSTALL}") from None
+
+
+@dataclass
+class ExportSummary:
+    """What :func:`export_onnx` wrote and how well ONNX Runtime agreed with PyTorch."""
+
+    path: Path
+    frames: int
+    scale: int
+    opset: int
+    seconds: float
+    max_difference: dict[str, float] = field(default_factory=dict)  # per checked input shape
+    frozen_at: list[str] = field(default_factory=list)  # file:line where tracing froze a Python value
+
+    def __str__(self) -> str:
+        checked = (
+            "; ONNX Runtime agrees with PyTorch to "
+            + ", ".join(f"{diff:.1e} at {shape}" for shape, diff in self.max_difference.items())
+            if self.max_difference
+            else "; not checked"
+        )
+        return (
+            f"wrote {self.path} ({self.path.stat().st_size / 2**20:.1f} MiB, opset {self.opset}): "
+            f"(1, {self.frames}, 3, h, w) -> (1, {self.frames}, 3, {self.scale}h, {self.scale}w) in "
+            f"{self.seconds:.1f} s{checked}"
+        )
+
+
+def _component_labels(model: nn.Module) -> dict[nn.Module, str]:
+    """``module -> "<kind> component '<name>' (<Class>)"`` for every registered component in ``model``."""
+    names = {cls: (kind, name) for kind, classes in REGISTRY.items() for name, cls in classes.items()}
+    labels = {}
+    for path, module in model.named_modules():
+        if type(module) in names:
+            kind, name = names[type(module)]
+            labels[module] = f"{kind} component '{name}' ({type(module).__name__} at {path or 'the model'})"
+    return labels
+
+
+@contextlib.contextmanager
+def _tracking_components(model: nn.Module) -> Iterator[list[str]]:
+    """Yield the stack of components whose forward is running (innermost last), kept by module hooks."""
+    stack: list[str] = []
+
+    def enter(label: str) -> Callable:
+        def hook(module: nn.Module, args) -> None:  # None: the module's input stays as it is
+            stack.append(label)
+
+        return hook
+
+    def leave(module: nn.Module, args, output) -> None:  # None: the module's output stays as it is
+        stack.pop()
+
+    handles = []
+    for module, label in _component_labels(model).items():
+        handles.append(module.register_forward_pre_hook(enter(label)))
+        handles.append(module.register_forward_hook(leave))
+    try:
+        yield stack
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _standard_ops() -> Iterator[None]:
+    """Deformable convolution through vsr's pure-PyTorch implementation while tracing: torchvision's is a
+    custom op (``torchvision::deform_conv2d``) that ONNX Runtime does not run."""
+    deform.deform_backend()  # resolve it first, so that the override below is what stays afterwards
+    previous = deform._backend
+    deform._backend = "pytorch"
+    try:
+        yield
+    finally:
+        deform._backend = previous
+
+
+def _tracer_branches(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Where tracing froze a Python value (``file:line``), from its TracerWarnings."""
+    places = []
+    for warning in caught:
+        if issubclass(warning.category, torch.jit.TracerWarning):
+            place = f"{Path(warning.filename).name}:{warning.lineno}"
+            if place not in places:
+                places.append(place)
+    return places
+
+
+def _culprit(model: nn.Module, stack: list[str], problem: str) -> str:
+    """Which component failed: the one whose forward was running (an error while tracing), else those whose
+    source calls the op the exporter names (``aten::histc``: an op without an ONNX form, found when the traced
+    graph is converted), else the model."""
+    if stack:
+        return stack[-1]
+    op = re.search(r"aten::(\w+)", problem)
+    if op is not None:
+        word = re.compile(rf"\b{re.escape(op[1])}\b")
+        callers = []
+        for module, label in _component_labels(model).items():
+            with contextlib.suppress(OSError, TypeError):  # classes without source (built-ins, REPL)
+                if word.search(inspect.getsource(type(module))) and label not in callers:
+                    callers.append(label)
+        if callers:
+            return ", ".join(callers) + f", which calls {op[1]},"
+    return f"the model ({type(model).__name__})"
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    frames: int,
+    *,
+    recipe: dict | None = None,
+    opset: int = OPSET,
+    check: bool = True,
+    tolerance: float = TOLERANCE,
+) -> ExportSummary:
+    """Export ``model`` (``(n, t, 3, h, w) -> (n, t, 3, s·h, s·w)``, with an int ``scale``) to the ONNX file
+    ``path`` for ``frames`` frames per call, a batch of one and dynamic height and width (see the module
+    docstring).
+
+    ``recipe`` (the resolved recipe) is stored in the file's metadata with the scale and the frame count.
+    With ``check`` the file is run in ONNX Runtime and compared with PyTorch (needs ``onnxruntime``); a
+    difference above ``tolerance`` fails. Returns an :class:`ExportSummary`."""
+    onnx = _import("onnx", "ONNX export")
+    if check:
+        _import("onnxruntime", "checking an ONNX export (skip the check with --no-check)")
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+        raise ArgumentError(f"frames must be an int >= 1 (the frames per call of the exported model), got {frames!r}")
+    scale = getattr(model, "scale", None)
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise VSRError(f"{type(model).__name__} has no integer attribute 'scale'; a VSR model must say its factor")
+    path = Path(path)
+    began = time.perf_counter()
+    was_training = model.training
+    model = model.to("cpu").eval()
+    example = torch.rand(1, frames, 3, *EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
+
+    def trace(tmp: Path) -> None:
+        with (
+            torch.no_grad(),
+            _standard_ops(),
+            _tracking_components(model) as stack,
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always")
+            try:
+                torch.onnx.export(
+                    model, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=[INPUT],
+                    output_names=[OUTPUT], dynamic_axes={INPUT: {3: "height", 4: "width"},
+                                                         OUTPUT: {3: "out_height", 4: "out_width"}},
+                )  # fmt: skip
+            except Exception as err:
+                why = " ".join(str(err).split()) or type(err).__name__
+                raise VSRError(
+                    f"cannot export to ONNX: {_culprit(model, stack, why)} failed: {why[:400]}. Choose another "
+                    "component for the export, or give it an ONNX-exportable forward"
+                ) from None
+        exported.frozen_at = _tracer_branches(caught)
+        onnx_model = onnx.load(str(tmp))
+        entries = {"scale": str(scale), "frames": str(frames), "recipe": yaml.safe_dump(recipe or {}, sort_keys=False)}
+        for key, value in entries.items():
+            entry = onnx_model.metadata_props.add()
+            entry.key, entry.value = METADATA[key], value
+        onnx.save(onnx_model, str(tmp))
+        if check:  # before the file takes its name: a failed export leaves nothing that looks finished
+            exported.max_difference = _check(model, tmp, path, frames, tolerance, exported.frozen_at)
+
+    exported = ExportSummary(path, frames, scale, opset, 0.0)
+    try:
+        write_with(trace, path, ".onnx")
+    finally:
+        model.train(was_training)
+    exported.seconds = time.perf_counter() - began
+    log.info("%s", exported)
+    return exported
+
+
+def _check(
+    model: nn.Module, file: Path, path: Path, frames: int, tolerance: float, branches: list[str]
+) -> dict[str, float]:
+    """Run the exported ``file`` (to become ``path``) at the traced shape and another one; the largest
+    difference to PyTorch per shape."""
+    runner = OnnxVSR(file)
+    generator = torch.Generator().manual_seed(1)
+    differences = {}
+    for h, w in (EXAMPLE_SIZE, CHECK_SIZE):
+        lrs = torch.rand(1, frames, 3, h, w, generator=generator)
+        with torch.no_grad(), _standard_ops():
+            expected = model(lrs)
+        try:
+            got = runner(lrs)
+        except Exception as err:  # onnxruntime's errors are not one type
+            problem = " ".join(str(err).split())[:300]
+            raise VSRError(f"{path}: ONNX Runtime cannot run the export on input {tuple(lrs.shape)}: {problem}"
+                           + _frozen(branches)) from None  # fmt: skip
+        difference = (got - expected).abs().max().item()
+        differences["x".join(map(str, lrs.shape))] = difference
+        if not difference <= tolerance:
+            raise VSRError(
+                f"{path}: the export differs from PyTorch by {difference:.3g} (more than {tolerance:g}) on input "
+                f"{tuple(lrs.shape)}" + _frozen(branches)
+            )
+    return differences
+
+
+def _frozen(branches: list[str]) -> str:
+    if not branches:
+        return ""
+    return (
+        "; tracing froze Python values (a branch on a tensor's value or size) at "
+        + ", ".join(branches[:6])
+        + ": a component there computes differently for other inputs"
+    )
+
+
+class OnnxVSR(nn.Module):
+    """An exported model run by ONNX Runtime, usable where vsr takes a model (``vsr.upscale``).
+
+    ``forward(lrs (1, T, 3, h, w))`` returns ``(1, T, 3, s·h, s·w)`` on the input's device (float32);
+    ``scale`` and ``frames_per_call`` (``T``) come from the file. ``device``: ``cpu`` (default) or ``cuda``
+    (ONNX Runtime's CUDA provider, where installed)."""
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None):
+        super().__init__()
+        ort = _import("onnxruntime", "running an ONNX model")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise VSRError(f"{self.path}: no such ONNX file")
+        device = torch.device(device or "cpu")
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise VSRError(
+                    "ONNX Runtime here has no CUDA provider (install onnxruntime-gpu), so the ONNX model runs on "
+                    "the CPU only: use --device cpu"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as err:  # onnxruntime's errors are not one type
+            problem = " ".join(str(err).split())[:300]
+            raise VSRError(f"{self.path} is not an ONNX model that ONNX Runtime can load: {problem}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA["scale"] not in meta or METADATA["frames"] not in meta:
+            raise VSRError(f"{self.path} was not exported by vsr (no {METADATA['scale']} in its metadata); export "
+                           "it with vsr export")  # fmt: skip
+        self.scale, self.frames_per_call = int(meta[METADATA["scale"]]), int(meta[METADATA["frames"]])
+        self.recipe = yaml.safe_load(meta.get(METADATA["recipe"], "")) or {}
+        self.torch_options = False  # runs as exported: no autocast, channels-last or torch.compile
+
+    def forward(self, lrs: Tensor) -> Tensor:
+        if lrs.ndim != 5 or lrs.shape[0] != 1 or lrs.shape[1] != self.frames_per_call or lrs.shape[2] != 3:
+            raise VSRError(
+                f"{self.path.name} takes (1, {self.frames_per_call}, 3, h, w): it was exported for one clip of "
+                f"{self.frames_per_call} frames per call; got {tuple(lrs.shape)}"
+            )
+        array = np.ascontiguousarray(lrs.detach().float().cpu().numpy())
+        (out,) = self.session.run([OUTPUT], {INPUT: array})
+        return torch.from_numpy(out).to(lrs.device)
+
+    def extra_repr(self) -> str:
+        return f"{self.path}, scale={self.scale}, frames_per_call={self.frames_per_call}"
+
+
+def load_onnx(path: str | os.PathLike, device: str | torch.device | None = None) -> OnnxVSR:
+    """An exported vsr model (see :class:`OnnxVSR`)."""
+    return OnnxVSR(path, device)
+
+
+__all__ = ["EXAMPLE_SIZE", "OPSET", "TOLERANCE", "ExportSummary", "OnnxVSR", "export_onnx", "load_onnx"]
