@@ -45,6 +45,14 @@ BASICSR_TO_VSR: list[tuple[str, str]] = [
     (r"^conv_(hr|last)\.", r"upsampling.conv_\1."),
     (r"^edvr\.", r"refill.extractor."),
     (r"^(backward|forward)_fusion\.", r"refill.\1_fusion."),
+    # BasicVSR++ (MMagic's names are the same apart from SPyNet and the upsampler, renamed above)
+    (r"^feat_extract\.main\.0\.", r"propagation.feature_extractor.input_conv."),
+    (r"^feat_extract\.main\.2\.", r"propagation.feature_extractor.blocks."),
+    (r"^deform_align\.(\w+)\.", r"propagation.\1_alignment."),
+    (r"^backbone\.(\w+)\.main\.0\.", r"propagation.\1_aggregation.input_conv."),
+    (r"^backbone\.(\w+)\.main\.2\.", r"propagation.\1_aggregation.blocks."),
+    (r"^reconstruction\.main\.0\.", r"propagation.reconstruction.input_conv."),
+    (r"^reconstruction\.main\.2\.", r"propagation.reconstruction.blocks."),
 ]
 
 VSR_FORMAT = "vsr-checkpoint-v1"

@@ -1,8 +1,9 @@
-"""Published BasicVSR / IconVSR checkpoints, usable by name wherever a checkpoint path is accepted.
+"""Published BasicVSR / IconVSR / BasicVSR++ checkpoints, usable by name wherever a checkpoint path is accepted.
 
 A name (``basicvsr_reds4``) resolves to the torch.hub cache, or is downloaded there on demand and checked
 against the sha256 prefix in its file name. Nothing is downloaded unless a user names a checkpoint.
-Published numbers are PSNR/SSIM (RGB for REDS4, Y for the others) from the MMagic model zoo.
+Published numbers are PSNR/SSIM (RGB for REDS4, Y for the others) from the MMagic model zoo
+(``configs/basicvsr/README.md``, ``configs/iconvsr/README.md``, ``configs/basicvsr_pp/README.md``).
 """
 
 from __future__ import annotations
@@ -77,6 +78,21 @@ ZOO: dict[str, ZooEntry] = {
             "iconvsr_vimeo90k_bd", "iconvsr", f"{MMAGIC}/iconvsr/iconvsr_vimeo90k_bd_20210414-5f38cb34.pth",
             ("model.refill.temporal_padding=3",), "Vimeo-90K (BDx4)",
             _results((29.0150, 0.8465), (34.6780, 0.9339), (26.3109, 0.8028), (40.0640, 0.9697), (37.7573, 0.9517), (28.2464, 0.8612)),
+        ),
+        ZooEntry(
+            "basicvsrpp_reds4", "basicvsrpp",
+            f"{MMAGIC}/basicvsr_plusplus/basicvsr_plusplus_c64n7_8x1_600k_reds4_20210217-db622b2f.pth", (), "REDS (BIx4)",
+            _results((32.3855, 0.9069), (36.4445, 0.9411), (27.7674, 0.8444), (34.6868, 0.9417), (34.0372, 0.9244), (24.6209, 0.7540)),
+        ),
+        ZooEntry(
+            "basicvsrpp_vimeo90k_bi", "basicvsrpp",
+            f"{MMAGIC}/basicvsr_plusplus/basicvsr_plusplus_c64n7_8x1_300k_vimeo90k_bi_20210305-4ef437e2.pth", (), "Vimeo-90K (BIx4)",
+            _results((31.0126, 0.8804), (37.7864, 0.9500), (27.7882, 0.8401), (33.1211, 0.9270), (33.8972, 0.9195), (23.6086, 0.7033)),
+        ),
+        ZooEntry(
+            "basicvsrpp_vimeo90k_bd", "basicvsrpp",
+            f"{MMAGIC}/basicvsr_plusplus/basicvsr_plusplus_c64n7_8x1_300k_vimeo90k_bd_20210305-ab315ab1.pth", (), "Vimeo-90K (BDx4)",
+            _results((29.2041, 0.8528), (34.7248, 0.9351), (26.4377, 0.8074), (40.7216, 0.9722), (38.2054, 0.9550), (29.0400, 0.8753)),
         ),
         ZooEntry("spynet_mmagic", "basicvsr", f"{MMAGIC}/basicvsr/spynet_20210409-c6c1bd09.pth", (), "Sintel (flow only)"),
     ]
