@@ -27,7 +27,8 @@ def test_defaults_fill_every_key():
     [
         (
             {"model": {"alignment": "featur"}},
-            r"'model.alignment' = 'featur': unknown alignment component; valid choices: feature, flow_guided_deformable, image, none",
+            r"'model.alignment' = 'featur': unknown alignment component; "
+            r"valid choices: feature, flow_guided_deformable, image, none",
         ),
         (
             {"model": {"aggregation": {"name": "residual", "blocks": 3}}},
