@@ -40,8 +40,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "scale": 4,  # upsampling factor (a power of two)
         "channels": 64,  # width of the propagated features
         "flow": {"name": "spynet"},  # optical flow estimator (skipped when alignment needs no flow)
-        "propagation": {"name": "bidirectional"},  # local | unidirectional | bidirectional | coupled
-        "alignment": {"name": "feature"},  # none | image | feature
+        "propagation": {"name": "bidirectional"},  # local | unidirectional | bidirectional | coupled | grid (++)
+        "alignment": {"name": "feature"},  # none | image | feature | flow_guided_deformable (++)
         "aggregation": {"name": "residual", "num_blocks": 30},  # trunk of each branch
         "upsampling": {"name": "pixel_shuffle"},  # reconstruction of the HR frame
         "refill": {"name": "none"},  # none | edvr (IconVSR information-refill)
