@@ -11,6 +11,7 @@ flag before each call, and two tests show what the reference does otherwise. Its
 
 from __future__ import annotations
 
+import json
 import warnings
 from unittest import mock
 
@@ -18,7 +19,7 @@ import pytest
 import torch
 from test_checkpoints import _basicsr_to_mmagic, mmagic_state_from_tsv
 from test_zoo import server  # noqa: F401 (the fixture serving checkpoints from 127.0.0.1)
-from tiny import tiny_synth
+from tiny import TINY_MODEL, tiny_synth
 from typer.testing import CliRunner
 
 from vsr import build_model
@@ -35,10 +36,10 @@ from basicsr_reference import ReferenceUnavailable, import_basicsr
 TOLERANCE = 1e-4
 # A narrow reference: 16 channels (its 16 deformable groups then read 2 channels each), 1 block per branch.
 WIDTH, BLOCKS = 16, 1
-# A BasicVSR++ for two cores: the recipe's structure with a 2-level SPyNet and narrow everything.
+# A BasicVSR++ for two cores: the recipe's structure with the test suite's tiny SPyNet and narrow everything.
 TINY = (
-    "model.channels=8",
-    "model.flow={name: spynet, levels: 2, widths: [8, 8, 8, 8], kernel_size: 3}",
+    f"model.channels={TINY_MODEL['channels']}",
+    f"model.flow={json.dumps(TINY_MODEL['flow'])}",
     "model.propagation={name: grid, order: 2, passes: 2, extract_blocks: 1, reconstruction_blocks: 1}",
     "model.alignment={name: flow_guided_deformable, groups_per_state: 4}",
     "model.aggregation.num_blocks=1",
