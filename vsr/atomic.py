@@ -1,15 +1,21 @@
 """Atomic file writes: checkpoints, run results, metrics and reports are never left half-written.
 
 Everything is written to a temporary file in the destination's folder (same file system) and renamed over
-the destination only once complete: a crash or Ctrl-C leaves either the old file or the new one. An
-``OSError`` while writing (a full disk: ``ENOSPC``) names the destination. :func:`read_json` reads such a
-file back, naming it if it is not JSON (cut short by a copy, or edited).
+the destination only once complete: a crash or Ctrl-C leaves either the old file or the new one.
+
+A write that fails for want of room (a full disk or quota: ``ENOSPC``, ``EDQUOT``; a file-size limit:
+``EFBIG``) ends in an ``OSError`` naming the destination, whatever the writer reported it as: ``torch.save``
+raises a ``RuntimeError`` ("unexpected pos") over the ``OSError`` of its short write, and safetensors a
+``SafetensorError`` ("... (os error 28)"). :func:`read_json` reads such a file back, naming it if it is not
+JSON (cut short by a copy, or edited).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +23,23 @@ from pathlib import Path
 from typing import IO, Any
 
 from vsr.errors import DataError
+
+#: The errors of a write that found no room: a full disk, a full quota, a file-size limit (``ulimit -f``, FAT32).
+NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
+
+
+def _no_room(err: BaseException) -> OSError | None:
+    """The ``OSError`` of a write that found no room behind ``err`` (``err`` itself, one it was raised while
+    handling, or an error of a Rust writer that says "(os error N)"), or None."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in NO_ROOM:
+            return seen
+        found = re.search(r"\(os error (\d+)\)", str(seen))
+        if found and int(found[1]) in NO_ROOM:
+            return OSError(int(found[1]), os.strerror(int(found[1])))
+        seen = seen.__context__
+    return None
 
 
 def _file_mode() -> int:
@@ -40,10 +63,14 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
-    except OSError as err:
-        if err.filename is None:  # write() and fsync() say ENOSPC without a file name
-            err.filename = str(path)
-        raise
+    except Exception as err:
+        failed = _no_room(err) or err
+        if not isinstance(failed, OSError) or failed.errno is None:
+            raise
+        named = failed.filename not in (None, str(tmp))  # write() and fsync() name no file
+        if named and failed is err:
+            raise
+        raise OSError(failed.errno, failed.strerror, failed.filename if named else str(path)) from err
     finally:
         tmp.unlink(missing_ok=True)
 

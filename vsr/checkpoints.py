@@ -211,7 +211,8 @@ def load_checkpoint(
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file, and
+    a full disk is an ``OSError`` naming ``path`` (not torch's "unexpected pos"), the old file left whole."""
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
     return Path(path)
