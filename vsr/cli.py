@@ -80,6 +80,8 @@ def os_error_message(err: OSError) -> str:
         errno.ENOENT: f"{path} does not exist; check the path (the folder that should hold it must exist)",
         errno.EISDIR: f"{path} is a folder where a file is expected; name a file",
         errno.ENAMETOOLONG: f"{path}: the path is too long; choose a shorter one",
+        errno.EFBIG: f"{path} would be larger than its file system or a file-size limit (ulimit -f) allows; write "
+        "it to another disk",
     }
     return messages.get(code, f"{err.strerror or err}: {path}")
 
@@ -444,10 +446,6 @@ def upscale_command(
             f"interrupted: nothing was written to {output} (an output appears only once complete; an earlier "
             "one is left as it was)"
         ) from None
-    except OSError as err:
-        if err.filename is None:  # a write() that failed (a full disk) names no file: it was the output
-            err.filename = str(output)
-        raise
     say(str(summary))
 
 

@@ -437,6 +437,21 @@ def _check_output_spares_source(output: Path, source: Path | None) -> None:
         raise VideoError(f"{output}: the output is inside the input folder {source}; choose an output outside it")
 
 
+def _naming_the_output(writer: FrameWriter):
+    """An exit callback that makes a file-system error of writing (a full disk) name the output, where it names
+    the hidden temporary path the output is written to, or no file (as a failed ``write()`` does)."""
+    temporary = os.path.abspath(writer.tmp_path)
+
+    def name(exc_type, exc, tb) -> bool:
+        if isinstance(exc, OSError) and (
+            exc.filename is None or Path(os.path.abspath(exc.filename)).is_relative_to(temporary)
+        ):
+            raise OSError(exc.errno, exc.strerror, str(writer.path)) from exc  # PyAV's filename is read-only
+        return False  # the error goes on
+
+    return name
+
+
 def upscale(
     model: nn.Module,
     source: Frames,
@@ -505,6 +520,7 @@ def upscale(
     began = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if writer is not None:
+            stack.push(_naming_the_output(writer))  # first in, last out: also sees what closing the writer raises
             stack.enter_context(writer)
         description = f"upscaling {name} x{scale}"
         chunk = chunk_plan(model, chunk_size, chunk_overlap)[0] or 0  # a line per chunk (or at the end)
