@@ -188,6 +188,35 @@ def _checked(frames: Iterator) -> Iterator[Tensor]:
         yield frame
 
 
+class _Frames:
+    """The frames ``[first, end)`` of a frame stream (:func:`_checked`) in a ring buffer: pulled from the stream
+    only when :meth:`fill` asks for them, dropped by :meth:`drop_before`; indexed by their place in the video."""
+
+    def __init__(self, frames: Iterator):
+        self.stream = _checked(frames)
+        self.held: deque[Tensor] = deque()
+        self.first = 0  # video index of held[0]
+        self.exhausted = False
+
+    def fill(self, stop: int) -> int:
+        """Pull frames until the buffer reaches video index ``stop`` or the stream ends; return its end."""
+        while not self.exhausted and self.first + len(self.held) < stop:
+            try:
+                self.held.append(next(self.stream))
+            except StopIteration:
+                self.exhausted = True
+        return self.first + len(self.held)
+
+    def drop_before(self, index: int) -> None:
+        while self.first < index:
+            self.held.popleft()
+            self.first += 1
+
+    def clip(self, indices: Iterable[int]) -> Tensor:
+        """The frames at these video indices, stacked ``(t, 3, h, w)``."""
+        return torch.stack([self.held[i - self.first] for i in indices])
+
+
 def _chunks(frames: Iterator, chunk_size: int | None, overlap: int) -> Iterator[tuple[Tensor, int, int]]:
     """Yield ``(clip (t', 3, h, w), keep_start, keep_stop)`` for consecutive output chunks of a frame stream.
 
@@ -195,27 +224,14 @@ def _chunks(frames: Iterator, chunk_size: int | None, overlap: int) -> Iterator[
     else; frames are pulled from ``frames`` only when a chunk needs them.
     """
     chunk_size = chunk_size or sys.maxsize
-    frames = _checked(frames)
-    buffer: deque[Tensor] = deque()
-    first = 0  # video index of buffer[0]
-    start, exhausted = 0, False
-    while True:
-        while not exhausted and first + len(buffer) < start + chunk_size + overlap:
-            try:
-                buffer.append(next(frames))
-            except StopIteration:
-                exhausted = True
-        available = first + len(buffer)
-        if start >= available:
-            return
+    buffer = _Frames(frames)
+    start = 0
+    while (available := buffer.fill(start + chunk_size + overlap)) > start:
         end = min(start + chunk_size, available)
         stop = min(end + overlap, available)
-        clip = torch.stack(list(itertools.islice(buffer, 0, stop - first)))
-        yield clip, start - first, end - first
+        yield buffer.clip(range(buffer.first, stop)), start - buffer.first, end - buffer.first
         start = end
-        while first < start - overlap:
-            buffer.popleft()
-            first += 1
+        buffer.drop_before(start - overlap)
 
 
 def reflected_indices(count: int, length: int) -> list[int]:
@@ -237,18 +253,9 @@ def _windows(frames: Iterator, length: int, overlap: int) -> Iterator[tuple[Tens
     (the last window may reach back that far) to the end of the current window.
     """
     step = length - 2 * overlap
-    frames = _checked(frames)
-    buffer: deque[Tensor] = deque()
-    first, start, exhausted, reflected = 0, 0, False, False
-    while True:
-        while not exhausted and first + len(buffer) < max(0, start - overlap) + length:
-            try:
-                buffer.append(next(frames))
-            except StopIteration:
-                exhausted = True
-        available = first + len(buffer)
-        if start >= available:
-            return
+    buffer = _Frames(frames)
+    start, reflected = 0, False
+    while (available := buffer.fill(max(0, start - overlap) + length)) > start:
         end = min(start + step, available)
         begin = max(0, min(start - overlap, available - length))
         indices = list(range(begin, min(begin + length, available)))
@@ -258,11 +265,9 @@ def _windows(frames: Iterator, length: int, overlap: int) -> Iterator[tuple[Tens
                                "in time by reflection", available, length)  # fmt: skip
                 reflected = True
             indices = [indices[i] for i in reflected_indices(len(indices), length)]
-        yield torch.stack([buffer[i - first] for i in indices]), start - begin, end - begin
+        yield buffer.clip(indices), start - begin, end - begin
         start = end
-        while first < start - length:
-            buffer.popleft()
-            first += 1
+        buffer.drop_before(start - length)
 
 
 def chunk_plan(model: nn.Module, chunk_size: int | None, chunk_overlap: int | None) -> tuple[int | None, int]:
