@@ -8,13 +8,18 @@ the LR frames) is scored on the same frames, so every report states what the net
 
 :func:`measure` is the one code path: training validation calls it as well, so the numbers recorded during
 training equal those of :func:`evaluate` on the saved checkpoint.
+
+:func:`evaluate` with an ``out_dir`` holds that folder's lock (:mod:`vsr.locks`) from before the model is
+loaded until its files are written: a second writer (another ``vsr test --out``, a training in that folder)
+is refused naming the holder, and a folder the failed evaluation created is removed again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from vsr.data.degradations import imresize
 from vsr.data.specs import evaluation_spec
 from vsr.device import default_device
 from vsr.errors import VSRError
+from vsr.locks import folder_lock
 from vsr.metrics import clip_average, psnr, ssim, vimeo_center_frame
 from vsr.model import assemble
 from vsr.progress import progress_bar
@@ -219,6 +225,24 @@ def prepare(
     return model.to(device), protocol, source, device
 
 
+@contextlib.contextmanager
+def _owned(out_dir: Path | None) -> Iterator[None]:
+    """Hold the lock of ``out_dir`` (if any) for the block; remove the folder again if the block created it and
+    failed before writing anything into it."""
+    if out_dir is None:
+        yield
+        return
+    created = not out_dir.exists()
+    try:
+        with folder_lock(out_dir, "output folder"):
+            yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # only if empty
+                out_dir.rmdir()
+        raise
+
+
 def evaluate(
     model_or_recipe: nn.Module | Recipe | str | Path | dict | None,
     checkpoint: str | Path | None = None,
@@ -245,34 +269,34 @@ def evaluate(
     """
     if save_frames and out_dir is None:
         raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
-    model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device)
-    overrides = {"y_channel": y_channel, "crop_border": crop_border, "center_frame": center_frame,
-                 "max_frames": max_frames}  # fmt: skip
-    protocol = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
     out_dir = Path(out_dir) if out_dir is not None else None
-    result = measure(
-        model,
-        protocol.test_clips(source),
-        protocol,
-        device,
-        frames_dir=out_dir / "frames" if save_frames and out_dir else None,
-        progress=progress,
-    )
-    metrics = result.summary() | {
-        "protocol": {
-            "y_channel": protocol.y_channel,
-            "crop_border": protocol.crop_border,
-            "center_frame": protocol.center_frame,
-            "max_frames": protocol.max_frames,
-        },
-        "data": source.name,
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-        "frames": len(result.rows),
-    }
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(metrics, out_dir / METRICS_FILE)
-        _write_rows(result.rows, out_dir / PER_FRAME_FILE)
+    with _owned(out_dir):
+        model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device)
+        overrides = {"y_channel": y_channel, "crop_border": crop_border, "center_frame": center_frame,
+                     "max_frames": max_frames}  # fmt: skip
+        protocol = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
+        result = measure(
+            model,
+            protocol.test_clips(source),
+            protocol,
+            device,
+            frames_dir=out_dir / "frames" if save_frames and out_dir else None,
+            progress=progress,
+        )
+        metrics = result.summary() | {
+            "protocol": {
+                "y_channel": protocol.y_channel,
+                "crop_border": protocol.crop_border,
+                "center_frame": protocol.center_frame,
+                "max_frames": protocol.max_frames,
+            },
+            "data": source.name,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "frames": len(result.rows),
+        }
+        if out_dir is not None:
+            write_json(metrics, out_dir / METRICS_FILE)
+            _write_rows(result.rows, out_dir / PER_FRAME_FILE)
     log.info(
         "%s: PSNR %.4f dB, SSIM %.4f (bicubic %.4f dB) over %d clips",
         source.name,
