@@ -13,18 +13,22 @@ trains once. A run with ``gpus_per_run: N`` trains under ``torchrun`` (DDP, one 
 
 A study holds the lock of its study folder while it runs, and each run the lock of its run folder
 (:mod:`vsr.locks`; lent to ``torchrun``'s training processes): a second ``vsr study`` on the same study, or
-anything else writing to a run folder in use, is refused naming the holder.
+anything else writing to a run folder in use, is refused naming the holder. Every file of a run folder is
+written under its lock, by the process that carries the run out: a run done as a submitit job (Slurm,
+``submitit-local``) writes its ``job.json`` itself, once it holds its folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import submitit
 import yaml
 from rich.console import Console
 
@@ -102,6 +106,7 @@ def run_one(spec: RunSpec, progress: bool = True) -> dict[str, Any]:
         if runs.run_finished(run_dir):  # finished by another process while this one waited for the study
             return runs.read_run(run_dir)
         runs.check_run_folder(spec, create=True)
+        _record_job(run_dir)
         try:
             record = _train_evaluate_profile(spec, progress)
         except Exception as err:
@@ -109,6 +114,16 @@ def run_one(spec: RunSpec, progress: bool = True) -> dict[str, Any]:
             raise
         runs.finish_run(run_dir, record)
     return record
+
+
+def _record_job(run_dir: Path) -> None:
+    """Inside a submitit job, write ``job.json`` (the job's id, executor and log) into the run folder, whose
+    lock the caller holds; elsewhere, nothing."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):  # submitit sets it in the jobs it runs
+        return
+    job = submitit.JobEnvironment()
+    executor = "slurm" if job.cluster == "slurm" else f"submitit-{job.cluster}"
+    runs.record_job(run_dir, {"job_id": str(job.job_id), "executor": executor, "stderr": str(job.paths.stderr)})
 
 
 def _train(spec: RunSpec, progress: bool) -> None:

@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 
 from vsr.progress import progress_bar
-from vsr.studies.runs import FAILED_FILE, RunSpec, record_job, torchrun_recipe_file
+from vsr.studies.runs import FAILED_FILE, RunSpec, torchrun_recipe_file
 from vsr.studies.schema import StudyError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -152,9 +152,7 @@ def _run_submitit(
 ) -> list[str]:
     """Submit one job per run and wait for all."""
     executor = _make_executor(kind, folder, params)
-    jobs = [(spec, executor.submit(run, spec, False)) for spec in specs]
-    for spec, job in jobs:  # for the user: which job (and log) belongs to which run folder
-        record_job(spec.run_dir, {"job_id": str(job.job_id), "executor": kind, "stderr": str(job.paths.stderr)})
+    jobs = [(spec, executor.submit(run, spec, False)) for spec in specs]  # each writes its run's job.json
     console = _console()
     console.print(f"submitted {len(jobs)} {kind} job(s); logs in {folder}")
     failures: list[str] = []
