@@ -3,17 +3,24 @@
 One table drives the command line in-process (typer's CliRunner) over bad recipes, values, paths, files and
 faults (a full disk, Ctrl-C); each row says the exit code, a regex the message must match, and the one path
 the command may write (every other file under the test's folder and the shared data set is compared by
-sha256 before and after). A second, small table calls the library (``vsr.upscale``) with bad tensors.
+sha256 before and after). A full disk is met where vsr really writes: the checkpoint's temporary file cut
+short as write(2) cuts it, the output's encoder and PNG writer writing to ``/dev/full``. A row may run the
+command twice at once, in two real processes, to show that one folder has one writer. A second, small table
+calls the library (``vsr.upscale``) with bad tensors.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import io
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +31,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import vsr.atomic
 import vsr.losses
+import vsr.video
 from vsr import build_model, save_checkpoint
+from vsr.checkpoints import read_checkpoint
 from vsr.cli import MESSAGE_CHARS, app
 from vsr.data.synth import generate
 from vsr.errors import VSRError
+from vsr.evaluate import METRICS_FILE, PER_FRAME_FILE
+from vsr.locks import LOCK_FILE
 from vsr.recipe import load_recipe
+from vsr.training.files import LATEST_CHECKPOINT, LOG_FILE, RESULT_FILE
 from vsr.upscale import upscale
 from vsr.video import FrameWriter
 
@@ -91,8 +104,37 @@ def truncated_run_json(root: Path) -> None:
     (run / "run.json").write_text('{"study": "study", "variant": "ba')
 
 
-def tiny_recipe(root: Path) -> None:
-    (root / "tiny.yaml").write_text(TINY_RECIPE)
+def tiny_recipe(root: Path, name: str = "tiny", file: str = "tiny.yaml") -> None:
+    (root / file).write_text(TINY_RECIPE.replace("name: tiny", f"name: {json.dumps(name)}"))
+
+
+def user_files(root: Path) -> None:
+    """Frames in ``up/parent/frames`` and a note beside them; a folder ``mine`` of frames and a note (not vsr's)."""
+    for folder in (root / "up" / "parent" / "frames", root / "mine"):
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((16, 24, 3), 60 * i, np.uint8)).save(folder / f"{i:08d}.png")
+    (root / "up" / "parent" / "notes.txt").write_text("mine")
+    (root / "mine" / "notes.txt").write_text("mine")
+
+
+def checkpointed_run(root: Path) -> None:
+    """``tiny.yaml`` and the run folder ``run`` it saved a checkpoint in at iteration 2."""
+    tiny_recipe(root)
+    recipe = load_recipe(root / "tiny.yaml")
+    save_checkpoint(build_model(recipe), root / "run" / LATEST_CHECKPOINT, recipe=recipe.to_dict(), iteration=2)
+    (root / "run" / "recipe.yaml").write_text(recipe.to_yaml())
+
+
+def earlier_output(name: str) -> Callable[[Path], None]:
+    """A set-up: an earlier output of vsr at ``name`` (a video, or a frame folder), which --overwrite may replace."""
+
+    def setup(root: Path) -> None:
+        with FrameWriter(root / name, size=(64, 96)) as writer:
+            for value in (30, 200):
+                writer.write(np.full((64, 96, 3), value, np.uint8))
+
+    return setup
 
 
 def raising(exc: BaseException, after: int = 0) -> Callable:
@@ -113,20 +155,104 @@ def raising(exc: BaseException, after: int = 0) -> Callable:
 
 
 def patch(target: object, name: str, wrap: Callable) -> Callable[[pytest.MonkeyPatch], None]:
-    """A fault: replace ``target.name`` by ``wrap(original)`` for the row."""
+    """A fault: replace ``target.name`` (``target[name]`` in a dict) by ``wrap(original)`` for the row."""
+    if isinstance(target, dict):
+        return lambda mp: mp.setitem(target, name, wrap(target[name]))
     return lambda mp: mp.setattr(target, name, wrap(getattr(target, name)))
-
-
-def patch_item(mapping: dict, key: str, wrap: Callable) -> Callable[[pytest.MonkeyPatch], None]:
-    return lambda mp: mp.setitem(mapping, key, wrap(mapping[key]))
-
-
-def disk_full() -> OSError:
-    return OSError(errno.ENOSPC, "No space left on device")  # as write() raises it: no file name
 
 
 def os_error(code: int, path: str = "out.mp4") -> OSError:
     return OSError(code, "injected", path)
+
+
+FULL_DEVICE = "/dev/full"  # Linux: every write to it fails with ENOSPC, as on a full disk
+
+
+class NearlyFullFile(io.FileIO):
+    """A file on a disk with ``room`` bytes left, written as write(2) writes there: a write is cut short at the
+    room left, and the next one fails with ENOSPC (torch.save then raised a RuntimeError over the OSError)."""
+
+    def __init__(self, path: str | os.PathLike, room: int):
+        super().__init__(path, "w")
+        self.room = room
+
+    def write(self, data) -> int:
+        if self.room == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = super().write(memoryview(data).cast("B")[: self.room])
+        self.room -= written
+        return written
+
+
+def disk_fills_at(name: str, after: int = 0, room: int = 2000) -> Callable[[pytest.MonkeyPatch], None]:
+    """A fault: from the write of ``name`` after ``after`` complete ones on, the disk has ``room`` bytes left;
+    what writes it (``torch.save`` into :mod:`vsr.atomic`'s temporary file) meets a short write, then ENOSPC."""
+
+    def fault(mp: pytest.MonkeyPatch) -> None:
+        calls = {"n": 0}
+
+        def open_on_a_nearly_full_disk(file, mode="r", *args, **kwargs):
+            if Path(file).name.startswith(f".{name}.") and "w" in mode:
+                calls["n"] += 1
+                if calls["n"] > after:
+                    assert mode == "wb" and not args and not kwargs, "a binary file, as torch.save writes"
+                    return io.BufferedWriter(NearlyFullFile(file, room))
+            return open(file, mode, *args, **kwargs)
+
+        mp.setattr(vsr.atomic, "open", open_on_a_nearly_full_disk, raising=False)
+
+    return fault
+
+
+def output_disk_full(after: int = 0) -> Callable[[pytest.MonkeyPatch], None]:
+    """A fault: ``vsr upscale``'s output is on a full disk. The video's temporary file, or the frames of a frame
+    folder from frame ``after`` on, are ``/dev/full``: the encoder's and the PNG writer's own writes fail."""
+
+    def fault(mp: pytest.MonkeyPatch) -> None:
+        if not os.path.exists(FULL_DEVICE):
+            pytest.skip(f"no {FULL_DEVICE} here")
+        open_video, write = FrameWriter._open_video, FrameWriter.write
+
+        def full_video(self, *args):
+            self.tmp_path.symlink_to(FULL_DEVICE)
+            return open_video(self, *args)
+
+        def full_frames(self, frame):
+            if self.kind == "frames" and self.frames_written >= after:
+                (self.tmp_path / vsr.video._frame_name(self.frames_written)).symlink_to(FULL_DEVICE)
+            return write(self, frame)
+
+        mp.setattr(FrameWriter, "_open_video", full_video)
+        mp.setattr(FrameWriter, "write", full_frames)
+
+    return fault
+
+
+# ------------------------------------------------------------------------------------------ checks after a row
+
+
+def saved_at(iteration: int) -> Callable[[Path], None]:
+    """The run's latest checkpoint is whole and at ``iteration``, with no temporary file left beside it."""
+
+    def check(root: Path) -> None:
+        latest = root / "run" / LATEST_CHECKPOINT
+        assert read_checkpoint(latest)["iteration"] == iteration
+        assert not [p.name for p in latest.parent.iterdir() if p.name.startswith(".")]
+
+    return check
+
+
+def one_whole_run(root: Path) -> None:
+    """``run`` holds one run, finished, and not two mixed: iterations 1 to 4 once each."""
+    log = [json.loads(line) for line in (root / "run" / LOG_FILE).read_text().splitlines()]
+    assert [e["iteration"] for e in log if e["event"] == "train"] == [1, 2, 3, 4]
+    assert (root / "run" / RESULT_FILE).is_file() and not (root / "run" / LOCK_FILE).exists()
+
+
+def one_whole_test(root: Path) -> None:
+    metrics = json.loads((root / "res" / METRICS_FILE).read_text())
+    rows = (root / "res" / PER_FRAME_FILE).read_text().splitlines()
+    assert metrics["frames"] == len(rows) - 1 > 0 and not (root / "res" / LOCK_FILE).exists()
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -141,6 +267,10 @@ class Case:
     output: str | None = None  # the one path (relative to the test folder) the command may create or change
     setup: Callable[[Path], None] | None = None  # makes the bad input in the test folder
     fault: Callable[[pytest.MonkeyPatch], None] | None = None  # injects a fault (a full disk, Ctrl-C)
+    then: Callable[[Path], None] | None = None  # checks the files afterwards (what was kept is whole)
+    # Run the command twice at once, in two processes: the one that gets the folder waits at this function
+    # ("module:attribute") until the other has ended; the message is the other's, {winner} the first's pid.
+    race: str | None = None
 
 
 def case(id: str, *args: str, message: str, **kwargs) -> Case:
@@ -149,42 +279,45 @@ def case(id: str, *args: str, message: str, **kwargs) -> Case:
 
 UPSCALE = ("upscale", "tiny.pth", "lr")
 TRAIN = ("train", "tiny.yaml", "--data", "{data}", "--device", "cpu")
+TEST = ("test", "basicvsr", *TINY_SET, "--checkpoint", "tiny.pth")
+
+
+def bad_value(id: str, setting: str, problem: str, recipe: str = "basicvsr") -> Case:
+    """``vsr model RECIPE --set KEY=VALUE``, refused as "recipe key 'KEY' = <value>: <problem>" (a regex)."""
+    key = setting.partition("=")[0]
+    return case(id, "model", recipe, "--set", setting, message=re.escape(f"'{key}' = ") + problem)
+
+
+def write_fails(id: str, code: int, message: str) -> Case:
+    """``vsr upscale`` whose writing of out.mp4 fails with ``OSError(code)``."""
+    return case(id, *UPSCALE, "-o", "out.mp4", message=message,
+                fault=patch(FrameWriter, "write", raising(os_error(code))))  # fmt: skip
+
 
 # The contract of "lose nothing, ever": grow this table whenever a new bad input or fault is found, so that it
 # stays handled: one `error:` line naming the problem and the fix, the exit code, no traceback, and nothing
 # touched but the command's own output.
 CASES = [
     # -- recipe values that validation must refuse (they crashed later, inside torch)
-    case("channels-zero", "model", "basicvsr", "--set", "model.channels=0",
-         message=r"'model\.channels' = 0: must be an integer >= 1"),
-    case("num-blocks-negative", "model", "basicvsr", "--set", "model.aggregation.num_blocks=-1",
-         message=r"'model\.aggregation\.num_blocks' = -1: must be an integer >= 0"),
-    case("scale-three", "model", "basicvsr", "--set", "model.scale=3",
-         message=r"'model\.scale' = 3: must be a power of two >= 2"),
-    case("num-frames-zero", "model", "basicvsr", "--set", "data.num_frames=0",
-         message=r"'data\.num_frames' = 0: must be an integer >= 1"),
-    case("batch-size-zero", "model", "basicvsr", "--set", "data.batch_size=0",
-         message=r"'data\.batch_size' = 0: must be an integer >= 1"),
-    case("patch-zero", "model", "basicvsr", "--set", "data.lr_patch=0", message=r"'data\.lr_patch' = 0"),
-    case("lr-zero", "model", "basicvsr", "--set", "train.lr=0", message=r"'train\.lr' = 0\.0: must be a number > 0"),
-    case("iterations-zero", "model", "basicvsr", "--set", "train.iterations=0",
-         message=r"'train\.iterations' = 0: must be an integer >= 1"),
-    case("betas-one", "model", "basicvsr", "--set", "train.betas=[0.9]", message=r"'train\.betas'.*a list of 2 items"),
-    case("kernel-even", "model", "basicvsr", "--set", "model.flow.kernel_size=4",
-         message=r"'model\.flow\.kernel_size' = 4: must be an odd integer"),
-    case("padding-four", "model", "iconvsr", "--set", "model.refill.temporal_padding=4",
-         message=r"'model\.refill\.temporal_padding' = 4: must be one of 2, 3"),
-    case("blocks-text", "model", "basicvsr", "--set", "model.aggregation.num_blocks=many",
-         message=r"'model\.aggregation\.num_blocks' = 'many': must be an integer"),
+    bad_value("channels-zero", "model.channels=0", r"0: must be an integer >= 1"),
+    bad_value("num-blocks-negative", "model.aggregation.num_blocks=-1", r"-1: must be an integer >= 0"),
+    bad_value("scale-three", "model.scale=3", r"3: must be a power of two >= 2"),
+    bad_value("num-frames-zero", "data.num_frames=0", r"0: must be an integer >= 1"),
+    bad_value("batch-size-zero", "data.batch_size=0", r"0: must be an integer >= 1"),
+    bad_value("patch-zero", "data.lr_patch=0", r"0: must be an integer >= 1"),
+    bad_value("lr-zero", "train.lr=0", r"0\.0: must be a number > 0"),
+    bad_value("iterations-zero", "train.iterations=0", r"0: must be an integer >= 1"),
+    bad_value("betas-one", "train.betas=[0.9]", r"\[0\.9\]: .*a list of 2 items"),
+    bad_value("kernel-even", "model.flow.kernel_size=4", r"4: must be an odd integer"),
+    bad_value("padding-four", "model.refill.temporal_padding=4", r"4: must be one of 2, 3", recipe="iconvsr"),
+    bad_value("blocks-text", "model.aggregation.num_blocks=many", r"'many': must be an integer"),
+    bad_value("ema-one", "train.ema=1", r"1: must be null or a number >= 0 and < 1"),
     case("unknown-recipe", "model", "basicvrs", message=r"no such recipe file or shipped recipe"),
     # -- user text is printed literally and bounded; YAML is parsed without aliases
-    case("markup-in-value", "model", "basicvsr", "--set", "model.propagation=x[/bold]",
-         message=r"'model\.propagation' = 'x\[/bold\]': unknown propagation component"),
+    bad_value("markup-in-value", "model.propagation=x[/bold]", r"'x\[/bold\]': unknown propagation component"),
     case("markup-in-path", *UPSCALE, "-o", "[red]out/x.mp4", message=r"\[red\]out"),
-    case("long-value", "model", "basicvsr", "--set", "model.propagation=" + "x" * 100_000,
-         message=r"= 'x+\.\.\.x+': unknown propagation component"),
-    case("bad-yaml-value", "model", "basicvsr", "--set", "model.channels=[1",
-         message=r"'model\.channels' = '\[1': not a valid YAML value"),
+    bad_value("long-value", "model.propagation=" + "x" * 100_000, r"'x+\.\.\.x+': unknown propagation component"),
+    bad_value("bad-yaml-value", "model.channels=[1", r"'\[1': not a valid YAML value"),
     case("alias-bomb-value", "model", "basicvsr", "--set", "model.channels=[&a [1, 1], *a]",
          message=r"YAML aliases are not allowed"),
     case("alias-bomb-recipe", "model", "bomb.yaml", message=r"bomb\.yaml.*YAML aliases are not allowed",
@@ -193,6 +326,13 @@ CASES = [
          setup=write("bomb.yaml", ALIAS_BOMB)),
     case("binary-recipe", "model", "bin.yaml", message=r"bin\.yaml.*not a text file",
          setup=write("bin.yaml", b"\xff\xfe\x00\x01binary")),
+    # -- names that are not names never become folders
+    case("name-escapes", "train", "escape.yaml", "--data", "{data}", "--device", "cpu",
+         message=r"recipe key 'name' = '\.\./\.\./x'.*runs/<name>",
+         setup=lambda root: tiny_recipe(root, "../../x", "escape.yaml")),
+    case("name-absolute", "train", "abs.yaml", "--data", "{data}", "--device", "cpu",
+         message=r"recipe key 'name' = '/.*/some'.*runs/<name>",  # a recipe.yaml there was overwritten
+         setup=lambda root: (tiny_recipe(root, str(root / "some"), "abs.yaml"), write("some/recipe.yaml", "x")(root))),
     # -- checkpoints that are not checkpoints
     case("empty-checkpoint", "upscale", "empty.pth", "lr", "-o", "out.mp4",
          message=r"not a checkpoint: empty\.pth: the file is empty", setup=write("empty.pth", b"")),
@@ -220,55 +360,71 @@ CASES = [
     case("tile-below-overlap", *UPSCALE, "-o", "out.mp4", "--tile", "8",
          message=r"--tile 8 must exceed twice --tile-overlap \(32\)"),
     case("profile-size", "profile", "basicvsr", "--size", "big", message=r"--size big: write the LR size as HxW"),
-    # -- outputs that cannot be right
+    # -- outputs that cannot be right, or would replace what vsr did not write
     case("output-dot", *UPSCALE, "-o", ".", message=r"--output \. is the current folder"),
     case("synth-out-dot", "data", "synth", "-o", ".", message=r"--out \. is the current folder"),
     case("train-out-dot", *TRAIN, "-o", ".", message=r"--out \. is the current folder", setup=tiny_recipe),
     case("train-out-file", *TRAIN, "-o", "afile", message=r"--out afile is a file, not a folder",
          setup=lambda root: (tiny_recipe(root), write("afile", "x")(root))),
-    case("test-out-file", "test", "basicvsr", *TINY_SET, "--checkpoint", "tiny.pth", "--data", "{data}", "-o", "afile",
-         message=r"--out afile is a file", setup=write("afile", "x")),
+    case("test-out-file", *TEST, "--data", "{data}", "-o", "afile", message=r"--out afile is a file",
+         setup=write("afile", "x")),
     case("out-not-writable", *TRAIN, "-o", "new/run", message=r"--out new/run cannot be created: .* is not writable",
          setup=tiny_recipe, fault=patch(os, "access", lambda access: lambda *args, **kwargs: False)),
     case("output-under-file", *UPSCALE, "-o", "afile/out.mp4",
          message=r"--output afile/out\.mp4 cannot be created: .*afile is a file", setup=write("afile", "x")),
+    case("output-holds-input", "upscale", "tiny.pth", "up/parent/frames", "-o", "up/parent", "--overwrite",
+         message=r"up/parent: the output is a folder that holds the input .*up/parent/frames", setup=user_files),
+    case("overwrite-foreign-folder", *UPSCALE, "-o", "mine", "--overwrite", setup=user_files,
+         message=r"mine: --overwrite \(overwrite=True\) replaces only an earlier output of vsr, but it is a folder "
+                 r"without vsr's marker file"),
     case("missing-source", "upscale", "tiny.pth", "nothing.mp4", "-o", "out.mp4",
          message=r"nothing\.mp4: no such video file or frame folder"),
     # -- data on disk
-    case("jpg-among-png", "test", "basicvsr", *TINY_SET, "--checkpoint", "tiny.pth", "--data", "set", "--device",
-         "cpu", message=r"holds images that are not \.png frames \(00000003\.jpg\)", setup=jpg_among_png),
+    case("jpg-among-png", *TEST, "--data", "set", "--device", "cpu",
+         message=r"holds images that are not \.png frames \(00000003\.jpg\)", setup=jpg_among_png),
     case("truncated-run-json", "report", "runs", "-o", "rep", output="rep", setup=truncated_run_json,
          message=r"runs/study/base/seed0/run\.json is not valid JSON"),
-    # -- file-system faults: one line naming the path and the fix
-    case("disk-full-upscale", *UPSCALE, "-o", "out.mp4", message=r"the disk is full .* while writing out\.mp4",
-         output="out.mp4", fault=patch(FrameWriter, "write", raising(disk_full()))),
-    case("disk-full-train", *TRAIN, "-o", "run", output="run", setup=tiny_recipe,
-         message=r"the disk is full .* while writing run/checkpoints/\w+\.pth.*So far: nothing was saved",
-         fault=patch(torch, "save", raising(disk_full()))),
-    case("permission-denied", *UPSCALE, "-o", "out.mp4", message=r"permission denied: out\.mp4",
-         fault=patch(FrameWriter, "write", raising(os_error(errno.EACCES)))),
-    case("read-only", *UPSCALE, "-o", "out.mp4", message=r"out\.mp4 is on a read-only file system",
-         fault=patch(FrameWriter, "write", raising(os_error(errno.EROFS)))),
-    case("not-a-folder", *UPSCALE, "-o", "out.mp4", message=r"out\.mp4: a part of this path is a file",
-         fault=patch(FrameWriter, "write", raising(os_error(errno.ENOTDIR)))),
-    case("exists", *UPSCALE, "-o", "out.mp4", message=r"out\.mp4 already exists",
-         fault=patch(FrameWriter, "write", raising(os_error(errno.EEXIST)))),
-    case("vanished", *UPSCALE, "-o", "out.mp4", message=r"out\.mp4 does not exist",
-         fault=patch(FrameWriter, "write", raising(os_error(errno.ENOENT)))),
+    # -- a resumed run keeps its recipe
+    case("resume-changed-recipe", *TRAIN, "-o", "run", "--resume", "--set", "train.lr=0.5", setup=checkpointed_run,
+         message=r"started with another recipe; resuming would change train\.lr: 0\.001 → 0\.5.*--allow-changes"),
+    # -- one writer per folder: two processes at once, one is refused naming the other
+    case("two-trains-one-run", *TRAIN, "-o", "run", output="run", setup=tiny_recipe,
+         race="vsr.training.trainer:Trainer._train", then=one_whole_run,
+         message=r"run folder run is in use: pid {winner} on \S+ is writing to it"),
+    case("two-tests-one-folder", *TEST, "--data", "{data}", "--device", "cpu", "-o", "res", output="res",
+         race="vsr.evaluate:measure", then=one_whole_test,
+         message=r"output folder res is in use: pid {winner} on \S+ is writing to it"),
+    # -- a full disk: one line naming the path, and what was there before is whole
+    case("disk-full-first-checkpoint", *TRAIN, "-o", "run", output="run", setup=tiny_recipe,
+         fault=disk_fills_at("latest.pth"),
+         message=r"the disk is full .* while writing run/checkpoints/latest\.pth.*So far: nothing was saved"),
+    case("disk-full-later-checkpoint", *TRAIN, "-o", "run", output="run", setup=tiny_recipe,
+         fault=disk_fills_at("latest.pth", after=1), then=saved_at(2),
+         message=r"the disk is full .* while writing run/checkpoints/latest\.pth.*So far: the run is saved at "
+                 r"iteration 2 \(run/checkpoints/latest\.pth\); continue it with --resume"),
+    case("disk-full-video", *UPSCALE, "-o", "out.mp4", "--overwrite", setup=earlier_output("out.mp4"),
+         fault=output_disk_full(), message=r"the disk is full .* while writing out\.mp4;"),
+    case("disk-full-frames", *UPSCALE, "-o", "out", "--overwrite", setup=earlier_output("out"),
+         fault=output_disk_full(after=1), message=r"the disk is full .* while writing out;"),
+    # -- other file-system faults: one line naming the path and the fix
+    write_fails("permission-denied", errno.EACCES, r"permission denied: out\.mp4"),
+    write_fails("read-only", errno.EROFS, r"out\.mp4 is on a read-only file system"),
+    write_fails("not-a-folder", errno.ENOTDIR, r"out\.mp4: a part of this path is a file"),
+    write_fails("exists", errno.EEXIST, r"out\.mp4 already exists"),
+    write_fails("vanished", errno.ENOENT, r"out\.mp4 does not exist"),
+    write_fails("file-too-large", errno.EFBIG, r"out\.mp4 would be larger than its file system or a file-size limit"),
     # -- Ctrl-C says what was saved
     case("interrupt-before-checkpoint", *TRAIN, "-o", "run", code=130, output="run", setup=tiny_recipe,
          message=r"interrupted before the first checkpoint: nothing was saved to resume from",
-         fault=patch_item(vsr.losses.LOSSES, "charbonnier", raising(KeyboardInterrupt()))),
+         fault=patch(vsr.losses.LOSSES, "charbonnier", raising(KeyboardInterrupt()))),
     case("interrupt-after-checkpoint", *TRAIN, "-o", "run", code=130, output="run", setup=tiny_recipe,
          message=r"the run is saved at iteration 2 \(run/checkpoints/latest\.pth\); continue it with --resume: "
                  r"vsr train tiny\.yaml --out run --resume",
-         fault=patch_item(vsr.losses.LOSSES, "charbonnier", raising(KeyboardInterrupt(), after=2))),
+         fault=patch(vsr.losses.LOSSES, "charbonnier", raising(KeyboardInterrupt(), after=2))),
     case("interrupt-upscale", *UPSCALE, "-o", "out.mp4", code=130,
          message=r"interrupted: nothing was written to out\.mp4",
          fault=patch(FrameWriter, "write", raising(KeyboardInterrupt()))),
-    # -- the moving average of the weights, ONNX export and exported models
-    case("ema-one", "model", "basicvsr", "--set", "train.ema=1",
-         message=r"'train\.ema' = 1: must be null or a number >= 0 and < 1"),
+    # -- ONNX export and exported models
     case("export-frames-zero", "export", "tiny.pth", "-o", "m.onnx", "--frames", "0",
          message=r"--frames 0: must be at least 1"),
     case("export-not-onnx", "export", "tiny.pth", "-o", "m.pt", "--frames", "3",
@@ -315,42 +471,111 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def snapshot(*roots: Path) -> dict[str, str]:
-    """Every file and folder under the roots: path -> sha256 of the content (``dir`` for a folder)."""
+    """Every file and folder under the roots: path -> sha256 of the content (``dir`` for a folder, ``-> target``
+    for a link: one left behind to ``/dev/full`` would read forever)."""
     found = {}
     for root in roots:
         for path in sorted(root.rglob("*")):
-            found[str(path)] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.is_symlink():
+                found[str(path)] = f"-> {os.readlink(path)}"
+            else:
+                found[str(path)] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+RACE_S = 900  # seconds each process of a race may take to import torch and do its work (a few when idle)
+
+#: One process of a race: ``vsr ARGS``, holding its folder at HOLD (the function that does the work) until
+#: the file ``go`` appears in SIGNALS.
+RACER = """
+import importlib, os, sys, time
+from pathlib import Path
+
+hold, signals, args = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+module, _, attribute = hold.partition(":")
+owner = importlib.import_module(module)
+*path, name = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+work = getattr(owner, name)
+
+def held(*a, **k):
+    (signals / f"holding-{os.getpid()}").touch()
+    deadline = time.monotonic() + 900
+    while not (signals / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return work(*a, **k)
+
+setattr(owner, name, held)
+from vsr.cli import app
+app(args, prog_name="vsr")
+"""
+
+
+def race(hold: str, args: list[str], cwd: Path, signals: Path) -> tuple[int, str, int]:
+    """Run ``vsr ARGS`` in two processes at once. The one that gets its folder waits at ``hold`` until the other
+    has ended, then finishes (status 0 asserted). Returns the other's exit status, its output, and the pid of
+    the one that got the folder."""
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACER, hold, str(signals), *args], cwd=cwd, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        for _ in range(2)
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + RACE_S
+        while all(racer.poll() is None for racer in racers):
+            assert time.monotonic() < deadline, "neither process ended: both got the folder"
+            time.sleep(0.1)
+        loser, winner = sorted(racers, key=lambda racer: racer.poll() is None)
+        output = loser.communicate()[0]
+        (signals / "go").touch()
+        won = winner.communicate(timeout=RACE_S)[0]
+        assert winner.returncode == 0, won
+        assert sorted(p.name for p in signals.iterdir()) == ["go", f"holding-{winner.pid}"]  # the loser never did
+        return loser.returncode, output, winner.pid
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
 
 
 # ------------------------------------------------------------------------------------------ the tests
 
 
 @pytest.mark.parametrize("row", CASES, ids=[c.id for c in CASES])
-def test_a_bad_input_is_one_clear_line(row: Case, tmp_path, monkeypatch, assets, data_root):
-    shutil.copy(assets / "tiny.pth", tmp_path / "tiny.pth")
-    shutil.copytree(assets / "lr", tmp_path / "lr")
+def test_a_bad_input_is_one_clear_line(row: Case, tmp_path_factory, monkeypatch, assets, data_root):
+    root = tmp_path_factory.mktemp(row.id)
+    shutil.copy(assets / "tiny.pth", root / "tiny.pth")
+    shutil.copytree(assets / "lr", root / "lr")
     if row.setup:
-        row.setup(tmp_path)
-    monkeypatch.chdir(tmp_path)
+        row.setup(root)
+    monkeypatch.chdir(root)
     if row.fault:
         row.fault(monkeypatch)
-    before = snapshot(tmp_path, data_root)
-    result = runner.invoke(app, [a.format(data=data_root) for a in row.args])
-    after = snapshot(tmp_path, data_root)
+    args = [a.format(data=data_root) for a in row.args]
+    before = snapshot(root, data_root)
+    if row.race:
+        code, output, winner = race(row.race, args, root, tmp_path_factory.mktemp("signals"))
+        message = row.message.replace("{winner}", str(winner))
+    else:
+        result = runner.invoke(app, args)
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        code, output, message = result.exit_code, result.output, row.message
+    after = snapshot(root, data_root)
 
-    output = result.output
     assert "Traceback" not in output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == row.code, output
-    assert re.search(row.message, " ".join(output.split())), output
+    assert code == row.code, output
+    assert re.search(message, " ".join(output.split())), output
     if row.code == 2:
         assert sum(line.startswith("error:") for line in output.splitlines()) == 1, output
     assert len(output) <= MESSAGE_CHARS + 200
-    allowed = tmp_path / row.output if row.output else None
+    allowed = root / row.output if row.output else None
     changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
     outside = [p for p in changed if allowed is None or not Path(p).is_relative_to(allowed)]
     assert not outside, f"changed outside the command's output: {outside}"
+    if row.then:
+        row.then(root)
 
 
 @pytest.fixture(scope="module")
