@@ -41,16 +41,7 @@ def small(name: str) -> nn.Module:
     return build_model(name, *MODELS[name]).eval()
 
 
-ICONVSR_OPEN = (
-    "open: IconVSR's export agrees at the traced size, but at another size ONNX Runtime stops in the forward "
-    "branch's alignment after a keyframe (a broadcast of the traced 20x28 against the input's size): a shape "
-    "there is still frozen by the tracer, and the check refuses the export"
-)
-
-
-@pytest.mark.parametrize(
-    "name", ["basicvsr", pytest.param("iconvsr", marks=pytest.mark.xfail(reason=ICONVSR_OPEN, strict=True))]
-)
+@pytest.mark.parametrize("name", ["basicvsr", "iconvsr"])
 def test_export_agrees_with_pytorch_in_onnxruntime_within_1e_4(name, tmp_path):
     model, frames = small(name), 6
     summary = export_onnx(model, tmp_path / f"{name}.onnx", frames)

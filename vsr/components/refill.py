@@ -117,7 +117,11 @@ class InformationRefill(Refill):
         keyframes = keyframe_indices(t, self.keyframe_stride)
         windows = temporal_window_indices(t, self.temporal_padding)
         frames = [i for k in keyframes for i in windows[k]]
-        clips = lrs[:, frames].unflatten(1, (len(keyframes), -1))  # (n, k, 2p+1, 3, h, w)
-        feats = self.extractor(clips.flatten(0, 1)).unflatten(0, (n, len(keyframes)))  # (n, k, c, h, w)
+        # Reshaped by sizes read from lrs, not unflatten(1, (k, -1)): the ONNX export keeps h and w dynamic
+        # through a reshape by the input's sizes, but froze them at the traced size through that unflatten.
+        clips = lrs.index_select(1, torch.tensor(frames, device=lrs.device))  # (n, k·(2p+1), 3, h, w)
+        clips = clips.reshape(n * len(keyframes), len(windows[0]), *lrs.shape[2:])  # (n·k, 2p+1, 3, h, w)
+        feats = self.extractor(clips)  # (n·k, c, h, w)
+        feats = feats.reshape(n, len(keyframes), *feats.shape[1:])  # (n, k, c, h, w)
         fusion = {b: getattr(self, f"{b}_fusion") for b in self.branches}
         return RefillState({i: feats[:, j] for j, i in enumerate(keyframes)}, fusion)
