@@ -1,7 +1,8 @@
 """ONNX export: BasicVSR and IconVSR (small widths) run in ONNX Runtime and agree with PyTorch within 1e-4 at
-sizes other than the traced one; ``vsr upscale model.onnx`` runs an exported model through the
-same chunks and tiles as the PyTorch model (frames on disk compared); a model of fixed frames per call gets
-windows of exactly that many frames; a component that cannot be exported is named."""
+sizes and batches other than the traced ones (a file of a fixed batch refuses another one by name);
+``vsr upscale model.onnx`` runs an exported model through the same chunks and tiles as the PyTorch model
+(frames on disk compared); a model of fixed frames per call gets windows of exactly that many frames; a
+component that cannot be exported is named."""
 
 from __future__ import annotations
 
@@ -50,16 +51,33 @@ def test_export_agrees_with_pytorch_in_onnxruntime_within_1e_4(name, tmp_path):
     assert (runner.scale, runner.frames_per_call) == (4, frames)
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / f"{name}.onnx")).metadata_props}
     assert meta["vsr.scale"] == "4" and meta["vsr.frames"] == "6"
-    # sizes the check did not use: odd, not multiples of the refill's 4 or SPyNet's 4, wider than tall
-    for shape in [(1, frames, 3, 13, 30), (1, frames, 3, 16, 12)]:
+    # sizes the check did not use: odd, not multiples of the refill's 4 or SPyNet's 4, wider than tall; 3 clips
+    for shape in [(1, frames, 3, 13, 30), (3, frames, 3, 16, 12)]:
         lrs = torch.rand(*shape)
         with torch.no_grad():
             expected = model(lrs)
         got = runner(lrs)
         assert got.shape == expected.shape == (shape[0], frames, 3, 4 * shape[3], 4 * shape[4])
         assert (got - expected).abs().max().item() <= TOLERANCE, shape
-    with pytest.raises(VSRError, match=r"takes \(1, 6, 3, h, w\).*got \(1, 5, 3, 8, 8\)"):
+    with pytest.raises(VSRError, match=r"takes \(n, 6, 3, h, w\).*got \(1, 5, 3, 8, 8\)"):
         runner(torch.rand(1, 5, 3, 8, 8))
+
+
+def test_a_file_of_a_fixed_batch_refuses_another_batch_by_name(tmp_path):
+    """A file whose batch is fixed (exported elsewhere, or by vsr before the batch was dynamic) runs that batch
+    and refuses another with a message, not ONNX Runtime's error."""
+    model, frames = small("basicvsr"), 3
+    export_onnx(model, tmp_path / "m.onnx", frames, check=False)
+    graph = onnx.load(str(tmp_path / "m.onnx"))
+    graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # the batch fixed at one clip
+    onnx.save(graph, str(tmp_path / "one.onnx"))
+    runner = load_onnx(tmp_path / "one.onnx")
+    lrs = torch.rand(2, frames, 3, 8, 8)
+    with torch.no_grad():
+        assert (runner(lrs[:1]) - model(lrs[:1])).abs().max().item() <= TOLERANCE
+    with pytest.raises(VSRError, match=r"one\.onnx was exported for a batch of 1 clip\(s\) only; got 2\. Run the "
+                                       r"clips one call each, or export the model again"):  # fmt: skip
+        runner(lrs)
 
 
 class FixedFrames(nn.Module):

@@ -1,18 +1,19 @@
 """ONNX export of a vsr model, and running an exported model where vsr runs a PyTorch one.
 
-:func:`export_onnx` writes a model for a fixed number of frames ``T`` and a batch of one, with dynamic
-height and width: input ``lr`` ``(1, T, 3, h, w)`` in [0, 1], output ``hr`` ``(1, T, 3, s·h, s·w)``. The
-recurrence over frames is unrolled, so ``T`` is fixed; sizes are not:
-the model is traced (TorchScript exporter, ONNX opset 17) on an example whose size takes every size-dependent
-path (padding to the refill's multiple of 4, resizing to SPyNet's multiple), so the graph computes those
-amounts from the input instead of fixing them. Every op is a standard ONNX op: warping is ``GridSample``,
-and IconVSR's deformable convolution runs through vsr's pure-PyTorch implementation (a ``GridSample`` and a
-``MatMul``), never torchvision's custom op, which ONNX Runtime lacks.
+:func:`export_onnx` writes a model for a fixed number of frames ``T``, with dynamic batch, height and width:
+input ``lr`` ``(n, T, 3, h, w)`` in [0, 1], output ``hr`` ``(n, T, 3, s·h, s·w)``. The recurrence over frames
+is unrolled, so ``T`` is fixed; sizes are not: the model is traced (TorchScript exporter, ONNX opset 17) on
+an example whose size takes every size-dependent path (padding to the refill's multiple of 4, resizing to
+SPyNet's multiple), so the graph computes those amounts from the input instead of fixing them. Every op is a
+standard ONNX op: warping is ``GridSample``, and IconVSR's deformable convolution runs through vsr's
+pure-PyTorch implementation (a ``GridSample`` and a ``MatMul``), never torchvision's custom op, which ONNX
+Runtime lacks.
 
-The export is checked (``check=True``): ONNX Runtime runs the file at the traced size and at another size, and
-its output must agree with PyTorch within ``tolerance`` (1e-4). A component that cannot be exported (an op
-without an ONNX form, found in the source of the components that call it, or a Python branch on tensor
-values that tracing would freeze) fails with a :class:`VSRError` naming the component and why.
+The export is checked (``check=True``): ONNX Runtime runs the file at the traced size (one clip) and at another
+size with two clips, and its output must agree with PyTorch within ``tolerance`` (1e-4). A component that
+cannot be exported (an op without an ONNX form, found in the source of the components that call it, or a
+Python branch on tensor values that tracing would freeze) fails with a :class:`VSRError` naming the
+component and why.
 
 :class:`OnnxVSR` loads an exported file into a module that :func:`vsr.upscale` runs like any model: it
 declares ``scale`` and ``frames_per_call`` (read from the file's metadata), so the upscaler feeds it windows
@@ -53,6 +54,7 @@ TOLERANCE = 1e-4  # largest absolute difference to PyTorch (outputs in [0, 1]) a
 # as computed, not skipped. The check also runs a second size, 22×17 (other residues).
 EXAMPLE_SIZE = (19, 27)
 CHECK_SIZE = (22, 17)
+CHECK_BATCH = 2  # the second size is checked with two clips at once: the batch is dynamic too
 METADATA = {"scale": "vsr.scale", "frames": "vsr.frames", "recipe": "vsr.recipe"}
 INSTALL = "pip install 'vsr[onnx]' (or: pip install onnx onnxruntime)"
 
@@ -85,7 +87,7 @@ class ExportSummary:
         )
         return (
             f"wrote {self.path} ({self.path.stat().st_size / 2**20:.1f} MiB, opset {self.opset}): "
-            f"(1, {self.frames}, 3, h, w) -> (1, {self.frames}, 3, {self.scale}h, {self.scale}w) in "
+            f"(n, {self.frames}, 3, h, w) -> (n, {self.frames}, 3, {self.scale}h, {self.scale}w) in "
             f"{self.seconds:.1f} s{checked}"
         )
 
@@ -180,8 +182,7 @@ def export_onnx(
     tolerance: float = TOLERANCE,
 ) -> ExportSummary:
     """Export ``model`` (``(n, t, 3, h, w) -> (n, t, 3, s·h, s·w)``, with an int ``scale``) to the ONNX file
-    ``path`` for ``frames`` frames per call, a batch of one and dynamic height and width (see the module
-    docstring).
+    ``path`` for ``frames`` frames per call, with dynamic batch, height and width (see the module docstring).
 
     ``recipe`` (the resolved recipe) is stored in the file's metadata with the scale and the frame count.
     With ``check`` the file is run in ONNX Runtime and compared with PyTorch (needs ``onnxruntime``); a
@@ -211,8 +212,8 @@ def export_onnx(
             try:
                 torch.onnx.export(
                     model, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=[INPUT],
-                    output_names=[OUTPUT], dynamic_axes={INPUT: {3: "height", 4: "width"},
-                                                         OUTPUT: {3: "out_height", 4: "out_width"}},
+                    output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 3: "height", 4: "width"},
+                                                         OUTPUT: {0: "batch", 3: "out_height", 4: "out_width"}},
                 )  # fmt: skip
             except Exception as err:
                 why = " ".join(str(err).split()) or type(err).__name__
@@ -248,8 +249,8 @@ def _check(
     runner = OnnxVSR(file)
     generator = torch.Generator().manual_seed(1)
     differences = {}
-    for h, w in (EXAMPLE_SIZE, CHECK_SIZE):
-        lrs = torch.rand(1, frames, 3, h, w, generator=generator)
+    for n, (h, w) in ((1, EXAMPLE_SIZE), (CHECK_BATCH, CHECK_SIZE)):
+        lrs = torch.rand(n, frames, 3, h, w, generator=generator)
         with torch.no_grad(), _standard_ops():
             expected = model(lrs)
         try:
@@ -281,7 +282,7 @@ def _frozen(branches: list[str]) -> str:
 class OnnxVSR(nn.Module):
     """An exported model run by ONNX Runtime, usable where vsr takes a model (``vsr.upscale``).
 
-    ``forward(lrs (1, T, 3, h, w))`` returns ``(1, T, 3, s·h, s·w)`` on the input's device (float32);
+    ``forward(lrs (n, T, 3, h, w))`` returns ``(n, T, 3, s·h, s·w)`` on the input's device (float32);
     ``scale`` and ``frames_per_call`` (``T``) come from the file. ``device``: ``cpu`` (default) or ``cuda``
     (ONNX Runtime's CUDA provider, where installed)."""
 
@@ -313,13 +314,20 @@ class OnnxVSR(nn.Module):
                            "it with vsr export")  # fmt: skip
         self.scale, self.frames_per_call = int(meta[METADATA["scale"]]), int(meta[METADATA["frames"]])
         self.recipe = yaml.safe_load(meta.get(METADATA["recipe"], "")) or {}
+        batch = self.session.get_inputs()[0].shape[0]
+        self.batch = batch if isinstance(batch, int) else None  # an int: a file exported for that batch alone
         self.torch_options = False  # runs as exported: no autocast, channels-last or torch.compile
 
     def forward(self, lrs: Tensor) -> Tensor:
-        if lrs.ndim != 5 or lrs.shape[0] != 1 or lrs.shape[1] != self.frames_per_call or lrs.shape[2] != 3:
+        if lrs.ndim != 5 or lrs.shape[0] < 1 or lrs.shape[1] != self.frames_per_call or lrs.shape[2] != 3:
             raise VSRError(
-                f"{self.path.name} takes (1, {self.frames_per_call}, 3, h, w): it was exported for one clip of "
-                f"{self.frames_per_call} frames per call; got {tuple(lrs.shape)}"
+                f"{self.path.name} takes (n, {self.frames_per_call}, 3, h, w): it was exported for clips of "
+                f"{self.frames_per_call} frames; got {tuple(lrs.shape)}"
+            )
+        if self.batch is not None and lrs.shape[0] != self.batch:
+            raise VSRError(
+                f"{self.path.name} was exported for a batch of {self.batch} clip(s) only; got {lrs.shape[0]}. Run "
+                "the clips one call each, or export the model again (vsr export makes the batch dynamic)"
             )
         array = np.ascontiguousarray(lrs.detach().float().cpu().numpy())
         (out,) = self.session.run([OUTPUT], {INPUT: array})
