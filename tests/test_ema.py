@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import TINY_DATA, TINY_MODEL, tiny_synth
+from tiny import TINY_DATA, TINY_MODEL, interrupted_training, tiny_synth
 
-import vsr.losses
+import vsr
 from vsr import CheckpointError
 from vsr.checkpoints import extract_state_dict, load_checkpoint, read_checkpoint
 from vsr.evaluate import evaluate
@@ -130,23 +130,11 @@ def test_a_checkpoint_without_an_average_says_so(recorded, tmp_path):
     assert all(torch.equal(extract_state_dict(plain)[k], v) for k, v in plain["model"].items())
 
 
-def test_resume_restores_the_average_bit_exactly(data_root, tmp_path, monkeypatch):
+def test_resume_restores_the_average_bit_exactly(data_root, tmp_path):
     full = train(RECIPE, tmp_path / "full", data=data_root, progress=False)
-    calls = {"n": 0}
-    original = vsr.losses.LOSSES["charbonnier"]
-
-    def interrupting(pred, target, eps=1e-12):
-        calls["n"] += 1
-        if calls["n"] == 3:  # during iteration 3, after the checkpoint of iteration 2
-            raise KeyboardInterrupt
-        return original(pred, target, eps)
-
-    monkeypatch.setitem(vsr.losses.LOSSES, "charbonnier", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        train(RECIPE, tmp_path / "resumed", data=data_root, progress=False)
+    interrupted_training(RECIPE, tmp_path / "resumed", data_root, 3)  # after the checkpoint of iteration 2
     saved = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "latest.pth")
     assert saved["iteration"] == 2 and EMA_KEY in saved
-    monkeypatch.setitem(vsr.losses.LOSSES, "charbonnier", original)
     resumed = train(RECIPE, tmp_path / "resumed", data=data_root, resume=True, progress=False)
     a, b = read_checkpoint(full.checkpoint), read_checkpoint(resumed.checkpoint)
     for key in ("model", EMA_KEY):

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny import TINY_DATA, TINY_MODEL, tiny_synth
+from tiny import TINY_DATA, TINY_MODEL, interrupted_training, tiny_synth
 
-import vsr.losses
 from vsr.data.datasets import open_dataset
 from vsr.training import train
 from vsr.training.tensorboard import scalars
@@ -84,22 +83,10 @@ def test_each_validation_shows_bicubic_output_and_gt(run, data_root):
     assert np.abs(strip[:, :width] - gt).mean() > 1  # the bicubic third is not the GT
 
 
-def test_a_resumed_run_logs_each_step_once(data_root, tmp_path, monkeypatch):
+def test_a_resumed_run_logs_each_step_once(data_root, tmp_path):
     recipe = copy.deepcopy(RECIPE)
     recipe["train"].update(iterations=6, periods=[6], log_every=1, val_every=3, checkpoint_every=3)
-    calls = {"n": 0}
-    original = vsr.losses.LOSSES["charbonnier"]
-
-    def interrupting(pred, target, eps=1e-12):
-        calls["n"] += 1
-        if calls["n"] == 5:  # during iteration 5: iterations 4 was logged after the checkpoint of iteration 3
-            raise KeyboardInterrupt
-        return original(pred, target, eps)
-
-    monkeypatch.setitem(vsr.losses.LOSSES, "charbonnier", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        train(recipe, tmp_path, data=data_root, progress=False)
-    monkeypatch.setitem(vsr.losses.LOSSES, "charbonnier", original)
+    interrupted_training(recipe, tmp_path, data_root, 5)  # iteration 4 was logged after the checkpoint of 3
     train(recipe, tmp_path, data=data_root, resume=True, progress=False)
     board, logged = events(tmp_path), log_scalars(tmp_path)
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # one per session

@@ -1,8 +1,13 @@
-"""What several test modules train on: a tiny model section and a tiny synthetic set (seconds on a CPU)."""
+"""What several test modules train on: a tiny model section and a tiny synthetic set (seconds on a CPU), and
+a run stopped by Ctrl-C midway."""
 
 from pathlib import Path
 
+import pytest
+
+import vsr.losses
 from vsr.data import synth
+from vsr.training import train
 
 #: An 8-channel BasicVSR with a 2-level SPyNet, and the data section that trains it on 8×8 LR crops.
 TINY_MODEL = {
@@ -27,3 +32,20 @@ def tiny_synth(root: Path) -> Path:
         val_photos=["chelsea"],
     )
     return root
+
+
+def interrupted_training(recipe: dict, out_dir: Path, data: Path, iteration: int) -> None:
+    """Train ``recipe`` into ``out_dir`` until Ctrl-C (a ``KeyboardInterrupt`` from the loss) during
+    ``iteration``: what was checkpointed and logged before it is what a resume finds."""
+    calls = {"n": 0}
+    original = vsr.losses.LOSSES["charbonnier"]
+
+    def interrupting(pred, target, eps=1e-12):
+        calls["n"] += 1
+        if calls["n"] == iteration:
+            raise KeyboardInterrupt
+        return original(pred, target, eps)
+
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(KeyboardInterrupt):
+        mp.setitem(vsr.losses.LOSSES, "charbonnier", interrupting)
+        train(recipe, out_dir, data=data, progress=False)
