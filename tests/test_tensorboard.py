@@ -1,7 +1,7 @@
 """TensorBoard: a run's event files, read back with TensorBoard's own reader, hold exactly the numbers of
 ``log.jsonl`` (float32, as TensorBoard stores them) and a bicubic | output | GT image per validation whose
-GT third is the validation frame on disk; a resumed run leaves no step twice; ``train.tensorboard: false``
-writes none."""
+GT third is the validation frame on disk; a resumed run leaves no step twice; a study run that reuses an
+identical run's training carries its event files; ``train.tensorboard: false`` writes none."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tiny import TINY_DATA, TINY_MODEL, interrupted_training, tiny_synth
 
 from vsr.data.datasets import open_dataset
+from vsr.studies.runs import reuse_training
 from vsr.training import train
+from vsr.training.files import TENSORBOARD_EVENTS
 from vsr.training.tensorboard import scalars
 
 RECIPE = {
@@ -93,6 +96,20 @@ def test_a_resumed_run_logs_each_step_once(data_root, tmp_path):
     assert [event.step for event in board.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
     for tag, expected in logged.items():
         assert [(event.step, event.value) for event in board.Scalars(tag)] == expected, tag
+
+
+def test_a_reused_run_carries_its_twins_event_files(run, tmp_path):
+    """A study run whose training is copied from an identical run (``reuse_training``) shows in
+    ``tensorboard --logdir`` over its study, with the twin's numbers."""
+    studies = tmp_path / "studies"
+    copied = studies / "other/bidirectional/seed0"
+    reuse_training(run.out_dir, copied)
+    names = sorted(path.name for path in run.out_dir.glob(TENSORBOARD_EVENTS))
+    assert names and sorted(path.name for path in copied.glob(TENSORBOARD_EVENTS)) == names
+    board, logged = events(copied), log_scalars(copied)
+    for tag, expected in logged.items():
+        assert [(event.step, event.value) for event in board.Scalars(tag)] == expected, tag
+    assert list(EventMultiplexer().AddRunsFromDirectory(str(studies)).Runs()) == ["other/bidirectional/seed0"]
 
 
 def test_tensorboard_off_writes_no_event_file(data_root, tmp_path):

@@ -34,6 +34,7 @@ from vsr.training.files import (
     METRICS_CSV,
     RECIPE_FILE,
     RESULT_FILE,
+    TENSORBOARD_EVENTS,
     WEIGHTS_FILE,
     name_problem,
 )
@@ -270,10 +271,12 @@ def find_twin_run(spec: RunSpec) -> Path | None:
 
 
 def reuse_training(twin: Path, run_dir: str | Path) -> None:
-    """Copy the training of ``twin`` into ``run_dir`` (``reused.json`` names it), ``result.json`` last."""
+    """Copy the training of ``twin`` into ``run_dir`` (``reused.json`` names it), ``result.json`` last, with
+    its TensorBoard event files: ``tensorboard --logdir`` shows the run in this study as in the twin's."""
     run_dir = Path(run_dir)
     write_json({"trained_in": str(twin)}, run_dir / REUSED_FILE)
-    for name in TRAINING_FILES:
+    events = [path.name for path in sorted(Path(twin).glob(TENSORBOARD_EVENTS))]
+    for name in [*events, *TRAINING_FILES]:
         write_with(lambda tmp, name=name: shutil.copyfile(twin / name, tmp), run_dir / name)
 
 
