@@ -1,13 +1,16 @@
 """Progress where stdout is not a terminal (a log file, a pipe, a job): plain lines with the count, the
-status, the speed and the ETA, one per log step of a training run, one per clip of an evaluation, one per
-chunk of upscaling; and rich's bar when stdout is a terminal."""
+status, the speed and the ETA, one per log step of a training run (also from each parallel worker of a
+study, labelled with its run), one per clip of an evaluation, one per chunk of upscaling; and rich's bar
+when stdout is a terminal."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,8 +18,10 @@ from tiny import TINY_DATA, TINY_MODEL, tiny_synth
 
 from vsr.evaluate import evaluate
 from vsr.model import assemble
-from vsr.progress import ProgressBar, ProgressLines, clock, plain_lines, progress_bar
+from vsr.progress import ProgressBar, ProgressLines, clock, label, plain_lines, progress_bar
 from vsr.recipe import load_recipe
+from vsr.studies.executors import run_all
+from vsr.studies.runs import RunSpec
 from vsr.training import train
 from vsr.upscale import upscale
 
@@ -24,6 +29,15 @@ LINE = re.compile(
     r"^(?P<what>[^:]+): (?P<done>\d+)/(?P<total>\d+) \((?P<percent>\d+)%\)(?: · (?P<status>.*?))? · "
     r"(?P<speed>[\d.e+-]+|--) (?P<unit>\w+)/s · elapsed \d+:\d\d:\d\d(?: · eta (?P<eta>\d+:\d\d:\d\d))?$"
 )
+
+
+LINES_RECIPE = {
+    "name": "tiny_lines",
+    "model": TINY_MODEL,
+    "data": TINY_DATA,
+    "train": {"iterations": 6, "periods": [6], "fix_iterations": 0, "log_every": 2, "val_every": 3,
+              "checkpoint_every": 3, "tensorboard": False},
+}  # fmt: skip
 
 
 def parsed(text: str, what: str) -> list[dict]:
@@ -75,10 +89,7 @@ def data_root(tmp_path_factory):
 
 
 def test_a_training_run_prints_one_line_per_log_step(data_root, tmp_path, capsys):
-    recipe = {"name": "tiny_lines", "model": TINY_MODEL, "data": TINY_DATA,
-              "train": {"iterations": 6, "periods": [6], "fix_iterations": 0, "log_every": 2, "val_every": 3,
-                        "checkpoint_every": 3, "tensorboard": False}}  # fmt: skip
-    train(recipe, tmp_path / "run", data=data_root)  # progress on, stdout captured: not a terminal
+    train(LINES_RECIPE, tmp_path / "run", data=data_root)  # progress on, stdout captured: not a terminal
     found = parsed(capsys.readouterr().out, "training tiny_lines")
     assert [int(f["done"]) for f in found] == [2, 4, 6] and all(f["total"] == "6" for f in found)
     assert all(re.fullmatch(r"loss [\d.e-]+ · lr [\d.e-]+", f["status"]) and f["eta"] for f in found)
@@ -101,3 +112,34 @@ def test_upscaling_prints_a_line_per_chunk(capsys):
     upscale(model, torch.rand(12, 3, 8, 8), device="cpu", chunk_size=5, chunk_overlap=1)
     found = parsed(capsys.readouterr().out, "upscaling tensor x4")
     assert [int(f["done"]) for f in found] == [5, 10, 12] and all(f["unit"] == "frames" for f in found)
+
+
+def test_a_label_starts_each_line_begun_inside_it():
+    out = io.StringIO()
+    with label("study/variant/seed1"):
+        lines = ProgressLines(2, "training x", stream=out)
+    lines.advance(2)
+    assert out.getvalue().startswith("[study/variant/seed1] training x: 2/2 (100%) · ")
+    assert ProgressLines(1, "y", stream=out).label == ""  # outside the block: no label
+
+
+def training_run(data_root: Path, spec: RunSpec, progress: bool) -> dict:
+    """A study's run as far as its training (what prints lines at log steps), for the executors."""
+    return {"metrics": train(spec.recipe, spec.run_dir, data=data_root, progress=progress).metrics}
+
+
+def test_parallel_runs_of_a_study_print_their_lines_each_named(data_root, tmp_path, capfd):
+    """``vsr study --jobs 2`` with stdout not a terminal: both worker processes print one line per log step of
+    their training on the shared stdout, each line starting with its run's key."""
+    specs = [
+        RunSpec("lines", "cpu", "tiny", seed, str(tmp_path / f"seed{seed}"),
+                LINES_RECIPE | {"train": LINES_RECIPE["train"] | {"seed": seed}})
+        for seed in (0, 1)
+    ]  # fmt: skip
+    failures = run_all(functools.partial(training_run, data_root), specs, len(specs), jobs=2, progress=True,
+                       submitit_folder=tmp_path / "submitit")  # fmt: skip
+    assert failures == []
+    out = capfd.readouterr().out
+    for spec in specs:
+        found = parsed(out, f"[{spec.key}] training tiny_lines")
+        assert [int(f["done"]) for f in found] == [2, 4, 6], out

@@ -7,7 +7,8 @@ Where it goes depends on where the output goes:
 * stdout is not a terminal (``vsr train ... > train.log``, ``nohup``, Slurm, CI): plain lines on stdout, one
   per log step (:class:`ProgressLines`: done/total, the caller's status, the speed, elapsed time and ETA),
   so that a log file shows how far a run is and how long it has to go. A live bar there would write
-  nothing until the end, or a screenful of control characters.
+  nothing until the end, or a screenful of control characters. Where several processes share stdout (the
+  parallel runs of ``vsr study --jobs N``), each line starts with its run's :func:`label`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TextIO
 
 from rich.console import Console
@@ -31,6 +33,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+_LABEL: ContextVar[str] = ContextVar("vsr_progress_label", default="")
+
+
+@contextmanager
+def label(text: str) -> Iterator[None]:
+    """Plain progress lines begun inside the block start with ``[text]``: which run a line is about, where
+    the lines of several runs interleave on one stdout."""
+    token = _LABEL.set(text)
+    try:
+        yield
+    finally:
+        _LABEL.reset(token)
 
 
 class ProgressBar:
@@ -68,7 +83,7 @@ class ProgressLines(ProgressBar):
     A line is printed every ``every`` steps of :meth:`advance` and when the total is reached (``every=0``:
     only when :meth:`line` is called, as the trainer does at each log step, and nowhere else). The speed is the caller's
     (``speed=``) or the mean over the steps done since the lines began; the ETA is the remaining steps at
-    that speed."""
+    that speed. Inside :func:`label` the lines start with ``[label]``."""
 
     def __init__(
         self,
@@ -83,7 +98,7 @@ class ProgressLines(ProgressBar):
         super().__init__()
         self.total, self.description, self.unit, self.every = total, description, unit, every
         self.done, self.start_done, self.started = completed, completed, time.perf_counter()
-        self.stream = stream
+        self.stream, self.label = stream, _LABEL.get()
         self.status, self.since_line, self.last_printed = "", 0, None
 
     def advance(self, steps: int = 1, status: str | None = None) -> None:
@@ -109,7 +124,7 @@ class ProgressLines(ProgressBar):
     def line(self, status: str = "", speed: float | None = None) -> None:
         speed = self.speed() if speed is None else speed
         count = f"{self.done}/{self.total} ({100 * self.done / self.total:.0f}%)" if self.total else f"{self.done}"
-        parts = [f"{self.description}: {count}"]
+        parts = [f"{f'[{self.label}] ' if self.label else ''}{self.description}: {count}"]
         if status:
             parts.append(status)
         parts.append(f"{speed:.3g} {self.unit}/s" if speed else f"-- {self.unit}/s")
@@ -192,4 +207,4 @@ def progress_bar(
         yield ProgressBar(progress, progress.add_task(description, total=total, completed=completed, status=""))
 
 
-__all__ = ["ProgressBar", "ProgressLines", "clock", "plain_lines", "progress_bar"]
+__all__ = ["ProgressBar", "ProgressLines", "clock", "label", "plain_lines", "progress_bar"]

@@ -1,11 +1,12 @@
 """Executors: how the runs of a study are carried out, given the function that carries out one run.
 
 ``local`` runs one run after another in this process (``jobs=N``: N at once in worker processes that share
-the CPU threads); ``slurm`` submits one job per run through ``submitit`` (parameters from the preset's
-``slurm`` mapping) and waits for them; ``submitit-local`` is the same through submitit's local executor (a
-subprocess per run; for testing). Ctrl-C while waiting cancels the jobs still running; rerunning resumes
-them from their checkpoints. A run on several GPUs trains under ``torchrun`` (:func:`torchrun_command`).
-Every executor returns the failed runs as ``key: error`` lines: a failing run never stops the others.
+the CPU threads, whose progress lines, where stdout is not a terminal, each name their run); ``slurm``
+submits one job per run through ``submitit`` (parameters from the preset's ``slurm`` mapping) and waits for
+them; ``submitit-local`` is the same through submitit's local executor (a subprocess per run; for testing).
+Ctrl-C while waiting cancels the jobs still running; rerunning resumes them from their checkpoints. A run
+on several GPUs trains under ``torchrun`` (:func:`torchrun_command`). Every executor returns the failed runs
+as ``key: error`` lines: a failing run never stops the others.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import submitit
 import torch
 from rich.console import Console
 
-from vsr.progress import progress_bar
+from vsr.progress import label, plain_lines, progress_bar
 from vsr.studies.runs import FAILED_FILE, RunSpec, torchrun_recipe_file
 from vsr.studies.schema import StudyError
 
@@ -104,11 +105,21 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _run_in_worker(run: RunFunction, spec: RunSpec, lines: bool) -> Mapping[str, Any]:
+    """One run in a worker process: silent, or with ``lines`` its plain progress lines (a training's one per
+    log step), each starting with the run's key, since the workers' lines interleave on the stdout they share."""
+    if not lines:
+        return run(spec, False)
+    with label(spec.key):
+        return run(spec, True)
+
+
 def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progress: bool, jobs: int) -> list[str]:
     """Run ``jobs`` runs at once in worker processes, each with an equal share of the CPU threads: small
     models on a CPU use one thread poorly, so two one-thread runs on two cores finish in about the time of
     one two-thread run. A failing run is recorded and the others still run; Ctrl-C stops them all (each
-    resumes from its last checkpoint on the next call)."""
+    resumes from its last checkpoint on the next call). Where stdout is not a terminal the workers print their
+    progress lines (a live bar per worker would garble a terminal)."""
     console = _console()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     failures: list[str] = []
@@ -116,7 +127,8 @@ def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progre
         console.rule(f"[bold]{len(specs)} runs, {jobs} at a time ({threads} thread(s) each)[/]")
     pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker, (threads,))
     try:
-        futures = {pool.submit(run, spec, False): spec for spec in specs}
+        lines = progress and plain_lines()
+        futures = {pool.submit(_run_in_worker, run, spec, lines): spec for spec in specs}
         for done_here, future in enumerate(as_completed(futures), 1):
             spec = futures[future]
             try:
