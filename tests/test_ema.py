@@ -1,10 +1,13 @@
 """The moving average of the weights (``train.ema``): the average against its closed form, a run's average
 against the recursion over the weights it trained (recorded at every step), validation and ``vsr test``
-scoring the average, its place in checkpoints (BasicSR's ``params_ema``), and bit-exact resume."""
+scoring the average, its place in checkpoints (BasicSR's ``params_ema``), a BasicSR weight file that BasicSR
+1.4.2's own ``load_network`` loads (the average under ``params_ema``), and bit-exact resume."""
 
 from __future__ import annotations
 
 import copy
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -14,12 +17,21 @@ from tiny import TINY_DATA, TINY_MODEL, interrupted_training, tiny_synth
 
 import vsr
 from vsr import CheckpointError
-from vsr.checkpoints import extract_state_dict, load_checkpoint, read_checkpoint
+from vsr.checkpoints import (
+    extract_state_dict,
+    load_checkpoint,
+    pretrained_model,
+    read_checkpoint,
+    save_basicsr_checkpoint,
+    save_checkpoint,
+)
 from vsr.evaluate import evaluate
 from vsr.model import assemble
 from vsr.recipe import load_recipe
 from vsr.training import train
 from vsr.training.ema import EMA_KEY, WeightAverage
+
+from basicsr_reference import import_basicsr
 
 DECAY = 0.6  # far from 1, so that four steps move the average visibly away from the first weights
 RECIPE = {
@@ -128,6 +140,56 @@ def test_a_checkpoint_without_an_average_says_so(recorded, tmp_path):
     with pytest.raises(CheckpointError, match=r"no 'params_ema'.*without train\.ema"):
         extract_state_dict(plain, param_key="params_ema")
     assert all(torch.equal(extract_state_dict(plain)[k], v) for k, v in plain["model"].items())
+
+
+@pytest.fixture(scope="module")
+def basicsr_load_network(basicsr_archs):
+    """BasicSR 1.4.2's own ``BaseModel.load_network`` (``basicsr/models/base_model.py``), of a model without
+    options; the package ``basicsr.models`` (whose ``__init__`` imports every model, and cv2) is bypassed as
+    ``basicsr_reference`` bypasses the others."""
+    models = types.ModuleType("basicsr.models")
+    models.__path__ = [str(Path(basicsr_archs.__file__).parents[1] / "models")]
+    sys.modules.setdefault("basicsr.models", models)
+    base_model = import_basicsr("basicsr.models.base_model")
+
+    class Loader(base_model.BaseModel):
+        def __init__(self):  # no options: load_network reads none
+            pass
+
+    return Loader().load_network
+
+
+def test_basicsr_loads_the_average_from_the_weight_file(data_root, tmp_path, basicsr_archs, basicsr_load_network):
+    """A run of BasicSR's BasicVSR form (8 channels, one block) with train.ema: save_basicsr_checkpoint writes
+    params and params_ema in BasicSR's names; BasicSR's load_network(param_key="params_ema") loads the average
+    strictly into its BasicVSR, which then computes what vsr computes with the average (within 1e-4)."""
+    recipe = copy.deepcopy(RECIPE)
+    recipe["model"] = {"channels": 8, "aggregation": {"name": "residual", "num_blocks": 1}}  # full SPyNet, as BasicSR's
+    recipe["train"].update(iterations=2, periods=[2])
+    result = train(recipe, tmp_path / "run", data=data_root, progress=False)
+    weights = save_basicsr_checkpoint(result.checkpoint, tmp_path / "net_g_2.pth")
+    assert set(torch.load(weights)) == {"params", "params_ema"}
+    lrs = torch.rand(1, 3, 3, 64, 68)  # BasicSR's SPyNet needs 64×64 at least
+    for param_key in ("params_ema", "params"):
+        reference = basicsr_archs.BasicVSR(num_feat=8, num_block=1).eval()
+        basicsr_load_network(reference, str(weights), strict=True, param_key=param_key)
+        ours = pretrained_model(result.checkpoint).eval()
+        if param_key == "params":
+            load_checkpoint(ours, result.checkpoint, param_key="params")
+        with torch.no_grad():
+            assert (reference(lrs) - ours(lrs)).abs().max().item() <= 1e-4, param_key
+    average, trained = (torch.load(weights)[key]["conv_last.weight"] for key in ("params_ema", "params"))
+    assert not torch.equal(average, trained)
+
+
+def test_a_model_without_a_basicsr_form_is_refused_naming_its_weights(tmp_path):
+    model = assemble(load_recipe(RECIPE, "model.aggregation.name=plain").model)  # BasicSR's trunks are residual
+    save_checkpoint(model, tmp_path / "plain.pth", recipe=load_recipe(RECIPE).to_dict())
+    with pytest.raises(CheckpointError, match=r"no BasicSR name for propagation\.backward_aggregation\.layers\.0\."
+                                              r"weight, .*BasicSR's archs \(BasicVSR, IconVSR, BasicVSR\+\+\) have no "
+                                              r"such weights"):  # fmt: skip
+        save_basicsr_checkpoint(tmp_path / "plain.pth", tmp_path / "net_g.pth")
+    assert not (tmp_path / "net_g.pth").exists()
 
 
 def test_resume_restores_the_average_bit_exactly(data_root, tmp_path):

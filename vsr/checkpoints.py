@@ -1,8 +1,9 @@
-"""Load MMagic, BasicSR and vsr checkpoints into vsr models; save vsr's own, atomically.
+"""Load MMagic, BasicSR and vsr checkpoints into vsr models; save vsr's own, atomically, and BasicSR's.
 
 Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``, or
 safetensors). The reference toolkits name the same weights differently; both naming schemes are translated
-to vsr's module tree by the ordered rename rules below (MMagic -> BasicSR -> vsr).
+to vsr's module tree by the ordered rename rules below (MMagic -> BasicSR -> vsr), and vsr's back to
+BasicSR's by their inverse (:func:`save_basicsr_checkpoint`: a file BasicSR's ``load_network`` loads).
 """
 
 from __future__ import annotations
@@ -54,6 +55,27 @@ BASICSR_TO_VSR: list[tuple[str, str]] = [
     (r"^reconstruction\.main\.0\.", r"propagation.reconstruction.input_conv."),
     (r"^reconstruction\.main\.2\.", r"propagation.reconstruction.blocks."),
 ]
+
+# vsr -> BasicSR names: the inverse of BASICSR_TO_VSR (checked by translating back, in to_basicsr_names).
+VSR_TO_BASICSR: list[tuple[str, str]] = [
+    (r"^flow\.levels\.(\d+)\.", r"spynet.basic_module.\1.basic_module."),
+    (r"^flow\.(mean|std)$", r"spynet.\1"),
+    (r"^propagation\.(backward|forward)_aggregation\.input_conv\.", r"\1_trunk.main.0."),
+    (r"^propagation\.(backward|forward)_aggregation\.blocks\.", r"\1_trunk.main.2."),
+    (r"^propagation\.fusion\.conv\.", r"fusion."),
+    (r"^upsampling\.stages\.(\d+)\.conv\.", lambda m: f"upconv{int(m[1]) + 1}."),
+    (r"^upsampling\.conv_(hr|last)\.", r"conv_\1."),
+    (r"^refill\.extractor\.", r"edvr."),
+    (r"^refill\.(backward|forward)_fusion\.", r"\1_fusion."),
+    # BasicVSR++ (branches backward_1, forward_1, ...)
+    (r"^propagation\.feature_extractor\.input_conv\.", r"feat_extract.main.0."),
+    (r"^propagation\.feature_extractor\.blocks\.", r"feat_extract.main.2."),
+    (r"^propagation\.(\w+)_alignment\.", r"deform_align.\1."),
+    (r"^propagation\.(\w+)_aggregation\.input_conv\.", r"backbone.\1.main.0."),
+    (r"^propagation\.(\w+)_aggregation\.blocks\.", r"backbone.\1.main.2."),
+    (r"^propagation\.reconstruction\.input_conv\.", r"reconstruction.main.0."),
+    (r"^propagation\.reconstruction\.blocks\.", r"reconstruction.main.2."),
+]  # fmt: skip
 
 VSR_FORMAT = "vsr-checkpoint-v1"
 
@@ -160,6 +182,23 @@ def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = No
     return to_vsr_names(state)
 
 
+def to_basicsr_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Translate a vsr state dict to BasicSR's names (its BasicVSR, IconVSR and BasicVSR++ archs). A weight
+    that has no BasicSR name (a component those archs lack) fails with a :class:`CheckpointError` naming it."""
+    out, foreign = {}, []
+    for key, value in state.items():
+        name = next(iter(_rename({key: value}, VSR_TO_BASICSR)))
+        if detect_naming([name]) == "vsr" or _rename({name: value}, BASICSR_TO_VSR).keys() != {key}:
+            foreign.append(key)
+        out[name] = value
+    if foreign:
+        raise CheckpointError(
+            f"no BasicSR name for {_describe(foreign)}: BasicSR's archs (BasicVSR, IconVSR, BasicVSR++) have no "
+            "such weights. Only models built from the components of those three have a BasicSR form"
+        )
+    return out
+
+
 def _describe(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", … ({len(keys)} in all)" if len(keys) > limit else "")
@@ -222,6 +261,20 @@ def save_checkpoint(model: nn.Module, path: str | Path, recipe: dict | None = No
     """Save a vsr checkpoint: the model's weights, the resolved recipe and any ``extra`` training state."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return atomic_save({"format": VSR_FORMAT, "model": state, "recipe": recipe, **extra}, path)
+
+
+def save_basicsr_checkpoint(checkpoint: str | Path | Mapping[str, Any], path: str | Path) -> Path:
+    """Write the weights of ``checkpoint`` (a file, a zoo name or a read checkpoint) as BasicSR saves a network,
+    in BasicSR's names: ``{"params": trained}``, and with a moving average (``train.ema``) also
+    ``"params_ema"``, which BasicSR's ``load_network(net, path, param_key="params_ema")`` loads (its test
+    option ``param_key_g: params_ema``). Names only: BasicSR's strict load checks that its arch has the widths
+    of these weights."""
+    if not isinstance(checkpoint, Mapping):
+        checkpoint = read_checkpoint(resolve_checkpoint(checkpoint))
+    saved = {"params": to_basicsr_names(extract_state_dict(checkpoint, param_key="params"))}
+    if "params_ema" in checkpoint:
+        saved["params_ema"] = to_basicsr_names(extract_state_dict(checkpoint, param_key="params_ema"))
+    return atomic_save(saved, path)
 
 
 def pretrained_model(model: str | Path, checkpoint: str | Path | None = None, overrides=()) -> nn.Module:
