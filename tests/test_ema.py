@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tiny import TINY_DATA, TINY_MODEL, interrupted_training, tiny_synth
+from typer.testing import CliRunner
 
 import vsr
 from vsr import CheckpointError
@@ -25,6 +26,7 @@ from vsr.checkpoints import (
     save_basicsr_checkpoint,
     save_checkpoint,
 )
+from vsr.cli import app
 from vsr.evaluate import evaluate
 from vsr.model import assemble
 from vsr.recipe import load_recipe
@@ -167,7 +169,9 @@ def test_basicsr_loads_the_average_from_the_weight_file(data_root, tmp_path, bas
     recipe["model"] = {"channels": 8, "aggregation": {"name": "residual", "num_blocks": 1}}  # full SPyNet, as BasicSR's
     recipe["train"].update(iterations=2, periods=[2])
     result = train(recipe, tmp_path / "run", data=data_root, progress=False)
-    weights = save_basicsr_checkpoint(result.checkpoint, tmp_path / "net_g_2.pth")
+    weights = tmp_path / "net_g_2.pth"  # what save_basicsr_checkpoint writes, through `vsr export -o *.pth`
+    exported = CliRunner().invoke(app, ["export", str(result.checkpoint), "-o", str(weights)])
+    assert exported.exit_code == 0, exported.output
     assert set(torch.load(weights)) == {"params", "params_ema"}
     lrs = torch.rand(1, 3, 3, 64, 68)  # BasicSR's SPyNet needs 64×64 at least
     for param_key in ("params_ema", "params"):

@@ -469,8 +469,15 @@ def onnx_model(path: str, checkpoint, overrides, chunk_size, dtype, channels_las
 @reports_errors
 def export_command(
     model: Annotated[str, typer.Argument(help="Zoo name, vsr checkpoint file, or recipe (with --checkpoint).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write, e.g. model.onnx.")],
-    frames: Annotated[int, typer.Option(help="Frames per call of the exported model (fixed; height, width free).")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="model.onnx (ONNX), or net_g.pth (BasicSR's checkpoint: params, params_ema)."
+        ),
+    ],
+    frames: Annotated[
+        int | None, typer.Option(help="ONNX: frames per call of the exported model (fixed; height, width free).")
+    ] = None,
     checkpoint: Annotated[str | None, typer.Option(help="Weights for a recipe MODEL: a file or a zoo name.")] = None,
     set_: SetOption = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (GridSample needs 16 or more).")] = 17,
@@ -479,15 +486,27 @@ def export_command(
     ] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ):
-    """Export a model to ONNX for a fixed number of frames, with dynamic height and width."""
-    from vsr.checkpoints import pretrained_model
+    """Export a model to ONNX for a fixed number of frames, with dynamic height and width; or its weights as a
+    BasicSR checkpoint (``-o net_g.pth``: ``params`` and, with EMA, ``params_ema``, in BasicSR's names)."""
+    from vsr.checkpoints import pretrained_model, save_basicsr_checkpoint
     from vsr.export import export_onnx
 
     check_output(output, "--output", folder=False)
-    if output.suffix != ".onnx":
-        raise ArgumentError(f"--output {shorten(str(output))}: name an .onnx file, e.g. -o model.onnx")
+    if output.suffix not in (".onnx", ".pth"):
+        raise ArgumentError(
+            f"--output {shorten(str(output))}: name an .onnx file (-o model.onnx) or a .pth file for BasicSR "
+            "(-o net_g.pth)"
+        )
     if output.exists() and not overwrite:
         raise ArgumentError(f"--output {shorten(str(output))} exists; choose another path, or pass --overwrite")
+    if output.suffix == ".pth":
+        if set_:
+            raise ArgumentError("--set changes a recipe, not weights: a BasicSR checkpoint takes no --set")
+        save_basicsr_checkpoint(checkpoint or model, output)
+        say(f"wrote {output} (BasicSR's checkpoint format)")
+        return
+    if frames is None:
+        raise ArgumentError("--frames is needed for an ONNX export: the frames per call, e.g. --frames 10")
     check_at_least(1, frames=frames)
     check_at_least(16, opset=opset)
     net = pretrained_model(model, checkpoint, set_ or [])
