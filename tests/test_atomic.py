@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from full_disk import NearlyFullFile
 from PIL import Image
 from safetensors import SafetensorError
 
@@ -47,21 +48,6 @@ def test_written_files_get_the_permissions_open_would_give(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
 
 
-class ShortWrites(io.FileIO):
-    """A file on a disk with ``room`` bytes left, as write(2) treats it: a short write, then ENOSPC."""
-
-    def __init__(self, path, room: int):
-        super().__init__(path, "w")
-        self.room = room
-
-    def write(self, data) -> int:
-        if self.room == 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        written = super().write(memoryview(data).cast("B")[: self.room])
-        self.room -= written
-        return written
-
-
 @pytest.mark.parametrize("room", [0, 100, 2000, 50_000])
 def test_a_full_disk_during_torch_save_is_an_oserror_naming_the_checkpoint(tmp_path, monkeypatch, room):
     """Depending on where the disk fills up, torch.save raises the OSError of the short write, or a RuntimeError
@@ -70,7 +56,7 @@ def test_a_full_disk_during_torch_save_is_an_oserror_naming_the_checkpoint(tmp_p
     path = tmp_path / "latest.pth"
     atomic_save({"iteration": 2, "w": torch.zeros(10)}, path)
     monkeypatch.setattr(
-        vsr.atomic, "open", lambda file, mode: io.BufferedWriter(ShortWrites(file, room)), raising=False
+        vsr.atomic, "open", lambda file, mode: io.BufferedWriter(NearlyFullFile(file, room)), raising=False
     )
     with pytest.raises(OSError) as caught:
         atomic_save({"iteration": 4, "w": torch.zeros(100_000)}, path)

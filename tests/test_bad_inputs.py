@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from full_disk import NearlyFullFile
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -166,22 +167,6 @@ def os_error(code: int, path: str = "out.mp4") -> OSError:
 
 
 FULL_DEVICE = "/dev/full"  # Linux: every write to it fails with ENOSPC, as on a full disk
-
-
-class NearlyFullFile(io.FileIO):
-    """A file on a disk with ``room`` bytes left, written as write(2) writes there: a write is cut short at the
-    room left, and the next one fails with ENOSPC (torch.save then raised a RuntimeError over the OSError)."""
-
-    def __init__(self, path: str | os.PathLike, room: int):
-        super().__init__(path, "w")
-        self.room = room
-
-    def write(self, data) -> int:
-        if self.room == 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        written = super().write(memoryview(data).cast("B")[: self.room])
-        self.room -= written
-        return written
 
 
 def disk_fills_at(name: str, after: int = 0, room: int = 2000) -> Callable[[pytest.MonkeyPatch], None]:
