@@ -308,6 +308,8 @@ def _hold_run_while_training(out: str, data_root: str, started, release) -> None
     original = vsr.training.trainer.Trainer._train
 
     def waiting(self):
+        if self.log.board is not None:  # TensorBoard writes from a thread: settle its files before the snapshot
+            self.log.board.flush()
         started.set()
         release.wait(STARTUP_S)
         original(self)
