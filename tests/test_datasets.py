@@ -490,3 +490,48 @@ def test_a_clip_folder_with_images_of_another_format_is_refused_naming_them(tmp_
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(clip / "0003.jpg")
     with pytest.raises(DataError, match=r"holds images that are not \.png frames \(0003\.jpg\)"):
         list_frames(clip)
+
+
+# -------------------------------------------------------------------------------------------------- noise
+
+SIGMA = 0.05
+
+
+def _mid_gray_noise(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """The added noise where the clean value is far (5σ) from 0 and 1, so clipping cannot have touched it."""
+    inside = (clean > 5 * SIGMA) & (clean < 1 - 5 * SIGMA)
+    return (noisy - clean)[inside]
+
+
+def test_training_noise_is_white_gaussian_of_the_given_std_and_changes_nothing_else(reds_root: Path):
+    make = lambda **noise: TrainingClips(  # noqa: E731
+        open_dataset({"root": reds_root, **noise}), 4, None, samples_per_epoch=12, seed=0, reverse=True
+    )
+    clean, noisy = make(), make(noise=SIGMA)
+    added = []
+    for i in range(12):
+        a, b = clean[i], noisy[i]
+        assert (a["clip"], a["start"]) == (b["clip"], b["start"]) and torch.equal(a["gt"], b["gt"])
+        assert torch.equal(b["lq"], noisy[i]["lq"])  # the same sample every time it is drawn
+        assert b["lq"].min() >= 0 and b["lq"].max() <= 1
+        added.append(torch.stack([_mid_gray_noise(b["lq"][k], a["lq"][k])[:60] for k in range(4)]))
+    noise = torch.cat(added, dim=1).double()  # (frames, pixels)
+    assert abs(noise.std().item() - SIGMA) < 0.1 * SIGMA and abs(noise.mean().item()) < 0.1 * SIGMA
+    correlation = torch.corrcoef(noise)  # frames of a sample get independent noise
+    assert (correlation - torch.eye(4, dtype=torch.double)).abs().max() < 0.15
+    mirrored = TrainingClips(open_dataset({"root": reds_root, "noise": SIGMA}), 3, None, mirror=True)[0]["lq"]
+    assert torch.equal(mirrored[:3], mirrored[3:].flip(0))  # a mirrored frame is the same noisy frame
+
+
+def test_evaluation_noise_is_fixed_per_clip_and_frame(vid4_root: Path):
+    clean = TestClips(open_dataset(vid4_root))
+    noisy = TestClips(open_dataset({"root": vid4_root, "noise": SIGMA}))
+    again = TestClips(open_dataset({"root": vid4_root, "noise": SIGMA}), max_frames=2)
+    for i in range(len(clean)):
+        a, b = clean[i], noisy[i]
+        assert torch.equal(a["gt"], b["gt"]) and not torch.equal(a["lq"], b["lq"])
+        assert torch.equal(again[i]["lq"], b["lq"][:2])  # every run scores the same inputs, whatever it reads
+        noise = _mid_gray_noise(b["lq"], a["lq"])
+        assert abs(noise.std().item() - SIGMA) < 0.2 * SIGMA
+    first = [noisy[i]["lq"][0] - clean[i]["lq"][0] for i in range(2)]
+    assert not torch.equal(first[0][..., :4, :4], first[1][..., :4, :4])  # clips get their own noise

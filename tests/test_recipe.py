@@ -165,6 +165,8 @@ def test_every_switch_accepts_its_choices_only(key):
         ({"layout": "vid4", "root": "x", "split": "val"}, r"vid4 layout has no splits"),
         ({"root": "x", "degradation": "bx"}, r"'data.train.degradation' = 'bx': unknown degradation"),
         ({"root": "x", "folder": "y"}, r"'data.train.folder' = 'y': unknown data set key; .*layout, root, split"),
+        ({"root": "x", "noise": 1.5}, r"'data.train.noise' = 1.5: must be a number >= 0 and < 1"),
+        ({"root": "x", "noise": -0.1}, r"'data.train.noise' = -0.1: "),
     ],
 )
 def test_data_set_mappings_are_checked_at_load(spec, message):

@@ -144,7 +144,7 @@ BOOLEAN_SWITCHES = {"train.amp", "train.channels_last"}
 
 #: A data set written as a mapping (``data.train``, ``data.val``; read by ``vsr.data.datasets.open_dataset``):
 #: its keys, the values of those with a fixed set, and the splits of each layout that has splits.
-DATA_SET_KEYS = ("layout", "root", "split", "lr", "scale", "degradation", "sigma")
+DATA_SET_KEYS = ("layout", "root", "split", "lr", "scale", "degradation", "sigma", "noise")
 DATA_SET_CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "layout": ("data set layout", ("auto", "reds", "vimeo", "vid4", "udm10", "folder", "synth")),
     "degradation": CHOICES["data.degradation"],
@@ -155,6 +155,7 @@ DATA_SET_RANGES: dict[str, Allowed] = {
     "lr": optional(STRING),
     "scale": integer(1),
     "sigma": number(above=0),
+    "noise": number(minimum=0, below=1),
 }
 
 #: The largest recipe (or study) file read: a recipe is a page of YAML.

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,13 +55,15 @@ REDS4_CLIPS = ("000", "011", "015", "020")
 VIMEO_LISTS = {"train": "sep_trainlist.txt", "test": "sep_testlist.txt"}
 VIMEO_FRAMES = tuple(f"im{i}.png" for i in range(1, 8))
 LAYOUTS = ("auto", "reds", "vimeo", "vid4", "udm10", "folder", "synth")
-SPEC_KEYS = ("layout", "root", "split", "lr", "scale", "degradation", "sigma")
+SPEC_KEYS = ("layout", "root", "split", "lr", "scale", "degradation", "sigma", "noise")
 FRAME_KEYS = ("lq", "gt")
 FLOW_KEYS = ("flow_next", "flow_prev")
 
 # On-the-fly LR of a training crop is computed on the GT crop grown by this many LR pixels on each side, so
 # that the crop equals the same crop of the whole degraded frame for kernels up to this radius (BI: 2, BD: 1).
 DEGRADE_MARGIN = 3
+# The random stream of a training sample's noise, beside its draw's ``(seed, epoch, index)``.
+NOISE_STREAM = 1
 # ``cache_frames=None`` caches every decoded frame when the whole data set takes at most this many bytes.
 AUTO_CACHE_BYTES = 256 * 2**20
 # ``validate="auto"`` reads every frame header up to this many frames, else the first frame of each clip.
@@ -102,14 +105,16 @@ class Clip:
 
 @dataclass
 class ClipSet:
-    """Clips plus how their LR frames relate to the GT: the ``scale``, and the ``degradation`` (with the BD
-    blur ``sigma``) that makes LR frames for clips stored without them. What ``open_dataset`` returns."""
+    """Clips plus how their LR frames relate to the GT: the ``scale``, the ``degradation`` (with the BD
+    blur ``sigma``) that makes LR frames for clips stored without them, and the std of white Gaussian
+    ``noise`` added to every LR frame as it is read (0: none). What ``open_dataset`` returns."""
 
     clips: list[Clip]
     scale: int = 4
     degradation: str = "bi"
     sigma: float = 1.6
     name: str = ""
+    noise: float = 0.0
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -314,7 +319,8 @@ def open_dataset(spec: str | Path | Mapping[str, Any]) -> ClipSet:
     (``auto`` by default, or one of ``reds, vimeo, vid4, udm10, folder, synth``), ``root``, ``split``
     (reds: train/reds4; vimeo: train/test; synth: train/val), ``lr`` (LR folder, ``null`` to degrade GT on
     the fly), ``scale`` (default: from the LR folder name, e.g. ``BDx4``, else 4), ``degradation`` (``bi`` or
-    ``bd``, for on-the-fly LR) and ``sigma`` (BD blur, default 1.6). ``{"layout": "synth"}`` without a root
+    ``bd``, for on-the-fly LR), ``sigma`` (BD blur, default 1.6) and ``noise`` (std of white Gaussian noise
+    added to the LR frames, on the 0–1 scale, default 0: see :func:`add_noise`). ``{"layout": "synth"}`` without a root
     is the embedded synthetic set at ``vsr.data.synth.default_root()``, generated there on first use."""
     if isinstance(spec, str | Path):
         spec = {"root": spec}
@@ -364,7 +370,10 @@ def open_dataset(spec: str | Path | Mapping[str, Any]) -> ClipSet:
     if named_scale is not None and scale != named_scale:
         raise DataError(f"data set {root}: 'scale' is {scale} but the LR folder {lr!r} is ×{named_scale}")
     degradation = spec.get("degradation") or ("bd" if (lr or "").upper().startswith("BD") else "bi")
-    return ClipSet(clips, int(scale), degradation, float(spec.get("sigma", 1.6)), name)
+    noise = float(spec.get("noise", 0.0))
+    if not 0 <= noise < 1:
+        raise DataError(f"data set {root}: 'noise' is {noise}, the std of noise on the 0-1 scale: use 0 <= noise < 1")
+    return ClipSet(clips, int(scale), degradation, float(spec.get("sigma", 1.6)), name, noise)
 
 
 def _synth_scale(path: Path) -> int | None:
@@ -573,6 +582,20 @@ class Augmentation:
         return flow.contiguous()
 
 
+def add_noise(lq: Tensor, sigma: float, rng: np.random.Generator) -> Tensor:
+    """Float LR frames ``(..., 3, h, w)`` plus white Gaussian noise of std ``sigma`` (0–1 scale), clipped to
+    [0, 1]. Noise is what makes other frames worth most: averaging n aligned frames divides its std by √n,
+    which a small network learns within minutes, while recovering aliased detail takes it far longer."""
+    noise = torch.from_numpy(rng.standard_normal(lq.shape, dtype=np.float32))
+    return lq.add(noise, alpha=sigma).clamp_(0, 1)
+
+
+def _clip_noise_seed(name: str) -> int:
+    """A per-clip seed stable across processes and runs (unlike ``hash``), so every evaluation of a clip
+    sees the same noisy frames."""
+    return zlib.crc32(name.encode())
+
+
 def mirror_sample(sample: dict[str, Any]) -> dict[str, Any]:
     """MMagic's ``MirrorSequence`` / BasicSR's ``flip_sequence``: frames ``x1..xt`` → ``x1..xt, xt..x1``.
 
@@ -731,11 +754,14 @@ class TrainingClips(Dataset):
             sample["flow_next"] = self.reader.flows([p[0] for p in pairs], gt_box)
             sample["flow_prev"] = self.reader.flows([p[1] for p in pairs], gt_box)
         sample = d.augmentation(sample)
-        if self.mirror:
-            sample = mirror_sample(sample)
         for key in FRAME_KEYS:
             if sample[key].dtype == torch.uint8:
                 sample[key] = sample[key].float().div_(255)
+        if self.source.noise:  # its own stream: the draw above stays what it is without noise
+            rng = np.random.default_rng([self.seed, self.epoch, index, NOISE_STREAM])
+            sample["lq"] = add_noise(sample["lq"], self.source.noise, rng)
+        if self.mirror:  # after the noise: a mirrored frame is the same noisy frame
+            sample = mirror_sample(sample)
         return {**sample, "clip": clip.name, "start": d.start}
 
     def _degraded(self, clip, frames, gt_size, lr_size, top, left, ph, pw) -> dict[str, Tensor]:
@@ -788,6 +814,9 @@ class TestClips(Dataset):
             lq = self.reader.frames(clip.lr[:n], lr_size, (0, lr_size[0], 0, lr_size[1])).float().div_(255)
         else:
             lq = degrade(gt, self.source)
+        if self.source.noise:  # per frame, so the first n frames are the same whatever max_frames is
+            seed = _clip_noise_seed(clip.name)
+            lq = torch.stack([add_noise(x, self.source.noise, np.random.default_rng([seed, i])) for i, x in enumerate(lq)])
         names = clip.frame_names[:n]
         sample: dict[str, Any] = {"lq": lq, "gt": gt, "clip": clip.name, "frames": names}
         if self.center_frame_only:
