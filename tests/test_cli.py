@@ -134,3 +134,10 @@ def test_probe_prints_the_gain_and_writes_the_probe(tmp_path, tiny_checkpoint):
     assert f"temporal gain: {probe.mean_gain:+.3f} dB" in result.output
     assert probe.gain.frame.tolist() == list(range(5)) and list(probe.fields) == ["chelsea_000"]
     assert "from its own frame" in result.output
+    # --field-clips 0 measures the gain only: the files hold no field, and the line says it was not measured
+    bare = tmp_path / "bare"
+    result = invoke("probe", "basicvsr", *tiny, "--checkpoint", path, "--data", root, "--out", bare, "--device", "cpu",
+                    "--field-clips", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "receptive field: not measured (--field-clips 0)" in result.output
+    assert TemporalProbe.read(bare).fields == {} and TemporalProbe.read(bare).gain.equals(probe.gain)

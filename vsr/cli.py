@@ -373,6 +373,9 @@ def probe_command(
     for row in result.gain_by_frame().itertuples():
         table.add_row(str(row.frame), f"{row.psnr:.3f}", f"{row.psnr_alone:.3f}", f"{row.gain:+.3f}")
     console.print(table)
+    if not result.fields:
+        say("receptive field: not measured (--field-clips 0)" + (f"; files in {out}" if out else ""))
+        return
     profile = receptive_field_profile(result.field()).set_index("distance").share
     past, future = profile[profile.index < 0].sum(), profile[profile.index > 0].sum()
     say(

@@ -135,6 +135,8 @@ class TemporalProbe:
 
     def field(self) -> np.ndarray:
         """The receptive field averaged over the probed clips (of the shortest one's length)."""
+        if not self.fields:
+            raise ValueError("no receptive field was measured (field_clips=0)")
         t = min(len(f) for f in self.fields.values())
         return np.mean([f[:t, :t] for f in self.fields.values()], axis=0)
 
@@ -144,7 +146,7 @@ class TemporalProbe:
             shares = field_shares(field)
             for (i, j), value in np.ndenumerate(field):
                 rows.append({"clip": clip, "i": i, "j": j, "sensitivity": float(value), "share": float(shares[i, j])})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["clip", "i", "j", "sensitivity", "share"])
 
     def write(self, out_dir: str | Path) -> None:
         """``temporal_gain.csv``, ``receptive_field.csv`` and ``temporal.json`` in ``out_dir``."""
