@@ -154,7 +154,14 @@ def test_data_overrides_and_needs_data(tmp_path):
     assert specs[0].recipe["data"]["val"] == {"layout": "synth", "root": str(tmp_path / "set"), "split": "val"}
     assert specs[0].recipe["train"]["seed"] == 3 and specs[0].run_dir == str(tmp_path / "mini/unidirectional/seed3")
     assert specs[0].profile is not None and specs[1].profile is None  # one profile per variant
+    # without --data, the preset's specs apply to the embedded set: the path goes, the rest stays
+    raw["presets"]["cpu"]["needs_data"] = False
+    raw["presets"]["cpu"]["data"]["val"]["noise"] = 0.05
+    embedded = plan_runs(parse_study(raw, "mini.yaml"), "cpu", tmp_path, seeds=1)[0].recipe["data"]
+    assert embedded["train"] == {"layout": "synth", "split": "train"}
+    assert embedded["val"] == {"layout": "synth", "split": "val", "noise": 0.05}
     raw["presets"]["cpu"].pop("data")
+    assert plan_runs(parse_study(raw, "mini.yaml"), "cpu", tmp_path, seeds=1)[0].recipe["data"]["val"] is None
     with pytest.raises(StudyError, match="takes no --data"):
         plan_runs(parse_study(raw, "mini.yaml"), "cpu", tmp_path, data=tmp_path)
 

@@ -346,28 +346,31 @@ def load_study(name_or_path: str | Path) -> Study:
 
 
 def data_overrides(study: Study, preset: Preset, data: str | Path | None) -> list[tuple[str, Any]]:
-    """The ``data.train`` / ``data.val`` overrides of ``--data``: the preset's ``data`` specs with ``{data}``
-    replaced by the path. Without ``--data`` a preset that ``needs_data`` is an error; others keep the
-    recipe's data (the embedded synthetic set for the tiny recipes)."""
+    """The ``data.train`` / ``data.val`` overrides: the preset's ``data`` specs with ``{data}`` replaced by
+    the ``--data`` path. Without ``--data`` a preset that ``needs_data`` is an error; the specs of the others
+    apply to the embedded synthetic set (a ``root`` naming ``{data}`` is dropped), so that what they set
+    besides the path (``noise``, for example) holds for the plain ``vsr study NAME`` too."""
     if data is None:
         if preset.needs_data:
             raise StudyError(
                 f"study {study.name!r}, preset {preset.name!r} needs --data PATH (the data set root; "
                 f"presets.{preset.name}.data in {study.source or 'the study file'} says how it is used)"
             )
-        return []
-    if not preset.data:
+        if not preset.data:
+            return []
+    elif not preset.data:
         raise StudyError(
             f"study {study.name!r}, preset {preset.name!r} takes no --data: add presets.{preset.name}.data "
             "(train/val data set specs with {data} for the path) to the study file"
         )
-    root = str(Path(data).expanduser().absolute())
+    root = None if data is None else str(Path(data).expanduser().absolute())
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):
-            return value.replace("{data}", root)
+            return value if root is None else value.replace("{data}", root)
         if isinstance(value, Mapping):
-            return {k: fill(v) for k, v in value.items()}
+            embedded = root is None and "{data}" in str(value.get("root", ""))
+            return {k: fill(v) for k, v in value.items() if not (embedded and k == "root")}
         if isinstance(value, list):
             return [fill(v) for v in value]
         return value
