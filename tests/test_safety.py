@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -399,6 +400,7 @@ def test_without_flock_the_lock_file_names_the_holder(tmp_path, monkeypatch, cap
 
 TRY = """
 import sys
+import time
 from vsr.locks import FolderInUse, FolderLock
 try:
     with FolderLock(sys.argv[1], "run folder"):
@@ -563,3 +565,53 @@ def test_a_change_undone_before_its_first_checkpoint_leaves_no_record(interrupte
 
 def invoke_train_resumed(recipe: dict, out: Path, data_root: Path):
     return train(recipe, out, data=data_root, device="cpu", progress=False, resume=True, allow_recipe_changes=True)
+
+
+STUDY_PARENT = """
+import os, sys, time
+from pathlib import Path
+from vsr.studies.executors import _run_parallel
+from vsr.studies.runs import RunSpec
+
+def run(spec, progress):  # a run that would train for ten minutes
+    Path(spec.run_dir).write_text(str(os.getpid()))
+    time.sleep(600)
+
+if __name__ == "__main__":
+    specs = [RunSpec("s", "cpu", f"v{k}", 0, str(Path(sys.argv[1]) / f"pid{k}"), {}) for k in range(2)]
+    _run_parallel(run, specs, 2, False, 2)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_workers_of_a_killed_study_stop_with_it(tmp_path):
+    """``kill`` of a ``vsr study --jobs N`` process (not Ctrl-C, which reaches the process group) used to leave
+    its workers training as orphans, writing into run folders whose lock they no longer held."""
+    script = tmp_path / "parent.py"
+    script.write_text(STUDY_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    pid_files = [tmp_path / "pid0", tmp_path / "pid1"]
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not all(p.exists() and p.read_text() for p in pid_files):
+            assert time.monotonic() < deadline and parent.poll() is None, "the workers did not start"
+            time.sleep(0.2)
+        workers = [int(p.read_text()) for p in pid_files]
+        parent.kill()  # SIGKILL: the study gets no chance to clean up; the kernel tells the workers
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived their study"
+            time.sleep(0.2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead: only its exit status is left
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -101,8 +101,25 @@ def _run_local(run: RunFunction, specs: Sequence[RunSpec], total: int, progress:
     return failures
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    _exit_with_parent(parent)
     torch.set_num_threads(threads)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the study process dies (Linux ``PR_SET_PDEATHSIG``).
+
+    Without it, a study stopped by ``kill`` (not Ctrl-C, which reaches the whole process group) left its
+    workers training as orphans, and they went on writing into run folders whose lock they do not hold. A
+    worker stopped this way resumes from its last checkpoint on the next call, like any interrupted run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the study died before the request above took effect
+        os._exit(1)
 
 
 def _run_in_worker(run: RunFunction, spec: RunSpec, lines: bool) -> Mapping[str, Any]:
@@ -125,7 +142,7 @@ def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progre
     failures: list[str] = []
     if progress:
         console.rule(f"[bold]{len(specs)} runs, {jobs} at a time ({threads} thread(s) each)[/]")
-    pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker, (threads,))
+    pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker, (threads, os.getpid()))
     try:
         lines = progress and plain_lines()
         futures = {pool.submit(_run_in_worker, run, spec, lines): spec for spec in specs}
