@@ -400,7 +400,6 @@ def test_without_flock_the_lock_file_names_the_holder(tmp_path, monkeypatch, cap
 
 TRY = """
 import sys
-import time
 from vsr.locks import FolderInUse, FolderLock
 try:
     with FolderLock(sys.argv[1], "run folder"):

@@ -584,8 +584,7 @@ class Augmentation:
 
 def add_noise(lq: Tensor, sigma: float, rng: np.random.Generator) -> Tensor:
     """Float LR frames ``(..., 3, h, w)`` plus white Gaussian noise of std ``sigma`` (0–1 scale), clipped to
-    [0, 1]. Noise is what makes other frames worth most: averaging n aligned frames divides its std by √n,
-    which a small network learns within minutes, while recovering aliased detail takes it far longer."""
+    [0, 1]. Noise makes other frames worth more: averaging n aligned frames divides its std by √n."""
     noise = torch.from_numpy(rng.standard_normal(lq.shape, dtype=np.float32))
     return lq.add(noise, alpha=sigma).clamp_(0, 1)
 
