@@ -3,7 +3,8 @@ LOCAL_RANK) the process group that DDP averages gradients over. Each process tra
 global batch; rank 0 validates, logs and writes checkpoints.
 
 The process group exists only inside :meth:`Processes.group`, entered after every check of the run's
-set-up has passed, and is destroyed however the block ends.
+set-up has passed, and is destroyed however the block ends (after every rank has reached the end, when it
+ends without an error).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class Processes:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         try:
             yield
+            if owns:
+                # No rank shuts its connections down while another still talks to it: without this, gloo
+                # aborted a rank that left right after a collective (seen once in CI, SIGABRT at exit).
+                dist.barrier()
         finally:
             if owns and dist.is_initialized():
                 dist.destroy_process_group()
