@@ -27,7 +27,9 @@ from vsr.reports import (
     figure_visual_comparison,
     regularized_incomplete_beta,
     results_table,
+    seeds_to_resolve,
     student_t_cdf,
+    student_t_quantile,
     student_t_two_sided_p,
     table_latex,
     table_markdown,
@@ -69,6 +71,41 @@ def test_student_t_closed_forms(t):
 def test_student_t_table_critical_values(t, df):
     # Two-sided 5% critical values of Student's t tables.
     assert student_t_two_sided_p(t, df) == pytest.approx(0.05, abs=2e-5)
+
+
+@pytest.mark.parametrize(("t", "df"), [(12.7062, 1), (4.3027, 2), (2.2281, 10), (2.0423, 30)])
+def test_student_t_quantile_inverts_the_table(t, df):
+    assert student_t_quantile(0.975, df) == pytest.approx(t, abs=1e-4)
+    assert student_t_quantile(0.025, df) == pytest.approx(-t, abs=1e-4)
+    assert student_t_cdf(student_t_quantile(0.8, df), df) == pytest.approx(0.8, abs=1e-10)
+
+
+def _exact_power(seeds: int, effect: float) -> float:
+    """Power of the two-sided 5% two-sample t-test with ``seeds`` per group for a true difference of
+    ``effect`` standard deviations: the noncentral t, integrated over the chi-square of the variance."""
+    df = mpmath.mpf(2 * seeds - 2)
+    shift, critical = effect * mpmath.sqrt(seeds / 2), student_t_quantile(0.975, float(df))
+
+    def chi2_pdf(v):
+        return v ** (df / 2 - 1) * mpmath.exp(-v / 2) / (2 ** (df / 2) * mpmath.gamma(df / 2))
+
+    def rejects(v):
+        scaled = critical * mpmath.sqrt(v / df)
+        return mpmath.ncdf(shift - scaled) + mpmath.ncdf(-scaled - shift)
+
+    return float(mpmath.quad(lambda v: chi2_pdf(v) * rejects(v), [0, df, mpmath.inf]))
+
+
+@pytest.mark.parametrize(("effect", "table"), [(0.5, 64), (0.8, 26), (1.0, 17), (2.0, 6)])
+def test_seeds_to_resolve_is_the_fewest_with_80_percent_power(effect, table):
+    """Against the exact noncentral-t power and the sample-size tables (Cohen 1988, Table 2.4.1)."""
+    seeds = seeds_to_resolve(0.05 * effect, 0.05)
+    assert seeds == table
+    assert _exact_power(seeds, effect) >= 0.8 > _exact_power(seeds - 1, effect)
+    assert seeds_to_resolve(-0.05 * effect, 0.05) == seeds  # the sign does not matter
+    assert seeds_to_resolve(0.001, 1.0) is None and seeds_to_resolve(0.0, 1.0) is None
+    with pytest.raises(ValueError, match="spread >= 0"):
+        seeds_to_resolve(1.0, -1.0)
 
 
 def test_welch_t_test_against_formulas_and_mpmath():
@@ -152,6 +189,12 @@ def test_conclusions_verdicts():
     assert "is reversed, -1.000 dB" in reversed_
     unresolved = conclusions(_runs({"a": [30.0, 31.0], "b": [30.2, 31.1]}), info)[0]
     assert "within the seed-to-seed spread" in unresolved and "cpu preset cannot resolve" in unresolved
+    spread = math.sqrt((statistics.variance([30.2, 31.1]) + statistics.variance([30.0, 31.0])) / 2)
+    needed = seeds_to_resolve(0.15, spread)
+    assert needed > 100 and f"about {needed} seeds per variant would resolve it" in unresolved
+    weak = conclusions(_runs({"a": [30.0, 30.3], "b": [30.4, 30.7]}), info)[0]
+    assert welch_t_test([30.4, 30.7], [30.0, 30.3]).p > 0.05 and "not significant at the 5% level" in weak
+    assert f"about {seeds_to_resolve(0.4, statistics.stdev([30.0, 30.3]))} seeds per variant" in weak
     single = conclusions(_runs({"a": [30.0], "b": [30.2]}), info)[0]
     assert "single seed" in single
 

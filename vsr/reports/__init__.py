@@ -28,7 +28,9 @@ from vsr.reports.index import write_report
 from vsr.reports.stats import (
     WelchTest,
     regularized_incomplete_beta,
+    seeds_to_resolve,
     student_t_cdf,
+    student_t_quantile,
     student_t_two_sided_p,
     welch_t_test,
 )
@@ -49,7 +51,9 @@ __all__ = [
     "figure_visual_comparison",
     "regularized_incomplete_beta",
     "results_table",
+    "seeds_to_resolve",
     "student_t_cdf",
+    "student_t_quantile",
     "student_t_two_sided_p",
     "table_latex",
     "table_markdown",

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vsr.reports.stats import welch_t_test
+from vsr.reports.stats import seeds_to_resolve, welch_t_test
 from vsr.reports.tables import format_p
 from vsr.reports.variants import Info
 
@@ -79,12 +79,23 @@ def _conclusion(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray, pre
     stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}, {len(better)} + {len(worse)} seeds"
     if abs(delta) <= spread:
         return (f"{claim}: {shown} is within the seed-to-seed spread of {spread_text} ({stats}): the "
-                f"{preset} preset cannot resolve this difference.{source}")  # fmt: skip
+                f"{preset} preset cannot resolve this difference{_seeds_needed(delta, spread)}.{source}")  # fmt: skip
     verdict = "holds" if delta > 0 else "is reversed"
     ratio = abs(delta) / spread if spread > 0 else math.inf
     sentence = f"{claim}: {verdict}, {shown}, {ratio:.1f}× the seed-to-seed spread of {spread_text} ({stats})"
     if p >= 0.05:
-        sentence += "; not significant at the 5% level with these seeds"
+        sentence += f"; not significant at the 5% level with these seeds{_seeds_needed(delta, spread)}"
     if paper and delta > 0:
         sentence += f"; {delta / abs(paper):.0%} of the paper's difference"
     return sentence + "." + source
+
+
+def _seeds_needed(delta: float, spread: float) -> str:
+    """How many seeds per variant would resolve a true difference of ``delta`` at this ``spread``."""
+    seeds = seeds_to_resolve(delta, spread)
+    if seeds is None:
+        return "; were the true difference this size, more than 1000 seeds per variant would be needed to resolve it"
+    return (
+        f"; were the true difference this size, about {seeds} seeds per variant would resolve it"
+        " (two-sided 5% test, 80% power)"
+    )

@@ -1,4 +1,5 @@
-"""Statistics of the reports: Student's t distribution and the two-sided Welch t-test over seeds.
+"""Statistics of the reports: Student's t distribution, the two-sided Welch t-test over seeds, and the
+number of seeds a difference would need to be resolved.
 
 scipy is not a declared dependency, so Student's t goes through the regularized incomplete beta function
 (:func:`regularized_incomplete_beta`, a modified-Lentz continued fraction, Numerical Recipes §6.4):
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -62,6 +64,52 @@ def student_t_cdf(t: float, df: float) -> float:
     """``P(T <= t)`` for Student's t with ``df`` degrees of freedom."""
     tail = 0.5 * student_t_two_sided_p(t, df)
     return 1.0 - tail if t > 0 else tail
+
+
+def student_t_quantile(q: float, df: float) -> float:
+    """The ``t`` with ``P(T <= t) = q`` for Student's t with ``df`` degrees of freedom (bisection)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"a quantile needs 0 < q < 1, got {q}")
+    low, high = -1.0, 1.0
+    while student_t_cdf(low, df) > q:
+        low *= 2
+    while student_t_cdf(high, df) < q:
+        high *= 2
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if student_t_cdf(mid, df) < q else (low, mid)
+        if high - low < 1e-12 * max(1.0, abs(mid)):
+            break
+    return 0.5 * (low + high)
+
+
+def seeds_to_resolve(
+    difference: float, spread: float, alpha: float = 0.05, power: float = 0.8, limit: int = 1000
+) -> int | None:
+    """Seeds per variant with which a two-sided t-test at level ``alpha`` finds a true ``difference`` with
+    probability ``power`` when runs scatter by ``spread`` (standard deviation over seeds); None above
+    ``limit``. The sample-size tables' approximation: ``n = 2 ((t_{1-alpha/2} + t_{power}) spread /
+    difference)^2`` with Student's t at ``2n - 2`` degrees of freedom, iterated from the normal quantiles
+    (e.g. 64 per variant for a difference of half a spread, as the exact noncentral-t power gives)."""
+    if spread < 0 or not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError(f"seeds_to_resolve needs spread >= 0, 0 < alpha, power < 1; got {spread}, {alpha}, {power}")
+    if difference == 0:
+        return None
+    if spread == 0:
+        return 2
+    effect = abs(difference) / spread
+    normal = NormalDist()
+    n = 2 * ((normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)) / effect) ** 2
+    for _ in range(100):
+        if n > 10 * limit:
+            return None
+        df = max(2 * n - 2, 1.0)
+        updated = 2 * ((student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) / effect) ** 2
+        converged, n = abs(updated - n) < 1e-6, updated
+        if converged:
+            break
+    seeds = max(2, math.ceil(n))
+    return seeds if seeds <= limit else None
 
 
 @dataclass(frozen=True)
