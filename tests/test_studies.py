@@ -120,6 +120,8 @@ def _mutated(change):
         (lambda r: r["variants"].pop("unidirectional"), r"'variants'.*at least two variants"),
         (lambda r: r["expect"][0].update(worse="local"), r"'expect\[0\].worse' = 'local': not a variant"),
         (lambda r: r["expect"][0].update(metric="lpips"), r"'expect\[0\].metric' = 'lpips'"),
+        (lambda r: r["expect"][0].update(at="middle"), r"'expect\[0\].at' = 'middle'.*valid: first, last"),
+        (lambda r: r["expect"][0].update(at="first"), r"'expect\[0\].paper' = 0.5: the paper's number is a clip"),
         (lambda r: r.update(metrics=["psnr", "niqe"]), r"'metrics'.*valid: psnr, ssim"),
     ],
 )

@@ -15,7 +15,7 @@ writes (one function each, so a new figure is a new small function):
 """
 
 from vsr.reports.collect import collect_per_frame, collect_profiles, collect_runs, collect_training, failed_runs
-from vsr.reports.conclusions import conclusions
+from vsr.reports.conclusions import conclusions, frame_contrast
 from vsr.reports.crops import visual_crops
 from vsr.reports.figures import (
     figure_per_frame_psnr,
@@ -49,6 +49,7 @@ __all__ = [
     "figure_psnr_vs_runtime",
     "figure_training_curves",
     "figure_visual_comparison",
+    "frame_contrast",
     "regularized_incomplete_beta",
     "results_table",
     "seeds_to_resolve",

@@ -1,6 +1,10 @@
 """Conclusions: whether each ordering a study expects (from the paper) holds, by how much, and whether the
 seeds can tell, one sentence each; where the runs were probed, the temporal gains of the two variants follow as
-the evidence of *why* (how much each draws from other frames), tested over seeds the same way."""
+the evidence of *why* (how much each draws from other frames), tested over seeds the same way.
+
+An ordering ``at`` the first or last frame is tested on each run's metric at that frame minus its clip
+average (per clip, then averaged over clips): a within-run contrast, in which how good a run is as a whole
+(what scatters most from seed to seed) cancels out."""
 
 from __future__ import annotations
 
@@ -18,13 +22,17 @@ from vsr.reports.variants import Info
 _UNITS = {"psnr": "dB", "ssim": ""}
 
 
-def conclusions(runs: pd.DataFrame, info: Info) -> list[str]:
+def conclusions(runs: pd.DataFrame, info: Info, per_frame: pd.DataFrame | None = None) -> list[str]:
     """One sentence per expected ordering of each study: does it hold, by how much, relative to the
-    seed-to-seed spread (the pooled standard deviation over seeds of the two variants), with the Welch p."""
+    seed-to-seed spread (the pooled standard deviation over seeds of the two variants), with the Welch p.
+    ``per_frame`` (``collect_per_frame``) is needed by the orderings ``at`` a frame."""
     lines = []
     for study, data in info.items():
         for expectation in data.get("expect", []):
             metric = expectation.get("metric", "psnr")
+            if expectation.get("at"):
+                lines.append(_frame_conclusion(expectation, per_frame, study, data.get("preset", "this")))
+                continue
 
             def values(variant: str, study=study, metric=metric) -> np.ndarray:  # one value per seed
                 sel = runs[(runs.study == study) & (runs.variant == variant) & (runs.metric == metric)]
@@ -56,13 +64,48 @@ def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarr
     return f" Evidence: their temporal gains do not separate at the 5% level ({gains})."
 
 
-def _conclusion(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray, preset: str) -> str:
-    """The sentence for one expected ordering, ``better`` and ``worse`` being the two variants' values."""
+def frame_contrast(per_frame: pd.DataFrame, at: str, metric: str = "psnr") -> pd.DataFrame:
+    """Each run's ``metric`` at the ``first`` or ``last`` frame of each clip minus that clip's average, averaged
+    over clips: one row per run (``study``, ``variant``, ``seed``, ``value``)."""
+    runs_clips = ["study", "variant", "seed", "clip"]
+    ordered = per_frame.sort_values([*runs_clips, "frame"]).groupby(runs_clips)[metric]
+    at_frame = ordered.first() if at == "first" else ordered.last()
+    per_run = (at_frame - ordered.mean()).groupby(["study", "variant", "seed"]).mean()
+    return per_run.rename("value").reset_index()
+
+
+def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, study: str, preset: str) -> str:
+    """The sentence for an ordering ``at`` a frame: the two variants' contrasts (frame minus clip average)."""
+    metric, at = e.get("metric", "psnr"), e["at"]
+    claim = f"**{e['better']} > {e['worse']} at the {at} frame, relative to the clip** ({metric.upper()} at the "
+    claim += f"{at} frame minus the clip average"
+    source = f" [{e['source']}]" if e.get("source") else ""
+    if per_frame is None or per_frame.empty:
+        return f"{claim}): not measured (no per-frame results).{source}"
+    contrast = frame_contrast(per_frame, at, metric)
+
+    def values(variant: str) -> np.ndarray:  # one value per seed
+        sel = contrast[(contrast.study == study) & (contrast.variant == variant)]
+        return sel.sort_values("seed").value.to_numpy()
+
+    better, worse = values(e["better"]), values(e["worse"])
+    if len(better) and len(worse):
+        unit, digits = _UNITS.get(metric, ""), 3 if metric == "psnr" else 4
+        claim += f": {e['better']} {better.mean():+.{digits}f}, {e['worse']} {worse.mean():+.{digits}f} {unit}".rstrip()
+    return _conclusion(e, better, worse, preset, claim=claim + ")")
+
+
+def _conclusion(
+    e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray, preset: str, claim: str | None = None
+) -> str:
+    """The sentence for one expected ordering, ``better`` and ``worse`` being the two variants' values
+    (``claim``: its opening words, when not the plain ordering)."""
     metric = e.get("metric", "psnr")
     unit, digits = _UNITS.get(metric, ""), 3 if metric == "psnr" else 4
-    claim = f"**{e['better']} > {e['worse']}** ({metric.upper()}"
     paper = e.get("paper")
-    claim += f"; paper: {paper:+.2f} {unit}".rstrip() + ")" if paper is not None else ")"
+    if claim is None:
+        claim = f"**{e['better']} > {e['worse']}** ({metric.upper()}"
+        claim += f"; paper: {paper:+.2f} {unit}".rstrip() + ")" if paper is not None else ")"
     source = f" [{e['source']}]" if e.get("source") else ""
     if not len(better) or not len(worse):
         missing = e["better"] if not len(better) else e["worse"]

@@ -115,7 +115,7 @@ def _index(
 ) -> str:
     lines = [f"# {title}", "", *_study_lines(runs, table, out_dir), "", "## Results", "", table_markdown(table)]
     lines += [_measurement_text(table), "", _files_text(), "", "## Conclusions", ""]
-    found = conclusions(runs.runs, runs.info)
+    found = conclusions(runs.runs, runs.info, runs.per_frame)
     lines += [f"- {line}" for line in found] if found else ["- The study file states no expected orderings."]
     lines.append("")
     for figure in figures:

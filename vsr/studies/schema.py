@@ -17,6 +17,11 @@ recipe overrides, e.g. the propagation ablation of BasicVSR (paper §3.1)::
       bidirectional: []
     expect:                              # orderings the report checks (paper's numbers)
       - {better: bidirectional, worse: unidirectional, paper: 0.5, source: "BasicVSR §3.1, Fig. 4"}
+      - {better: bidirectional, worse: unidirectional, at: first, source: "Fig. 4: largest at early frames"}
+
+An ordering with ``at: first`` (or ``last``) compares where along the clip a variant does well rather
+than its average: each run's metric at that frame minus its clip average, so that how good a run is as a
+whole cancels out (the paper's per-frame figures).
 
 Presets: ``cpu`` runs tiny recipes on the embedded synthetic set in about half an hour on two cores;
 ``paper`` runs the full recipes on REDS (``--data`` is the REDS root; ``{data}`` in the preset's ``data``
@@ -48,7 +53,9 @@ _STUDY_KEYS = ("name", "title", "description", "base", "metrics", "presets", "va
 _PRESET_KEYS = ("recipe", "overrides", "seeds", "data", "needs_data", "slurm", "gpus_per_run", "profile", "description")
 _PROFILE_KEYS = ("frames", "size", "repeats", "warmup")
 _VARIANT_KEYS = ("overrides", "label", "description", "presets")
-_EXPECT_KEYS = ("better", "worse", "paper", "metric", "source")
+_EXPECT_KEYS = ("better", "worse", "paper", "metric", "source", "at")
+#: Where along the clip an ``at`` ordering looks: the first or the last frame of each validation clip.
+FRAME_POSITIONS = ("first", "last")
 
 
 class StudyError(VSRError):
@@ -87,13 +94,15 @@ class Variant:
 
 @dataclass(frozen=True)
 class Expectation:
-    """An ordering the paper reports: ``better`` beats ``worse`` on ``metric`` (by ``paper`` if known)."""
+    """An ordering the paper reports: ``better`` beats ``worse`` on ``metric`` (by ``paper`` if known); with
+    ``at`` (``first``/``last``), ``better`` stands better against ``worse`` at that frame than over the clip."""
 
     better: str
     worse: str
     paper: float | None = None
     metric: str = "psnr"
     source: str = ""
+    at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,8 +290,14 @@ def _expectation(source, index: int, raw: Any, variants: Sequence[str], metrics:
     paper = raw.get("paper")
     if paper is not None and (isinstance(paper, bool) or not isinstance(paper, int | float)):
         raise _fail(source, f"{where}.paper", paper, "expected the paper's difference as a number (dB for psnr)")
+    at = raw.get("at")
+    if at is not None and at not in FRAME_POSITIONS:
+        raise _fail(source, f"{where}.at", at, "expected where along the clip the ordering holds", FRAME_POSITIONS)
+    if at is not None and paper is not None:
+        raise _fail(source, f"{where}.paper", paper, "the paper's number is a clip average: give it on an "
+                    "ordering without 'at'")  # fmt: skip
     return Expectation(raw["better"], raw["worse"], None if paper is None else float(paper), metric,
-                       str(raw.get("source", "")))  # fmt: skip
+                       str(raw.get("source", "")), at)  # fmt: skip
 
 
 def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
