@@ -18,6 +18,7 @@ import pandas as pd
 from vsr.reports.stats import seeds_to_resolve, welch_t_test
 from vsr.reports.tables import format_p
 from vsr.reports.variants import Info
+from vsr.studies.schema import FRAME_POSITIONS
 
 _UNITS = {"psnr": "dB", "ssim": ""}
 
@@ -67,10 +68,16 @@ def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarr
 def frame_contrast(per_frame: pd.DataFrame, at: str, metric: str = "psnr") -> pd.DataFrame:
     """Each run's ``metric`` at the ``first`` or ``last`` frame of each clip minus that clip's average, averaged
     over clips: one row per run (``study``, ``variant``, ``seed``, ``value``)."""
+    if at not in FRAME_POSITIONS:
+        raise ValueError(f"frame_contrast: at={at!r}; expected one of {', '.join(FRAME_POSITIONS)}")
     runs_clips = ["study", "variant", "seed", "clip"]
+    index = 0 if at == "first" else -1  # positionally: a missing (NaN) value is not skipped over
+
+    def contrast(values: pd.Series) -> float:
+        return float(values.iloc[index] - values.mean())
+
     ordered = per_frame.sort_values([*runs_clips, "frame"]).groupby(runs_clips)[metric]
-    at_frame = ordered.first() if at == "first" else ordered.last()
-    per_run = (at_frame - ordered.mean()).groupby(["study", "variant", "seed"]).mean()
+    per_run = ordered.agg(contrast).groupby(["study", "variant", "seed"]).mean()
     return per_run.rename("value").reset_index()
 
 
@@ -89,9 +96,13 @@ def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, stud
         return sel.sort_values("seed").value.to_numpy()
 
     better, worse = values(e["better"]), values(e["worse"])
-    if len(better) and len(worse):
-        unit, digits = _UNITS.get(metric, ""), 3 if metric == "psnr" else 4
-        claim += f": {e['better']} {better.mean():+.{digits}f}, {e['worse']} {worse.mean():+.{digits}f} {unit}".rstrip()
+    for variant, found in ((e["better"], better), (e["worse"], worse)):
+        if not len(found):
+            return f"{claim}): not measured (no per-frame results of {variant}).{source}"
+        if not np.isfinite(found).all():
+            return f"{claim}): not measured (a per-frame {metric.upper()} of {variant} is not finite).{source}"
+    unit, digits = _UNITS.get(metric, ""), 3 if metric == "psnr" else 4
+    claim += f": {e['better']} {better.mean():+.{digits}f}, {e['worse']} {worse.mean():+.{digits}f} {unit}".rstrip()
     return _conclusion(e, better, worse, preset, claim=claim + ")")
 
 
@@ -134,11 +145,12 @@ def _conclusion(
 
 
 def _seeds_needed(delta: float, spread: float) -> str:
-    """How many seeds per variant would resolve a true difference of ``delta`` at this ``spread``."""
+    """How many seeds per variant would resolve a true difference of the size of ``delta`` (either sign) at
+    this ``spread``; nothing for a zero difference, which no number of seeds resolves."""
+    if delta == 0:
+        return ""
     seeds = seeds_to_resolve(delta, spread)
+    size = "were the true difference this size (in either direction)"
     if seeds is None:
-        return "; were the true difference this size, more than 1000 seeds per variant would be needed to resolve it"
-    return (
-        f"; were the true difference this size, about {seeds} seeds per variant would resolve it"
-        " (two-sided 5% test, 80% power)"
-    )
+        return f"; {size}, more than 1000 seeds per variant would be needed to resolve it"
+    return f"; {size}, about {seeds} seeds per variant would resolve it (two-sided 5% test, 80% power)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
@@ -86,11 +85,12 @@ def student_t_quantile(q: float, df: float) -> float:
 def seeds_to_resolve(
     difference: float, spread: float, alpha: float = 0.05, power: float = 0.8, limit: int = 1000
 ) -> int | None:
-    """Seeds per variant with which a two-sided t-test at level ``alpha`` finds a true ``difference`` with
-    probability ``power`` when runs scatter by ``spread`` (standard deviation over seeds); None above
-    ``limit``. The sample-size tables' approximation: ``n = 2 ((t_{1-alpha/2} + t_{power}) spread /
-    difference)^2`` with Student's t at ``2n - 2`` degrees of freedom, iterated from the normal quantiles
-    (e.g. 64 per variant for a difference of half a spread, as the exact noncentral-t power gives)."""
+    """The fewest seeds per variant with which a two-sided t-test at level ``alpha`` finds a true
+    ``difference`` with probability ``power`` when runs scatter by ``spread`` (standard deviation over
+    seeds); None above ``limit``, or for a zero difference (no number of seeds resolves it). The sample-size
+    tables' criterion: the smallest ``n >= 2`` with ``2 ((t_{1-alpha/2} + t_{power}) spread / difference)^2
+    <= n``, Student's t at ``2n - 2`` degrees of freedom (e.g. 64 per variant for a difference of half a
+    spread, as the exact noncentral-t power gives)."""
     if spread < 0 or not 0 < alpha < 1 or not 0 < power < 1:
         raise ValueError(f"seeds_to_resolve needs spread >= 0, 0 < alpha, power < 1; got {spread}, {alpha}, {power}")
     if difference == 0:
@@ -98,18 +98,18 @@ def seeds_to_resolve(
     if spread == 0:
         return 2
     effect = abs(difference) / spread
-    normal = NormalDist()
-    n = 2 * ((normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)) / effect) ** 2
-    for _ in range(100):
-        if n > 10 * limit:
-            return None
-        df = max(2 * n - 2, 1.0)
-        updated = 2 * ((student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) / effect) ** 2
-        converged, n = abs(updated - n) < 1e-6, updated
-        if converged:
-            break
-    seeds = max(2, math.ceil(n))
-    return seeds if seeds <= limit else None
+
+    def enough(n: int) -> bool:  # holds from some n on: the left side falls as n grows
+        df = 2 * n - 2
+        return 2 * ((student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) / effect) ** 2 <= n
+
+    if not enough(limit):
+        return None
+    low, high = 1, limit  # enough(high) holds; enough(low) is taken as failing (one seed has no spread)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
 
 
 @dataclass(frozen=True)

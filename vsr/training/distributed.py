@@ -59,7 +59,7 @@ class Processes:
             if owns:
                 # No rank shuts its connections down while another still talks to it: without this, gloo
                 # aborted a rank that left right after a collective (seen once in CI, SIGABRT at exit).
-                dist.barrier()
+                dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
         finally:
             if owns and dist.is_initialized():
                 dist.destroy_process_group()
