@@ -24,6 +24,7 @@ import vsr.training
 import vsr.training.files
 from vsr.data import synth
 from vsr.errors import VSRError
+from vsr.reports import frame_contrast
 from vsr.studies import (
     StudyError,
     load_study,
@@ -69,7 +70,10 @@ def study_dict(recipe: str) -> dict:
             }
         },
         "variants": {"unidirectional": ["model.propagation=unidirectional"], "bidirectional": []},
-        "expect": [{"better": "bidirectional", "worse": "unidirectional", "paper": 0.5}],
+        "expect": [
+            {"better": "bidirectional", "worse": "unidirectional", "paper": 0.5},
+            {"better": "bidirectional", "worse": "unidirectional", "at": "first"},
+        ],
     }
 
 
@@ -284,6 +288,11 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
         with Image.open(report / f"{figure}.png") as image:
             assert image.size[0] >= 600
     assert "**bidirectional > unidirectional**" in index
+    # The ordering at the first frame, from the report's own per-frame table (study.json carries 'at').
+    contrast = frame_contrast(pd.read_csv(report / "per_frame.csv", dtype={"clip": str}), "first")
+    first = contrast.groupby("variant").value.mean()
+    opening = "**bidirectional > unidirectional at the first frame, relative to the clip** (PSNR at the first frame"
+    assert f"{opening} minus the clip average: bidirectional {first.bidirectional:+.3f}, unidirectional" in index
 
     # Evaluation interrupted after training: only the evaluation reruns, with the same numbers.
     record = json.loads((runs / "mini/bidirectional/seed1/run.json").read_text())
