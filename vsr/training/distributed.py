@@ -3,8 +3,7 @@ LOCAL_RANK) the process group that DDP averages gradients over. Each process tra
 global batch; rank 0 validates, logs and writes checkpoints.
 
 The process group exists only inside :meth:`Processes.group`, entered after every check of the run's
-set-up has passed, and is destroyed however the block ends (after every rank has reached the end, when it
-ends without an error).
+set-up has passed, and is destroyed however the block ends.
 """
 
 from __future__ import annotations
@@ -56,10 +55,6 @@ class Processes:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         try:
             yield
-            if owns:
-                # No rank shuts its connections down while another still talks to it: without this, gloo
-                # aborted a rank that left right after a collective (seen once in CI, SIGABRT at exit).
-                dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
         finally:
             if owns and dist.is_initialized():
                 dist.destroy_process_group()
