@@ -358,6 +358,12 @@ def ddp_worker(rank: int, world_size: int, port: int, device_type: str, sizes: S
             diff = max((g - gathered[0]).abs().max().item() for g in gathered)
             shape = f"batch {batch} x {frames} frames of {crop}x{crop}"
             write_json({"step_s": timings.median, "weights_max_abs_diff": diff, "shape": shape}, Path(result))
+    # Leave without Python's teardown once the figures are written: DDP's reducer outlives the group, and
+    # freeing it later destroys gloo's process group, whose destructor can deadlock with (or, at exit, abort
+    # on) gloo's worker thread, an upstream race that once failed CI here (SIGABRT in rank 1).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def free_port() -> int:
