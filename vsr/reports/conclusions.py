@@ -35,9 +35,8 @@ def conclusions(runs: pd.DataFrame, info: Info, per_frame: pd.DataFrame | None =
                 lines.append(_frame_conclusion(expectation, per_frame, study, data.get("preset", "this")))
                 continue
 
-            def values(variant: str, study=study, metric=metric) -> np.ndarray:  # one value per seed
-                sel = runs[(runs.study == study) & (runs.variant == variant) & (runs.metric == metric)]
-                return sel.sort_values("seed").value.to_numpy()
+            def values(variant: str, study=study, metric=metric) -> np.ndarray:
+                return _per_seed(runs[runs.metric == metric], study, variant)
 
             better, worse = values(expectation["better"]), values(expectation["worse"])
             line = _conclusion(expectation, better, worse, data.get("preset", "this"))
@@ -47,6 +46,11 @@ def conclusions(runs: pd.DataFrame, info: Info, per_frame: pd.DataFrame | None =
             )
             lines.append(line + _temporal_evidence(expectation, *gains))
     return lines
+
+
+def _per_seed(rows: pd.DataFrame, study: str, variant: str) -> np.ndarray:
+    """The ``value`` of each seed of one variant (long-form rows with ``study``, ``variant``, ``seed``)."""
+    return rows[(rows.study == study) & (rows.variant == variant)].sort_values("seed").value.to_numpy()
 
 
 def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray) -> str:
@@ -91,11 +95,7 @@ def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, stud
         return f"{claim}): not measured (no per-frame results).{source}"
     contrast = frame_contrast(per_frame, at, metric)
 
-    def values(variant: str) -> np.ndarray:  # one value per seed
-        sel = contrast[(contrast.study == study) & (contrast.variant == variant)]
-        return sel.sort_values("seed").value.to_numpy()
-
-    better, worse = values(e["better"]), values(e["worse"])
+    better, worse = _per_seed(contrast, study, e["better"]), _per_seed(contrast, study, e["worse"])
     for variant, found in ((e["better"], better), (e["worse"], worse)):
         if not len(found):
             return f"{claim}): not measured (no per-frame results of {variant}).{source}"
