@@ -269,8 +269,55 @@ def test_orderings_at_a_frame_cancel_what_scatters_from_seed_to_seed():
         "not measured (a per-frame PSNR of a is not finite)"
         in conclusions(runs, _info(["a", "b"], "b", expect[1:2]), gap)[0]
     )
-    with pytest.raises(ValueError, match="at='middle'; expected one of first, last"):
+    with pytest.raises(ValueError, match="at='middle'; expected one of first, last, segment_ends"):
         frame_contrast(per_frame, "middle")
+
+
+def test_orderings_at_segment_ends_look_at_the_cuts_between_segments():
+    """A local model restoring 4-frame segments on its own dips on either side of each cut (frames 3|4, 7|8
+    of a 10-frame clip; not at the clip's own ends, where every model starts cold); a recurrent one does
+    not. The contrast is those frames minus the clip average, checked against the frames listed by hand."""
+    dip = [0.0, 0.0, 0.0, -0.2, -0.25, 0.0, 0.0, -0.2, -0.25, 0.0]
+    profile = {"local": [d - 0.3 * (i in (0, 9)) for i, d in enumerate(dip)], "recurrent": [-0.3, *[0.0] * 8, -0.3]}
+    offsets = {"local": [0.2, -0.1, 0.0], "recurrent": [-0.2, 0.15, 0.05]}
+    per_frame = _per_frame(offsets, profile, {"c1": 10, "c2": 10})
+    per_frame.loc[per_frame.frame == 4, "psnr"] += np.tile(np.repeat([0.01, -0.02, 0.0], 2), 2)  # seeds differ
+    cut = [3, 4, 7, 8]
+
+    def contrast(variant: str) -> np.ndarray:  # independently: per seed, mean over clips
+        rows = per_frame[per_frame.variant == variant]
+        per_clip = rows.groupby(["seed", "clip"]).apply(
+            lambda r: r.set_index("frame").psnr.loc[cut].mean() - r.psnr.mean(), include_groups=False
+        )
+        return per_clip.groupby("seed").mean().to_numpy()
+
+    frame = frame_contrast(per_frame, "segment_ends", segment_length=4).set_index(["variant", "seed"]).value
+    assert frame.loc["local"].to_numpy() == pytest.approx(contrast("local"))
+    assert frame.loc["recurrent"].to_numpy() == pytest.approx(contrast("recurrent"))
+    expect = {"better": "recurrent", "worse": "local", "at": "segment_ends", "segment_length": 4}
+    runs = _runs({v: [30.0 + o for o in offs] for v, offs in offsets.items()})
+    (line,) = conclusions(runs, _info(["local", "recurrent"], "recurrent", [expect]), per_frame)
+    delta = contrast("recurrent").mean() - contrast("local").mean()
+    assert line.startswith("**recurrent > local at the ends of each 4-frame segment, relative to the clip**")
+    assert f"holds, {delta:+.3f} dB" in line and "(Welch p < 0.001, 3 + 3 seeds)" in line
+    short = per_frame[per_frame.frame < 4]  # one segment per clip: no cut to look at
+    (line,) = conclusions(runs, _info(["local", "recurrent"], "recurrent", [expect]), short)
+    assert "not measured (a validation clip is not longer than one segment: it has no cut)" in line
+    with pytest.raises(ValueError, match="at='segment_ends' needs segment_length >= 2, got None"):
+        frame_contrast(per_frame, "segment_ends")
+
+
+def test_an_unresolved_ordering_with_fewer_seeds_of_one_variant_says_that_is_what_it_lacks():
+    """Spreads so small that 2 seeds per variant would do, yet 2 seeds of one against 5 of the other leave
+    Welch's test about one degree of freedom: the sentence names the variant that needs more seeds."""
+    values = {"a": [30.0, 30.001, 29.999, 30.0005, 29.9995], "b": [30.06, 30.08]}
+    (line,) = conclusions(_runs(values), _info(["a", "b"], "b", [{"better": "b", "worse": "a"}]))
+    assert welch_t_test(values["b"], values["a"]).p > 0.05
+    spread = math.sqrt((statistics.variance(values["a"]) + statistics.variance(values["b"])) / 2)
+    needed = seeds_to_resolve(statistics.mean(values["b"]) - statistics.mean(values["a"]), spread)
+    assert needed <= 2
+    assert f"about {needed} seeds per variant would resolve it" in line
+    assert "that many are run, but b's 2 seeds against 5 leave Welch's test few degrees of freedom" in line
 
 
 def test_conclusions_add_the_temporal_gain_as_evidence():

@@ -2,9 +2,9 @@
 seeds can tell, one sentence each; where the runs were probed, the temporal gains of the two variants follow as
 the evidence of *why* (how much each draws from other frames), tested over seeds the same way.
 
-An ordering ``at`` the first or last frame is tested on each run's metric at that frame minus its clip
-average (per clip, then averaged over clips): a within-run contrast, in which how good a run is as a whole
-(what scatters most from seed to seed) cancels out."""
+An ordering ``at`` the first or last frame (or the ends of each segment) is tested on each run's metric at
+those frames minus its clip average (per clip, then averaged over clips): a within-run contrast, in which how
+good a run is as a whole (what scatters most from seed to seed) cancels out."""
 
 from __future__ import annotations
 
@@ -69,31 +69,58 @@ def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarr
     return f" Evidence: their temporal gains do not separate at the 5% level ({gains})."
 
 
-def frame_contrast(per_frame: pd.DataFrame, at: str, metric: str = "psnr") -> pd.DataFrame:
-    """Each run's ``metric`` at the ``first`` or ``last`` frame of each clip minus that clip's average, averaged
-    over clips: one row per run (``study``, ``variant``, ``seed``, ``value``)."""
+def _frame_positions(t: int, at: str, segment_length: int | None = None) -> np.ndarray:
+    """The frame indices of a ``t``-frame clip that an ordering ``at`` looks at: ``first``, ``last``, or
+    ``segment_ends``, the two frames on either side of each cut between consecutive ``segment_length``-frame
+    segments (not the clip's own first and last frame: every model is cut off there)."""
     if at not in FRAME_POSITIONS:
         raise ValueError(f"frame_contrast: at={at!r}; expected one of {', '.join(FRAME_POSITIONS)}")
+    if at != "segment_ends":
+        return np.array([0 if at == "first" else t - 1])
+    if segment_length is None or segment_length < 2:
+        raise ValueError(f"frame_contrast: at='segment_ends' needs segment_length >= 2, got {segment_length!r}")
+    cuts = np.arange(segment_length, t, segment_length)  # the first frame of every segment but the first
+    return np.sort(np.concatenate([cuts - 1, cuts]))
+
+
+def frame_contrast(
+    per_frame: pd.DataFrame, at: str, metric: str = "psnr", segment_length: int | None = None
+) -> pd.DataFrame:
+    """Each run's ``metric`` at the frames ``at`` looks at (:func:`_frame_positions`) minus the clip's average,
+    averaged over clips: one row per run (``study``, ``variant``, ``seed``, ``value``). A missing (NaN) frame
+    makes its run's contrast NaN rather than being skipped over; so does a clip with no such frame (one
+    segment long)."""
+    _frame_positions(2, at, segment_length)  # the arguments' errors even for an empty table
     runs_clips = ["study", "variant", "seed", "clip"]
-    index = 0 if at == "first" else -1  # positionally: a missing (NaN) value is not skipped over
 
     def contrast(values: pd.Series) -> float:
-        return float(values.iloc[index] - values.mean())
+        psnr, positions = values.to_numpy(dtype=float), _frame_positions(len(values), at, segment_length)
+        return float(psnr[positions].mean() - psnr.mean()) if len(positions) else math.nan
 
     ordered = per_frame.sort_values([*runs_clips, "frame"]).groupby(runs_clips)[metric]
     per_run = ordered.agg(contrast).groupby(["study", "variant", "seed"]).mean()
     return per_run.rename("value").reset_index()
 
 
+def _where(e: Mapping[str, Any]) -> str:
+    """Where along the clip an ordering ``at`` looks, in words."""
+    if e["at"] == "segment_ends":
+        return f"the ends of each {e['segment_length']}-frame segment"
+    return f"the {e['at']} frame"
+
+
 def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, study: str, preset: str) -> str:
-    """The sentence for an ordering ``at`` a frame: the two variants' contrasts (frame minus clip average)."""
-    metric, at = e.get("metric", "psnr"), e["at"]
-    claim = f"**{e['better']} > {e['worse']} at the {at} frame, relative to the clip** ({metric.upper()} at the "
-    claim += f"{at} frame minus the clip average"
+    """The sentence for an ordering ``at`` some frames: the two variants' contrasts (those frames minus the clip
+    average)."""
+    metric, where = e.get("metric", "psnr"), _where(e)
+    claim = f"**{e['better']} > {e['worse']} at {where}, relative to the clip** ({metric.upper()} at "
+    claim += f"{where} minus the clip average"
     source = f" [{e['source']}]" if e.get("source") else ""
     if per_frame is None or per_frame.empty:
         return f"{claim}): not measured (no per-frame results).{source}"
-    contrast = frame_contrast(per_frame, at, metric)
+    if e["at"] == "segment_ends" and per_frame.groupby(["variant", "seed", "clip"]).size().min() <= e["segment_length"]:
+        return f"{claim}): not measured (a validation clip is not longer than one segment: it has no cut).{source}"
+    contrast = frame_contrast(per_frame, e["at"], metric, e.get("segment_length"))
 
     better, worse = _per_seed(contrast, study, e["better"]), _per_seed(contrast, study, e["worse"])
     for variant, found in ((e["better"], better), (e["worse"], worse)):
@@ -129,28 +156,36 @@ def _conclusion(
                 f"spread is unknown, so this is not established.{source}")  # fmt: skip
     spread = math.sqrt((better.var(ddof=1) + worse.var(ddof=1)) / 2)
     p = welch_t_test(better, worse).p
+    seeds_run = {e["better"]: len(better), e["worse"]: len(worse)}
     spread_text = f"{spread:.{digits}f} {unit}".rstrip()
     stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}, {len(better)} + {len(worse)} seeds"
+    needed = _seeds_needed(delta, spread, seeds_run)
     if abs(delta) <= spread:
         return (f"{claim}: {shown} is within the seed-to-seed spread of {spread_text} ({stats}): the "
-                f"{preset} preset cannot resolve this difference{_seeds_needed(delta, spread)}.{source}")  # fmt: skip
+                f"{preset} preset cannot resolve this difference{needed}.{source}")  # fmt: skip
     verdict = "holds" if delta > 0 else "is reversed"
     ratio = abs(delta) / spread if spread > 0 else math.inf
     sentence = f"{claim}: {verdict}, {shown}, {ratio:.1f}× the seed-to-seed spread of {spread_text} ({stats})"
     if p >= 0.05:
-        sentence += f"; not significant at the 5% level with these seeds{_seeds_needed(delta, spread)}"
+        sentence += f"; not significant at the 5% level with these seeds{needed}"
     if paper and delta > 0:
         sentence += f"; {delta / abs(paper):.0%} of the paper's difference"
     return sentence + "." + source
 
 
-def _seeds_needed(delta: float, spread: float) -> str:
+def _seeds_needed(delta: float, spread: float, seeds_run: Mapping[str, int]) -> str:
     """How many seeds per variant would resolve a true difference of the size of ``delta`` (either sign) at
-    this ``spread``; nothing for a zero difference, which no number of seeds resolves."""
+    this ``spread``; nothing for a zero difference, which no number of seeds resolves. ``seeds_run``: each
+    variant's seeds so far; where the least-run one already has that many, what fails is its seed count."""
     if delta == 0:
         return ""
     seeds = seeds_to_resolve(delta, spread)
     size = "were the true difference this size (in either direction)"
     if seeds is None:
         return f"; {size}, more than 1000 seeds per variant would be needed to resolve it"
-    return f"; {size}, about {seeds} seeds per variant would resolve it (two-sided 5% test, 80% power)"
+    sentence = f"; {size}, about {seeds} seeds per variant would resolve it (two-sided 5% test, 80% power)"
+    (fewest, few), (_, most) = sorted(seeds_run.items(), key=lambda item: item[1])
+    if few >= seeds and few < most:
+        sentence += (f"; that many are run, but {fewest}'s {few} seeds against {most} leave Welch's test few "
+                     f"degrees of freedom: more seeds of {fewest} are what it lacks")  # fmt: skip
+    return sentence

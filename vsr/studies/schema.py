@@ -21,7 +21,9 @@ recipe overrides, e.g. the propagation ablation of BasicVSR (paper §3.1)::
 
 An ordering with ``at: first`` (or ``last``) compares where along the clip a variant does well rather
 than its average: each run's metric at that frame minus its clip average, so that how good a run is as a
-whole cancels out (the paper's per-frame figures).
+whole cancels out (the paper's per-frame figures). ``at: segment_ends`` with ``segment_length: L`` looks at
+the two frames on either side of each cut between consecutive L-frame segments, where a local (segment-wise)
+model is cut off from its neighbours and the others are not (BasicVSR Fig. 3).
 
 Presets: ``cpu`` runs tiny recipes on the embedded synthetic set in about half an hour on two cores;
 ``paper`` runs the full recipes on REDS (``--data`` is the REDS root; ``{data}`` in the preset's ``data``
@@ -53,9 +55,10 @@ _STUDY_KEYS = ("name", "title", "description", "base", "metrics", "presets", "va
 _PRESET_KEYS = ("recipe", "overrides", "seeds", "data", "needs_data", "slurm", "gpus_per_run", "profile", "description")
 _PROFILE_KEYS = ("frames", "size", "repeats", "warmup")
 _VARIANT_KEYS = ("overrides", "label", "description", "presets")
-_EXPECT_KEYS = ("better", "worse", "paper", "metric", "source", "at")
-#: Where along the clip an ``at`` ordering looks: the first or the last frame of each validation clip.
-FRAME_POSITIONS = ("first", "last")
+_EXPECT_KEYS = ("better", "worse", "paper", "metric", "source", "at", "segment_length")
+#: Where along the clip an ``at`` ordering looks: the first or the last frame of each validation clip, or the
+#: frames on either side of each cut between its ``segment_length``-frame segments.
+FRAME_POSITIONS = ("first", "last", "segment_ends")
 
 
 class StudyError(VSRError):
@@ -95,7 +98,8 @@ class Variant:
 @dataclass(frozen=True)
 class Expectation:
     """An ordering the paper reports: ``better`` beats ``worse`` on ``metric`` (by ``paper`` if known); with
-    ``at`` (``first``/``last``), ``better`` stands better against ``worse`` at that frame than over the clip."""
+    ``at`` (``first``/``last``/``segment_ends``), ``better`` stands better against ``worse`` at those frames than
+    over the clip."""
 
     better: str
     worse: str
@@ -103,6 +107,7 @@ class Expectation:
     metric: str = "psnr"
     source: str = ""
     at: str | None = None
+    segment_length: int | None = None  # with at: segment_ends
 
 
 @dataclass(frozen=True)
@@ -296,8 +301,14 @@ def _expectation(source, index: int, raw: Any, variants: Sequence[str], metrics:
     if at is not None and paper is not None:
         raise _fail(source, f"{where}.paper", paper, "the paper's number is a clip average: give it on an "
                     "ordering without 'at'")  # fmt: skip
+    length = raw.get("segment_length")
+    if at == "segment_ends" and (isinstance(length, bool) or not isinstance(length, int) or length < 2):
+        raise _fail(source, f"{where}.segment_length", length, "at: segment_ends needs the segment length in "
+                    "frames (an integer >= 2, e.g. the local variant's model.propagation.segment_length)")  # fmt: skip
+    if at != "segment_ends" and length is not None:
+        raise _fail(source, f"{where}.segment_length", length, "only an ordering at: segment_ends has segments")
     return Expectation(raw["better"], raw["worse"], None if paper is None else float(paper), metric,
-                       str(raw.get("source", "")), at)  # fmt: skip
+                       str(raw.get("source", "")), at, length)  # fmt: skip
 
 
 def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
