@@ -276,18 +276,19 @@ def test_orderings_at_a_frame_cancel_what_scatters_from_seed_to_seed():
 def test_orderings_at_segment_ends_look_at_the_cuts_between_segments():
     """A local model restoring 4-frame segments on its own dips on either side of each cut (frames 3|4, 7|8
     of a 10-frame clip; not at the clip's own ends, where every model starts cold); a recurrent one does
-    not. The contrast is those frames minus the clip average, checked against the frames listed by hand."""
+    not. The contrast is those frames minus the clip average, checked against the frames listed by hand,
+    on clips of 10 and 8 frames (8: a whole number of segments, whose last frame is the clip's, not a cut)."""
     dip = [0.0, 0.0, 0.0, -0.2, -0.25, 0.0, 0.0, -0.2, -0.25, 0.0]
     profile = {"local": [d - 0.3 * (i in (0, 9)) for i, d in enumerate(dip)], "recurrent": [-0.3, *[0.0] * 8, -0.3]}
     offsets = {"local": [0.2, -0.1, 0.0], "recurrent": [-0.2, 0.15, 0.05]}
-    per_frame = _per_frame(offsets, profile, {"c1": 10, "c2": 10})
+    per_frame = _per_frame(offsets, profile, {"c1": 10, "c2": 8})
     per_frame.loc[per_frame.frame == 4, "psnr"] += np.tile(np.repeat([0.01, -0.02, 0.0], 2), 2)  # seeds differ
-    cut = [3, 4, 7, 8]
+    cuts = {10: [3, 4, 7, 8], 8: [3, 4]}
 
     def contrast(variant: str) -> np.ndarray:  # independently: per seed, mean over clips
         rows = per_frame[per_frame.variant == variant]
         per_clip = rows.groupby(["seed", "clip"]).apply(
-            lambda r: r.set_index("frame").psnr.loc[cut].mean() - r.psnr.mean(), include_groups=False
+            lambda r: r.set_index("frame").psnr.loc[cuts[len(r)]].mean() - r.psnr.mean(), include_groups=False
         )
         return per_clip.groupby("seed").mean().to_numpy()
 
@@ -298,13 +299,26 @@ def test_orderings_at_segment_ends_look_at_the_cuts_between_segments():
     runs = _runs({v: [30.0 + o for o in offs] for v, offs in offsets.items()})
     (line,) = conclusions(runs, _info(["local", "recurrent"], "recurrent", [expect]), per_frame)
     delta = contrast("recurrent").mean() - contrast("local").mean()
-    assert line.startswith("**recurrent > local at the ends of each 4-frame segment, relative to the clip**")
+    assert line.startswith(
+        "**recurrent > local on either side of each cut between 4-frame segments, relative to the clip**"
+    )
     assert f"holds, {delta:+.3f} dB" in line and "(Welch p < 0.001, 3 + 3 seeds)" in line
     short = per_frame[per_frame.frame < 4]  # one segment per clip: no cut to look at
     (line,) = conclusions(runs, _info(["local", "recurrent"], "recurrent", [expect]), short)
     assert "not measured (a validation clip is not longer than one segment: it has no cut)" in line
     with pytest.raises(ValueError, match="at='segment_ends' needs segment_length >= 2, got None"):
         frame_contrast(per_frame, "segment_ends")
+    # A run with one clip that lacks a frame, or has a NaN frame, has no contrast (not one from its other clip).
+    for broken in (
+        per_frame.drop(per_frame[(per_frame.variant == "local") & (per_frame.seed == 1) & (per_frame.frame == 5)
+                                 & (per_frame["clip"] == "c2")].index),
+        per_frame.assign(psnr=per_frame.psnr.mask((per_frame.variant == "local") & (per_frame.seed == 1)
+                                                  & (per_frame.frame == 1) & (per_frame["clip"] == "c1"))),
+    ):  # fmt: skip
+        values = frame_contrast(broken, "segment_ends", segment_length=4).set_index(["variant", "seed"]).value
+        assert np.isnan(values.loc[("local", 1)]) and np.isfinite(values.drop(("local", 1))).all()
+        (line,) = conclusions(runs, _info(["local", "recurrent"], "recurrent", [expect]), broken)
+        assert "not measured (a per-frame PSNR of local is not finite)" in line
 
 
 def test_an_unresolved_ordering_with_fewer_seeds_of_one_variant_says_that_is_what_it_lacks():

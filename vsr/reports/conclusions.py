@@ -87,38 +87,43 @@ def frame_contrast(
     per_frame: pd.DataFrame, at: str, metric: str = "psnr", segment_length: int | None = None
 ) -> pd.DataFrame:
     """Each run's ``metric`` at the frames ``at`` looks at (:func:`_frame_positions`) minus the clip's average,
-    averaged over clips: one row per run (``study``, ``variant``, ``seed``, ``value``). A missing (NaN) frame
-    makes its run's contrast NaN rather than being skipped over; so does a clip with no such frame (one
-    segment long)."""
+    averaged over clips: one row per run (``study``, ``variant``, ``seed``, ``value``). Frames are taken by
+    their ``frame`` number. A run's contrast is NaN, rather than computed from what is left, when any of its
+    clips has a NaN value, lacks a frame, or has no frame to look at (one segment long)."""
     _frame_positions(2, at, segment_length)  # the arguments' errors even for an empty table
     runs_clips = ["study", "variant", "seed", "clip"]
 
-    def contrast(values: pd.Series) -> float:
-        psnr, positions = values.to_numpy(dtype=float), _frame_positions(len(values), at, segment_length)
-        return float(psnr[positions].mean() - psnr.mean()) if len(positions) else math.nan
+    def contrast(clip: pd.DataFrame) -> float:
+        frames, values = clip["frame"].to_numpy(), clip[metric].to_numpy(dtype=float)
+        positions = _frame_positions(len(values), at, segment_length)
+        if not len(positions) or not np.array_equal(frames, np.arange(len(values))):
+            return math.nan
+        return float(values[positions].mean() - values.mean())
 
-    ordered = per_frame.sort_values([*runs_clips, "frame"]).groupby(runs_clips)[metric]
-    per_run = ordered.agg(contrast).groupby(["study", "variant", "seed"]).mean()
-    return per_run.rename("value").reset_index()
+    ordered = per_frame.sort_values([*runs_clips, "frame"]).groupby(runs_clips)[["frame", metric]]
+    per_clip = ordered.apply(contrast).rename("value")
+    per_run = per_clip.groupby(["study", "variant", "seed"]).agg(lambda v: v.to_numpy().mean())  # NaN propagates
+    return per_run.reset_index()
 
 
 def _where(e: Mapping[str, Any]) -> str:
     """Where along the clip an ordering ``at`` looks, in words."""
     if e["at"] == "segment_ends":
-        return f"the ends of each {e['segment_length']}-frame segment"
-    return f"the {e['at']} frame"
+        return f"on either side of each cut between {e['segment_length']}-frame segments"
+    return f"at the {e['at']} frame"
 
 
 def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, study: str, preset: str) -> str:
     """The sentence for an ordering ``at`` some frames: the two variants' contrasts (those frames minus the clip
     average)."""
     metric, where = e.get("metric", "psnr"), _where(e)
-    claim = f"**{e['better']} > {e['worse']} at {where}, relative to the clip** ({metric.upper()} at "
-    claim += f"{where} minus the clip average"
+    claim = f"**{e['better']} > {e['worse']} {where}, relative to the clip** ({metric.upper()} {where} minus the "
+    claim += "clip average"
     source = f" [{e['source']}]" if e.get("source") else ""
     if per_frame is None or per_frame.empty:
         return f"{claim}): not measured (no per-frame results).{source}"
-    if e["at"] == "segment_ends" and per_frame.groupby(["variant", "seed", "clip"]).size().min() <= e["segment_length"]:
+    compared = per_frame[(per_frame.study == study) & per_frame.variant.isin([e["better"], e["worse"]])]
+    if e["at"] == "segment_ends" and compared.groupby(["variant", "seed", "clip"]).size().min() <= e["segment_length"]:
         return f"{claim}): not measured (a validation clip is not longer than one segment: it has no cut).{source}"
     contrast = frame_contrast(per_frame, e["at"], metric, e.get("segment_length"))
 

@@ -306,7 +306,8 @@ def _expectation(source, index: int, raw: Any, variants: Sequence[str], metrics:
         raise _fail(source, f"{where}.segment_length", length, "at: segment_ends needs the segment length in "
                     "frames (an integer >= 2, e.g. the local variant's model.propagation.segment_length)")  # fmt: skip
     if at != "segment_ends" and length is not None:
-        raise _fail(source, f"{where}.segment_length", length, "only an ordering at: segment_ends has segments")
+        raise _fail(source, f"{where}.segment_length", length, "only an ordering at: segment_ends has segments; "
+                    "remove segment_length or set at: segment_ends")  # fmt: skip
     return Expectation(raw["better"], raw["worse"], None if paper is None else float(paper), metric,
                        str(raw.get("source", "")), at, length)  # fmt: skip
 
