@@ -2,9 +2,9 @@
 seeds can tell, one sentence each; where the runs were probed, the temporal gains of the two variants follow as
 the evidence of *why* (how much each draws from other frames), tested over seeds the same way.
 
-An ordering ``at`` the first or last frame (or the ends of each segment) is tested on each run's metric at
-those frames minus its clip average (per clip, then averaged over clips): a within-run contrast, in which how
-good a run is as a whole (what scatters most from seed to seed) cancels out."""
+An ordering ``at`` the first or last frame (or either side of each cut between segments) is tested on each
+run's metric at those frames minus its clip average (per clip, then averaged over clips): a within-run
+contrast, in which how good a run is as a whole (what scatters most from seed to seed) cancels out."""
 
 from __future__ import annotations
 
