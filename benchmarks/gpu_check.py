@@ -62,7 +62,7 @@ from vsr.components.deform import deform_backend
 from vsr.device import default_device
 from vsr.metrics import psnr
 from vsr.recipe import load_recipe
-from vsr.training.distributed import Processes, resolve_device
+from vsr.training.distributed import Processes, leave_without_teardown, resolve_device
 from vsr.upscale import upscale_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference lives with the tests
@@ -358,12 +358,7 @@ def ddp_worker(rank: int, world_size: int, port: int, device_type: str, sizes: S
             diff = max((g - gathered[0]).abs().max().item() for g in gathered)
             shape = f"batch {batch} x {frames} frames of {crop}x{crop}"
             write_json({"step_s": timings.median, "weights_max_abs_diff": diff, "shape": shape}, Path(result))
-    # Leave without Python's teardown once the figures are written: DDP's reducer outlives the group, and
-    # freeing it later destroys gloo's process group, whose destructor can deadlock with (or, at exit, abort
-    # on) gloo's worker thread, an upstream race that once failed CI here (SIGABRT in rank 1).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave_without_teardown()  # the figures are written; gloo's teardown race once aborted rank 1 in CI
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import socket
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from vsr.training import (
     resolve_init,
     train,
 )
+from vsr.training.distributed import leave_without_teardown
 
 TINY = {
     "name": "tiny",
@@ -314,16 +314,6 @@ def _ddp_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) ->
     trainer.run()
     torch.save(trainer.model.state_dict(), Path(out).parent / f"rank{rank}.pt")
     leave_without_teardown()
-
-
-def leave_without_teardown() -> None:
-    """End a spawned DDP worker whose results are on disk without Python's teardown. When DDP's reducer is
-    freed it destroys the gloo process group, whose destructor joins gloo's worker thread while holding the
-    GIL; a worker thread still releasing a finished collective's tensors waits for the GIL: a deadlock
-    (seen under CPU load, gdb stacks in the session note), or an abort at exit (CI). An upstream race."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def _spawn_two_ranks(worker, *args) -> None:

@@ -9,6 +9,7 @@ set-up has passed, and is destroyed however the block ends.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,4 +95,16 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
     return device
 
 
-__all__ = ["Processes", "resolve_device"]
+def leave_without_teardown() -> None:
+    """End a spawned DDP worker process, whose results are on disk, without Python's teardown.
+
+    When DDP's reducer is freed it destroys the gloo process group (which outlives ``destroy_process_group``),
+    and that destructor joins gloo's worker thread while holding the GIL; a worker thread still releasing a
+    finished collective's tensors waits for the GIL: a deadlock under CPU load, or an abort at interpreter
+    exit (SIGABRT, seen in CI). An upstream race; a worker that exits here never reaches it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+__all__ = ["Processes", "leave_without_teardown", "resolve_device"]
