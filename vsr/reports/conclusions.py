@@ -125,7 +125,7 @@ def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, stud
     compared = per_frame[(per_frame.study == study) & per_frame.variant.isin([e["better"], e["worse"]])]
     if e["at"] == "segment_ends" and compared.groupby(["variant", "seed", "clip"]).size().min() <= e["segment_length"]:
         return f"{claim}): not measured (a validation clip is not longer than one segment: it has no cut).{source}"
-    contrast = frame_contrast(per_frame, e["at"], metric, e.get("segment_length"))
+    contrast = frame_contrast(compared, e["at"], metric, e.get("segment_length"))
 
     better, worse = _per_seed(contrast, study, e["better"]), _per_seed(contrast, study, e["worse"])
     for variant, found in ((e["better"], better), (e["worse"], worse)):
