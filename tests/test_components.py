@@ -6,18 +6,9 @@ import torch
 from torch import nn
 
 from vsr import RecipeError, build_model
-from vsr.components import (
-    KIND_SPECS,
-    KINDS,
-    REGISTRY,
-    Alignment,
-    NoAlignment,
-    Refill,
-    build_component,
-    component_choices,
-    register,
-)
+from vsr.components import KIND_SPECS, REGISTRY, Alignment, NoAlignment, Refill, register
 from vsr.recipe import shipped_recipes
+from vsr.registry import COMPONENT_KINDS, build, choices
 
 # A tiny model per registered component: the base recipe with one component swapped in.
 TINY = (
@@ -26,7 +17,7 @@ TINY = (
     "model.flow.levels=2",
     "model.upsampling.hr_channels=8",
 )
-VARIANTS = [(kind, name) for kind in KINDS for name in component_choices(kind)]
+VARIANTS = [(kind, name) for kind in COMPONENT_KINDS for name in choices(kind)]
 
 
 def tiny_model(kind: str, name: str):
@@ -151,8 +142,9 @@ def test_upsampling_scales():
 
 # ------------------------------------------------------------------------------------- kinds and registry
 def test_every_kind_is_declared_and_every_component_honours_its_interface():
-    assert set(KIND_SPECS) == set(KINDS)
-    for kind, spec in KIND_SPECS.items():
+    assert set(COMPONENT_KINDS) <= set(KIND_SPECS)
+    for kind in COMPONENT_KINDS:
+        spec = KIND_SPECS[kind]
         assert REGISTRY[kind], f"no {kind} component registered"
         for name, cls in REGISTRY[kind].items():
             assert isinstance(cls, type) and issubclass(cls, spec.interface), f"{kind} {name!r}: {cls}"
@@ -162,20 +154,20 @@ def test_refill_none_is_the_optional_kinds_no_component_not_a_registered_none():
     """``refill: none`` is a choice of the optional kind and builds nothing; ``alignment: none`` is a real
     component (NoAlignment)."""
     assert KIND_SPECS["refill"].optional and KIND_SPECS["refill"].interface is Refill
-    assert "none" not in REGISTRY["refill"] and "none" in component_choices("refill")
-    assert build_component("refill", "none", {}, channels=8, branches=("forward",)) is None
+    assert "none" not in REGISTRY["refill"] and "none" in choices("refill")
+    assert build("refill", "none", {}, channels=8, branches=("forward",)) is None
     assert not KIND_SPECS["alignment"].optional and REGISTRY["alignment"]["none"] is NoAlignment
-    assert isinstance(build_component("alignment", "none", {}, channels=8, frame_channels=3, order=1), NoAlignment)
+    assert isinstance(build("alignment", "none", {}, channels=8, frame_channels=3, order=1), NoAlignment)
     with pytest.raises(ValueError, match="optional"):
         register("refill", "none")
 
 
 def test_the_model_wires_exactly_the_kinds_wired_arguments():
     assert KIND_SPECS["aggregation"].wired == ("in_channels", "out_channels")
-    with pytest.raises(RecipeError, match=r"model.aggregation.in_channels.*the model sets this.*num_blocks"):
-        build_component("aggregation", "residual", {"in_channels": 3}, in_channels=3, out_channels=8)
+    with pytest.raises(RecipeError, match=r"model.aggregation.in_channels.*vsr sets this.*num_blocks"):
+        build("aggregation", "residual", {"in_channels": 3}, in_channels=3, out_channels=8)
     with pytest.raises(TypeError, match="wired with in_channels, out_channels"):
-        build_component("aggregation", "residual", {}, in_channels=3)
+        build("aggregation", "residual", {}, in_channels=3)
 
 
 def test_a_component_must_subclass_its_kinds_interface():

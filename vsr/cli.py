@@ -165,9 +165,9 @@ def model_command(
     show_recipe: Annotated[bool, typer.Option("--recipe", help="Also print the resolved recipe.")] = False,
 ):
     """Print the assembled architecture: the components and the parameters of each."""
-    from vsr.components import KINDS
     from vsr.model import assemble
     from vsr.recipe import load_recipe
+    from vsr.registry import COMPONENT_KINDS
 
     resolved = load_recipe(recipe, *(set_ or []))
     model = assemble(resolved.model)
@@ -177,7 +177,7 @@ def model_command(
     table.add_column("arguments")
     table.add_column("parameters", justify="right")
     counts = model.component_parameters()
-    for kind in KINDS:
+    for kind in COMPONENT_KINDS:
         entry = dict(resolved.model[kind])
         name = entry.pop("name")
         args = ", ".join(f"{k}={v}" for k, v in entry.items())

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsr.components import build_component, check_component
 from vsr.components.propagation import ClipFlows, Propagation
 from vsr.recipe import Recipe, load_recipe
+from vsr.registry import build, check
 
 log = logging.getLogger("vsr")
 
@@ -138,12 +138,12 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
         return entry.pop("name"), entry
 
     propagation_name, propagation_args = spec("propagation")
-    layout = check_component("propagation", propagation_name, propagation_args).layout(channels, **propagation_args)
+    layout = check("propagation", propagation_name, propagation_args).layout(channels, **propagation_args)
     branches = layout.branches
 
     alignment_name, alignment_args = spec("alignment")
     alignments = {
-        b: build_component(
+        b: build(
             "alignment",
             alignment_name,
             alignment_args,
@@ -155,7 +155,7 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
     }
     aggregation_name, aggregation_args = spec("aggregation")
     aggregations = {
-        b: build_component(
+        b: build(
             "aggregation",
             aggregation_name,
             aggregation_args,
@@ -165,7 +165,7 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
         )
         for b in branches
     }
-    propagation = build_component(
+    propagation = build(
         "propagation",
         propagation_name,
         propagation_args,
@@ -174,9 +174,9 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
         aggregations=aggregations,
     )
     uses_flow = any(a.uses_flow for a in alignments.values())
-    flow = build_component("flow", *spec("flow")) if uses_flow else None
-    refill = build_component("refill", *spec("refill"), channels=channels, branches=branches)
-    upsampling = build_component("upsampling", *spec("upsampling"), in_channels=channels, scale=scale)
+    flow = build("flow", *spec("flow")) if uses_flow else None
+    refill = build("refill", *spec("refill"), channels=channels, branches=branches)
+    upsampling = build("upsampling", *spec("upsampling"), in_channels=channels, scale=scale)
     return VideoSRNet(scale, channels, flow, propagation, upsampling, refill, detect_mirror=section["detect_mirror"])
 
 

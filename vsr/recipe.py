@@ -21,17 +21,19 @@ from typing import Any
 
 import yaml
 
-from vsr.components import KINDS, REGISTRY, check_component
-from vsr.components.registry import (
+from vsr.errors import RecipeError
+from vsr.registry import (
+    COMPONENT_KINDS,
+    REGISTRY,
     STRING,
     Allowed,
+    check,
     integer,
     list_of,
     number,
     optional,
     power_of_two,
 )
-from vsr.errors import RecipeError
 from vsr.shipped import search_path, yaml_by_name
 
 #: Every recipe key with its default. Component entries hold the reference choice.
@@ -107,7 +109,7 @@ CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 #: The values each numeric (or list, or optional) key allows; a value outside fails naming the rule. A
-#: component's arguments are checked by its own rules (``allowed_arguments``, see vsr.components.registry).
+#: component's arguments are checked by its own rules (``allowed_arguments``, see vsr.registry).
 RANGES: dict[str, Allowed] = {
     "model.scale": power_of_two(2),  # the upsampler doubles the size per stage
     "model.channels": integer(1),
@@ -162,7 +164,7 @@ DATA_SET_RANGES: dict[str, Allowed] = {
 MAX_YAML_BYTES = 1 << 20
 
 SECTIONS = tuple(DEFAULTS)
-COMPONENT_KEYS = set(KINDS)
+COMPONENT_KEYS = set(COMPONENT_KINDS)
 
 
 def recipe_dirs() -> list[Path]:
@@ -353,7 +355,7 @@ def _validate_data_set(key: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _validate_component(kind: str, value: Any) -> dict[str, Any]:
     entry = _component_entry(f"model.{kind}", value)
-    check_component(kind, entry["name"], {k: v for k, v in entry.items() if k != "name"})
+    check(kind, entry["name"], {k: v for k, v in entry.items() if k != "name"})
     return entry
 
 

@@ -1,24 +1,12 @@
 """Interchangeable VSR components, one module per kind (BasicVSR's four functionalities plus IconVSR's refill).
 
 Each kind has a small documented interface (an abstract base in its module); every registered component
-honours it, and :mod:`vsr.model` depends only on those interfaces. ``KIND_SPECS[kind]`` says what the model
-wires into a kind and whether ``none`` is a choice; ``REGISTRY[kind]`` maps recipe names to classes;
-:func:`register` adds one.
+honours it, and :mod:`vsr.model` depends only on those interfaces. The kinds and their components live in
+the one registry of :mod:`vsr.registry` (``KIND_SPECS[kind]`` says what the model wires into a kind and
+whether ``none`` is a choice; ``REGISTRY[kind]`` maps recipe names to classes; :func:`register` adds one).
 """
 
-from vsr.components.registry import (  # isort: skip
-    KIND_SPECS,
-    KINDS,
-    REGISTRY,
-    Allowed,
-    KindSpec,
-    build_component,
-    check_component,
-    component_choices,
-    component_class,
-    declare_kind,
-    register,
-)
+from vsr.registry import COMPONENT_KINDS, KIND_SPECS, REGISTRY, Allowed, KindSpec, declare_kind, register  # isort: skip
 from vsr.components.aggregation import Aggregation, DirectionFusion, PlainAggregation, ResidualAggregation
 from vsr.components.alignment import (
     Alignment,
@@ -43,7 +31,7 @@ from vsr.components.refill import InformationRefill, Refill, RefillState
 from vsr.components.upsampling import InterpolateConvUpsampling, PixelShuffleUpsampling, Upsampling
 
 __all__ = [
-    "KINDS",
+    "COMPONENT_KINDS",
     "KIND_SPECS",
     "REGISTRY",
     "Aggregation",
@@ -74,10 +62,6 @@ __all__ = [
     "SPyNet",
     "UnidirectionalPropagation",
     "Upsampling",
-    "build_component",
-    "check_component",
-    "component_choices",
-    "component_class",
     "declare_kind",
     "flow_warp",
     "register",

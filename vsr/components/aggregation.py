@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vsr.components.blocks import ResidualBlock, conv3x3, kaiming_init_, lrelu
-from vsr.components.registry import Allowed, declare_kind, integer, register
+from vsr.registry import Allowed, declare_kind, integer, register
 
 
 @declare_kind("aggregation", wired=("in_channels", "out_channels"))

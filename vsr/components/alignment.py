@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from vsr.components.blocks import conv3x3, lrelu
 from vsr.components.deform import deform_conv2d, reset_deform_parameters
 from vsr.components.flow import flow_warp
-from vsr.components.registry import Allowed, declare_kind, integer, number, register
+from vsr.registry import Allowed, declare_kind, integer, number, register
 
 
 @declare_kind("alignment", wired=("channels", "frame_channels", "order"))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsr.components.registry import Allowed, declare_kind, integer, list_of, odd, register
+from vsr.registry import Allowed, declare_kind, integer, list_of, odd, register
 
 
 def flow_warp(

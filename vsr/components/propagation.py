@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from vsr.components.aggregation import DirectionFusion, ResidualAggregation
 from vsr.components.alignment import Alignment
 from vsr.components.flow import flow_warp
-from vsr.components.registry import Allowed, declare_kind, integer, register, with_defaults
+from vsr.registry import Allowed, declare_kind, integer, register, with_defaults
 
 DIRECTIONS = ("backward", "forward")
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from vsr.components.blocks import conv3x3
 from vsr.components.edvr import EDVRFeatureExtractor
-from vsr.components.registry import Allowed, declare_kind, integer, one_of, register
+from vsr.registry import Allowed, declare_kind, integer, one_of, register
 
 
 class RefillState:

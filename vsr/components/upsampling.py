@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vsr.components.blocks import conv3x3, is_power_of_two, kaiming_init_, lrelu
-from vsr.components.registry import Allowed, declare_kind, integer, one_of, optional, register
+from vsr.registry import Allowed, declare_kind, integer, one_of, optional, register
 
 RESIDUAL_MODES = ("bilinear", "bicubic", "none")
 

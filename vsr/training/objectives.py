@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vsr.components import build_component
 from vsr.data.datasets import ClipSet, TestClips
 from vsr.evaluate import Bicubic, Protocol, bicubic_upsample, measure, restore
 from vsr.losses import build_loss, endpoint_error
 from vsr.metrics import vimeo_center_frame
 from vsr.model import assemble
 from vsr.recipe import Recipe
+from vsr.registry import build
 
 
 class Objective:
@@ -152,7 +152,7 @@ class FlowObjective(Objective):
 
     def build_model(self) -> nn.Module:
         entry = dict(self.recipe.model["flow"])
-        return FlowPretraining(build_component("flow", entry.pop("name"), entry))
+        return FlowPretraining(build("flow", entry.pop("name"), entry))
 
     def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
         flow_next, flow_prev = net(batch["lq"])
