@@ -37,7 +37,8 @@ import vsr.losses
 import vsr.video
 from vsr import build_model, save_checkpoint
 from vsr.checkpoints import read_checkpoint
-from vsr.cli import MESSAGE_CHARS, app
+from vsr.cli import app
+from vsr.cli_support import MESSAGE_CHARS
 from vsr.data.synth import generate
 from vsr.errors import VSRError
 from vsr.evaluate import METRICS_FILE, PER_FRAME_FILE
@@ -401,11 +402,11 @@ CASES = [
     # -- Ctrl-C says what was saved
     case("interrupt-before-checkpoint", *TRAIN, "-o", "run", code=130, output="run", setup=tiny_recipe,
          message=r"interrupted before the first checkpoint: nothing was saved to resume from",
-         fault=patch(vsr.losses.LOSSES, "charbonnier", raising(KeyboardInterrupt()))),
+         fault=patch(vsr.losses, "charbonnier", raising(KeyboardInterrupt()))),
     case("interrupt-after-checkpoint", *TRAIN, "-o", "run", code=130, output="run", setup=tiny_recipe,
          message=r"the run is saved at iteration 2 \(run/checkpoints/latest\.pth\); continue it with --resume: "
                  r"vsr train tiny\.yaml --out run --resume",
-         fault=patch(vsr.losses.LOSSES, "charbonnier", raising(KeyboardInterrupt(), after=2))),
+         fault=patch(vsr.losses, "charbonnier", raising(KeyboardInterrupt(), after=2))),
     case("interrupt-upscale", *UPSCALE, "-o", "out.mp4", code=130,
          message=r"interrupted: nothing was written to out\.mp4",
          fault=patch(FrameWriter, "write", raising(KeyboardInterrupt()))),

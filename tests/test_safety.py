@@ -509,9 +509,9 @@ def test_an_allowed_change_of_lr_is_applied_for_real_and_logged(interrupted, dat
     real_step = Trainer._step
 
     def spy_step(self, batch):
-        lrs = [g["lr"] for g in self.state.optimizer.param_groups]
+        lrs = [g["lr"] for g in self.state.optimizers["model"].param_groups]
         loss = real_step(self, batch)
-        seen.append((self.state.iteration + 1, lrs, [g["lr"] for g in self.state.optimizer.param_groups]))
+        seen.append((self.state.iteration + 1, lrs, [g["lr"] for g in self.state.optimizers["model"].param_groups]))
         return loss
 
     monkeypatch.setattr(Trainer, "_step", spy_step)
@@ -526,10 +526,10 @@ def test_an_allowed_change_of_lr_is_applied_for_real_and_logged(interrupted, dat
     assert after == pytest.approx([cosine(5e-4, 3), cosine(5e-4 * mult, 3)], rel=1e-12)
     assert after[0] != pytest.approx(cosine(1e-3, 3), rel=1e-3)  # not the old schedule
     final = read_checkpoint(interrupted / "checkpoints/latest.pth")
-    assert [g["lr"] for g in final["optimizer"]["param_groups"]] == pytest.approx(
+    assert [g["lr"] for g in final["optimizers"]["model"]["param_groups"]] == pytest.approx(
         [cosine(5e-4, 4), cosine(5e-4 * mult, 4)], rel=1e-12
     )
-    assert final["scheduler"]["base_lrs"] == pytest.approx([5e-4, 5e-4 * mult])
+    assert final["schedulers"]["model"]["base_lrs"] == pytest.approx([5e-4, 5e-4 * mult])
     assert final["recipe"]["train"]["lr"] == 5e-4
     assert yaml.safe_load((interrupted / "recipe.yaml").read_text())["train"]["lr"] == 5e-4
     log = [json.loads(line) for line in (interrupted / "log.jsonl").read_text().splitlines()]

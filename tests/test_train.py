@@ -22,7 +22,7 @@ from vsr import DataError, RecipeError, VSRError
 from vsr.checkpoints import load_checkpoint, read_checkpoint
 from vsr.data.datasets import open_dataset
 from vsr.data.sampling import RunSampler
-from vsr.losses import build_loss, charbonnier, endpoint_error, l1, mse
+from vsr.losses import build_losses, charbonnier, endpoint_error, l1, mse
 from vsr.model import assemble
 from vsr.recipe import load_recipe
 from vsr.training import (
@@ -76,7 +76,7 @@ def runs(tmp_path_factory, data_root, monkeypatch_module):
     full = train(TINY, base / "full", data=data_root, progress=False)
 
     calls = {"n": 0}
-    original = vsr.losses.LOSSES["charbonnier"]
+    original = vsr.losses.charbonnier
 
     def interrupting(pred, target, eps=1e-12):
         calls["n"] += 1
@@ -84,11 +84,11 @@ def runs(tmp_path_factory, data_root, monkeypatch_module):
             raise KeyboardInterrupt
         return original(pred, target, eps)
 
-    monkeypatch_module.setitem(vsr.losses.LOSSES, "charbonnier", interrupting)
+    monkeypatch_module.setattr(vsr.losses, "charbonnier", interrupting)
     with pytest.raises(KeyboardInterrupt):
         train(TINY, base / "resumed", data=data_root, progress=False)
     interrupted = read_checkpoint(base / "resumed" / "checkpoints" / "latest.pth")
-    monkeypatch_module.setitem(vsr.losses.LOSSES, "charbonnier", original)
+    monkeypatch_module.setattr(vsr.losses, "charbonnier", original)
     resumed = train(TINY, base / "resumed", data=data_root, resume=True, progress=False)
     return {"full": full, "interrupted": interrupted, "resumed": resumed}
 
@@ -110,14 +110,34 @@ def test_pixel_losses_match_closed_forms():
     pred, target = torch.rand(2, 3, 3, 8, 8), torch.rand(2, 3, 3, 8, 8)
     d = (pred - target).double().numpy()
     assert charbonnier(pred, target, eps=1e-3).item() == pytest.approx(np.mean(np.sqrt(d**2 + 1e-3)), rel=1e-6)
-    assert build_loss("charbonnier", 1e-12)(pred, target).item() == pytest.approx(np.mean(np.abs(d)), rel=1e-6)
-    assert build_loss("charbonnier", 0.25)(pred, target).item() == pytest.approx(
+    assert build_losses(["charbonnier"])(pred, target)[0].item() == pytest.approx(np.mean(np.abs(d)), rel=1e-6)
+    assert build_losses([{"name": "charbonnier", "eps": 0.25}])(pred, target)[0].item() == pytest.approx(
         np.mean(np.sqrt(d**2 + 0.25)), rel=1e-6
     )
     assert l1(pred, target).item() == pytest.approx(np.mean(np.abs(d)), rel=1e-6)
     assert mse(pred, target).item() == pytest.approx(np.mean(d**2), rel=1e-6)
-    with pytest.raises(RecipeError, match=r"train.loss.*unknown loss.*charbonnier"):
-        build_loss("huber")
+    with pytest.raises(RecipeError, match=r"train.losses\[0\]' = 'huber': unknown loss; valid choices: charbonnier"):
+        build_losses(["huber"])
+
+
+def test_losses_are_a_weighted_sum_of_registered_terms():
+    pred, target = torch.rand(2, 3, 3, 8, 8), torch.rand(2, 3, 3, 8, 8)
+    d = (pred - target).double().numpy()
+    total, terms = build_losses([{"name": "l1", "weight": 0.5}, {"name": "mse", "weight": 2}, "l1"])(pred, target)
+    assert set(terms) == {"l1", "mse", "l1_2"}
+    expected = 0.5 * np.mean(np.abs(d)) + 2 * np.mean(d**2) + np.mean(np.abs(d))
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(RecipeError, match=r"train.losses\[1\].weight' = -1: must be a number >= 0"):
+        build_losses(["l1", {"name": "mse", "weight": -1}])
+    with pytest.raises(RecipeError, match=r"train.losses\[0\].epsilon' = 1: not an argument of loss 'charbonnier'"):
+        build_losses([{"name": "charbonnier", "epsilon": 1}])
+
+
+def test_a_recipe_with_the_old_loss_keys_is_told_the_new_spelling():
+    with pytest.raises(RecipeError, match=r"'train.loss' = 'l1': no longer a key; write train.losses: \[\{name:"):
+        load_recipe(TINY, "train.loss=l1")
+    with pytest.raises(RecipeError, match=r"train.charbonnier_eps.*write train.losses: \[\{name: charbonnier, "):
+        load_recipe(TINY, "train.charbonnier_eps=0.001")
 
 
 def test_endpoint_error_is_mean_euclidean_distance():
@@ -193,10 +213,10 @@ def test_checkpoint_holds_everything_to_resume(runs):
     assert state["recipe"]["model"]["channels"] == 8
     assert state["sampler"] == {"iteration": 2, "batch_size": 2, "world_size": 1, "seed": 0}
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
-    assert [g["name"] for g in state["optimizer"]["param_groups"]] == ["main", "pretrained"]
-    assert state["scheduler"]["last_epoch"] == 2
+    assert [g["name"] for g in state["optimizers"]["model"]["param_groups"]] == ["main", "pretrained"]
+    assert state["schedulers"]["model"]["last_epoch"] == 2
     expected_lr = 1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi * 2 / 4))
-    assert state["scheduler"]["_last_lr"][0] == pytest.approx(expected_lr)
+    assert state["schedulers"]["model"]["_last_lr"][0] == pytest.approx(expected_lr)
     assert state["last_val"]["iteration"] == 2 and state["best"]["iteration"] == 2
 
 
@@ -206,7 +226,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(runs):
     assert resumed["iteration"] == full["iteration"] == 4
     for key, value in full["model"].items():
         assert torch.equal(resumed["model"][key], value), key
-    for a, b in zip(full["optimizer"]["state"].values(), resumed["optimizer"]["state"].values(), strict=True):
+    for a, b in zip(full["optimizers"]["model"]["state"].values(), resumed["optimizers"]["model"]["state"].values(), strict=True):
         assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     assert runs["resumed"].metrics == runs["full"].metrics
 
@@ -248,14 +268,14 @@ def test_bad_inputs_are_named(data_root, tmp_path):
 # ------------------------------------------------------------------------------------------ divergence
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path, monkeypatch):
     calls = {"n": 0}
-    original = vsr.losses.LOSSES["charbonnier"]
+    original = vsr.losses.charbonnier
 
     def exploding(pred, target, eps=1e-12):
         calls["n"] += 1
         loss = original(pred, target, eps)
         return loss * float("nan") if calls["n"] >= 4 else loss
 
-    monkeypatch.setitem(vsr.losses.LOSSES, "charbonnier", exploding)
+    monkeypatch.setattr(vsr.losses, "charbonnier", exploding)
     with pytest.raises(VSRError, match=r"diverged: the loss is nan at iteration 4; the last good checkpoint .* kept"):
         train(tiny(train={"iterations": 6, "periods": [6]}), tmp_path, data=data_root, progress=False)
     kept = read_checkpoint(tmp_path / "checkpoints" / "latest.pth")

@@ -38,7 +38,7 @@ def interrupted_training(recipe: dict, out_dir: Path, data: Path, iteration: int
     """Train ``recipe`` into ``out_dir`` until Ctrl-C (a ``KeyboardInterrupt`` from the loss) during
     ``iteration``: what was checkpointed and logged before it is what a resume finds."""
     calls = {"n": 0}
-    original = vsr.losses.LOSSES["charbonnier"]
+    original = vsr.losses.charbonnier
 
     def interrupting(pred, target, eps=1e-12):
         calls["n"] += 1
@@ -47,5 +47,5 @@ def interrupted_training(recipe: dict, out_dir: Path, data: Path, iteration: int
         return original(pred, target, eps)
 
     with pytest.MonkeyPatch.context() as mp, pytest.raises(KeyboardInterrupt):
-        mp.setitem(vsr.losses.LOSSES, "charbonnier", interrupting)
+        mp.setattr(vsr.losses, "charbonnier", interrupting)
         train(recipe, out_dir, data=data, progress=False)

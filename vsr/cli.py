@@ -8,21 +8,28 @@ read as rich markup, and bounded in length (:func:`say`, :func:`fail`). Ctrl-C s
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from vsr.cli_support import (
+    check_at_least,
+    check_device,
+    check_output,
+    console,
+    interrupted,
+    os_error_message,
+    reports_errors,
+    say,
+    use_plugins,
+)
 from vsr.errors import ArgumentError, VSRError, shorten
 
 app = typer.Typer(
@@ -35,126 +42,15 @@ data_app = typer.Typer(
     help="Make data sets: the embedded synthetic set, LR folders from GT folders.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
-console = Console()
 
+ImportOption = Annotated[
+    list[str] | None,
+    typer.Option("--import", help="Import a module of your own first, e.g. my_package.my_parts (repeatable)."),
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a recipe key, e.g. --set model.alignment=none (repeatable)."),
 ]
-
-
-#: The most characters of one printed message (a message quoting a huge value is cut in the middle).
-MESSAGE_CHARS = 2000
-USER_ERROR = 2  # the exit status of every reported error
-INTERRUPTED = 130
-
-
-def say(*parts: str | tuple[str, str]) -> None:
-    """Print one message: each part a text, or a ``(text, style)`` pair. Texts are printed literally (a path
-    holding ``[red]`` shows as written; rich markup is never read from them) and not wrapped."""
-    console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
-
-
-def fail(message: str) -> typer.Exit:
-    """Print ``error: <message>`` (one line, bounded) and return the exit of a user error, to raise."""
-    say(("error:", "bold red"), " ", shorten(" ".join(message.split()), MESSAGE_CHARS))
-    return typer.Exit(USER_ERROR)
-
-
-def os_error_message(err: OSError) -> str:
-    """An ``OSError`` as what happened to which path and what to do about it."""
-    path = shorten(str(err.filename)) if err.filename is not None else None
-    code = err.errno
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        where = f" while writing {path}" if path else ""
-        return (f"the disk is full (no space left on the device){where}; free some space there or write "
-                "elsewhere, then run the command again")  # fmt: skip
-    if path is None:
-        return f"{err.strerror or err}"
-    messages = {
-        errno.EACCES: f"permission denied: {path}; choose a path you may read and write, or change its permissions",
-        errno.EPERM: f"operation not permitted on {path}; choose another path, or change its permissions",
-        errno.EROFS: f"{path} is on a read-only file system; choose a path on a writable disk",
-        errno.ENOTDIR: f"{path}: a part of this path is a file, not a folder; choose another path",
-        errno.EEXIST: f"{path} already exists; choose another path, or move it away first",
-        errno.ENOENT: f"{path} does not exist; check the path (the folder that should hold it must exist)",
-        errno.EISDIR: f"{path} is a folder where a file is expected; name a file",
-        errno.ENAMETOOLONG: f"{path}: the path is too long; choose a shorter one",
-        errno.EFBIG: f"{path} would be larger than its file system or a file-size limit (ulimit -f) allows; write "
-        "it to another disk",
-    }
-    return messages.get(code, f"{err.strerror or err}: {path}")
-
-
-def reports_errors(command):
-    """Print errors a user can cause as one ``error:`` line (no traceback) and exit with status 2: vsr's own
-    (:class:`VSRError`), file-system errors (:func:`os_error_message`), files that do not decode. Ctrl-C
-    prints what was saved (the message a command attaches to the ``KeyboardInterrupt``) and exits with 130."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except VSRError as err:
-            raise fail(str(err)) from None
-        except OSError as err:
-            raise fail(os_error_message(err)) from None
-        except UnicodeDecodeError as err:
-            raise fail(f"a file given is not UTF-8 text ({err.reason} at byte {err.start}); check the paths") from None
-        except json.JSONDecodeError as err:
-            raise fail(
-                f"a JSON file is not valid ({err.msg} at line {err.lineno}); it was cut short or edited"
-            ) from None
-        except yaml.YAMLError as err:
-            problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise fail(f"a YAML file or value is not valid ({problem})") from None
-        except KeyboardInterrupt as err:
-            said = err.args[0] if err.args and isinstance(err.args[0], str) else None
-            say((shorten(said or "interrupted before the command finished; run it again", MESSAGE_CHARS), "yellow"))
-            raise typer.Exit(INTERRUPTED) from None
-
-    return wrapper
-
-
-def interrupted(message: str) -> KeyboardInterrupt:
-    """A ``KeyboardInterrupt`` that says what was saved (printed by :func:`reports_errors`), to raise."""
-    return KeyboardInterrupt(message)
-
-
-def check_output(path: Path | None, option: str, folder: bool = True) -> None:
-    """Refuse an output path that cannot be right, before any work: the current folder or one above it
-    (writing or replacing it would touch everything in it), a file where a ``folder`` is needed, a path
-    under a file, or a path whose nearest existing folder is not writable."""
-    if path is None:
-        return
-    resolved = path.resolve()
-    if Path.cwd().resolve().is_relative_to(resolved):
-        raise ArgumentError(
-            f"{option} {path} is the current folder (or one above it); name a new folder for the output, "
-            f"e.g. {option} out"
-        )
-    if folder and resolved.exists() and not resolved.is_dir():
-        raise ArgumentError(f"{option} {path} is a file, not a folder; choose another path")
-    existing = next(p for p in resolved.parents if p.exists()) if not resolved.exists() else None
-    if existing is not None and not existing.is_dir():
-        raise ArgumentError(f"{option} {path} cannot be created: {existing} is a file, not a folder")
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise ArgumentError(f"{option} {path} cannot be created: {existing} is not writable (permission denied)")
-
-
-def check_at_least(minimum: int, **options: int | None) -> None:
-    """Refuse an integer option below ``minimum``, e.g. ``check_at_least(0, chunk_size=-1)``."""
-    for name, value in options.items():
-        if value is not None and value < minimum:
-            raise ArgumentError(f"--{name.replace('_', '-')} {value}: must be at least {minimum}")
-
-
-def check_device(device: str | None) -> None:
-    """Refuse a ``--device`` torch does not know (``banana``), or CUDA where there is none, before any work."""
-    if device is not None:
-        from vsr.device import default_device  # loads torch: only when a command runs
-
-        default_device(device)
 
 
 @app.command("model")
@@ -163,11 +59,14 @@ def model_command(
     recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name (basicvsr, iconvsr, ...).")],
     set_: SetOption = None,
     show_recipe: Annotated[bool, typer.Option("--recipe", help="Also print the resolved recipe.")] = False,
+    imports: ImportOption = None,
 ):
     """Print the assembled architecture: the components and the parameters of each."""
     from vsr.model import assemble
     from vsr.recipe import load_recipe
     from vsr.registry import COMPONENT_KINDS
+
+    use_plugins(imports)
 
     resolved = load_recipe(recipe, *(set_ or []))
     model = assemble(resolved.model)
@@ -186,6 +85,18 @@ def model_command(
     console.print(table)
     if show_recipe:
         console.print(resolved.to_yaml(), highlight=False, markup=False)
+
+
+@app.command("list")
+@reports_errors
+def list_command(imports: ImportOption = None):
+    """Every kind with its registered names (components, losses, degradations, metrics, objectives), one
+    line per kind, plugins (--import) included."""
+    from vsr.registry import registered
+
+    use_plugins(imports)
+    for kind, names in registered().items():
+        say((f"{kind}:", "bold"), " ", ", ".join(names))
 
 
 @app.command("zoo")
@@ -283,12 +194,15 @@ def train_command(
         bool, typer.Option(help="With --resume: apply a recipe that differs from the run's (logged).")
     ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
+    imports: ImportOption = None,
 ):
     """Train a recipe (one process; several GPUs with `torchrun --nproc-per-node N -m vsr train ...`)."""
     from vsr.recipe import load_recipe
     from vsr.training import train
 
-    resolved = load_recipe(recipe, *(set_ or []))
+    use_plugins(imports)
+
+    resolved = load_recipe(recipe, *(set_ or [])).with_imports(imports or [])
     check_output(out, "--out")
     check_device(device)
     try:
@@ -319,7 +233,9 @@ def training_saved(resolved, out: Path | None, recipe: str, overrides: list[str]
     except VSRError:
         iteration = None
     at = f" at iteration {iteration}" if isinstance(iteration, int) else ""
-    command = ["vsr", "train", recipe, *(a for o in overrides for a in ("--set", o)), "--out", str(run_dir), "--resume"]
+    plugins = (a for m in resolved.imports for a in ("--import", m))
+    sets = (a for o in overrides for a in ("--set", o))
+    command = ["vsr", "train", recipe, *sets, *plugins, "--out", str(run_dir), "--resume"]
     return True, f"the run is saved{at} ({latest}); continue it with --resume: {shlex.join(command)}"
 
 
@@ -335,10 +251,13 @@ def evaluate_command(
     ] = None,
     save_frames: Annotated[bool, typer.Option(help="Also write the output frames as PNG.")] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    imports: ImportOption = None,
 ):
     """Evaluate a checkpoint: PSNR/SSIM per clip and per frame, and the bicubic baseline."""
     from vsr.evaluate import evaluate
     from vsr.recipe import load_recipe
+
+    use_plugins(imports)
 
     resolved = load_recipe(recipe, *(set_ or []))
     check_output(out, "--out")
@@ -357,10 +276,13 @@ def probe_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the probe's files.")] = None,
     field_clips: Annotated[int, typer.Option(help="Clips whose temporal receptive field is measured.")] = 1,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    imports: ImportOption = None,
 ):
     """How much a model draws from other frames: temporal gain per frame and temporal receptive field."""
     from vsr.probe import receptive_field_profile, run_probe
     from vsr.recipe import load_recipe
+
+    use_plugins(imports)
 
     resolved = load_recipe(recipe, *(set_ or []))
     check_output(out, "--out")
@@ -419,10 +341,13 @@ def upscale_command(
     crf: Annotated[int | None, typer.Option(help="Encoder quality for video outputs (x264/VP9 CRF).")] = None,
     fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the source's).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    imports: ImportOption = None,
 ):
     """Upscale a video or frame folder of any length in bounded memory (overlapping chunks, optional tiles)."""
     from vsr.checkpoints import pretrained_model
     from vsr.upscale import upscale
+
+    use_plugins(imports)
 
     check_output(output, "--output", folder=False)
     check_at_least(0, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile_overlap=tile_overlap, crf=crf)
@@ -488,11 +413,14 @@ def export_command(
         bool, typer.Option(help="Run the export in ONNX Runtime and compare with PyTorch (within 1e-4).")
     ] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    imports: ImportOption = None,
 ):
     """Export a model to ONNX for a fixed number of frames, with dynamic height and width; or its weights as a
     BasicSR checkpoint (``-o net_g.pth``: ``params`` and, with EMA, ``params_ema``, in BasicSR's names)."""
     from vsr.checkpoints import pretrained_model, save_basicsr_checkpoint
     from vsr.export import export_onnx
+
+    use_plugins(imports)
 
     check_output(output, "--output", folder=False)
     if output.suffix not in (".onnx", ".pth"):
@@ -538,10 +466,13 @@ def study_command(
     slurm: Annotated[list[str] | None, typer.Option(help="Slurm parameter key=value (repeatable).")] = None,
     report: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<study>-<preset>).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    imports: ImportOption = None,
 ):
     """Train and evaluate every variant × seed of a study, skipping finished runs, then write its report."""
     from vsr.recipe import parse_value
     from vsr.studies import run_study
+
+    use_plugins(imports)
 
     check_output(out, "--out")
     check_output(report, "--report")
@@ -573,10 +504,12 @@ def report_command(
     base: Annotated[str | None, typer.Option(help="Base variant to compare with (default: each study's).")] = None,
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     visual: Annotated[bool, typer.Option(help="Render the visual comparison grid (runs the checkpoints).")] = True,
+    imports: ImportOption = None,
 ):
     """Compile finished runs into tables (Markdown, CSV, LaTeX), figures and an index.md."""
     from vsr.reports import write_report
 
+    use_plugins(imports)
     check_output(out, "--out")
     index = write_report(runs, out, title=title, base=base, visual=visual)
     say("report: ", (str(index), "bold"))
@@ -592,10 +525,13 @@ def profile_command(
     size: Annotated[str, typer.Option(help="LR size HxW (the paper: 180x320).")] = "180x320",
     repeats: Annotated[int, typer.Option(help="Timed passes (median reported).")] = 3,
     runtime: Annotated[bool, typer.Option(help="Time the model (else parameters and FLOPs only).")] = True,
+    imports: ImportOption = None,
 ):
     """Parameters per component, FLOPs per frame and runtime per frame at the paper's setting."""
     from vsr.profile import profile
     from vsr.recipe import load_recipe
+
+    use_plugins(imports)
 
     try:
         h, w = (int(v) for v in size.lower().split("x"))

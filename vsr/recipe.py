@@ -22,12 +22,15 @@ from typing import Any
 import yaml
 
 from vsr.errors import RecipeError
+from vsr.losses import check_losses
 from vsr.registry import (
     COMPONENT_KINDS,
     REGISTRY,
     STRING,
     Allowed,
     check,
+    check_entry,
+    import_plugins,
     integer,
     list_of,
     number,
@@ -64,6 +67,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "workers": 2,  # DataLoader workers per process
         "val_max_frames": None,  # truncate validation clips (None = whole clips, as the papers do)
         "val_y_channel": False,  # PSNR/SSIM on Y (Vimeo, Vid4, UDM10) or RGB (REDS4)
+        "val_metrics": ["psnr", "ssim"],  # metrics of validation and vsr test: names or {name: ..., <args>}
         "val_crop_border": 0,
         "val_center_frame": False,  # Vimeo-90K-T protocol: metrics on the centre frame only
     },
@@ -78,8 +82,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "periods": [300000],  # cosine restart periods (iterations)
         "restart_weights": [1.0],
         "eta_min": 1.0e-7,
-        "loss": "charbonnier",  # charbonnier | l1 | mse
-        "charbonnier_eps": 1.0e-12,
+        "losses": [{"name": "charbonnier", "weight": 1.0}],  # a weighted sum of registered losses (vsr list)
         "grad_clip": None,  # max gradient norm, None = off
         "amp": "auto",  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
         "channels_last": "auto",  # auto (on CUDA) | true | false
@@ -90,7 +93,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 5000,
         "init": None,  # a checkpoint (path or zoo name) to start from: weights only, non-strict by prefix
         "init_prefixes": None,  # only load these parameter prefixes from `init` (e.g. [flow.])
-        "objective": "sr",  # sr (train the network) | flow (pretrain model.flow alone on the data's true flow)
+        "objective": "sr",  # a registered objective: sr (train the network) | flow (pretrain model.flow alone)
         "ema": None,  # decay of an exponential moving average of the weights (e.g. 0.999), used for validation
         # and saved as params_ema; None = off (as the reference recipes)
         "tensorboard": True,  # write TensorBoard event files (the log's numbers, validation images) in the run folder
@@ -98,14 +101,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 #: Keys with a fixed set of values: key -> (what the key chooses, the valid values). The code that
-#: dispatches on each (scheduler, loss, precision, objective, degradation) is tested to accept exactly these.
+#: dispatches on each (scheduler, precision) is tested to accept exactly these.
 CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "data.degradation": ("degradation", ("bi", "bd")),
     "train.scheduler": ("scheduler", ("cosine_restart", "constant")),
-    "train.loss": ("loss", ("charbonnier", "l1", "mse")),
     "train.amp": ("precision", ("auto", "bf16", "fp16", "off")),
     "train.channels_last": ("setting", ("auto", "true", "false")),
-    "train.objective": ("objective", ("sr", "flow")),
 }
 
 #: The values each numeric (or list, or optional) key allows; a value outside fails naming the rule. A
@@ -130,7 +131,6 @@ RANGES: dict[str, Allowed] = {
     "train.periods": list_of(integer(1)),
     "train.restart_weights": list_of(number(minimum=0)),
     "train.eta_min": number(minimum=0),
-    "train.charbonnier_eps": number(above=0),
     "train.grad_clip": optional(number(above=0)),
     "train.seed": integer(0, 2**32 - 1),  # numpy's seeds
     "train.log_every": integer(0),  # 0: off
@@ -139,6 +139,12 @@ RANGES: dict[str, Allowed] = {
     "train.init": optional(STRING),
     "train.init_prefixes": optional(list_of(STRING)),
     "train.ema": optional(number(minimum=0, below=1)),  # 0: the average is the latest weights
+}
+
+#: Keys of earlier versions, with the spelling that replaced them.
+RENAMED: dict[str, str] = {
+    "train.loss": "train.losses: [{name: <loss>, weight: 1.0}] (a weighted list of registered losses)",
+    "train.charbonnier_eps": "train.losses: [{name: charbonnier, weight: 1.0, eps: <eps>}]",
 }
 
 #: Switches that YAML may also write as booleans (``amp: off`` parses as False).
@@ -223,6 +229,7 @@ class Recipe:
 
     def __init__(self, raw: dict[str, Any], name: str = "recipe", source: Path | None = None):
         self.name, self.source = name, source
+        self.imports = _import_plugins(raw)
         self.sections = _validate(raw)
 
     @property
@@ -238,13 +245,20 @@ class Recipe:
         return self.sections["train"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **copy.deepcopy(self.sections)}
+        imports = {"imports": list(self.imports)} if self.imports else {}
+        return {"name": self.name, **imports, **copy.deepcopy(self.sections)}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def with_imports(self, modules: Iterable[str]) -> Recipe:
+        """This recipe with ``modules`` added to its ``imports`` (``--import``), so that its run records them."""
+        raw = self.to_dict()
+        raw["imports"] = list(dict.fromkeys([*self.imports, *modules]))
+        return Recipe(raw, self.name, self.source) if raw["imports"] else self
+
     def with_overrides(self, overrides: Iterable[str | tuple[str, Any]]) -> Recipe:
-        raw = {"name": self.name, **copy.deepcopy(self.sections)}
+        raw = self.to_dict()
         for item in overrides:
             if isinstance(item, str):
                 if "=" not in item:
@@ -286,10 +300,20 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _import_plugins(raw: Any) -> list[str]:
+    """Import the recipe's ``imports`` (the user's modules that register parts) before it is validated."""
+    imports = raw.get("imports") if isinstance(raw, dict) else None
+    if imports is None:
+        return []
+    if not isinstance(imports, list):
+        raise RecipeError("imports", imports, "a list of module names, e.g. [my_package.my_parts]")
+    return import_plugins(imports)
+
+
 def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise RecipeError("<recipe>", raw, "a recipe is a mapping with sections", SECTIONS)
-    extra = set(raw) - set(SECTIONS) - {"name", "description"}
+    extra = set(raw) - set(SECTIONS) - {"name", "description", "imports"}
     if extra:
         raise RecipeError(sorted(extra)[0], raw[sorted(extra)[0]], "unknown section", SECTIONS)
     sections = copy.deepcopy(DEFAULTS)
@@ -298,15 +322,35 @@ def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not isinstance(given, dict):
             raise RecipeError(section, given, "a section is a mapping of keys to values", sorted(defaults))
         for key, value in given.items():
+            if f"{section}.{key}" in RENAMED:
+                raise RecipeError(f"{section}.{key}", value, f"no longer a key; write {RENAMED[f'{section}.{key}']}")
             if key not in defaults:
                 raise RecipeError(f"{section}.{key}", value, f"unknown key in '{section}'", sorted(defaults))
             if section == "model" and key in COMPONENT_KEYS:
                 sections[section][key] = _validate_component(key, value)
+            elif section == "train" and key == "losses":
+                sections[section][key] = check_losses(value)
+            elif section == "train" and key == "objective":
+                check_entry("objective", "train.objective", value)
+                sections[section][key] = value
+            elif section == "data" and key == "val_metrics":
+                sections[section][key] = _validate_val_metrics(value)
             elif section == "data" and key in ("train", "val") and isinstance(value, dict):
                 sections[section][key] = _validate_data_set(f"data.{key}", value)
             else:
                 sections[section][key] = _validate_value(f"{section}.{key}", value, defaults[key])
     return sections
+
+
+def _validate_val_metrics(value: Any) -> list[Any]:
+    """``data.val_metrics``: a non-empty list of metric entries (registered names), each name once."""
+    if not isinstance(value, list) or not value:
+        raise RecipeError("data.val_metrics", value, "expected a non-empty list of metrics, e.g. [psnr, ssim]")
+    names = [check_entry("metric", f"data.val_metrics[{i}]", item)["name"] for i, item in enumerate(value)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise RecipeError("data.val_metrics", value, f"metric {repeated[0]!r} is named twice; name each metric once")
+    return list(value)
 
 
 def _validate_value(key: str, value: Any, default: Any) -> Any:

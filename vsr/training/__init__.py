@@ -19,7 +19,7 @@ keys (every key is in :data:`vsr.recipe.DEFAULTS`). One module per job:
 * :mod:`~vsr.training.files`: the names of the files a run writes in its folder.
 """
 
-from vsr.training.objectives import OBJECTIVES, FlowObjective, FlowPretraining, Objective, SuperResolution
+from vsr.training.objectives import FlowObjective, FlowPretraining, Objective, SuperResolution
 from vsr.training.optim import build_optimizer
 from vsr.training.pretrained import WEIGHTS_DIR, resolve_init, set_pretrained_frozen
 from vsr.training.runlog import RunLog
@@ -28,7 +28,6 @@ from vsr.training.state import RunState
 from vsr.training.trainer import RunResult, Trainer, train
 
 __all__ = [
-    "OBJECTIVES",
     "WEIGHTS_DIR",
     "CosineRestartLR",
     "FlowObjective",

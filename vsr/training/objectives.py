@@ -1,10 +1,16 @@
-"""What a run trains and how it is scored (``train.objective``).
+"""What a run trains, how it takes a step, and how it is scored: the ``objective`` kind (``train.objective``).
 
-* ``sr`` trains the whole network on LR -> GT clips with the pixel loss ``train.loss`` (Charbonnier, eps
-  1e-12, in the papers) and validates PSNR/SSIM exactly as ``vsr test`` reports them.
+* ``sr`` trains the whole network on LR -> GT clips with the weighted losses ``train.losses`` (Charbonnier,
+  eps 1e-12, in the papers) and validates PSNR/SSIM exactly as ``vsr test`` reports them.
 * ``flow`` trains only the flow estimator ``model.flow`` on the data set's true optical flow (end-point
   error at LR resolution), to pretrain it where no pretrained SPyNet can be downloaded. Its checkpoint
   starts SR runs through ``train.init`` with ``train.init_prefixes: [flow.]``.
+
+An objective owns its training step (:meth:`Objective.step`): the default takes one optimiser step on
+:meth:`Objective.loss`; an objective that trains more (a GAN's discriminator, with an optimiser of its own)
+declares its parts in :meth:`Objective.training_parts` and alternates them in its ``step``. A new objective
+is a registered subclass (``@register("objective", "<name>")``); its constructor arguments beyond ``recipe``
+and ``device`` are its recipe arguments (``train.objective: {name: <name>, <argument>: ...}``).
 """
 
 from __future__ import annotations
@@ -18,16 +24,23 @@ from torch import Tensor, nn
 
 from vsr.data.datasets import ClipSet, TestClips
 from vsr.evaluate import Bicubic, Protocol, bicubic_upsample, measure, restore
-from vsr.losses import build_loss, endpoint_error
+from vsr.losses import build_losses, endpoint_error
 from vsr.metrics import vimeo_center_frame
 from vsr.model import assemble
 from vsr.recipe import Recipe
-from vsr.registry import build
+from vsr.registry import build, declare_kind, register
+from vsr.training.optim import build_optimizer
+from vsr.training.schedule import build_scheduler
+from vsr.training.steps import MAIN, StepContext, TrainingParts
 
 
+@declare_kind("objective", wired=("recipe", "device"))
 class Objective:
-    """What is trained and how it is scored: ``build_model``, ``loss`` of a batch, ``validate``.
+    """Interface of the ``objective`` kind: ``build_model``, ``training_parts``, ``step``, ``validate``.
 
+    ``build_model`` is the network that is saved and exported; ``training_parts`` what trains it (by default
+    Adam and the schedule of the ``train`` keys, under the name ``model``); ``step`` one training step on a
+    batch, returning the scalars to log (``loss`` among them, the one the run checks for divergence).
     ``validate`` returns the metrics of the current weights; ``baseline`` those of the trivial predictor
     (bicubic upsampling, zero flow). ``primary`` is the metric that picks ``best.pth``. ``example`` is an
     image that shows the current weights at work (TensorBoard's ``val/<example_name>``), or None."""
@@ -46,7 +59,22 @@ class Objective:
     def build_model(self) -> nn.Module:
         raise NotImplementedError  # pragma: no cover - interface
 
-    def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
+    def training_parts(self, model: nn.Module) -> TrainingParts:
+        """The optimisers and schedules (and any other trained module) of the run: Adam and the schedule of
+        the ``train`` keys for ``model``, under the name ``model``."""
+        optimizer = build_optimizer(model, self.recipe.train)
+        return TrainingParts({MAIN: optimizer}, {MAIN: build_scheduler(optimizer, self.recipe.train)})
+
+    def step(self, batch: Mapping[str, Any], run: StepContext) -> dict[str, Tensor]:
+        """One training step: the loss of ``batch`` (and its terms), one step of the ``model`` optimiser."""
+        with run.autocast():
+            loss = self.loss(run.net, batch)
+        total, terms = loss if isinstance(loss, tuple) else (loss, {})
+        run.optimise(MAIN, total)
+        return {"loss": total, **(terms if len(terms) > 1 else {})}
+
+    def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """The default step's loss: a scalar, or the total and its terms by name."""
         raise NotImplementedError  # pragma: no cover - interface
 
     def validate(self, model: nn.Module) -> dict[str, float]:
@@ -62,8 +90,9 @@ class Objective:
         return best is None or (value > best if self.higher_is_better else value < best)
 
 
+@register("objective", "sr")
 class SuperResolution(Objective):
-    """Train the whole network: ``net(lq)`` against ``gt`` with ``train.loss``; validate PSNR/SSIM with
+    """Train the whole network: ``net(lq)`` against ``gt`` with ``train.losses``; validate PSNR/SSIM with
     :func:`vsr.evaluate.measure` (exactly what ``vsr test`` reports) under the recipe's ``data.val_*``."""
 
     primary = "psnr"
@@ -72,15 +101,15 @@ class SuperResolution(Objective):
 
     def __init__(self, recipe: Recipe, device: torch.device):
         super().__init__(recipe, device)
-        self.pixel_loss = build_loss(recipe.train["loss"], recipe.train["charbonnier_eps"])
+        self.losses = build_losses(recipe.train["losses"]).to(device)
         self.protocol = Protocol.from_recipe(recipe)
         self._clips: TestClips | None = None
 
     def build_model(self) -> nn.Module:
         return assemble(self.recipe.model)
 
-    def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
-        return self.pixel_loss(net(batch["lq"]), batch["gt"])
+    def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.losses(net(batch["lq"]), batch["gt"])
 
     @property
     def clips(self) -> TestClips:
@@ -135,6 +164,7 @@ class FlowPretraining(nn.Module):
         return flow_next, flow_prev
 
 
+@register("objective", "flow")
 class FlowObjective(Objective):
     """Pretrain ``model.flow`` on the data set's true flows (embedded set): end-point error between the
     estimated and true LR-resolution flows, both directions of every consecutive frame pair. Validation is
@@ -152,7 +182,7 @@ class FlowObjective(Objective):
 
     def build_model(self) -> nn.Module:
         entry = dict(self.recipe.model["flow"])
-        return FlowPretraining(build("flow", entry.pop("name"), entry))
+        return FlowPretraining(build("flow", entry.pop("name"), entry, key="model.flow"))
 
     def loss(self, net: nn.Module, batch: Mapping[str, Any]) -> Tensor:
         flow_next, flow_prev = net(batch["lq"])
@@ -186,8 +216,4 @@ class FlowObjective(Objective):
         return {"epe": float(np.mean([endpoint_error(torch.zeros_like(t), t).item() for _, _, t in self._pairs()]))}
 
 
-#: ``train.objective`` -> its objective.
-OBJECTIVES: dict[str, type[Objective]] = {"sr": SuperResolution, "flow": FlowObjective}
-
-
-__all__ = ["OBJECTIVES", "FlowObjective", "FlowPretraining", "Objective", "SuperResolution"]
+__all__ = ["FlowObjective", "FlowPretraining", "Objective", "SuperResolution"]

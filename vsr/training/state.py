@@ -1,7 +1,8 @@
 """The state of a run that must survive an interruption: one object, saved and restored whole.
 
-A resumed run continues bit-exactly (on CPU): the weights and their moving average (``train.ema``), Adam's
-moments, the schedule's position, the grad scaler, every RNG, the iteration (from which
+A resumed run continues bit-exactly (on CPU): the weights and their moving average (``train.ema``), every
+named optimiser's moments, schedule position and grad scaler, the objective's other trained modules (a
+discriminator), every RNG, the iteration (from which
 :class:`vsr.data.sampling.RunSampler` draws the next samples) and the run's records (time, best and last
 validation) all come back from ``latest.pth``.
 """
@@ -24,14 +25,18 @@ from vsr.checkpoints import extract_state_dict, load_state_dict, read_checkpoint
 from vsr.errors import VSRError
 from vsr.training.ema import EMA_KEY, WeightAverage
 from vsr.training.files import RECIPE_FILE
+from vsr.training.steps import MAIN
 
 log = logging.getLogger(__name__)
 
 #: Marks the fields that are restored as they were saved (the rest are the run's shape, only compared).
 _RESTORED = {"restored": True}
 
-#: The fields saved with ``state_dict()`` and restored with ``load_state_dict()``.
-_STATEFUL = ("optimizer", "scheduler", "grad_scaler")
+#: The fields that hold objects by name, each saved with ``state_dict()`` and restored with ``load_state_dict()``.
+_STATEFUL = ("optimizers", "schedulers", "grad_scalers", "modules")
+
+#: The single optimiser, schedule and scaler of checkpoints written before objectives named them.
+_SINGLE = {"optimizers": "optimizer", "schedulers": "scheduler", "grad_scalers": "grad_scaler"}
 
 
 def seed_everything(seed: int) -> None:
@@ -70,16 +75,18 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 class RunState:
     """Everything a run needs to continue, saved by :meth:`save` and restored by :meth:`load`.
 
-    The training objects (model, optimiser, scheduler, grad scaler, and the weights' moving average ``ema``
-    when the run keeps one) are held here and change in place; ``objective``, ``batch_size``, ``world_size``
-    and ``seed`` describe the run and are checked on resume; the fields from ``iteration`` on are the run's
-    progress and records, restored as saved.
+    The training objects (the model, the objective's optimisers, schedules and grad scalers by name, its
+    other trained ``modules`` by name, and the weights' moving average ``ema`` when the run keeps one) are
+    held here and change in place; ``objective``, ``batch_size``, ``world_size`` and ``seed`` describe the
+    run and are checked on resume; the fields from ``iteration`` on are the run's progress and records,
+    restored as saved.
     """
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: LRScheduler
-    grad_scaler: torch.amp.GradScaler
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, LRScheduler]
+    grad_scalers: dict[str, torch.amp.GradScaler]
+    modules: dict[str, nn.Module]
     objective: str
     batch_size: int
     world_size: int
@@ -98,7 +105,7 @@ class RunState:
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's training state (the weights are saved beside it by :meth:`save`)."""
         restored = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("restored")}
-        stateful = {name: getattr(self, name).state_dict() for name in _STATEFUL}
+        stateful = {name: {k: v.state_dict() for k, v in getattr(self, name).items()} for name in _STATEFUL}
         sampler = {"iteration": self.iteration, "batch_size": self.batch_size, "world_size": self.world_size,
                    "seed": self.seed}  # fmt: skip
         return {"objective": self.objective, **stateful, "rng": rng_state(), "sampler": sampler, **restored,
@@ -129,9 +136,17 @@ class RunState:
         load_state_dict(self.model, extract_state_dict(state, param_key="params"), strict=True)
         self._load_ema(path, state)
         for name in _STATEFUL:
-            if name == "grad_scaler" and not state[name]:
-                continue  # saved by a run without fp16 (a disabled scaler has no state): a fresh scaler starts
-            getattr(self, name).load_state_dict(state[name])
+            saved = _named(state, name)
+            held = getattr(self, name)
+            if set(saved) != set(held):
+                raise VSRError(
+                    f"{path} holds the {name} {sorted(saved)}, but this run's objective has {sorted(held)}; "
+                    f"resume with the recipe of that run ({path.parents[1] / RECIPE_FILE})"
+                )
+            for key, obj in held.items():
+                if name == "grad_scalers" and not saved[key]:
+                    continue  # saved by a run without fp16 (a disabled scaler has no state): a fresh scaler starts
+                obj.load_state_dict(saved[key])
         for f in fields(self):
             if f.metadata.get("restored"):
                 setattr(self, f.name, state.get(f.name, f.default))  # older checkpoints lack the newer records
@@ -143,6 +158,12 @@ class RunState:
                 "uninterrupted run", *now, saved["batch_size"], saved["world_size"]
             )  # fmt: skip
 
+    @property
+    def lr(self) -> float:
+        """The current learning rate of the model's optimiser (its first group), for the log."""
+        optimizer = self.optimizers.get(MAIN) or next(iter(self.optimizers.values()))
+        return optimizer.param_groups[0]["lr"]
+
     def _load_ema(self, path: Path, state: Mapping[str, Any]) -> None:
         saved = state.get(EMA_KEY)
         if self.ema is not None and saved is not None:
@@ -152,6 +173,16 @@ class RunState:
             log.warning("%s holds no averaged weights: the moving average (train.ema) starts from its weights", path)
         elif saved is not None:
             log.warning("%s holds averaged weights but train.ema is off: they are not kept", path)
+
+
+def _named(state: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The saved objects of field ``name`` by name; a checkpoint of an earlier vsr has the model's single
+    optimiser, schedule and scaler (under ``optimizer``, ...) and no other modules."""
+    if name in state:
+        return dict(state[name])
+    if name in _SINGLE and _SINGLE[name] in state:
+        return {MAIN: state[_SINGLE[name]]}
+    return {}
 
 
 __all__ = ["RunState", "rng_state", "seed_everything", "set_rng_state"]

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -51,28 +50,24 @@ from vsr.locks import FolderLock
 from vsr.model import PRETRAINED_PREFIXES
 from vsr.progress import ProgressBar, progress_bar
 from vsr.recipe import Recipe, load_recipe
+from vsr.registry import build_entry, entry
 from vsr.training.distributed import Processes, resolve_device
 from vsr.training.ema import WeightAverage
 from vsr.training.files import (
     BEST_CHECKPOINT,
-    CHECKPOINT_DIR,
     LAST_CHECKPOINT,
     LATEST_CHECKPOINT,
-    LOG_FILE,
-    METRICS_CSV,
     RECIPE_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
     name_problem,
 )
-from vsr.training.objectives import OBJECTIVES
-from vsr.training.optim import build_optimizer
 from vsr.training.precision import autocast_dtype, use_channels_last
 from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_frozen
-from vsr.training.resume import OPTIMISER_KEYS, describe, fixed_reason, follow_recipe, recipe_changes
+from vsr.training.resume import apply_changes, check_changes, check_run_folder, describe
 from vsr.training.runlog import RECIPE_CHANGED, RunLog
-from vsr.training.schedule import build_scheduler
 from vsr.training.state import RunState, seed_everything
+from vsr.training.steps import StepContext
 from vsr.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
@@ -118,14 +113,20 @@ class RunResult:
 
 @dataclass
 class _LogWindow:
-    """The steps since the last ``log_every`` entry: their mean loss and speed."""
+    """The steps since the last ``log_every`` entry: the mean of each of their scalars, and their speed."""
 
-    loss: float = 0.0
+    sums: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
 
-    def add(self, loss: float, seconds: float) -> None:
-        self.loss, self.steps, self.seconds = self.loss + loss, self.steps + 1, self.seconds + seconds
+    def add(self, values: Mapping[str, float], seconds: float) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps, self.seconds = self.steps + 1, self.seconds + seconds
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {key: total / self.steps for key, total in self.sums.items()}
 
     @property
     def speed(self) -> float:
@@ -157,9 +158,9 @@ class Trainer:
         self.procs = Processes.from_env()
         self._lock_run_folder()
         try:
-            self._check_run_folder()
+            check_run_folder(self.out_dir, self.recipe, resume)
             checkpoint = read_checkpoint(self.latest) if resume else None
-            self.changes = self._check_changes(checkpoint, allow_recipe_changes) if resume else {}
+            self.changes = check_changes(self.out_dir, self.recipe, checkpoint, allow_recipe_changes) if resume else {}
             self.device = resolve_device(device, self.procs.local_rank)
             self.log = RunLog(self.out_dir, self.procs.is_main)  # TensorBoard joins it when the run starts
             self._setup_model()
@@ -167,7 +168,9 @@ class Trainer:
             self._setup_data(data)
             if resume:
                 self.state.load(self.latest, checkpoint)
-                self._apply_changes()
+                apply_changes(self.state, self.changes, self.cfg)
+                if self.changes and self.procs.is_main:
+                    log.warning("resuming %s with recipe changes: %s", self.out_dir, describe(self.changes))
                 log.info("resumed %s at iteration %d", self.latest, self.state.iteration)
         except BaseException:
             self._unlock(remove_if_created=True)
@@ -175,8 +178,6 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _check_recipe(self) -> None:
-        if self.cfg["objective"] not in OBJECTIVES:
-            raise RecipeError("train.objective", self.cfg["objective"], "unknown objective", sorted(OBJECTIVES))
         for key in ("iterations", "log_every", "val_every", "checkpoint_every"):
             if self.cfg[key] < 0:
                 raise RecipeError(f"train.{key}", self.cfg[key], "must not be negative")
@@ -197,78 +198,12 @@ class Trainer:
             with contextlib.suppress(OSError):  # only if empty: a failed set-up leaves no new folder behind
                 self.out_dir.rmdir()
 
-    def _check_run_folder(self) -> None:
-        if self.resume and not self.latest.is_file():
-            raise VSRError(f"nothing to resume: {self.latest} does not exist; start the run without resume")
-        if not self.resume and self.latest.is_file():
-            raise VSRError(
-                f"{self.out_dir} already holds a run ({self.latest}); resume it (--resume) or choose another out dir"
-            )
-        if self.resume:
-            return
-        # A new run writes these: they may be replaced only if they are the leftovers of this same run that
-        # stopped before its first checkpoint (its recipe file says so).
-        names = (RECIPE_FILE, LOG_FILE, METRICS_CSV, CHECKPOINT_DIR, WEIGHTS_FILE, RESULT_FILE)
-        found = [name for name in names if (self.out_dir / name).exists()]
-        if found and not self._holds_own_recipe():
-            raise VSRError(
-                f"{self.out_dir} holds {', '.join(found)} of another run (its {RECIPE_FILE} is not this recipe) "
-                "or files vsr did not write, and a new run would replace them; choose another out dir"
-            )
-
-    def _holds_own_recipe(self) -> bool:
-        try:
-            written = yaml.safe_load((self.out_dir / RECIPE_FILE).read_text())
-        except (OSError, yaml.YAMLError):
-            return False
-        return written == yaml.safe_load(self.recipe.to_yaml())
-
-    def _check_changes(self, checkpoint: Mapping[str, Any], allowed: bool) -> dict[str, tuple[Any, Any]]:
-        """The keys in which this recipe differs from the one the run was started with (saved in its
-        checkpoint). Refused unless ``allowed``, and keys that cannot change (:data:`resume.FIXED`) always."""
-        started = checkpoint.get("recipe")
-        if not isinstance(started, Mapping):
-            log.warning("%s holds no recipe: the resumed run's recipe cannot be checked against it", self.latest)
-            return {}
-        changes = recipe_changes(started, self.recipe.to_dict())
-        if not changes:
-            return {}
-        if not allowed:
-            raise VSRError(
-                f"{self.out_dir} was started with another recipe; resuming would change {describe(changes)}. "
-                f"Resume with the run's own recipe ({self.out_dir / RECIPE_FILE}), or pass --allow-changes "
-                "(allow_recipe_changes=True) to apply the changes from here on (recorded in the run's log)"
-            )
-        fixed = {key: reason for key in changes if (reason := fixed_reason(key))}
-        if fixed:
-            raise VSRError(
-                f"{self.out_dir}: a resumed run cannot change "
-                + "; ".join(f"{key} ({reason})" for key, reason in fixed.items())
-                + "; start a new run (another --out) for that"
-            )
-        iteration = int(checkpoint.get("iteration", 0))
-        if self.cfg["iterations"] < iteration:
-            raise VSRError(
-                f"{self.out_dir}: train.iterations={self.cfg['iterations']} is below the run's iteration "
-                f"{iteration}; a resumed run can only continue"
-            )
-        return changes
-
-    def _apply_changes(self) -> None:
-        """Make allowed recipe changes real: the optimiser and schedule follow the new train keys (the rest
-        were built from the new recipe already)."""
-        if not self.changes:
-            return
-        if any(key in OPTIMISER_KEYS for key in self.changes):
-            follow_recipe(self.state, self.cfg)
-        if self.procs.is_main:
-            log.warning("resuming %s with recipe changes: %s", self.out_dir, describe(self.changes))
-
     def _setup_model(self) -> None:
         """The objective's model, seeded by ``train.seed``, initialised from ``train.init``, on the device in
         the run's precision and memory format."""
         seed_everything(self.cfg["seed"])
-        self.objective = OBJECTIVES[self.cfg["objective"]](self.recipe, self.device)
+        self.objective = build_entry("objective", "train.objective", self.cfg["objective"], recipe=self.recipe,
+                                     device=self.device)  # fmt: skip
         self.model = self.objective.build_model()
         self.has_pretrained = has_pretrained(self.model)
         self.init_loaded = not self.resume and load_init(self.model, self.cfg)
@@ -277,18 +212,23 @@ class Trainer:
         self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.frozen: bool | None = None
         self.net: nn.Module = self.model  # what the loop calls: the model, in DDP and compiled as asked
+        self.nets: dict[str, nn.Module] | None = None  # the objective's other trained modules, likewise
 
     def _setup_optimizer(self) -> None:
-        """The optimiser, schedule, grad scaler and the weights' moving average (``train.ema``), held with the
-        rest of the run's state."""
-        optimizer = build_optimizer(self.model, self.cfg)
+        """The objective's optimisers, schedules and other trained modules, a grad scaler per optimiser, and the
+        weights' moving average (``train.ema``), held with the rest of the run's state."""
+        parts = self.objective.training_parts(self.model)
+        for module in parts.modules.values():
+            module.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         ema = WeightAverage(self.model, self.cfg["ema"]) if self.cfg["ema"] is not None else None
+        fp16 = self.autocast == torch.float16
         self.state = RunState(
             model=self.model,
-            optimizer=optimizer,
-            scheduler=build_scheduler(optimizer, self.cfg),
-            grad_scaler=torch.amp.GradScaler(self.device.type, enabled=self.autocast == torch.float16),
-            objective=self.cfg["objective"],
+            optimizers=parts.optimizers,
+            schedulers=parts.schedulers,
+            grad_scalers={name: torch.amp.GradScaler(self.device.type, enabled=fp16) for name in parts.optimizers},
+            modules=parts.modules,
+            objective=entry("train.objective", self.cfg["objective"])["name"],
             batch_size=self.recipe.data["batch_size"],
             world_size=self.procs.world_size,
             seed=self.cfg["seed"],
@@ -351,8 +291,19 @@ class Trainer:
                     self.cfg["fix_iterations"],
                 )
         self.frozen = frozen
-        net = self.procs.wrap(self.model, self.device)
-        self.net = torch.compile(net) if self.cfg["compile"] else net
+        if self.nets is None:  # the objective's other modules: wrapped once, inside the process group
+            self.nets = {name: self._wrap(module) for name, module in self.state.modules.items()}
+        self.net = self._wrap(self.model)
+        state = self.state
+        self.step_context = StepContext(
+            self.net, self.nets, state.optimizers, state.schedulers, state.grad_scalers, self.device.type,
+            self.autocast, self.cfg["grad_clip"],
+        )  # fmt: skip
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` as the step calls it: in DDP under torchrun, compiled with ``train.compile``."""
+        net = self.procs.wrap(module, self.device)
+        return torch.compile(net) if self.cfg["compile"] else net
 
     # -- the run -----------------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -401,16 +352,16 @@ class Trainer:
             batches = iter(self._loader())
             while state.iteration < total:
                 self._set_frozen(self.has_pretrained and state.iteration < self.cfg["fix_iterations"])
-                lr = state.optimizer.param_groups[0]["lr"]
+                lr = state.lr
                 tic, cpu_tic = time.perf_counter(), time.process_time()
-                loss = self._step(next(batches))
+                values = self._step(next(batches))
                 seconds = time.perf_counter() - tic  # data + step, without validation and checkpoints
                 state.step_cpu_time_s += time.process_time() - cpu_tic
                 state.step_time_s, state.steps_timed = state.step_time_s + seconds, state.steps_timed + 1
                 state.iteration += 1
                 state.elapsed_s = time.perf_counter() - start_time
-                window.add(loss, seconds)
-                bar.advance(status=f"loss {loss:.4g} · {window.speed:.2f} it/s")
+                window.add(values, seconds)
+                bar.advance(status=f"loss {values['loss']:.4g} · {window.speed:.2f} it/s")
                 if self._log_due():
                     self._log_window(window, lr)
                     window = _LogWindow()
@@ -430,33 +381,24 @@ class Trainer:
         every, at = self.cfg[every_key], self.state.iteration
         return bool(every and at % every == 0) or at == self.cfg["iterations"]
 
-    def _step(self, batch: Mapping[str, Any]) -> float:
-        """One optimisation step on ``batch``; returns the loss averaged over the processes."""
-        state, batch = self.state, _to_device(batch, self.device)
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
-            loss = self.objective.loss(self.net, batch)
-        value = self.procs.mean(loss.detach().float()).item()
-        if not math.isfinite(value):
-            raise self._diverged(f"the loss is {value}", state.iteration + 1)
-        state.optimizer.zero_grad(set_to_none=True)
-        state.grad_scaler.scale(loss).backward()
-        if self.cfg["grad_clip"]:
-            state.grad_scaler.unscale_(state.optimizer)
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            torch.nn.utils.clip_grad_norm_(trainable, self.cfg["grad_clip"])
-        state.grad_scaler.step(state.optimizer)
-        state.grad_scaler.update()
-        state.scheduler.step()
+    def _step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """The objective's training step on ``batch``; returns its scalars (``loss`` first) averaged over the
+        processes. A non-finite loss stops the run before the weights are saved again."""
+        state = self.state
+        scalars = self.objective.step(_to_device(batch, self.device), self.step_context)
+        values = {key: self.procs.mean(value.detach().float()).item() for key, value in scalars.items()}
+        if not math.isfinite(values["loss"]):
+            raise self._diverged(f"the loss is {values['loss']}", state.iteration + 1)
         if state.ema is not None:
             state.ema.update(self.model)
-        return value
+        return values
 
     def _log_window(self, window: _LogWindow, lr: float) -> None:
         at, state = self.state.iteration, self.state
         entry = {
             "event": "train",
             "iteration": at,
-            "loss": window.loss / window.steps,
+            **window.means,
             "lr": lr,
             "it_per_s": window.speed,
             "time": round(state.elapsed_s, 3),
