@@ -21,8 +21,10 @@ from vsr.export import export_onnx, load_onnx
 from vsr.recipe import load_recipe
 from vsr.upscale import _windows, chunk_plan, reflected_indices, upscale
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+# The onnx extra (pip install -e '.[onnx]'); without it, or with an install that fails to load, these tests skip.
+NO_ONNX = "ONNX export needs the onnx extra: pip install -e '.[onnx]'"
+onnx = pytest.importorskip("onnx", reason=NO_ONNX, exc_type=ImportError)
+pytest.importorskip("onnxruntime", reason=NO_ONNX, exc_type=ImportError)
 
 SMALL = [
     "model.channels=8",
