@@ -25,7 +25,8 @@ import torch
 
 from vsr.checkpoints import pretrained_model
 from vsr.data.degradations import bi
-from vsr.data.synth import DEFAULT_VAL_PHOTOS, render_clip
+from vsr.data.scenes import render_clip
+from vsr.data.synth import DEFAULT_VAL_PHOTOS
 from vsr.metrics import psnr
 from vsr.upscale import upscale
 

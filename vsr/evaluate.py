@@ -31,8 +31,9 @@ from torch import Tensor, nn
 
 from vsr.atomic import atomic_open, write_json
 from vsr.checkpoints import load_checkpoint, read_checkpoint
-from vsr.data.datasets import ClipSet, TestClips, open_dataset
+from vsr.data.datasets import TestClips
 from vsr.data.degradations import imresize
+from vsr.data.layouts import ClipSet, open_dataset
 from vsr.data.specs import evaluation_spec
 from vsr.device import default_device
 from vsr.errors import VSRError

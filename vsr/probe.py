@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from vsr.atomic import write_json, write_with
-from vsr.data.datasets import ClipSet, TestClips
+from vsr.data.datasets import TestClips
+from vsr.data.layouts import ClipSet
 from vsr.evaluate import prepare
 from vsr.metrics import clip_average, psnr
 from vsr.recipe import Recipe

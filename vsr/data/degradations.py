@@ -1,4 +1,14 @@
-"""The two degradations of the BasicVSR papers that make low-resolution (LR) frames from ground truth (GT).
+"""Degradations: what makes the low-quality (LQ) frames a model learns to restore from ground truth (GT).
+
+A degradation is a part of the ``degradation`` kind (:class:`Degradation`, see :mod:`vsr.registry`): a
+clip-level callable, GT clip ``(t, c, h, w)`` float in [0, 1] in, LQ clip out, with the constructor arguments
+a data set mapping gives it. A chain of them is one mapping value (:func:`build_chain`)::
+
+    degradation: bi
+    degradation: {name: bd, sigma: 0.8}
+    degradation: [{name: bd, sigma: 0.8}, {name: gaussian_noise, sigma: 0.05}]
+
+The two degradations of the BasicVSR papers make low-resolution (LR) frames:
 
 * **BI** (:func:`bi`): MATLAB ``imresize(gt, 1/scale)`` — Keys bicubic (a = -0.5) with antialiasing (the kernel
   is widened by ``scale`` when shrinking) and symmetric (mirror, edge repeated) borders. Used for REDS, the
@@ -19,9 +29,13 @@ of a double image does.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +44,20 @@ from torch import Tensor
 
 from vsr.atomic import write_with
 from vsr.errors import DataError, RecipeError
+from vsr.registry import (
+    Allowed,
+    arguments,
+    build_entry,
+    check_entry,
+    declare_kind,
+    integer,
+    kind_spec,
+    lookup,
+    number,
+    optional,
+    register,
+    split_entry,
+)
 
 # --------------------------------------------------------------------------------------------------------
 # BI: MATLAB imresize (bicubic, antialiased)
@@ -187,7 +215,188 @@ def bd(frames: Tensor, scale: int = 4, sigma: float = 1.6, kernel_size: int | No
     return _apply_separable(frames, rows, cols)
 
 
-DEGRADATIONS: dict[str, Callable[..., Tensor]] = {"bi": bi, "bd": bd}
+# --------------------------------------------------------------------------------------------------------
+# The degradation kind
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where the frames handed to a spatially local degradation lie in the whole frames, in the pixels of
+    its input: the top-left corner (``top``, ``left``) and the whole frames' ``height`` and ``width``.
+
+    A training sample degrades its crop grown by the degradation's reach, not whole frames; a stage that
+    draws a value per pixel (noise) draws it for the whole frame and keeps this region (:meth:`crop`), so that
+    the crop gets exactly what the same crop of the whole degraded frame gets."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def crop(self, whole: Tensor, size: tuple[int, int]) -> Tensor:
+        """The ``size`` = ``(h, w)`` region of ``whole`` ``(..., height, width)``."""
+        return whole[..., self.top : self.top + size[0], self.left : self.left + size[1]]
+
+    def shrunk(self, scale: int) -> Region:
+        """The region in the output pixels of a stage that shrinks by ``scale`` (corner and size divide)."""
+        if scale == 1:
+            return self
+        return Region(self.top // scale, self.left // scale, self.height // scale, self.width // scale)
+
+
+@declare_kind("degradation", wired=("scale",))
+class Degradation(ABC):
+    """A clip-level degradation: GT clip ``(t, c, h, w)`` float in [0, 1] in, LQ clip ``(t, c, h/scale,
+    w/scale)`` out (``rng``: the sample's random stream; ``region``: see below).
+
+    Its constructor takes the arguments a data set mapping gives it (rules in ``allowed_arguments``, as
+    components) and may take ``scale``, the data set's scale, which vsr wires in: a resizing stage shrinks by
+    it (:class:`BI`, :class:`BD`); a stage that does not resize leaves it out (``scale`` stays 1).
+
+    Two class (or instance) attributes say how it may be applied:
+
+    * ``scale``: how much it shrinks frames. A chain shrinks by the product of its stages', which must be the
+      data set's scale.
+    * ``radius``: its spatial reach in input pixels (an output pixel depends on input pixels at most this far
+      away), or ``None``: it must see whole frames and the whole clip (video compression, anything temporal).
+      A local one degrades a training crop grown by its reach and is called with the crop's ``region``;
+      a non-local one degrades the whole frames of a training sample's frames, which are then cropped.
+
+    A random degradation draws only from ``rng``, a :class:`numpy.random.Generator` seeded per sample
+    (training: the run's seed, epoch and sample index; evaluation: the clip's name), so that a seed reproduces
+    it whatever the number of DataLoader workers. It draws its per-clip values first and then frame by frame,
+    in frame order, so that the first n frames of a clip are degraded alike whatever frames follow them.
+    """
+
+    scale: int = 1
+    radius: int | None = 0
+    #: The name prefix of the LR folders that standard data sets store made by this degradation (``BIx4``).
+    folder: ClassVar[str | None] = None
+
+    @abstractmethod
+    def __call__(self, clip: Tensor, rng: np.random.Generator, region: Region | None = None) -> Tensor: ...
+
+
+@register("degradation", "bi")
+class BI(Degradation):
+    """BI (:func:`bi`): MATLAB bicubic ``imresize`` by 1/scale. Its widened cubic reaches 2·scale GT pixels
+    from an output pixel's centre; the taps' rounding adds up to 2 (``radius`` = 2·scale + 2)."""
+
+    folder = "BI"
+
+    def __init__(self, scale: int):
+        self.scale, self.radius = scale, 2 * scale + 2
+
+    def __call__(self, clip: Tensor, rng: np.random.Generator, region: Region | None = None) -> Tensor:
+        return bi(clip, self.scale)
+
+
+@register("degradation", "bd")
+class BD(Degradation):
+    """BD (:func:`bd`): Gaussian blur of std ``sigma`` (``kernel_size``: default ``ceil(3 sigma) * 2 + 2``),
+    then every scale-th pixel; reaches half the kernel size."""
+
+    folder = "BD"
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {
+        "sigma": number(above=0),
+        "kernel_size": optional(integer(1)),
+    }
+
+    def __init__(self, scale: int, sigma: float = 1.6, kernel_size: int | None = None):
+        if scale % 2:
+            raise ValueError(f"BD needs an even scale (the BD script starts sampling at index scale/2), got {scale}")
+        self.scale, self.sigma = scale, float(sigma)
+        self.kernel_size = bd_kernel_size(sigma) if kernel_size is None else kernel_size
+        self.radius = self.kernel_size // 2
+
+    def __call__(self, clip: Tensor, rng: np.random.Generator, region: Region | None = None) -> Tensor:
+        return bd(clip, self.scale, self.sigma, self.kernel_size)
+
+
+@register("degradation", "gaussian_noise")
+class GaussianNoise(Degradation):
+    """White Gaussian noise of std ``sigma`` on the 0-1 scale, independent per pixel, channel and frame,
+    clipped to [0, 1]. Noise makes other frames worth more: averaging n aligned frames divides its std by √n.
+
+    Drawn for whole frames, frame by frame (so a crop's noise is the same crop of the whole frame's, and the
+    first frames' noise does not depend on how many follow)."""
+
+    allowed_arguments: ClassVar[dict[str, Allowed]] = {"sigma": number(minimum=0, below=1)}
+
+    def __init__(self, sigma: float):
+        self.sigma = float(sigma)
+
+    def __call__(self, clip: Tensor, rng: np.random.Generator, region: Region | None = None) -> Tensor:
+        whole = clip.shape if region is None else (*clip.shape[:-2], region.height, region.width)
+        noise = torch.from_numpy(rng.standard_normal(whole, dtype=np.float32))
+        if region is not None:
+            noise = region.crop(noise, tuple(clip.shape[-2:]))
+        return clip.add(noise.to(clip.device, clip.dtype), alpha=self.sigma).clamp_(0, 1)
+
+
+class Chain(Degradation):
+    """Degradations applied in order: what a data set mapping's ``degradation`` builds (:func:`build_chain`).
+
+    It shrinks by the product of its stages' scales; its radius, in GT pixels, sums each stage's radius
+    times the scale before that stage (``None`` if any stage is non-local). Each stage draws from its own
+    stream, spawned from ``rng``, so that adding a stage leaves the others' draws alone."""
+
+    def __init__(self, stages: Sequence[Degradation]):
+        self.stages = list(stages)
+        self.scale = math.prod(stage.scale for stage in self.stages)
+        radius, before = 0, 1
+        for stage in self.stages:
+            if stage.radius is None:
+                radius = None
+                break
+            radius += stage.radius * before
+            before *= stage.scale
+        self.radius = radius
+
+    def __call__(self, clip: Tensor, rng: np.random.Generator, region: Region | None = None) -> Tensor:
+        for stage, stream in zip(self.stages, rng.spawn(len(self.stages)), strict=True):
+            clip = stage(clip, stream, region)
+            region = None if region is None else region.shrunk(stage.scale)
+        return clip
+
+
+def _stages(value: Any, key: str) -> list[tuple[str, Any]]:
+    """The ``(key, entry)`` of each stage of a mapping's ``degradation``: a name, a mapping or a list."""
+    if isinstance(value, list | tuple):
+        if not value:
+            raise RecipeError(key, value, "a degradation chain needs one stage or more, e.g. [bi]")
+        return [(f"{key}[{i}]", item) for i, item in enumerate(value)]
+    return [(key, value)]
+
+
+def check_chain(value: Any, key: str = "degradation") -> Any:
+    """Check a data set mapping's ``degradation`` (each stage's name and arguments, and that no required
+    argument is missing) and return it as written; a :class:`RecipeError` names the stage's key."""
+    wired = kind_spec("degradation").wired
+    for stage_key, item in _stages(value, key):
+        name, args = split_entry(check_entry("degradation", stage_key, item))
+        cls = lookup("degradation", name, stage_key)
+        missing = [a for a, p in arguments(cls, wired).items() if p.default is p.empty and a not in args]
+        if missing:
+            example = ", ".join(f"{a}: ..." for a in missing)
+            problem = f"degradation '{name}' needs {', '.join(missing)}: write {{name: {name}, {example}}}"
+            raise RecipeError(stage_key, item, problem)
+    return value
+
+
+def build_chain(value: Any, scale: int, key: str = "degradation") -> Chain:
+    """The :class:`Chain` a data set mapping's ``degradation`` names, for a data set of ``scale``; fails
+    naming the key unless the chain shrinks by exactly ``scale``."""
+    check_chain(value, key)
+    chain = Chain([build_entry("degradation", k, item, scale=scale) for k, item in _stages(value, key)])
+    if chain.scale != scale:
+        raise RecipeError(
+            key,
+            value,
+            f"shrinks frames {chain.scale}x but the data set is x{scale}: the stages' scales must "
+            f"multiply to the data set's (one resizing stage, e.g. bi or bd, and stages that keep the size)",
+        )
+    return chain
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -223,19 +432,26 @@ def _write_png(frame: Tensor, path: Path) -> None:
     write_with(lambda tmp: image.save(tmp, format="PNG"), path, suffix=".png")
 
 
+def clip_seed(name: str) -> int:
+    """A clip's seed for the degradation of its evaluation frames, stable across processes and runs (unlike
+    ``hash``), so that every evaluation of a clip sees the same LQ frames."""
+    return zlib.crc32(name.encode())
+
+
 def degrade_folder(
-    gt_root: str | Path, lr_root: str | Path, kind: str = "bi", scale: int = 4, overwrite: bool = False
+    gt_root: str | Path, lr_root: str | Path, kind: Any = "bi", scale: int = 4, overwrite: bool = False
 ) -> int:
     """Degrade every ``gt_root/<clip>/*.png`` into ``lr_root/<clip>/<same name>.png``; returns how many
     frames were written.
 
-    ``<clip>`` may be nested (Vimeo-90K's ``00001/0001``): every folder holding PNGs is a clip and keeps its
-    relative path. Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes.
+    ``kind`` is a data set mapping's ``degradation`` (a registered name, a mapping or a list: a chain that
+    shrinks by ``scale``). A local chain degrades frame by frame, its random stream seeded per clip and frame;
+    a non-local one (``radius`` None) the whole clip, seeded per clip, and rewrites the clip if a frame is
+    missing. ``<clip>`` may be nested (Vimeo-90K's ``00001/0001``): every folder holding PNGs is a clip and
+    keeps its relative path. Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes.
     Computation is in float64 from the uint8 frames, and each file is written atomically.
     """
-    if kind not in DEGRADATIONS:
-        raise RecipeError("degradation", kind, "unknown degradation", DEGRADATIONS)
-    degrade = DEGRADATIONS[kind]
+    degradation = build_chain(kind, scale)
     gt_root, lr_root = Path(gt_root), Path(lr_root)
     if not gt_root.is_dir():
         raise DataError(f"ground-truth folder {gt_root} does not exist; expected {gt_root}/<clip>/*.png")
@@ -244,19 +460,35 @@ def degrade_folder(
     frames = sorted(p for p in gt_root.rglob("*.png") if p.is_file() and not p.name.startswith("."))
     if not frames:
         raise DataError(f"no PNG frames under {gt_root}; expected {gt_root}/<clip>/*.png")
-    written = 0
+    clips: dict[Path, list[Path]] = {}
     for src in frames:
-        dst = lr_root / src.relative_to(gt_root)
-        if dst.exists() and not overwrite:
+        clips.setdefault(src.parent, []).append(src)
+    written = 0
+    for folder, paths in clips.items():
+        seed = clip_seed(folder.relative_to(gt_root).as_posix())
+        todo = [i for i, src in enumerate(paths) if overwrite or not (lr_root / src.relative_to(gt_root)).exists()]
+        if not todo:
             continue
-        gt = _read_png(src)
-        h, w = gt.shape[-2:]
-        if h % scale or w % scale:
-            raise DataError(
-                f"{src}: frame size {h}x{w} is not divisible by scale {scale}; crop the ground truth to "
-                f"{h - h % scale}x{w - w % scale} first (vsr.data.degradations.modcrop)"
-            )
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _write_png(degrade(gt, scale=scale), dst)
-        written += 1
+        if degradation.radius is None:
+            batches = [(list(range(len(paths))), np.random.default_rng(seed))]
+        else:
+            batches = [([i], np.random.default_rng([seed, i])) for i in todo]
+        for indices, rng in batches:
+            gt = torch.stack([_read_gt(paths[i], scale) for i in indices])
+            for i, lq in zip(indices, degradation(gt, rng), strict=True):
+                dst = lr_root / paths[i].relative_to(gt_root)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                _write_png(lq, dst)
+                written += 1
     return written
+
+
+def _read_gt(path: Path, scale: int) -> Tensor:
+    gt = _read_png(path)
+    h, w = gt.shape[-2:]
+    if h % scale or w % scale:
+        raise DataError(
+            f"{path}: frame size {h}x{w} is not divisible by scale {scale}; crop the ground truth to "
+            f"{h - h % scale}x{w - w % scale} first (vsr.data.degradations.modcrop)"
+        )
+    return gt

@@ -1,7 +1,7 @@
 """Which data set a run trains and validates on, and which one ``vsr test`` scores: from the recipe's
 ``data.train`` / ``data.val``, a folder given on the command line, or the embedded synthetic set.
 
-A spec is what :func:`vsr.data.datasets.open_dataset` opens: a mapping (``root``, ``split``, ``layout``,
+A spec is what :func:`vsr.data.layouts.open_dataset` opens: a mapping (``root``, ``split``, ``layout``,
 ``degradation``, ...) or an opened ``ClipSet``.
 """
 
@@ -55,7 +55,7 @@ def evaluation_spec(recipe: Recipe | None, data: Any = None) -> Any:
     if isinstance(data, str | Path):
         root = Path(data).expanduser()
         if not root.exists():
-            raise VSRError(f"test data {root} does not exist; pass the folder of a data set (see vsr.data.datasets)")
+            raise VSRError(f"test data {root} does not exist; pass the folder of a data set (see vsr.data.layouts)")
         return {"root": root, "split": "val"} if _is_synthetic(root) else {"root": root}
     return data
 

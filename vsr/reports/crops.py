@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from vsr.checkpoints import load_checkpoint
-from vsr.data.datasets import TestClips, open_dataset
+from vsr.data.datasets import TestClips
+from vsr.data.layouts import open_dataset
 from vsr.data.specs import evaluation_spec
 from vsr.device import default_device
 from vsr.evaluate import bicubic_upsample

@@ -32,7 +32,7 @@ import submitit
 import yaml
 from rich.console import Console
 
-from vsr.data.datasets import open_dataset
+from vsr.data.layouts import open_dataset
 from vsr.data.specs import data_specs
 from vsr.errors import VSRError
 from vsr.evaluate import evaluate

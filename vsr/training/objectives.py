@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vsr.data.datasets import ClipSet, TestClips
+from vsr.data.datasets import TestClips
+from vsr.data.layouts import ClipSet
 from vsr.evaluate import Bicubic, Protocol, bicubic_upsample, measure, restore
 from vsr.losses import build_losses, endpoint_error
 from vsr.metrics import vimeo_center_frame

@@ -42,7 +42,8 @@ from torch.utils.data import DataLoader
 
 from vsr.atomic import write_json, write_text, write_with
 from vsr.checkpoints import read_checkpoint, save_checkpoint
-from vsr.data.datasets import TrainingClips, open_dataset
+from vsr.data.datasets import TrainingClips
+from vsr.data.layouts import open_dataset
 from vsr.data.sampling import RunSampler
 from vsr.data.specs import data_specs
 from vsr.errors import DataError, RecipeError, VSRError
