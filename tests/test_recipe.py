@@ -5,7 +5,7 @@ import torch
 
 from vsr import RecipeError, build_model, load_recipe
 from vsr.components import REGISTRY, FeatureAlignment, register
-from vsr.recipe import CHOICES, DATA_SET_CHOICES, DATA_SET_KEYS, DEFAULTS, RANGES, SPLITS
+from vsr.recipe import CHOICES, DEFAULTS, RANGES
 
 
 def test_shipped_recipes_reproduce_the_reference_sizes():
@@ -165,14 +165,35 @@ def test_every_switch_accepts_its_choices_only(key):
         ({"layout": "vid4", "root": "x", "split": "val"}, r"vid4 layout has no splits"),
         ({"root": "x", "degradation": "bx"}, r"'data.train.degradation' = 'bx': unknown degradation"),
         ({"root": "x", "folder": "y"}, r"'data.train.folder' = 'y': unknown data set key; .*layout, root, split"),
-        ({"root": "x", "noise": 1.5}, r"'data.train.noise' = 1.5: must be a number >= 0 and < 1"),
-        ({"root": "x", "noise": -0.1}, r"'data.train.noise' = -0.1: "),
+        ({"root": "x", "scale": 0}, r"'data.train.scale' = 0: must be an integer >= 1"),
+        (
+            {"root": "x", "degradation": ["bi", {"name": "gaussian_noise", "sigma": 1.5}]},
+            r"'data.train.degradation\[1\].sigma' = 1.5: must be a number >= 0 and < 1",
+        ),
+        (
+            {"root": "x", "noise": 0.05},
+            r"'data.train.noise' = 0.05: .*use degradation: \[bi, \{name: gaussian_noise, sigma: 0.05\}\]",
+        ),
+        (
+            {"root": "x", "degradation": "bd", "sigma": 0.8},
+            r"'data.train.sigma' = 0.8: .*use degradation: \{name: bd, sigma: 0.8\}",
+        ),
     ],
 )
 def test_data_set_mappings_are_checked_at_load(spec, message):
     with pytest.raises(RecipeError, match=message):
         load_recipe("basicvsr_tiny", ("data.train", spec))
     assert load_recipe("basicvsr_tiny", ("data.val", {"layout": "synth", "root": "x", "split": "val"}))
+
+
+def test_data_set_degradations_are_the_registered_ones_alone_or_in_a_chain():
+    chain = [{"name": "bd", "sigma": 0.8}, {"name": "gaussian_noise", "sigma": 0.05}]
+    assert load_recipe("basicvsr_tiny", ("data.degradation", chain)).data["degradation"] == chain
+    assert load_recipe("basicvsr_tiny", ("data.train", {"root": "x", "degradation": chain})).data["train"]
+    with pytest.raises(RecipeError, match=r"'data.degradation' = 'nosuch': unknown degradation; .*bd, bi"):
+        load_recipe("basicvsr_tiny", ("data.degradation", "nosuch"))
+    with pytest.raises(RecipeError, match=r"'data.degradation\[0\].blur' = 1: not an argument of degradation 'bd'"):
+        load_recipe("basicvsr_tiny", ("data.degradation", [{"name": "bd", "blur": 1}]))
 
 
 # The choices above are declared once, in the recipe schema; the code that dispatches on each key must accept
@@ -189,13 +210,11 @@ def test_scheduler_choices_are_the_schedulers_built():
 
 
 def test_loss_objective_and_degradation_choices_are_the_implemented_ones():
-    from vsr.data.degradations import DEGRADATIONS
     from vsr.losses import LOSSES
     from vsr.training.objectives import OBJECTIVES
 
     assert set(CHOICES["train.loss"][1]) == set(LOSSES)
     assert set(CHOICES["train.objective"][1]) == set(OBJECTIVES)
-    assert set(CHOICES["data.degradation"][1]) == set(DEGRADATIONS)
 
 
 def test_precision_choices_are_the_ones_autocast_and_the_memory_format_accept():
@@ -207,16 +226,6 @@ def test_precision_choices_are_the_ones_autocast_and_the_memory_format_accept():
     with pytest.raises(RecipeError, match="unknown precision"):
         autocast_dtype("nosuch", cuda)
     assert [parse_switch(v, "train.channels_last") for v in CHOICES["train.channels_last"][1]] == [None, True, False]
-
-
-def test_data_set_choices_are_the_ones_open_dataset_reads(tmp_path):
-    from vsr.data import datasets
-
-    assert DATA_SET_CHOICES["layout"][1] == datasets.LAYOUTS and DATA_SET_KEYS == datasets.SPEC_KEYS
-    for layout in datasets.LAYOUTS[1:]:
-        valid = ", ".join(SPLITS.get(layout, ())) or "none"
-        with pytest.raises(datasets.DataError, match=f"has no split 'nosuch'; valid splits: {valid}"):
-            datasets.open_dataset({"layout": layout, "root": tmp_path, "split": "nosuch"})
 
 
 # --------------------------------------------------------------------------------- ranges

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from vsr.data.degradations import check_chain
+from vsr.data.layouts import check_spec
 from vsr.errors import RecipeError
 from vsr.losses import check_losses
 from vsr.registry import (
@@ -55,7 +57,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {
         "train": None,  # training set: a path, or a mapping {layout, root, split, lr}; None = embedded set
         "val": None,  # validation set, same forms; None = the embedded set's validation split
-        "degradation": "bi",  # bi | bd: LR made on the fly when a set has no LR folder
+        "degradation": "bi",  # LR made on the fly for sets without an LR folder: a registered degradation or a
+        # chain, e.g. [{name: bd, sigma: 0.8}, {name: gaussian_noise, sigma: 0.05}] (vsr.data.degradations)
         "num_frames": 15,  # frames per training clip
         "lr_patch": 64,  # LR crop size of training samples (GT crop = scale × this)
         "mirror": False,  # mirror-extend training clips (Vimeo-90K: 7 -> 14 frames)
@@ -103,7 +106,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 #: Keys with a fixed set of values: key -> (what the key chooses, the valid values). The code that
 #: dispatches on each (scheduler, precision) is tested to accept exactly these.
 CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "data.degradation": ("degradation", ("bi", "bd")),
     "train.scheduler": ("scheduler", ("cosine_restart", "constant")),
     "train.amp": ("precision", ("auto", "bf16", "fp16", "off")),
     "train.channels_last": ("setting", ("auto", "true", "false")),
@@ -149,22 +151,6 @@ RENAMED: dict[str, str] = {
 
 #: Switches that YAML may also write as booleans (``amp: off`` parses as False).
 BOOLEAN_SWITCHES = {"train.amp", "train.channels_last"}
-
-#: A data set written as a mapping (``data.train``, ``data.val``; read by ``vsr.data.datasets.open_dataset``):
-#: its keys, the values of those with a fixed set, and the splits of each layout that has splits.
-DATA_SET_KEYS = ("layout", "root", "split", "lr", "scale", "degradation", "sigma", "noise")
-DATA_SET_CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "layout": ("data set layout", ("auto", "reds", "vimeo", "vid4", "udm10", "folder", "synth")),
-    "degradation": CHOICES["data.degradation"],
-}
-SPLITS = {"reds": ("train", "reds4"), "vimeo": ("train", "test"), "synth": ("train", "val")}
-DATA_SET_RANGES: dict[str, Allowed] = {
-    "root": STRING,
-    "lr": optional(STRING),
-    "scale": integer(1),
-    "sigma": number(above=0),
-    "noise": number(minimum=0, below=1),
-}
 
 #: The largest recipe (or study) file read: a recipe is a page of YAML.
 MAX_YAML_BYTES = 1 << 20
@@ -336,7 +322,10 @@ def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
             elif section == "data" and key == "val_metrics":
                 sections[section][key] = _validate_val_metrics(value)
             elif section == "data" and key in ("train", "val") and isinstance(value, dict):
-                sections[section][key] = _validate_data_set(f"data.{key}", value)
+                check_spec(value, f"data.{key}")
+                sections[section][key] = value
+            elif section == "data" and key == "degradation":
+                sections[section][key] = check_chain(value, "data.degradation")
             else:
                 sections[section][key] = _validate_value(f"{section}.{key}", value, defaults[key])
     return sections
@@ -379,22 +368,6 @@ def _check_range(key: str, value: Any, ranges: dict[str, Allowed], name: str | N
 def _check_choice(key: str, value: Any, what: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise RecipeError(key, value, f"unknown {what}", sorted(choices))
-
-
-def _validate_data_set(key: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """A data set mapping: known keys, a known layout and degradation, and a split its layout has."""
-    for name, value in spec.items():
-        if name not in DATA_SET_KEYS:
-            raise RecipeError(f"{key}.{name}", value, "unknown data set key", DATA_SET_KEYS)
-        if name in DATA_SET_CHOICES:
-            _check_choice(f"{key}.{name}", value, *DATA_SET_CHOICES[name])
-        _check_range(f"{key}.{name}", value, DATA_SET_RANGES, name)
-    layout, split = spec.get("layout", "auto"), spec.get("split")
-    if split is not None and layout != "auto" and split not in SPLITS.get(layout, ()):
-        splits = SPLITS.get(layout)
-        problem = f"not a split of the {layout} layout" if splits else f"the {layout} layout has no splits: omit it"
-        raise RecipeError(f"{key}.split", split, problem, splits or ())
-    return spec
 
 
 def _validate_component(kind: str, value: Any) -> dict[str, Any]:
