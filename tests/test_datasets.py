@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vsr.data.datasets import (
-    Augmentation,
-    TestClips,
-    TrainingClips,
+from vsr.data.augmentation import Augmentation, mirror_sample
+from vsr.data.datasets import TestClips, TrainingClips
+from vsr.data.degradations import BD, BI, Degradation, GaussianNoise, Region, bd, bi
+from vsr.data.layouts import (
     detect_layout,
     folder_clips,
     list_frames,
-    mirror_sample,
     open_dataset,
     reds_clips,
     udm10_clips,
@@ -30,7 +30,8 @@ from vsr.data.datasets import (
     vimeo_clips,
 )
 from vsr.data.synth import GENERATOR_VERSION
-from vsr.errors import DataError
+from vsr.errors import DataError, RecipeError
+from vsr.registry import REGISTRY, register
 
 S = 4  # scale of every fixture
 
@@ -212,7 +213,8 @@ def test_vid4_and_udm10(vid4_root: Path, udm10_root: Path):
     # Paired by frame number across the two name templates.
     assert (clips[0].gt[9].name, clips[0].lr[9].name) == ("0010.png", "010.png")
     spec = open_dataset({"layout": "udm10", "root": udm10_root})
-    assert (spec.scale, spec.degradation) == (4, "bd")
+    assert spec.scale == 4 and [type(stage) for stage in spec.degradation.stages] == [BD]  # from the LR folder
+    assert [type(stage) for stage in open_dataset(vid4_root).degradation.stages] == [BI]
 
 
 def test_folder_auto_detects_the_lr_folder(vid4_root: Path):
@@ -225,12 +227,16 @@ def test_folder_auto_detects_the_lr_folder(vid4_root: Path):
 
 
 def test_open_dataset_errors(tmp_path: Path, vid4_root: Path):
-    with pytest.raises(DataError, match=r"unknown data set layout 'mp4'; valid layouts: auto, reds, vimeo"):
+    with pytest.raises(RecipeError, match=r"'data set.layout' = 'mp4': unknown data set layout; .*auto, reds, vimeo"):
         open_dataset({"layout": "mp4", "root": vid4_root})
-    with pytest.raises(DataError, match=r"unknown data set key\(s\) frames; valid keys: layout, root"):
+    with pytest.raises(RecipeError, match=r"'data set.frames' = 3: unknown data set key; .*layout, root"):
         open_dataset({"root": vid4_root, "frames": 3})
-    with pytest.raises(DataError, match=r"layout 'vid4' has no split 'train'"):
+    with pytest.raises(RecipeError, match=r"'data set.split' = 'train': the vid4 layout has no splits"):
         open_dataset({"layout": "vid4", "root": vid4_root, "split": "train"})
+    with pytest.raises(RecipeError, match=r"'data set.split' = 'x': the folder layout has no splits"):
+        open_dataset({"root": vid4_root, "split": "x"})  # the detected layout's splits
+    with pytest.raises(RecipeError, match=r"'degradation' = \['bi', 'bi'\]: shrinks frames 16x but the data set is x4"):
+        open_dataset({"root": vid4_root, "lr": None, "degradation": ["bi", "bi"]})
     with pytest.raises(DataError, match=r"'scale' is 2 but the LR folder 'BIx4' is ×4"):
         open_dataset({"root": vid4_root, "scale": 2})
     with pytest.raises(DataError, match=r"cannot tell the layout of .*: expected train_sharp/"):
@@ -380,8 +386,6 @@ def test_true_flows_follow_the_augmentations(flow_root: Path):
 
 
 def test_on_the_fly_lr_matches_the_whole_degraded_frame(vid4_root: Path):
-    from vsr.data.degradations import bd, bi
-
     for name, degrade in (("bi", bi), ("bd", lambda x, s: bd(x, s, 1.6))):
         source = open_dataset({"layout": "folder", "root": vid4_root, "lr": None, "degradation": name})
         data = TrainingClips(source, 2, 2, hflip=False, vflip=False, transpose=False, samples_per_epoch=6)
@@ -492,9 +496,10 @@ def test_a_clip_folder_with_images_of_another_format_is_refused_naming_them(tmp_
         list_frames(clip)
 
 
-# -------------------------------------------------------------------------------------------------- noise
+# ---------------------------------------------------------------------------------------------- degradations
 
 SIGMA = 0.05
+NOISY = ["bi", {"name": "gaussian_noise", "sigma": SIGMA}]
 
 
 def _mid_gray_noise(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -503,11 +508,17 @@ def _mid_gray_noise(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return (noisy - clean)[inside]
 
 
+def _whole_frames(clip, start: int, n: int) -> torch.Tensor:
+    """Frames ``start .. start + n - 1`` of a clip, read with PIL: float32 ``(n, 3, H, W)``."""
+    frames = np.stack([np.asarray(Image.open(p)) for p in clip.gt[start : start + n]])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+
+
 def test_training_noise_is_white_gaussian_of_the_given_std_and_changes_nothing_else(reds_root: Path):
-    make = lambda **noise: TrainingClips(  # noqa: E731
-        open_dataset({"root": reds_root, **noise}), 4, None, samples_per_epoch=12, seed=0, reverse=True
+    make = lambda **chain: TrainingClips(  # noqa: E731
+        open_dataset({"root": reds_root, "lr": None, **chain}), 4, None, samples_per_epoch=12, seed=0, reverse=True
     )
-    clean, noisy = make(), make(noise=SIGMA)
+    clean, noisy = make(), make(degradation=NOISY)
     added = []
     for i in range(12):
         a, b = clean[i], noisy[i]
@@ -519,14 +530,15 @@ def test_training_noise_is_white_gaussian_of_the_given_std_and_changes_nothing_e
     assert abs(noise.std().item() - SIGMA) < 0.1 * SIGMA and abs(noise.mean().item()) < 0.1 * SIGMA
     correlation = torch.corrcoef(noise)  # frames of a sample get independent noise
     assert (correlation - torch.eye(4, dtype=torch.double)).abs().max() < 0.15
-    mirrored = TrainingClips(open_dataset({"root": reds_root, "noise": SIGMA}), 3, None, mirror=True)[0]["lq"]
+    source = open_dataset({"root": reds_root, "lr": None, "degradation": NOISY})
+    mirrored = TrainingClips(source, 3, None, mirror=True)[0]["lq"]
     assert torch.equal(mirrored[:3], mirrored[3:].flip(0))  # a mirrored frame is the same noisy frame
 
 
 def test_evaluation_noise_is_fixed_per_clip_and_frame(vid4_root: Path):
-    clean = TestClips(open_dataset(vid4_root))
-    noisy = TestClips(open_dataset({"root": vid4_root, "noise": SIGMA}))
-    again = TestClips(open_dataset({"root": vid4_root, "noise": SIGMA}), max_frames=2)
+    clean = TestClips(open_dataset({"root": vid4_root, "lr": None}))
+    noisy = TestClips(open_dataset({"root": vid4_root, "lr": None, "degradation": NOISY}))
+    again = TestClips(open_dataset({"root": vid4_root, "lr": None, "degradation": NOISY}), max_frames=2)
     for i in range(len(clean)):
         a, b = clean[i], noisy[i]
         assert torch.equal(a["gt"], b["gt"]) and not torch.equal(a["lq"], b["lq"])
@@ -535,3 +547,120 @@ def test_evaluation_noise_is_fixed_per_clip_and_frame(vid4_root: Path):
         assert abs(noise.std().item() - SIGMA) < 0.2 * SIGMA
     first = [noisy[i]["lq"][0] - clean[i]["lq"][0] for i in range(2)]
     assert not torch.equal(first[0][..., :4, :4], first[1][..., :4, :4])  # clips get their own noise
+
+
+def test_a_local_chain_degrades_a_training_crop_as_the_whole_frames_then_cropped_whatever_the_workers(vid4_root):
+    """BD then Gaussian noise, from a data set mapping: the LR crop of every sample is the crop of the whole
+    degraded frames, computed here independently (BD of the whole frames, plus the noise stage's stream for the
+    whole LR frames: the chain spawns one stream per stage from the sample's (seed, epoch, index, 1)); and
+    DataLoader workers (0 or 2) give the same batches."""
+    chain = [{"name": "bd", "sigma": 0.8}, {"name": "gaussian_noise", "sigma": SIGMA}]
+    source = open_dataset({"root": vid4_root, "lr": None, "degradation": chain})
+    assert (source.degradation.radius, source.degradation.scale) == (4, 4)  # BD's 8x8 kernel reaches 4 pixels
+    make = lambda seed: TrainingClips(  # noqa: E731
+        source, 2, 2, hflip=False, vflip=False, transpose=False, samples_per_epoch=8, seed=seed
+    )
+    data = make(3)
+    for i in range(len(data)):
+        sample, draw = data[i], data.draw(i)
+        full = _whole_frames(source.clips[draw.clip], draw.start, 2)
+        stream = np.random.default_rng([3, 0, i, 1]).spawn(2)[1]
+        noise = torch.from_numpy(stream.standard_normal((2, 3, full.shape[-2] // S, full.shape[-1] // S), np.float32))
+        whole = (bd(full, S, 0.8) + SIGMA * noise).clamp(0, 1)
+        expected = whole[..., draw.top : draw.top + 2, draw.left : draw.left + 2]
+        torch.testing.assert_close(sample["lq"], expected, atol=1e-5, rtol=0)
+    batches = {
+        workers: list(torch.utils.data.DataLoader(data, batch_size=2, num_workers=workers)) for workers in (0, 2)
+    }
+    for a, b in zip(batches[0], batches[2], strict=True):
+        assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"])
+    other = make(4)
+    assert not torch.equal(other[0]["lq"] - data[0]["lq"], torch.zeros_like(data[0]["lq"]))
+
+
+class AddClipMean(Degradation):
+    """Test degradation: adds ``weight`` × the clip's mean colour (over every frame and pixel), so that it
+    must see whole frames and the whole clip (``radius`` None); it draws nothing."""
+
+    radius = None
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator, region: Region | None = None) -> torch.Tensor:
+        assert region is None, "a non-local degradation is given whole frames"
+        return clip + self.weight * clip.mean(dim=(0, 2, 3), keepdim=True)
+
+
+@pytest.fixture
+def clip_mean_degradation():
+    """``add_clip_mean`` registered from this test module, as a user's plugin module would (removed after)."""
+    register("degradation", "add_clip_mean")(AddClipMean)
+    yield "add_clip_mean"
+    REGISTRY["degradation"].pop("add_clip_mean")
+
+
+def test_a_non_local_degradation_sees_the_whole_frames_of_the_whole_sampled_clip(vid4_root, clip_mean_degradation):
+    """A degradation registered here is used by name from a data set mapping (and a recipe); as it is
+    non-local, a training sample degrades the whole frames of its frames and then crops, which is checked
+    against the same computation in numpy."""
+    chain = ["bi", {"name": clip_mean_degradation, "weight": 0.5}]
+    from vsr import load_recipe
+
+    assert load_recipe("basicvsr_tiny", ("data.train", {"root": "x", "degradation": chain})).data["train"]
+    source = open_dataset({"root": vid4_root, "lr": None, "degradation": chain})
+    assert source.degradation.radius is None
+    data = TrainingClips(source, 3, 2, hflip=False, vflip=False, transpose=False, samples_per_epoch=6, mirror=True)
+    for i in range(len(data)):
+        sample, draw = data[i], data.draw(i)
+        clip = source.clips[draw.clip]
+        lr = bi(_whole_frames(clip, draw.start, 3).double(), S).numpy()
+        whole = lr + 0.5 * lr.mean(axis=(0, 2, 3), keepdims=True)
+        expected = torch.from_numpy(whole[..., draw.top : draw.top + 2, draw.left : draw.left + 2]).float()
+        torch.testing.assert_close(sample["lq"][:3], expected, atol=1e-5, rtol=0)
+        assert torch.equal(sample["lq"][3:], sample["lq"][:3].flip(0))  # mirrored after degrading
+    test = TestClips(source)[0]
+    lr = bi(test["gt"].double(), S)
+    torch.testing.assert_close(test["lq"].double(), lr + 0.5 * lr.mean(dim=(0, 2, 3), keepdim=True), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "spelling"),
+    [
+        ({"noise": 0.05}, "[bi, {name: gaussian_noise, sigma: 0.05}]"),
+        ({"degradation": "bd", "sigma": 0.8}, "{name: bd, sigma: 0.8}"),
+        (
+            {"degradation": "bd", "sigma": 0.8, "noise": 0.1},
+            "[{name: bd, sigma: 0.8}, {name: gaussian_noise, sigma: 0.1}]",
+        ),
+    ],
+)
+def test_the_retired_sigma_and_noise_keys_fail_giving_the_new_spelling(vid4_root, spec, spelling):
+    with pytest.raises(
+        RecipeError, match=r"is an argument of a degradation stage now: use degradation: " + re.escape(spelling)
+    ):
+        open_dataset({"root": vid4_root, **spec})
+
+
+def test_stored_lr_frames_are_read_and_a_chain_they_ignore_is_named_in_the_log(vid4_root, caplog):
+    """A degradation makes LR frames only for clips stored without them: one that the stored frames were not
+    made by is named in a warning, with the fix (lr: null)."""
+    with caplog.at_level("WARNING"):
+        source = open_dataset({"root": vid4_root, "degradation": "bi"})
+    assert source.clips[0].lr is not None and not caplog.records
+    with caplog.at_level("WARNING"):
+        open_dataset({"root": vid4_root, "degradation": NOISY})
+    assert "reads its LR frames from 'BIx4'" in caplog.text and "set lr: null" in caplog.text
+
+
+def test_the_shipped_degradations_declare_their_reach_and_scale():
+    bi4, bd4, noise = BI(4), BD(4, sigma=1.6), GaussianNoise(0.1)
+    assert (bi4.scale, bd4.scale, noise.scale) == (4, 4, 1)
+    assert (bd4.kernel_size, bd4.radius, noise.radius) == (12, 6, 0)
+    frame = torch.rand(1, 3, 32, 40, dtype=torch.float64)
+    top, left, h, w = 8, 12, 16, 16  # a crop grown by more than BI's reach in every direction
+    crop = bi4(frame[..., top : top + h, left : left + w], None, Region(top, left, 32, 40))
+    reach = -(-bi4.radius // 4)  # LR pixels
+    inner = crop[..., reach : h // 4 - reach, reach : w // 4 - reach]
+    whole = bi(frame, 4)[..., top // 4 + reach : (top + h) // 4 - reach, left // 4 + reach : (left + w) // 4 - reach]
+    torch.testing.assert_close(inner, whole, atol=1e-12, rtol=0)

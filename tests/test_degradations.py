@@ -11,10 +11,12 @@ from PIL import Image
 from skimage import data as skdata
 
 from vsr.data.degradations import (
-    DEGRADATIONS,
+    GaussianNoise,
+    Region,
     bd,
     bd_kernel_size,
     bi,
+    build_chain,
     degrade_folder,
     gaussian_kernel,
     imresize,
@@ -189,8 +191,68 @@ def test_degrade_folder_errors_name_the_problem(tmp_path):
     write_png(tmp_path / "odd" / "clip" / "0.png", np.zeros((18, 16, 3), dtype=np.uint8))
     with pytest.raises(DataError, match=r"0\.png: frame size 18x16 is not divisible by scale 4"):
         degrade_folder(tmp_path / "odd", tmp_path / "lr")
-    with pytest.raises(RecipeError, match=r"unknown degradation.*bi, bd"):
+    with pytest.raises(RecipeError, match=r"unknown degradation; valid choices: bd, bi, gaussian_noise"):
         degrade_folder(tmp_path / "odd", tmp_path / "lr", kind="bicubic")
     with pytest.raises(DataError, match="inside the ground-truth folder"):
         degrade_folder(tmp_path / "odd", tmp_path / "odd" / "lr")
-    assert set(DEGRADATIONS) == {"bi", "bd"}
+
+
+def test_degrade_folder_takes_a_chain_and_seeds_it_per_clip_and_frame(tmp_path):
+    """A chain with noise: the same LR frames on every run, other noise on every frame and clip."""
+    gray = np.full((16, 16, 3), 128, dtype=np.uint8)
+    for name in ("a/0.png", "a/1.png", "b/0.png"):
+        write_png(tmp_path / "GT" / name, gray)
+    chain = ["bi", {"name": "gaussian_noise", "sigma": 0.1}]
+    assert degrade_folder(tmp_path / "GT", tmp_path / "one", kind=chain) == 3
+    assert degrade_folder(tmp_path / "GT", tmp_path / "two", kind=chain) == 3
+    read = lambda root, name: np.asarray(Image.open(root / name)).astype(int)  # noqa: E731
+    for name in ("a/0.png", "a/1.png", "b/0.png"):
+        np.testing.assert_array_equal(read(tmp_path / "one", name), read(tmp_path / "two", name))
+    assert not np.array_equal(read(tmp_path / "one", "a/0.png"), read(tmp_path / "one", "a/1.png"))
+    assert not np.array_equal(read(tmp_path / "one", "a/0.png"), read(tmp_path / "one", "b/0.png"))
+    assert 0.08 * 255 < read(tmp_path / "one", "a/0.png").std() < 0.12 * 255
+
+
+# ------------------------------------------------------------------------------------ the degradation kind
+
+
+def test_a_chain_shrinks_by_the_product_of_its_stages_and_reaches_their_sum_in_gt_pixels():
+    chain = build_chain([{"name": "bd", "sigma": 0.8}, {"name": "gaussian_noise", "sigma": 0.05}], 4)
+    assert (chain.scale, chain.radius) == (4, 4)  # BD: 8x8 kernel, reach 4; noise: 0
+    noise_first = build_chain([{"name": "gaussian_noise", "sigma": 0.05}, "bi"], 2)
+    assert (noise_first.scale, noise_first.radius) == (2, 6)  # BI x2 reaches 2 * 2 + 2
+    assert build_chain("bi", 4).radius == 10 and build_chain({"name": "bd"}, 4).radius == 6
+
+
+@pytest.mark.parametrize(
+    ("value", "scale", "message"),
+    [
+        (["bi", "bi"], 4, r"'degradation' = \['bi', 'bi'\]: shrinks frames 16x but the data set is x4"),
+        ({"name": "gaussian_noise", "sigma": 0.1}, 4, r"shrinks frames 1x but the data set is x4"),
+        ([], 4, r"a degradation chain needs one stage or more"),
+        (
+            ["bi", {"name": "gaussian_noise"}],
+            4,
+            r"'degradation\[1\]'.*needs sigma: write \{name: gaussian_noise",
+        ),
+        ({"name": "bd", "sigma": 0}, 4, r"'degradation.sigma' = 0: must be a number > 0"),
+        ({"name": "bd", "blur": 1}, 4, r"'degradation.blur' = 1: not an argument of degradation 'bd'"),
+        ({"name": "bd", "scale": 2}, 4, r"vsr sets this argument of degradation 'bd', not the recipe"),
+        ("bd", 3, r"cannot be built: BD needs an even scale"),
+        (3, 4, r"write a name or a mapping with 'name'"),
+    ],
+)
+def test_a_chain_that_cannot_be_built_fails_naming_the_stage(value, scale, message):
+    with pytest.raises(RecipeError, match=message):
+        build_chain(value, scale)
+
+
+def test_noise_on_a_region_is_the_crop_of_the_noise_of_the_whole_frames():
+    """A local stage drawing per pixel gets the same values on a crop as on the whole frames."""
+    frames = torch.full((2, 3, 12, 20), 0.5)
+    noise = GaussianNoise(0.1)
+    whole = noise(frames.clone(), np.random.default_rng(7))
+    crop = noise(frames[..., 4:10, 6:14].clone(), np.random.default_rng(7), Region(4, 6, 12, 20))
+    assert torch.equal(crop, whole[..., 4:10, 6:14])
+    first = noise(frames[:1].clone(), np.random.default_rng(7))
+    assert torch.equal(first, whole[:1])  # drawn frame by frame: the first frames do not depend on the rest

@@ -1,4 +1,5 @@
-"""The embedded synthetic data set: layout, split by photo, LR = degradation of GT, true flow, atomic writes."""
+"""The embedded synthetic data set and its rendered scenes: layout, split by photo, LR = degradation of GT, true
+flow, atomic writes."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import torch
 from PIL import Image
 
 from vsr.components.flow import flow_warp
-from vsr.data import flow_files, synth
-from vsr.data.datasets import open_dataset
+from vsr.data import flow_files, scenes, synth
 from vsr.data.degradations import degrade_folder
+from vsr.data.layouts import open_dataset
 from vsr.errors import DataError
 
 # In-process (workers=1) so that tests can watch render_clip; two training clips per photograph.
@@ -90,7 +91,7 @@ def test_layout_counts_and_sizes(dataset):
                 assert (lr.mode, lr.size) == ("RGB", (16, 16))
             flow = synth.load_flow(dataset.flow_dir(split) / clip, frames - 2, "prev")
             assert flow.dtype == np.float32 and flow.shape == (2, 64, 64)
-    photos = len(synth.available_photos())
+    photos = len(scenes.available_photos())
     assert dataset.num_clips == {"train": 2 * (photos - 3), "val": 3}
     assert meta["args"]["version"] == synth.GENERATOR_VERSION == 2
     assert not list(dataset.root.parent.glob("set.*")), "no temporary folder may remain"
@@ -99,7 +100,7 @@ def test_layout_counts_and_sizes(dataset):
 def test_split_is_by_photo(dataset, tmp_path, monkeypatch):
     train, val = set(dataset.photos["train"]), set(dataset.photos["val"])
     assert val == set(synth.DEFAULT_VAL_PHOTOS) and not train & val
-    assert train | val == set(synth.available_photos())
+    assert train | val == set(scenes.available_photos())
     for split, photos in dataset.photos.items():
         assert {clip.rsplit("_", 1)[0] for clip in dataset.clips[split]} == set(photos)
 
@@ -170,7 +171,7 @@ def test_motion_is_present_and_not_global(dataset):
 
 
 def test_background_flow_is_an_exact_similarity_and_aligns_everywhere():
-    clip = synth.render_clip("astronaut", [], seed=3, frames=4, size=(64, 64), layers=0)
+    clip = scenes.render_clip("astronaut", [], seed=3, frames=4, size=(64, 64), layers=0)
     for i in range(3):
         flow = clip.flow_next[i]
         assert _affine_residual(flow).max() < 1e-3
@@ -186,7 +187,7 @@ def test_camera_never_leaves_the_photo():
     for seed in range(40):
         rng = np.random.default_rng(seed)
         photo_hw, size = ((191, 384), (128, 128)) if seed % 2 else ((512, 512), (64, 96))
-        camera = synth._camera(rng, photo_hw, size, frames=20, scale=4)
+        camera = scenes._camera(rng, photo_hw, size, frames=20, scale=4)
         (h, w), (H, W) = size, photo_hw
         corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
         seen = camera.to_object(corners)  # (frames, 4, 2)
@@ -265,6 +266,10 @@ def test_bad_arguments_are_named(tmp_path, dataset):
         synth.generate(tmp_path / "x", photos=["lena"], **SMALL)
     with pytest.raises(DataError, match="multiple of the scale 4"):
         synth.generate(tmp_path / "x", frames=6, size=(66, 64))
+    with pytest.raises(DataError, match=r"unknown degradation 'gaussian_noise'; choose one of bd, bi"):
+        synth.generate(tmp_path / "x", degradation="gaussian_noise", **SMALL)
+    with pytest.raises(DataError, match=r"the bd degradation at scale 3: cannot be built: BD needs an even scale"):
+        synth.generate(tmp_path / "x", degradation="bd", **{**SMALL, "scale": 3, "size": (48, 48)})
     with pytest.raises(DataError, match="both splits"):
         synth.generate(tmp_path / "x", photos=["astronaut"], val_photos=["astronaut"], **SMALL)
     with pytest.raises(DataError, match="direction must be"):
@@ -284,7 +289,7 @@ def test_speeds_range_from_sub_pixel_to_several_lr_pixels():
     """The largest per-frame step of the camera, in LR pixels, spans sub-pixel to several-pixel clips."""
     steps = []
     for seed in range(40):
-        clip = synth.render_clip("coffee", [], seed=[0, seed], frames=6, size=(64, 64), layers=0)
+        clip = scenes.render_clip("coffee", [], seed=[0, seed], frames=6, size=(64, 64), layers=0)
         steps.append(max(np.linalg.norm(f, axis=0).max() for f in clip.flow_next) / 4)
     assert min(steps) < 0.5 and max(steps) > 2.5
     assert 0.2 < np.mean(np.array(steps) < 1.0) < 0.8
@@ -292,7 +297,7 @@ def test_speeds_range_from_sub_pixel_to_several_lr_pixels():
 
 def test_compact_flow_equals_the_dense_true_flow(dataset, tmp_path):
     """The stored piecewise-affine flow is the rendered clip's flow exactly, at a fraction of its dense size."""
-    clip = synth.render_clip("coffee", ["rocket"], seed=[0, 1], frames=3, size=(64, 64), layers=2)
+    clip = scenes.render_clip("coffee", ["rocket"], seed=[0, 1], frames=3, size=(64, 64), layers=2)
     flow_files.write_affine_flow(tmp_path / "f.npz", clip.surface[1], clip.affine_flow(1, 0))
     np.testing.assert_allclose(flow_files.read_flow(tmp_path / "f.npz"), clip.flow_prev[0], atol=1e-5)
     assert flow_files.flow_shape(tmp_path / "f.npz") == (2, 64, 64)
