@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tiny import TINY_DATA, TINY_MODEL, interrupted_training, tiny_synth
 
-from vsr.data.datasets import open_dataset
+from vsr.data.layouts import open_dataset
 from vsr.studies.runs import reuse_training
 from vsr.training import train
 from vsr.training.files import TENSORBOARD_EVENTS

@@ -20,7 +20,7 @@ from tiny import TINY_DATA, TINY_MODEL, tiny_synth
 import vsr.losses
 from vsr import DataError, RecipeError, VSRError
 from vsr.checkpoints import load_checkpoint, read_checkpoint
-from vsr.data.datasets import open_dataset
+from vsr.data.layouts import open_dataset
 from vsr.data.sampling import RunSampler
 from vsr.losses import build_losses, charbonnier, endpoint_error, l1, mse
 from vsr.model import assemble

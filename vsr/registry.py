@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from vsr.errors import RecipeError
+from vsr.errors import ArgumentError, RecipeError, VSRError, brief_repr
 
 #: The recipe name of "nothing" in an optional kind (``refill: none``).
 NONE = "none"
@@ -366,7 +366,7 @@ def import_plugins(modules: Iterable[str], key: str = "imports") -> list[str]:
     names = list(modules)
     for name in names:
         if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
-            raise RecipeError(key, name, "a plugin is a dotted module name, e.g. my_package.my_parts")
+            raise _plugin_error(key, name, "a plugin is a dotted module name, e.g. my_package.my_parts")
     if names and "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     for name in names:
@@ -374,10 +374,17 @@ def import_plugins(modules: Iterable[str], key: str = "imports") -> list[str]:
             importlib.import_module(name)
         except Exception as err:  # any error of the user's module: one line, not its traceback
             problem = f"cannot import the plugin module: {type(err).__name__}: {err}"
-            raise RecipeError(key, name, problem + "; check that it is on PYTHONPATH (or in this folder)") from None
+            raise _plugin_error(key, name, f"{problem}; check that it is on PYTHONPATH (or in this folder)") from None
     recorded = [n for n in os.environ.get(PLUGINS_ENV, "").split(",") if n]
     os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys([*recorded, *names]))
     return names
+
+
+def _plugin_error(key: str, name: Any, problem: str) -> VSRError:
+    """A recipe's ``imports`` item names its key; a command's ``--import`` its option."""
+    if key.startswith("-"):
+        return ArgumentError(f"{key} {brief_repr(name) if not isinstance(name, str) else name}: {problem}")
+    return RecipeError(key, name, problem)
 
 
 def registered() -> dict[str, list[str]]:

@@ -5,13 +5,15 @@ An objective (:mod:`vsr.training.objectives`) owns its step. It declares what it
 GAN's discriminator); the run holds them in its :class:`vsr.training.state.RunState`, saves and resumes them
 by name, and hands the step a :class:`StepContext`: the model and modules as the step must call them (in DDP
 under ``torchrun``, compiled with ``train.compile``), the run's autocast, and :meth:`StepContext.optimise`,
-which takes one optimiser's step from a loss (zero the gradients, scaled backward, ``train.grad_clip``,
-step, schedule) — the same sequence for every optimiser of every objective, on every device.
+which takes one optimiser's step from a loss (check that the loss is finite, zero the gradients, scaled
+backward, ``train.grad_clip``, step, schedule) — the same sequence for every optimiser of every objective,
+on every device. A non-finite loss stops the run before its backward pass: a backward through NaN flows
+can crash the sampling kernels, and the weights stay as they were.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -52,6 +54,7 @@ class StepContext:
     device_type: str
     autocast_dtype: torch.dtype | None
     grad_clip: float | None
+    check_loss: Callable[[str, Tensor], None]  # raises if the loss (averaged over processes) is not finite
 
     @contextmanager
     def autocast(self) -> Iterator[None]:
@@ -61,8 +64,10 @@ class StepContext:
             yield
 
     def optimise(self, name: str, loss: Tensor) -> None:
-        """One step of optimiser ``name`` on ``loss``: zero its gradients, backward (scaled under fp16), clip
+        """One step of optimiser ``name`` on ``loss``: stop the run if it is not finite, zero its gradients,
+        backward (scaled under fp16), clip
         its parameters' gradient norm to ``train.grad_clip``, step, then step its schedule."""
+        self.check_loss(name, loss)
         optimizer, scaler = self.optimizers[name], self.grad_scalers[name]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

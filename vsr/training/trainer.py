@@ -68,7 +68,7 @@ from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_fr
 from vsr.training.resume import apply_changes, check_changes, check_run_folder, describe
 from vsr.training.runlog import RECIPE_CHANGED, RunLog
 from vsr.training.state import RunState, seed_everything
-from vsr.training.steps import StepContext
+from vsr.training.steps import MAIN, StepContext
 from vsr.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ class Trainer:
         state = self.state
         self.step_context = StepContext(
             self.net, self.nets, state.optimizers, state.schedulers, state.grad_scalers, self.device.type,
-            self.autocast, self.cfg["grad_clip"],
+            self.autocast, self.cfg["grad_clip"], self._check_loss,
         )  # fmt: skip
 
     def _wrap(self, module: nn.Module) -> nn.Module:
@@ -384,15 +384,21 @@ class Trainer:
 
     def _step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         """The objective's training step on ``batch``; returns its scalars (``loss`` first) averaged over the
-        processes. A non-finite loss stops the run before the weights are saved again."""
+        processes."""
         state = self.state
         scalars = self.objective.step(_to_device(batch, self.device), self.step_context)
         values = {key: self.procs.mean(value.detach().float()).item() for key, value in scalars.items()}
-        if not math.isfinite(values["loss"]):
-            raise self._diverged(f"the loss is {values['loss']}", state.iteration + 1)
         if state.ema is not None:
             state.ema.update(self.model)
         return values
+
+    def _check_loss(self, name: str, loss: Tensor) -> None:
+        """Stop the run (every rank alike) if the loss of optimiser ``name``, averaged over the processes, is
+        not finite; the step's backward has not run."""
+        value = self.procs.mean(loss.detach().float()).item()
+        if not math.isfinite(value):
+            what = f"the loss is {value}" if name == MAIN else f"the loss of the {name} optimiser is {value}"
+            raise self._diverged(what, self.state.iteration + 1)
 
     def _log_window(self, window: _LogWindow, lr: float) -> None:
         at, state = self.state.iteration, self.state
