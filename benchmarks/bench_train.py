@@ -6,7 +6,7 @@ goes (torch.profiler), and how close the step is to the machine's convolution ro
     python benchmarks/bench_train.py --json bench_train.json  # the figures as JSON too
 
 A step is what ``vsr train`` does per iteration on this device, from the recipe's options through the library's
-own functions (``autocast_dtype``, ``use_channels_last``, ``build_optimizer``, ``build_loss``): zero_grad,
+own functions (``autocast_dtype``, ``use_channels_last``, ``build_optimizer``, ``build_losses``): zero_grad,
 forward and the recipe's loss (Charbonnier) under the recipe's autocast, backward, Adam's step. BasicSR's
 model gets the same input, loss and Adam settings (one parameter group: BasicSR's optimiser). Every model is
 in train mode and trains every parameter (the flow estimator too: the reference recipes' state after their
@@ -50,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vsr import build_model
 from vsr.atomic import write_json
 from vsr.checkpoints import extract_state_dict, load_state_dict
-from vsr.losses import build_loss
+from vsr.losses import WeightedLoss, build_losses
 from vsr.recipe import Recipe, load_recipe
 from vsr.training.optim import build_optimizer
 from vsr.training.precision import autocast_dtype, use_channels_last
@@ -71,7 +71,7 @@ class TrainingStep:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    loss_fn: WeightedLoss
     autocast: torch.dtype | None
     device: torch.device
     net: nn.Module | None = None  # what is called: the model, compiled where the recipe asks
@@ -83,7 +83,7 @@ class TrainingStep:
             with label("forward"):
                 out = net(lq)
             with label("loss"):
-                loss = self.loss_fn(out, gt)
+                loss, _ = self.loss_fn(out, gt)
         loss.backward()
         with label("optimiser"):
             self.optimizer.step()
@@ -98,7 +98,7 @@ def vsr_step(recipe: Recipe, model: nn.Module, device: torch.device) -> Training
     step = TrainingStep(
         model=model,
         optimizer=build_optimizer(model, cfg),
-        loss_fn=build_loss(cfg["loss"], cfg["charbonnier_eps"]),
+        loss_fn=build_losses(cfg["losses"]).to(device),
         autocast=autocast_dtype(cfg["amp"], device),
         device=device,
     )
@@ -111,7 +111,7 @@ def reference_step(recipe: Recipe, model: nn.Module, device: torch.device) -> Tr
     cfg = recipe.train
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]))
-    return TrainingStep(model, optimizer, build_loss(cfg["loss"], cfg["charbonnier_eps"]), None, device)
+    return TrainingStep(model, optimizer, build_losses(cfg["losses"]).to(device), None, device)
 
 
 def reference_pair(name: str, device: torch.device) -> tuple[nn.Module, nn.Module]:

@@ -292,7 +292,8 @@ def training(report: Report, sizes: Sizes, device: torch.device) -> None:
         timings = Timings()
         for _ in range(sizes.train_steps):
             timings.add(lambda step=step, lq=lq, gt=gt: step(lq, gt), device)
-        what = f"batch {batch} × {frames} frames of {crop}×{crop}, autocast {step.autocast}, {recipe.train['loss']}"
+        losses = "+".join(term["name"] for term in recipe.train["losses"])
+        what = f"batch {batch} × {frames} frames of {crop}×{crop}, autocast {step.autocast}, loss {losses}"
         report.add(f"train.{name}.it_per_s", 1 / timings.median, "it/s", what)
         report.add(f"train.{name}.peak_memory_gib", peak_gib(device), "GiB", peak_note(device))
         del step, model

@@ -268,7 +268,8 @@ def check(kind: str, name: str, args: Mapping[str, Any], key: str | None = None)
 
     An unknown name, an unknown argument or one the builder wires fails with a :class:`RecipeError` naming
     the key (``key``, default the kind's :data:`KEYS` entry) and the valid choices; a value its rule (the
-    class's ``allowed_arguments``, else the type of its default) does not allow fails naming what is allowed.
+    class's ``allowed_arguments``, else the type of its default) does not allow fails naming what is allowed;
+    an argument without a default that the recipe does not give fails naming it.
     """
     key = key or KEYS[kind]
     cls = lookup(kind, name, key)
@@ -287,6 +288,11 @@ def check(kind: str, name: str, args: Mapping[str, Any], key: str | None = None)
         rule = rules.get(arg) or _like_default(accepted[arg].default)
         if rule is not None and not rule(value):
             raise RecipeError(f"{key}.{arg}", value, f"must be {rule}")
+    missing = [arg for arg, p in accepted.items() if p.default is p.empty and arg not in args]
+    if missing:
+        example = ", ".join(f"{arg}: ..." for arg in missing)
+        problem = f"{kind} '{name}' needs {', '.join(missing)}: write {{name: {name}, {example}}}"
+        raise RecipeError(key, {"name": name, **args}, problem)
     return cls
 
 

@@ -93,10 +93,10 @@ class Objective:
 
 @register("objective", "sr")
 class SuperResolution(Objective):
-    """Train the whole network: ``net(lq)`` against ``gt`` with ``train.losses``; validate PSNR/SSIM with
-    :func:`vsr.evaluate.measure` (exactly what ``vsr test`` reports) under the recipe's ``data.val_*``."""
+    """Train the whole network: ``net(lq)`` against ``gt`` with ``train.losses``; validate the recipe's
+    ``data.val_metrics`` with :func:`vsr.evaluate.measure` (exactly what ``vsr test`` reports) under its
+    ``data.val_*``."""
 
-    primary = "psnr"
     baseline_name = "bicubic"
     example_name = "bicubic_output_gt"
 
@@ -104,6 +104,9 @@ class SuperResolution(Objective):
         super().__init__(recipe, device)
         self.losses = build_losses(recipe.train["losses"]).to(device)
         self.protocol = Protocol.from_recipe(recipe)
+        # best.pth follows the first of data.val_metrics, in its direction (lower is better for some)
+        self.primary = self.protocol.primary
+        self.higher_is_better = self.protocol.scorers[0].higher_is_better
         self._clips: TestClips | None = None
 
     def build_model(self) -> nn.Module:
@@ -144,8 +147,7 @@ class SuperResolution(Objective):
         return torch.cat([bicubic, out.clamp(0, 1), gt], dim=-1)
 
     def _scores(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        result = measure(model, self.clips, self.protocol, device, bicubic=False)
-        return {"psnr": result.mean("psnr"), "ssim": result.mean("ssim")}
+        return measure(model, self.clips, self.protocol, device, bicubic=False).means()
 
 
 class FlowPretraining(nn.Module):
