@@ -1,22 +1,25 @@
 """Evaluation: the numbers recorded by training validation equal evaluate() on the saved checkpoint; per-frame
 scores checked against an independent computation from the PNG files on disk (RGB, Y, Vimeo-90K-T centre
-frame of a mirrored clip, truncated clips); files written; errors named."""
+frame of a mirrored clip, truncated clips); files written; errors named; the recipe's metrics, a lower-is-better
+and a no-reference one among them, scored per frame under their own names."""
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from metric_plugins import AbsoluteError
 from PIL import Image
 from tiny import TINY_DATA, TINY_MODEL, tiny_synth
 
 from vsr import CheckpointError, VSRError
 from vsr.checkpoints import load_checkpoint
-from vsr.evaluate import Bicubic, evaluate
+from vsr.evaluate import Bicubic, Protocol, evaluate, measure, prepare
 from vsr.model import assemble
 from vsr.recipe import load_recipe
 from vsr.training import train
@@ -134,3 +137,44 @@ def test_evaluate_errors_name_the_problem(run, tmp_path):
         evaluate(RECIPE, result.checkpoint, root, save_frames=True)
     with pytest.raises(CheckpointError, match=r"does not match the model"):
         evaluate(load_recipe(RECIPE, "model.channels=16"), result.checkpoint, root)
+
+
+def test_the_recipes_metrics_are_scored_under_their_names(run, tmp_path):
+    """``data.val_metrics`` with a lower-is-better metric registered outside vsr (``abs_error``, mean absolute
+    error on 0..255) and a no-reference one (``brightness``, which fails if it is given the GT): per_frame.csv
+    and metrics.json carry each by name, checked against numpy on the PNG files."""
+    root, result = run
+    recipe = load_recipe(RECIPE, ("data.val_metrics", ["abs_error", "psnr", "brightness"]))
+    metrics = evaluate(recipe, result.checkpoint, root, out_dir=tmp_path, crop_border=2, progress=False)
+    lrs, gts, _ = val_frames(root)
+    out = model_output(result.checkpoint, lrs)
+    errors = [np.abs(out[i] - gts[i])[2:-2, 2:-2].mean() * 255 for i in range(len(gts))]
+    levels = [out[i].mean() * 255 for i in range(len(gts))]
+    with (tmp_path / "per_frame.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[3:6] == ["abs_error", "psnr", "brightness"]
+    np.testing.assert_allclose([float(r["abs_error"]) for r in rows], errors, atol=1e-4)
+    np.testing.assert_allclose([float(r["brightness"]) for r in rows], levels, atol=1e-4)
+    np.testing.assert_allclose([float(r["psnr"]) for r in rows], [psnr_np(o[2:-2, 2:-2], g[2:-2, 2:-2])
+                               for o, g in zip(out, gts, strict=True)], atol=1e-5)  # fmt: skip
+    assert metrics["abs_error"] == pytest.approx(np.mean(errors), abs=1e-4)
+    assert set(metrics["bicubic"]) == {"abs_error", "psnr", "brightness"} and "ssim" not in metrics
+    assert json.loads((tmp_path / "metrics.json").read_text())["protocol"]["metrics"] == recipe.data["val_metrics"]
+
+
+def test_measure_gives_every_metric_and_the_primary_one(run):
+    """What training validation calls: ``measure(...).means()`` is ``{name: clip average}`` for the
+    protocol's metrics in order, ``protocol.primary`` the first; the metrics are wired with the protocol's
+    border crop, also after :func:`dataclasses.replace`."""
+    root, result = run
+    protocol = Protocol.from_recipe(load_recipe(RECIPE, ("data.val_metrics", ["abs_error", "ssim"])))
+    assert protocol.names == ("abs_error", "ssim") and protocol.primary == "abs_error"
+    assert not type(protocol.scorers[0]).higher_is_better
+    cropped = replace(protocol, crop_border=3)
+    assert isinstance(cropped.scorers[0], AbsoluteError) and cropped.scorers[0].crop_border == 3
+    recipe = load_recipe(RECIPE)
+    model, _, source, device = prepare(assemble(recipe.model), result.checkpoint, root, "cpu", recipe)
+    measured = measure(model, protocol.test_clips(source), protocol, device, bicubic=False)
+    assert list(measured.means()) == ["abs_error", "ssim"]
+    assert measured.means()["ssim"] == measured.mean("ssim")
+    assert "bicubic_abs_error" not in measured.rows[0]

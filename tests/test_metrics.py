@@ -2,7 +2,8 @@
 
 BasicSR's ``metrics.psnr_ssim`` imports cv2 (not installed here), so the reference below redoes its steps in
 NumPy: HWC images on 0..255, the Y channel through BasicSR's own ``rgb2ycbcr`` (float32, as its
-``to_y_channel``), and SSIM with an explicit 11x11 Gaussian window and 'valid' sliding windows.
+``to_y_channel``), and SSIM with an explicit 11x11 Gaussian window and 'valid' sliding windows. The
+registered metrics (the ``metric`` kind) declare what reports need and give one value per frame.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from skimage import data as skdata
 
-from vsr.metrics import clip_average, psnr, rgb_to_y, ssim, vimeo_center_frame
+from vsr.errors import RecipeError
+from vsr.metrics import Metric, clip_average, metric_class, psnr, rgb_to_y, ssim, vimeo_center_frame
+from vsr.registry import build, choices
 
 from basicsr_reference import ReferenceUnavailable, import_basicsr
 
@@ -166,3 +169,37 @@ def test_bad_inputs_raise_with_message():
         ssim(x, x, crop_border=3)
     with pytest.raises(ValueError, match=r"expected RGB frames \(\.\.\., 3, h, w\)"):
         rgb_to_y(torch.rand(4, 8, 8))
+
+
+@pytest.mark.parametrize("name", choices("metric"))
+def test_every_registered_metric_declares_itself_and_scores_each_frame(name):
+    """Every metric (plugins imported so far included): the class attributes reports read, and float64
+    values ``(t,)`` for ``t`` frames, with no GT for a no-reference one."""
+    kind = metric_class(name)
+    assert issubclass(kind, Metric)
+    assert isinstance(kind.higher_is_better, bool) and isinstance(kind.needs_gt, bool)
+    assert isinstance(kind.unit, str) and isinstance(kind.label, str) and kind.label
+    assert isinstance(kind.digits, int) and kind.digits >= 0
+    metric = build("metric", name, {}, crop_border=1, y_channel=False)
+    generator = torch.Generator().manual_seed(0)
+    pred, gt = torch.rand(3, 3, 16, 16, generator=generator), torch.rand(3, 3, 16, 16, generator=generator)
+    values = metric.per_frame(pred, gt if kind.needs_gt else None)
+    assert values.shape == (3,) and values.dtype == torch.float64 and torch.isfinite(values).all()
+
+
+def test_psnr_and_ssim_metrics_wrap_the_exact_functions():
+    """The registered ``psnr``/``ssim`` are the BasicSR-exact functions, wired with the protocol's crop and Y
+    channel, and with the recipe's ``round_to_uint8``; their labels, units and direction."""
+    generator = torch.Generator().manual_seed(1)
+    pred, gt = torch.rand(2, 3, 24, 24, generator=generator), torch.rand(2, 3, 24, 24, generator=generator)
+    for name, function in (("psnr", psnr), ("ssim", ssim)):
+        metric = build("metric", name, {"round_to_uint8": True}, crop_border=2, y_channel=True)
+        expected = function(pred, gt, crop_border=2, y_channel=True, round_to_uint8=True)
+        assert torch.equal(metric.per_frame(pred, gt), expected)
+    assert (metric_class("psnr").label, metric_class("psnr").unit) == ("PSNR", "dB")
+    assert (metric_class("ssim").label, metric_class("ssim").unit) == ("SSIM", "")
+    assert metric_class("psnr").higher_is_better and metric_class("ssim").higher_is_better
+    with pytest.raises(RecipeError, match=r"'val_metric' = 'lpips': unknown metric; valid choices: .*psnr, ssim"):
+        metric_class("lpips", "val_metric")
+    with pytest.raises(RecipeError, match=r"crop_border.*vsr sets this argument of metric 'psnr'"):
+        build("metric", "psnr", {"crop_border": 4}, crop_border=0, y_channel=False)

@@ -1,4 +1,7 @@
-"""Evaluation as the BasicVSR papers report it: PSNR/SSIM per frame, averaged per clip, then over clips.
+"""Evaluation as the BasicVSR papers report it: each metric per frame, averaged per clip, then over clips.
+
+The metrics are the recipe's ``data.val_metrics`` (PSNR and SSIM by default; any registered
+:class:`vsr.metrics.Metric`), built by the :class:`Protocol` with its border crop and Y channel.
 
 Each clip is restored whole, in one forward pass (as the papers feed REDS4 and Vid4; ``max_frames`` cuts
 clips short when memory demands it, at some cost near the cut). The Vimeo-90K-T protocol
@@ -19,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,30 +41,65 @@ from vsr.data.specs import evaluation_spec
 from vsr.device import default_device
 from vsr.errors import VSRError
 from vsr.locks import folder_lock
-from vsr.metrics import clip_average, psnr, ssim, vimeo_center_frame
+from vsr.metrics import Metric, clip_average, metric_class, vimeo_center_frame
 from vsr.model import assemble
 from vsr.progress import progress_bar
-from vsr.recipe import Recipe, load_recipe
+from vsr.recipe import DEFAULTS, Recipe, load_recipe
+from vsr.registry import build_entry, entry
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"  # what evaluate() returns: PSNR/SSIM, the bicubic baseline, the protocol
-PER_FRAME_FILE = "per_frame.csv"  # PSNR/SSIM (and the bicubic baseline's) per clip and frame
+METRICS_FILE = "metrics.json"  # what evaluate() returns: each metric, the bicubic baseline's, the protocol
+PER_FRAME_FILE = "per_frame.csv"  # each metric (and the bicubic baseline's) per clip and frame
+BASELINE_PREFIX = "bicubic_"  # per_frame.csv's column of the bicubic baseline's score: bicubic_<metric>
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """How frames are scored: Y or RGB, border crop, Vimeo-90K-T centre frame, clip truncation."""
+    """How frames are scored: the metrics (entries as ``data.val_metrics`` writes them: a name or
+    ``{name: ..., <args>}``), Y or RGB, border crop, Vimeo-90K-T centre frame, clip truncation.
+
+    ``scorers`` are the metrics built with this protocol's ``crop_border`` and ``y_channel`` (rebuilt by
+    :func:`dataclasses.replace`); ``names`` their column names, the first being the primary metric."""
 
     y_channel: bool = False
     crop_border: int = 0
     center_frame: bool = False
     max_frames: int | None = None
+    metrics: Sequence[str | Mapping[str, Any]] = tuple(DEFAULTS["data"]["val_metrics"])
+    scorers: tuple[Metric, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        wired = {"crop_border": self.crop_border, "y_channel": self.y_channel}
+        built = tuple(
+            build_entry("metric", f"data.val_metrics[{i}]", item, **wired) for i, item in enumerate(self.metrics)
+        )
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "scorers", built)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The metrics' names, as the columns of ``per_frame.csv`` and the keys of ``metrics.json``."""
+        return tuple(entry("data.val_metrics", item)["name"] for item in self.metrics)
+
+    @property
+    def primary(self) -> str:
+        """The first metric: what training's best checkpoint and the reports' figures follow."""
+        return self.names[0]
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> Protocol:
         d = recipe.data
-        return cls(d["val_y_channel"], d["val_crop_border"], d["val_center_frame"], d["val_max_frames"])
+        return cls(d["val_y_channel"], d["val_crop_border"], d["val_center_frame"], d["val_max_frames"],
+                   d["val_metrics"])  # fmt: skip
+
+    def score(self, pred: Tensor, gt: Tensor, prefix: str = "") -> dict[str, Tensor]:
+        """Each metric's per-frame values of ``pred`` against ``gt`` (no-reference metrics see no ``gt``), keyed
+        ``prefix + name``."""
+        return {
+            prefix + name: scorer.per_frame(pred, gt if scorer.needs_gt else None)
+            for name, scorer in zip(self.names, self.scorers, strict=True)
+        }
 
     def test_clips(self, source: ClipSet) -> TestClips:
         # The Vimeo-90K-T protocol feeds the mirror-extended clip (7 -> 14 frames).
@@ -76,9 +114,11 @@ class Protocol:
 
 @dataclass
 class Measurement:
-    """Per-frame scores of one pass over a test set (``rows``) and their clip averages."""
+    """Per-frame scores of one pass over a test set (``rows``) and their clip averages; ``names``: the
+    protocol's metrics (the model's scores), in order."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
+    names: tuple[str, ...] = ()
 
     def values(self, key: str) -> dict[str, Tensor]:
         by_clip: dict[str, list[float]] = {}
@@ -90,17 +130,22 @@ class Measurement:
         """The reported number: frames averaged within each clip, then clips averaged."""
         return clip_average(self.values(key))
 
+    def means(self) -> dict[str, float]:
+        """``{name: mean}`` of every metric of the protocol, in its order (:meth:`mean` of each)."""
+        return {name: self.mean(name) for name in self.names}
+
     def summary(self) -> dict[str, Any]:
-        """``{"psnr", "ssim", "bicubic": {"psnr", "ssim"}, "clips": {clip: {<key>: mean, "frames": n}}}``."""
-        keys = [k for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim") if self.rows and k in self.rows[0]]
+        """``{<metric>: mean, ..., "bicubic": {<metric>: mean}, "clips": {clip: {<key>: mean, "frames": n}}}``."""
+        baseline = [BASELINE_PREFIX + name for name in self.names]
+        keys = [*self.names, *(k for k in baseline if self.rows and k in self.rows[0])]
         by_key = {key: self.values(key) for key in keys}
         clips = {
             clip: {key: float(by_key[key][clip].mean()) for key in keys} | {"frames": len(frames)}
-            for clip, frames in by_key["psnr"].items()
+            for clip, frames in by_key[self.names[0]].items()
         }
-        out: dict[str, Any] = {"psnr": self.mean("psnr"), "ssim": self.mean("ssim")}
-        if "bicubic_psnr" in keys:
-            out["bicubic"] = {"psnr": self.mean("bicubic_psnr"), "ssim": self.mean("bicubic_ssim")}
+        out: dict[str, Any] = self.means()
+        if len(keys) > len(self.names):
+            out["bicubic"] = {name: self.mean(BASELINE_PREFIX + name) for name in self.names}
         return out | {"clips": clips}
 
 
@@ -138,13 +183,13 @@ def measure(
     progress: bool = False,
 ) -> Measurement:
     """Score ``model`` on every clip of ``clips``: one row per scored frame with ``clip``, ``frame`` (index),
-    ``name``, ``psnr``, ``ssim`` (and ``bicubic_psnr``, ``bicubic_ssim`` with ``bicubic``). The model is put
-    in eval mode and left there. ``frames_dir`` also writes the outputs as PNG (``<clip>/<name>.png``)."""
+    ``name`` and each of the protocol's metrics by name (and ``bicubic_<metric>`` with ``bicubic``). The model
+    is put in eval mode and left there. ``frames_dir`` also writes the outputs as PNG (``<clip>/<name>.png``).
+    ``result.means()`` gives ``{metric: clip-averaged mean}``."""
     device = torch.device(device)
     scale = clips.source.scale
     model.eval()
-    result = Measurement()
-    metric_args = {"crop_border": protocol.crop_border, "y_channel": protocol.y_channel}
+    result = Measurement(names=protocol.names)
     with progress_bar(len(clips), "evaluating", enabled=progress) as bar:
         for index in range(len(clips)):
             sample = clips[index]
@@ -158,11 +203,9 @@ def measure(
                     f"clip {sample['clip']!r}: the output is {tuple(out.shape)} but the GT is {tuple(gt.shape)}; "
                     f"check that model.scale ({getattr(model, 'scale', '?')}) matches the data set (×{scale})"
                 )
-            scores = {"psnr": psnr(out, gt, **metric_args), "ssim": ssim(out, gt, **metric_args)}
+            scores = protocol.score(out, gt)
             if bicubic:
-                base = bicubic_upsample(lq, scale)
-                scores["bicubic_psnr"] = psnr(base, gt, **metric_args)
-                scores["bicubic_ssim"] = ssim(base, gt, **metric_args)
+                scores |= protocol.score(bicubic_upsample(lq, scale), gt, BASELINE_PREFIX)
             for i, name in enumerate(sample["frames"]):
                 row = {"clip": sample["clip"], "frame": i, "name": name}
                 result.rows.append(row | {k: float(v[i]) for k, v in scores.items()})
@@ -214,12 +257,15 @@ def prepare(
     checkpoint: str | Path | None = None,
     data: str | Path | Mapping[str, Any] | ClipSet | None = None,
     device: str | torch.device | None = None,
+    recipe: Recipe | None = None,
 ) -> tuple[nn.Module, Protocol, ClipSet, torch.device]:
     """What a test of a model sets up from the arguments :func:`evaluate` takes: the model with its weights
     (:func:`resolve_model`) on the device (by default CUDA when available), its recipe's protocol (the
     default one for a bare model), the test set (by default the recipe's ``data.val``, else the embedded
-    validation split) and the device."""
-    model, recipe = resolve_model(model_or_recipe, checkpoint)
+    validation split) and the device. ``recipe``: the recipe of a model given built (a module), whose
+    protocol and validation set then apply, so that a model built and loaded once serves several tests."""
+    model, found = resolve_model(model_or_recipe, checkpoint)
+    recipe = found if recipe is None else recipe
     protocol = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
     device = default_device(device)
     source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
@@ -257,22 +303,25 @@ def evaluate(
     max_frames: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    recipe: Recipe | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model (or a recipe with a ``checkpoint``: a path or a zoo name) on a test set.
 
     ``data``: a data set folder, a spec mapping for :func:`vsr.data.datasets.open_dataset`, or an opened
     ``ClipSet``; by default the recipe's ``data.val``, else the embedded validation split. The protocol
-    options default to the recipe's ``data.val_*`` keys (RGB, no crop, whole clips for a bare model).
+    options and the metrics default to the recipe's ``data.val_*`` keys (RGB, no crop, whole clips, PSNR and
+    SSIM for a bare model; ``recipe`` gives a built model's recipe, see :func:`prepare`).
 
-    Returns ``{"psnr", "ssim", "bicubic": {"psnr", "ssim"}, "clips": {name: {...}}, "protocol", "data",
-    "checkpoint", "frames"}``; with ``out_dir`` also writes ``metrics.json``, ``per_frame.csv`` (clip, frame
-    index, frame name, psnr, ssim, bicubic_psnr, bicubic_ssim) and, with ``save_frames``, ``frames/<clip>/``.
+    Returns ``{<metric>: mean, ..., "bicubic": {<metric>: mean}, "clips": {name: {...}}, "protocol", "data",
+    "checkpoint", "frames"}`` (by default the metrics are ``psnr`` and ``ssim``); with ``out_dir`` also writes
+    ``metrics.json``, ``per_frame.csv`` (clip, frame index, frame name, each metric, ``bicubic_<metric>``)
+    and, with ``save_frames``, ``frames/<clip>/``.
     """
     if save_frames and out_dir is None:
         raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
     out_dir = Path(out_dir) if out_dir is not None else None
     with _owned(out_dir):
-        model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device)
+        model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
         overrides = {"y_channel": y_channel, "crop_border": crop_border, "center_frame": center_frame,
                      "max_frames": max_frames}  # fmt: skip
         protocol = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
@@ -290,6 +339,7 @@ def evaluate(
                 "crop_border": protocol.crop_border,
                 "center_frame": protocol.center_frame,
                 "max_frames": protocol.max_frames,
+                "metrics": list(protocol.metrics),
             },
             "data": source.name,
             "checkpoint": None if checkpoint is None else str(checkpoint),
@@ -298,15 +348,23 @@ def evaluate(
         if out_dir is not None:
             write_json(metrics, out_dir / METRICS_FILE)
             _write_rows(result.rows, out_dir / PER_FRAME_FILE)
-    log.info(
-        "%s: PSNR %.4f dB, SSIM %.4f (bicubic %.4f dB) over %d clips",
-        source.name,
-        metrics["psnr"],
-        metrics["ssim"],
-        metrics["bicubic"]["psnr"],
-        len(metrics["clips"]),
-    )
+    log.info("%s: %s over %d clips", source.name, describe_scores(metrics, protocol.names), len(metrics["clips"]))
     return metrics
+
+
+def describe_scores(scores: Mapping[str, Any], names: Sequence[str]) -> str:
+    """``PSNR 27.123 dB, SSIM 0.8123 (bicubic PSNR 25.000 dB, SSIM 0.7000)``: each metric of ``scores`` (and
+    of its ``bicubic`` mapping) with its label, unit and digits."""
+
+    def text(values: Mapping[str, Any]) -> str:
+        parts = []
+        for name in names:
+            kind = metric_class(name)
+            parts.append(f"{kind.label} {values[name]:.{kind.digits}f} {kind.unit}".rstrip())
+        return ", ".join(parts)
+
+    baseline = scores.get("bicubic")
+    return text(scores) + (f" (bicubic {text(baseline)})" if baseline else "")
 
 
 __all__ = [
@@ -316,6 +374,7 @@ __all__ = [
     "Measurement",
     "Protocol",
     "bicubic_upsample",
+    "describe_scores",
     "evaluate",
     "measure",
     "prepare",

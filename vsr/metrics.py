@@ -12,14 +12,30 @@ IconVSR and BasicVSR++ evaluations). Options:
 
 Reported numbers average frames within a clip, then clips (:func:`clip_average`); Vimeo-90K-T measures only
 the centre frame of a mirror-extended 14-frame output (:func:`vimeo_center_frame`).
+
+The ``metric`` kind: evaluation, validation, studies and reports score frames with the registered metrics
+(:class:`Metric`; ``psnr`` and ``ssim`` here). A metric declares whether higher is better, its unit and
+whether it needs the ground truth, and gives one value per frame; a recipe names it in ``data.val_metrics``
+and a study in ``metrics:``. Register your own like a component::
+
+    @register("metric", "mae")
+    class MAE(Metric):
+        higher_is_better, unit, needs_gt, label = False, "", True, "MAE"
+
+        def per_frame(self, pred, gt):
+            return (pred - gt).abs().mul(255).mean(dim=(-3, -2, -1)).double()
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor
+
+from vsr.registry import declare_kind, lookup, register
 
 # ITU-R BT.601 luma on [0, 1] RGB giving [16, 235] (MATLAB rgb2ycbcr; not OpenCV's full-range YCrCb).
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -147,6 +163,73 @@ def ssim(
     C2 = (0.03 * 255)^2, 'valid' filtering, mean over channels): ``(..., c, h, w)`` x2 -> float64 ``(...)``.
     Frames must be at least 11x11 after cropping."""
     return _per_frame("ssim", _ssim, pred, target, crop_border, y_channel, round_to_uint8, _SSIM_WINDOW)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The metric kind
+
+
+@declare_kind("metric", wired=("crop_border", "y_channel"))
+class Metric(ABC):
+    """A per-frame score of restored frames: ``per_frame(pred, gt)`` takes frames ``(t, c, h, w)`` in [0, 1]
+    (``gt`` is ``None`` for a no-reference metric, ``needs_gt = False``) and returns float64 ``(t,)``.
+
+    The evaluation protocol wires in ``crop_border`` (pixels cropped from every edge before scoring) and
+    ``y_channel`` (score the BT.601 Y channel); other constructor arguments are the recipe's to set, e.g.
+    ``{name: psnr, round_to_uint8: true}``. Reports read the class attributes: ``label`` (display name),
+    ``unit`` (``""`` for none), ``higher_is_better`` (which way an ordering is tested) and ``digits``
+    (decimals shown)."""
+
+    higher_is_better: ClassVar[bool]
+    unit: ClassVar[str]
+    needs_gt: ClassVar[bool]
+    label: ClassVar[str]
+    digits: ClassVar[int] = 3
+
+    def __init__(self, crop_border: int = 0, y_channel: bool = False):
+        self.crop_border = crop_border
+        self.y_channel = y_channel
+
+    @abstractmethod
+    def per_frame(self, pred: Tensor, gt: Tensor | None) -> Tensor:
+        """One float64 value per frame of ``pred`` ``(t, c, h, w)``."""
+
+
+def metric_class(name: str, key: str = "metrics") -> type[Metric]:
+    """The class registered as metric ``name`` (its label, unit and direction); an unknown name is a
+    :class:`vsr.errors.RecipeError` naming ``key`` and the registered metrics."""
+    return lookup("metric", name, key)
+
+
+@register("metric", "psnr")
+class PSNR(Metric):
+    """:func:`psnr` in dB (BasicSR ``calculate_psnr``)."""
+
+    higher_is_better, unit, needs_gt, label, digits = True, "dB", True, "PSNR", 3
+
+    def __init__(self, crop_border: int = 0, y_channel: bool = False, round_to_uint8: bool = False):
+        super().__init__(crop_border, y_channel)
+        self.round_to_uint8 = round_to_uint8
+
+    def per_frame(self, pred: Tensor, gt: Tensor | None) -> Tensor:
+        return psnr(pred, gt, self.crop_border, self.y_channel, self.round_to_uint8)
+
+
+@register("metric", "ssim")
+class SSIM(Metric):
+    """:func:`ssim` (BasicSR ``calculate_ssim``), unitless."""
+
+    higher_is_better, unit, needs_gt, label, digits = True, "", True, "SSIM", 4
+
+    def __init__(self, crop_border: int = 0, y_channel: bool = False, round_to_uint8: bool = False):
+        super().__init__(crop_border, y_channel)
+        self.round_to_uint8 = round_to_uint8
+
+    def per_frame(self, pred: Tensor, gt: Tensor | None) -> Tensor:
+        return ssim(pred, gt, self.crop_border, self.y_channel, self.round_to_uint8)
+
+
+# --------------------------------------------------------------------------------------------------------
 
 
 def clip_average(per_frame_values_by_clip: Mapping[str, Tensor]) -> float:

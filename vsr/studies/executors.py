@@ -24,6 +24,7 @@ import submitit
 import torch
 from rich.console import Console
 
+from vsr.evaluate import describe_scores
 from vsr.progress import label, plain_lines, progress_bar
 from vsr.studies.runs import FAILED_FILE, RunSpec, torchrun_recipe_file
 from vsr.studies.schema import StudyError
@@ -76,7 +77,7 @@ def _outcome(spec: RunSpec, result, console, progress: bool, failures: list[str]
         console.print(f"{prefix}[bold red]{spec.key} failed:[/] {result}", highlight=False)
     elif progress:
         metrics = result["metrics"]
-        console.print(f"{prefix}{spec.key}: PSNR {metrics['psnr']:.3f} dB, SSIM {metrics['ssim']:.4f}")
+        console.print(f"{prefix}{spec.key}: {describe_scores(metrics, list(metrics))}", highlight=False)
 
 
 def _run_local(run: RunFunction, specs: Sequence[RunSpec], total: int, progress: bool) -> list[str]:
