@@ -102,3 +102,13 @@ def test_profile_without_runtime_and_bad_arguments():
         profile(TINY, frames=0)
     with pytest.raises(VSRError, match="repeats >= 1"):
         profile(TINY, repeats=0)
+
+
+def test_a_built_model_profiles_like_its_recipe():
+    """A study profiles the model it has already built and loaded: the same parameters and FLOPs as from the
+    recipe, under the recipe's name."""
+    from_recipe = profile(TINY, frames=2, size=(8, 8), runtime=False)
+    from_model = profile(build_model(TINY), frames=2, size=(8, 8), runtime=False, name="tiny")
+    assert from_model["recipe"] == "tiny" and from_model["params"] == from_recipe["params"]
+    assert from_model["flops_per_frame_by_component"] == from_recipe["flops_per_frame_by_component"]
+    assert profile(build_model(TINY), frames=2, size=(8, 8), runtime=False)["recipe"] == "VideoSRNet"

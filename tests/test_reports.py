@@ -1,5 +1,6 @@
 """Reports: the t-test against known values and an independent implementation (mpmath), the results table
-against numbers computed here, the conclusions' verdicts, and a whole report written from run folders."""
+against numbers computed here, the conclusions' verdicts (on a lower-is-better metric the right way round), and
+a whole report written from run folders, by default where its study's report is shipped."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import statistics
 from pathlib import Path
 
+import metric_plugins  # noqa: F401  (registers abs_error: lower is better)
 import mpmath
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ from vsr.reports import (
     collect_runs,
     collect_training,
     conclusions,
+    default_report_folder,
     figure_visual_comparison,
     frame_contrast,
     regularized_incomplete_beta,
@@ -203,6 +206,44 @@ def test_conclusions_verdicts():
     assert "single seed" in single
 
 
+def test_a_lower_is_better_metric_is_ordered_the_right_way_round():
+    """``abs_error`` (lower is better): "b better than a" holds when b's error is lower; the difference shown
+    is b - a as measured (negative), the table marks the metric ↓, and a higher error is a reversal."""
+    expect = [{"better": "b", "worse": "a", "paper": -2.0, "metric": "abs_error", "source": "paper"}]
+    info = _info(["a", "b"], "b", expect)
+    a, b = [10.0, 10.2, 9.8], [8.5, 8.4, 8.6]
+    holds = conclusions(_runs({"a": a, "b": b}, metric="abs_error"), info)[0]
+    delta = statistics.mean(b) - statistics.mean(a)
+    spread = math.sqrt((statistics.variance(a) + statistics.variance(b)) / 2)
+    assert holds.startswith("**b > a** (AbsErr, lower is better; paper: -2.00 levels)")
+    assert f"holds, {delta:+.3f} levels, {abs(delta) / spread:.1f}× the seed-to-seed spread of {spread:.3f}" in holds
+    assert f"{abs(delta) / 2.0:.0%} of the paper's difference" in holds
+    reversed_ = conclusions(_runs({"a": b, "b": a}, metric="abs_error"), info)[0]
+    assert f"is reversed, {-delta:+.3f} levels" in reversed_ and "of the paper" not in reversed_
+    single = conclusions(_runs({"a": [10.0], "b": [9.0]}, metric="abs_error"), info)[0]
+    assert "holds as measured (-1.000 levels)" in single
+    table = results_table(_runs({"a": a, "b": b}, metric="abs_error"), None, info)
+    assert table.set_index("variant").loc["a", "abs_error_delta"] == pytest.approx(-delta)
+    header = table_markdown(table).splitlines()[0]
+    assert "| AbsErr (levels) ↓ | ΔAbsErr (levels) | p (AbsErr) |" in header and "PSNR" not in header
+    assert r"AbsErr (levels) $\downarrow$" in table_latex(table)
+
+
+def test_a_frame_ordering_on_a_lower_is_better_metric():
+    """At the first frame, b's error rises less above its clip average than a's: b is better there."""
+    rows = [{"study": "s", "variant": v, "seed": seed, "clip": "c", "frame": i, "abs_error": level}
+            for v, first in (("a", 3.0), ("b", 1.0)) for seed in range(3)
+            for i, level in enumerate([5 + first + 0.1 * seed, 5.0, 5.0, 5.0 - 0.01 * seed])]  # fmt: skip
+    per_frame = pd.DataFrame(rows)
+    expect = [{"better": "b", "worse": "a", "metric": "abs_error", "at": "first"}]
+    line = conclusions(_runs({"a": [6.0] * 3, "b": [5.5] * 3}, metric="abs_error"), _info(["a", "b"], "b", expect),
+                       per_frame)[0]  # fmt: skip
+    contrast = frame_contrast(per_frame, "first", "abs_error").groupby("variant").value.mean()
+    assert contrast.b < contrast.a
+    assert "(AbsErr at the first frame minus the clip average; lower is better: " in line
+    assert f"holds, {contrast.b - contrast.a:+.3f} levels" in line
+
+
 def _per_frame(offsets: dict[str, list[float]], profile: dict[str, list[float]], clips: dict[str, int]) -> pd.DataFrame:
     """Per-frame PSNR of each variant's seeds: the seed's offset (how good the run is as a whole) plus the
     variant's profile along the clip (cut to each clip's length) plus a per-clip level."""
@@ -344,10 +385,8 @@ def test_conclusions_add_the_temporal_gain_as_evidence():
     assert "within the seed-to-seed spread" in line
     p = welch_t_test(gain_b, gain_a).p
     assert p < 0.05
-    assert (
-        f"Evidence: b draws 0.060 dB more from other frames than a (temporal gain 0.160 vs 0.100 dB, Welch p = {p:.3f})"
-        in line
-    )
+    evidence = "Evidence: b draws 0.060 dB more from other frames than a (temporal gain (PSNR) 0.160 vs 0.100 dB"
+    assert f"{evidence}, Welch p = {p:.3f})" in line
     alike = _runs({"a": [0.10, 0.20], "b": [0.12, 0.19]}, metric="temporal_gain")
     assert (
         "Evidence: their temporal gains do not separate at the 5% level"
@@ -428,6 +467,64 @@ def test_report_combines_studies_and_rejects_missing_runs(tmp_path):
     assert table.psnr_delta.tolist() == pytest.approx([-0.9, 0.0, -0.9, 0.0])
     with pytest.raises(VSRError, match="no finished runs"):
         write_report([tmp_path / "report"], tmp_path / "empty")
+
+
+def test_a_report_takes_its_metrics_from_the_study(tmp_path):
+    """A study whose first metric is lower-is-better (``abs_error``, registered by the module its study.json
+    imports): per_frame.csv, results.csv, the figures and the conclusions follow it, numbers checked against
+    the per-frame values the runs were given."""
+    study = _fake_study(tmp_path / "runs", {"a": [30.0, 30.2], "b": [30.9, 31.1]})
+    info = json.loads((study / "study.json").read_text())
+    info |= {"metrics": ["abs_error", "psnr"], "imports": ["metric_plugins"],
+             "expect": [{"better": "b", "worse": "a", "metric": "abs_error", "source": ""}]}  # fmt: skip
+    (study / "study.json").write_text(json.dumps(info))
+    rng = np.random.default_rng(1)
+    expected = {}
+    for run in sorted(study.glob("*/seed*")):
+        frames = pd.read_csv(run / "per_frame.csv")
+        frames.insert(2, "abs_error", (6.0 if run.parent.name == "a" else 5.0) + rng.normal(0, 0.3, len(frames)))
+        frames.to_csv(run / "per_frame.csv", index=False)
+        value = frames.groupby("clip").abs_error.mean().mean()  # frames per clip, then clips
+        expected.setdefault(run.parent.name, []).append(value)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics |= {"abs_error": value, "bicubic": metrics["bicubic"] | {"abs_error": 9.0}}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        record = json.loads((run / "run.json").read_text())
+        record["metrics"] = {"abs_error": value, "psnr": metrics["psnr"]}
+        (run / "run.json").write_text(json.dumps(record))
+    index = write_report([study], tmp_path / "report", visual=False).read_text()
+
+    per_frame = pd.read_csv(tmp_path / "report" / "per_frame.csv")
+    assert list(per_frame.columns) == ["study", "variant", "seed", "clip", "frame", "abs_error", "psnr"]
+    results = pd.read_csv(tmp_path / "report" / "results.csv").set_index("variant")
+    for variant, values in expected.items():
+        assert results.loc[variant, "abs_error_mean"] == pytest.approx(statistics.mean(values), abs=1e-12)
+        assert results.loc[variant, "abs_error_std"] == pytest.approx(statistics.stdev(values), abs=1e-12)
+    delta = statistics.mean(expected["b"]) - statistics.mean(expected["a"])
+    assert delta < 0 and results.loc["b", "bicubic_abs_error"] == 9.0
+    assert list(results.columns).index("abs_error_mean") < list(results.columns).index("psnr_mean")
+    assert "**b > a** (AbsErr, lower is better): holds" in index
+    assert f"{delta:+.3f} levels" in index and "Lower is better for AbsErr (↓)" in index
+    assert "The bicubic baseline's AbsErr is 9.000 levels on the same frames." in index
+    for figure in ("per_frame_abs_error.png", "abs_error_vs_params.png", "abs_error_vs_runtime.png"):
+        assert f"]({figure})" in index and (tmp_path / "report" / figure).is_file()
+
+
+def test_a_report_goes_where_its_study_report_is_shipped(tmp_path, monkeypatch):
+    """Without a folder, one study's report goes to its preset's: ``reports/<study>`` for the shipped preset
+    (cpu), ``reports/<study>-<preset>`` otherwise; several studies need one named."""
+    study = _fake_study(tmp_path / "runs", {"a": [30.0, 30.2], "b": [30.9, 31.1]})
+    monkeypatch.chdir(tmp_path)
+    assert default_report_folder(study) == Path("reports/toy")
+    assert write_report(study, visual=False) == Path("reports/toy/index.md")
+    assert (tmp_path / "reports/toy/results.csv").is_file()
+    info = json.loads((study / "study.json").read_text())
+    (study / "study.json").write_text(json.dumps(info | {"preset": "paper"}))
+    assert default_report_folder(study) == Path("reports/toy-paper")
+    other = _fake_study(tmp_path / "more", {"a": [1.0], "b": [2.0]})
+    (other / "study.json").write_text((other / "study.json").read_text().replace('"toy"', '"toy2"'))
+    with pytest.raises(VSRError, match=r"name the report folder \(--out\): the runs hold 2 studies"):
+        default_report_folder([study, other])
 
 
 # ------------------------------------------------------------------------------------------ run folders

@@ -1,5 +1,7 @@
 """Studies: study-file validation, the shipped studies, and a miniature study end to end (interrupted
-mid-run, resumed without losing or duplicating a result, reported), also through submitit's local executor."""
+mid-run, resumed without losing or duplicating a result, reported), also through submitit's local executor;
+a study on a lower-is-better metric of a plugin; `vsr study` / `vsr report` writing a shipped study's report
+where it is shipped."""
 
 from __future__ import annotations
 
@@ -12,19 +14,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 from source_text import string_literals
+from typer.testing import CliRunner
 
 import vsr.evaluate
+import vsr.profile
 import vsr.studies
 import vsr.studies.driver
 import vsr.studies.executors
 import vsr.training
 import vsr.training.files
+from vsr.checkpoints import load_checkpoint
+from vsr.cli import app
 from vsr.data import synth
 from vsr.errors import VSRError
-from vsr.reports import frame_contrast
+from vsr.model import assemble
+from vsr.recipe import load_recipe
+from vsr.reports import frame_contrast, run_and_report
 from vsr.studies import (
     StudyError,
     load_study,
@@ -129,7 +138,12 @@ def _mutated(change):
         (lambda r: r["expect"][1].update(at="segment_ends", segment_length=1), r"length' = 1: at: segment_ends"),
         (lambda r: r["expect"][1].update(segment_length=5), r"\[1\].segment_length' = 5: only an ordering at"),
         (lambda r: r["expect"][0].update(at="first"), r"'expect\[0\].paper' = 0.5: the paper's number is a clip"),
-        (lambda r: r.update(metrics=["psnr", "niqe"]), r"'metrics'.*valid: psnr, ssim"),
+        (
+            lambda r: r.update(metrics=["psnr", "niqe"]),
+            r"'metrics\[1\]' = 'niqe': not a registered metric; valid: .*psnr",
+        ),
+        (lambda r: r.update(metrics=["psnr", "psnr"]), r"'metrics' = \['psnr', 'psnr'\]: name each metric once"),
+        (lambda r: r.update(imports=["no_such_module"]), r"'imports' = 'no_such_module': cannot import the plugin"),
     ],
 )
 def test_study_file_errors_name_the_key(change, message):
@@ -165,10 +179,11 @@ def test_data_overrides_and_needs_data(tmp_path):
     assert specs[0].profile is not None and specs[1].profile is None  # one profile per variant
     # without --data, the preset's specs apply to the embedded set: the path goes, the rest stays
     raw["presets"]["cpu"]["needs_data"] = False
-    raw["presets"]["cpu"]["data"]["val"]["noise"] = 0.05
+    noisy = {"degradation": ["bi", {"name": "gaussian_noise", "sigma": 0.05}], "lr": None}
+    raw["presets"]["cpu"]["data"]["val"] |= noisy
     embedded = plan_runs(parse_study(raw, "mini.yaml"), "cpu", tmp_path, seeds=1)[0].recipe["data"]
     assert embedded["train"] == {"layout": "synth", "split": "train"}
-    assert embedded["val"] == {"layout": "synth", "split": "val", "noise": 0.05}
+    assert embedded["val"] == {"layout": "synth", "split": "val", **noisy}
     raw["presets"]["cpu"].pop("data")
     assert plan_runs(parse_study(raw, "mini.yaml"), "cpu", tmp_path, seeds=1)[0].recipe["data"]["val"] is None
     with pytest.raises(StudyError, match="takes no --data"):
@@ -187,7 +202,7 @@ def test_a_typo_in_any_variant_fails_before_anything_trains(study_file, synth_ro
     with pytest.raises(StudyError, match=r"variant 'bidirectional'.*train.scheduler.*'cosin'"):
         plan_runs(load_study(study_file), "cpu", runs, data=synth_root)
     with pytest.raises(StudyError, match=r"variant 'bidirectional'.*train.scheduler.*'cosin'"):
-        run_study(study_file, data=synth_root, out=runs, report=tmp_path / "report", progress=False)
+        run_and_report(study_file, data=synth_root, out=runs, report=tmp_path / "report", progress=False)
     assert trained == [] and not list(tmp_path.rglob("*.pth"))
 
 
@@ -238,7 +253,7 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
     monkeypatch.setattr(vsr.training.Trainer, "_save", save_then_interrupt)
     args = {"data": synth_root, "out": runs, "report": report, "progress": False}
     with pytest.raises(KeyboardInterrupt):
-        run_study(study_file, **args)
+        run_and_report(study_file, **args)
     first, second = runs / "mini/unidirectional/seed0", runs / "mini/unidirectional/seed1"
     assert (first / "run.json").is_file()
     assert (second / "checkpoints/latest.pth").is_file() and not (second / "result.json").exists()
@@ -247,7 +262,7 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
 
     calls.clear()
     monkeypatch.setattr(vsr.training.Trainer, "_save", real_save)
-    run_study(study_file, **args)
+    run_and_report(study_file, **args)
     assert calls == [("unidirectional/seed1", True), ("bidirectional/seed0", False), ("bidirectional/seed1", False)]
     assert (first / "run.json").read_text() == first_record  # finished run untouched
     log = [json.loads(line) for line in (second / "log.jsonl").read_text().splitlines()]
@@ -301,7 +316,7 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
     record = json.loads((runs / "mini/bidirectional/seed1/run.json").read_text())
     (runs / "mini/bidirectional/seed1/run.json").unlink()
     calls.clear()
-    run_study(study_file, **args)
+    run_and_report(study_file, **args)
     assert calls == []
     again = json.loads((runs / "mini/bidirectional/seed1/run.json").read_text())
     assert again["metrics"] == record["metrics"]
@@ -311,13 +326,13 @@ def test_study_interrupted_resumed_and_reported(study_file, synth_root, tmp_path
     raw["presets"]["cpu"]["overrides"] = ["train.lr=1.0e-3"]
     study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(StudyError, match=r"made for another recipe \(recipe.train.lr: 0.0002 -> 0.001\)"):
-        run_study(study_file, **args)
+        run_and_report(study_file, **args)
 
 
 def test_submitit_local_executor_runs_a_variant(study_file, synth_root, tmp_path, monkeypatch):
     monkeypatch.setattr(vsr.studies.executors, "POLL_SECONDS", 0.5)
     runs = tmp_path / "runs"
-    report = run_study(study_file, data=synth_root, out=runs, report=tmp_path / "report", progress=False,
+    report = run_and_report(study_file, data=synth_root, out=runs, report=tmp_path / "report", progress=False,
                        executor="submitit-local", seeds=[0], variants=["bidirectional"])  # fmt: skip
     run = runs / "mini/bidirectional/seed0"
     record = json.loads((run / "run.json").read_text())
@@ -339,7 +354,7 @@ def test_failed_run_is_recorded_and_the_study_goes_on(study_file, synth_root, tm
     monkeypatch.setattr(vsr.studies.driver, "train", train_or_diverge)
     runs, report = tmp_path / "runs", tmp_path / "report"
     with pytest.raises(StudyError, match=r"(?s)1 run\(s\) of study 'mini' failed.*mini/unidirectional/seed0: VSRError"):
-        run_study(study_file, data=synth_root, out=runs, report=report, progress=False, seeds=[0])
+        run_and_report(study_file, data=synth_root, out=runs, report=report, progress=False, seeds=[0])
     failed = json.loads((runs / "mini/unidirectional/seed0/failed.json").read_text())
     assert "loss is nan" in failed["error"] and "Traceback" in failed["traceback"]
     assert (runs / "mini/bidirectional/seed0/run.json").is_file()
@@ -353,7 +368,7 @@ def test_identical_run_of_another_study_is_reused_not_retrained(study_file, synt
     IconVSR studies): a finished run with the same recipe and seed is copied and re-evaluated, not retrained."""
     runs = tmp_path / "runs"
     args = {"data": synth_root, "out": runs, "progress": False, "seeds": [0]}
-    run_study(study_file, report=tmp_path / "r1", variants=["bidirectional"], **args)
+    run_study(study_file, variants=["bidirectional"], **args)
 
     raw = yaml.safe_load(study_file.read_text())
     raw["name"] = "other"
@@ -369,7 +384,7 @@ def test_identical_run_of_another_study_is_reused_not_retrained(study_file, synt
         return real_train(recipe, out_dir, **kwargs)
 
     monkeypatch.setattr(vsr.studies.driver, "train", spy_train)
-    run_study(other, report=tmp_path / "r2", **args)
+    run_study(other, **args)
     assert trained == ["other/lr/seed0"]
     source, copy = runs / "mini/bidirectional/seed0", runs / "other/bidirectional/seed0"
     record = json.loads((copy / "run.json").read_text())
@@ -383,8 +398,8 @@ def test_parallel_jobs_give_the_results_of_one_after_another(study_file, synth_r
     """``jobs=2``: two worker processes, one thread each; every run finishes, with the numbers a sequential
     study gets (training is a pure function of the recipe and seed)."""
     args = {"data": synth_root, "progress": False, "seeds": [0]}
-    run_study(study_file, out=tmp_path / "one", report=tmp_path / "r1", **args)
-    run_study(study_file, out=tmp_path / "two", report=tmp_path / "r2", jobs=2, **args)
+    run_study(study_file, out=tmp_path / "one", **args)
+    run_and_report(study_file, out=tmp_path / "two", report=tmp_path / "r2", jobs=2, **args)
     for variant in ("unidirectional", "bidirectional"):
         one = json.loads((tmp_path / f"one/mini/{variant}/seed0/metrics.json").read_text())
         two = json.loads((tmp_path / f"two/mini/{variant}/seed0/metrics.json").read_text())
@@ -392,6 +407,78 @@ def test_parallel_jobs_give_the_results_of_one_after_another(study_file, synth_r
     assert pd.read_csv(tmp_path / "r2/results.csv").set_index("variant").loc["bidirectional", "seeds"] == 1
     with pytest.raises(StudyError, match=r"jobs=2: .* only with the local executor"):
         run_study(study_file, out=tmp_path / "three", executor="submitit-local", jobs=2, **args)
+
+
+def _read_frames(folder: Path) -> np.ndarray:
+    """``(t, 3, h, w)`` in [0, 1] from a folder of PNG frames, read here with PIL."""
+    frames = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) / 255 for p in sorted(folder.glob("*.png"))]
+    return np.stack(frames).transpose(0, 3, 1, 2)
+
+
+def test_a_study_on_a_lower_is_better_metric_of_a_plugin(study_file, synth_root, tmp_path):
+    """``metrics: [abs_error, psnr]`` with ``imports: [metric_plugins]``: every run is evaluated with the
+    plugin's lower-is-better metric (checked against numpy on the model's output), and the report orders the
+    variants by it the right way round."""
+    raw = yaml.safe_load(study_file.read_text())
+    raw |= {"imports": ["metric_plugins"], "metrics": ["abs_error", "psnr"],
+            "expect": [{"better": "bidirectional", "worse": "unidirectional", "metric": "abs_error"}]}  # fmt: skip
+    study_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    run_and_report(study_file, data=synth_root, out=runs, report=report, progress=False, seeds=[0])
+
+    errors = {}
+    for variant in ("unidirectional", "bidirectional"):
+        run_dir = runs / "mini" / variant / "seed0"
+        spec = json.loads((run_dir / "run_spec.json").read_text())
+        assert [m for m in spec["recipe"]["data"]["val_metrics"]] == ["psnr", "ssim", "abs_error"]
+        model = assemble(load_recipe(spec["recipe"]).model).eval()
+        load_checkpoint(model, run_dir / "checkpoints" / "last.pth")
+        per_frame = pd.read_csv(run_dir / "per_frame.csv", dtype={"clip": str})
+        by_clip = []
+        for clip, rows in per_frame.groupby("clip"):
+            lq = _read_frames(synth_root / "val" / "BIx4" / clip)
+            gt = _read_frames(synth_root / "val" / "GT" / clip)
+            with torch.no_grad():
+                out = model(torch.from_numpy(lq).float()[None])[0].clamp(0, 1).double().numpy()
+            expected = np.abs(out - gt).mean(axis=(1, 2, 3)) * 255
+            np.testing.assert_allclose(rows.sort_values("frame").abs_error, expected, atol=1e-4)
+            by_clip.append(expected.mean())
+        errors[variant] = np.mean(by_clip)
+        assert json.loads((run_dir / "run.json").read_text())["metrics"]["abs_error"] == pytest.approx(errors[variant])
+
+    table = pd.read_csv(report / "results.csv").set_index("variant")
+    assert table.loc["unidirectional", "abs_error_mean"] == pytest.approx(errors["unidirectional"], abs=1e-4)
+    delta = errors["bidirectional"] - errors["unidirectional"]
+    assert table.loc["unidirectional", "abs_error_delta"] == pytest.approx(-delta, abs=1e-4)
+    assert "abs_error" in pd.read_csv(report / "per_frame.csv").columns
+    index = (report / "index.md").read_text()
+    verdict = "holds" if delta < 0 else "is reversed"  # lower is better
+    assert f"**bidirectional > unidirectional** (AbsErr, lower is better): {verdict} as measured" in index
+    assert f"({delta:+.3f} levels)" in index and "](per_frame_abs_error.png)" in index
+
+
+def test_vsr_study_and_vsr_report_write_a_shipped_study_report_where_it_is_shipped(synth_root, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """A study found by name in ./studies, run with its shipped preset (cpu, the default): `vsr study` writes
+    its report to reports/<name>/, and `vsr report` on its runs rewrites it there; another preset's report
+    would go to reports/<name>-<preset>/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VSR_STUDIES", raising=False)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "tiny_test.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    raw = study_dict(str(tmp_path / "tiny_test.yaml")) | {"name": "shipped_mini"}
+    (tmp_path / "studies" / "shipped_mini.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    runner = CliRunner()
+    done = runner.invoke(app, ["study", "shipped_mini", "--data", str(synth_root), "--seeds", "1", "--variant",
+                               "bidirectional"], catch_exceptions=False)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    index = tmp_path / "reports" / "shipped_mini" / "index.md"
+    assert index.is_file() and not (tmp_path / "reports" / "shipped_mini-cpu").exists()
+    index.unlink()
+    done = runner.invoke(app, ["report", "runs/studies/cpu/shipped_mini", "--no-visual"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert index.is_file() and "preset `cpu`" in index.read_text()
+    assert load_study("shipped_mini").report_folder("paper") == Path("reports/shipped_mini-paper")
 
 
 # ------------------------------------------------------------------------------------------ the run folder
@@ -406,6 +493,37 @@ def test_run_folders_name_the_writers_files_by_the_writers_names():
     names = [re.compile(rf"(?<!\w){re.escape(value)}(?!\w)") for value in written.values()]
     spelled = [text for text in literals if any(n.search(text) for n in names)]
     assert not spelled, f"vsr/studies/runs.py spells the writers' file names {spelled}"
+
+
+def test_a_run_builds_and_loads_its_model_once(study_file, synth_root, tmp_path, monkeypatch):
+    """After training, one run's evaluation, probe and profile share one model: built once (by the driver) and
+    its weights read once (by evaluate)."""
+    (spec,) = plan_runs(load_study(study_file), "cpu", tmp_path / "runs", seeds=[0], data=synth_root,
+                        variants=["bidirectional"])  # fmt: skip
+    run_one(spec, progress=False)
+    (Path(spec.run_dir) / run_folders.RUN_FILE).unlink()  # trained: the rerun only evaluates, probes, profiles
+    built, loaded = [], []
+    real_assemble, real_load = vsr.studies.driver.assemble, vsr.evaluate.load_checkpoint
+
+    def count_assemble(*args, **kwargs):
+        built.append(args)
+        return real_assemble(*args, **kwargs)
+
+    def count_load(*args, **kwargs):
+        loaded.append(args[1])
+        return real_load(*args, **kwargs)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a second model was built")
+
+    monkeypatch.setattr(vsr.studies.driver, "assemble", count_assemble)
+    monkeypatch.setattr(vsr.evaluate, "load_checkpoint", count_load)
+    for module in (vsr.evaluate, vsr.profile):
+        monkeypatch.setattr(module, "assemble", refuse)
+    record = run_one(spec, progress=False)
+    assert len(built) == 1 and loaded == [run_folders.last_checkpoint(spec.run_dir)]
+    assert record["metrics"]["psnr"] == run_folders.read_metrics(spec.run_dir)["psnr"]
+    assert run_folders.read_profile(spec.run_dir)["recipe"] == spec.recipe["name"]
 
 
 def test_a_run_writes_the_files_its_run_folder_names(study_file, synth_root, tmp_path):

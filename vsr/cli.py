@@ -253,7 +253,8 @@ def evaluate_command(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     imports: ImportOption = None,
 ):
-    """Evaluate a checkpoint: PSNR/SSIM per clip and per frame, and the bicubic baseline."""
+    """Evaluate a checkpoint: the recipe's metrics (data.val_metrics; PSNR/SSIM by default) per clip and per
+    frame, and the bicubic baseline's."""
     from vsr.evaluate import evaluate
     from vsr.recipe import load_recipe
 
@@ -464,13 +465,19 @@ def study_command(
     ] = 1,
     variant: Annotated[list[str] | None, typer.Option(help="Run only these variants (repeatable).")] = None,
     slurm: Annotated[list[str] | None, typer.Option(help="Slurm parameter key=value (repeatable).")] = None,
-    report: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<study>-<preset>).")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Report folder (default: reports/<study> for the cpu preset, where the shipped report is; "
+            "reports/<study>-<preset> for others)."
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     imports: ImportOption = None,
 ):
     """Train and evaluate every variant × seed of a study, skipping finished runs, then write its report."""
     from vsr.recipe import parse_value
-    from vsr.studies import run_study
+    from vsr.reports import run_and_report
 
     use_plugins(imports)
 
@@ -484,7 +491,7 @@ def study_command(
         key, _, value = item.partition("=")
         slurm_args[key] = parse_value(value)
     try:
-        index = run_study(
+        index = run_and_report(
             name, preset=preset, seeds=seeds, data=data, out=out, executor=executor, device=device,
             slurm=slurm_args or None, report=report, variants=variant, jobs=jobs,
         )  # fmt: skip
@@ -500,7 +507,15 @@ def study_command(
 @reports_errors
 def report_command(
     runs: Annotated[list[Path], typer.Argument(help="Study runs folders (several: one combined table).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder, e.g. reports/propagation.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Report folder (default for one study: its preset's, reports/<study> for "
+            "the cpu preset, where the shipped report is).",
+        ),
+    ] = None,
     base: Annotated[str | None, typer.Option(help="Base variant to compare with (default: each study's).")] = None,
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     visual: Annotated[bool, typer.Option(help="Render the visual comparison grid (runs the checkpoints).")] = True,

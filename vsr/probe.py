@@ -5,7 +5,8 @@ use the whole clip, unidirectional propagation only the past, local propagation 
 measurements make that flow visible for any model:
 
 * **temporal gain** of frame ``i``: PSNR of frame ``i`` restored from the whole clip minus PSNR of frame
-  ``i`` restored from the one-frame clip ``[x_i]``. A model that uses no other frame has gain 0.
+  ``i`` restored from the one-frame clip ``[x_i]``. A model that uses no other frame has gain 0. It is in
+  dB of PSNR whatever metrics the recipe validates with (reports say so where they show it).
 * **temporal receptive field**: ``G[i, j] = ||d y_i / d x_j||_F``, the size of the Jacobian of output frame
   ``i`` with respect to input frame ``j``, as a ``t × t`` map and, normalised per output frame, as a profile
   over the distance ``j - i`` (negative: the past, positive: the future). A unidirectional model has exactly
@@ -205,11 +206,13 @@ def run_probe(
     field_clips: int = 1,
     field_frames: int | None = 10,
     probes: int = 2,
+    recipe: Recipe | None = None,
 ) -> TemporalProbe:
     """Probe a model (or a recipe with a ``checkpoint``) on a test set, as :func:`vsr.evaluate.evaluate` takes
-    them (default: the recipe's validation set), scoring frames by the recipe's protocol (border crop, Y
-    channel, ``max_frames``); with ``out_dir``, write the probe there (:meth:`TemporalProbe.write`)."""
-    model, protocol, source, device = prepare(model_or_recipe, checkpoint, data, device)
+    them (default: the recipe's validation set; ``recipe``: a built model's recipe), scoring frames by PSNR
+    under the recipe's protocol (border crop, Y channel, ``max_frames``), whatever its ``data.val_metrics``;
+    with ``out_dir``, write the probe there (:meth:`TemporalProbe.write`)."""
+    model, protocol, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
     clips = TestClips(source, max_frames=protocol.max_frames, cache_frames=None)
     result = probe(
         model,

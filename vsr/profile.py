@@ -229,10 +229,10 @@ def device_name(device: torch.device) -> str:
     return f"CPU {cpu}, {torch.get_num_threads()} threads"
 
 
-def _resolve(recipe) -> tuple[nn.Module, str, dict | None]:
+def _resolve(recipe, name: str | None) -> tuple[nn.Module, str, dict | None]:
     """The model to profile, its name and its resolved model section (None for a bare module)."""
     if isinstance(recipe, nn.Module):
-        return recipe, type(recipe).__name__, None
+        return recipe, name or type(recipe).__name__, None
     resolved = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     return assemble(resolved.model), resolved.name, resolved.model
 
@@ -252,12 +252,14 @@ def profile(
     warmup: int = 1,
     runtime: bool = True,
     seed: int = 0,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Parameters, FLOPs and runtime per frame of a recipe's network on a ``frames``-frame LR clip of
     ``size`` (h, w): the columns of the paper's tables and of every study table.
 
     ``recipe``: a recipe (path, shipped name, dict, :class:`Recipe`) or a built ``VideoSRNet`` (then FLOPs
-    are counted on a meta copy of it). ``runtime=False`` skips the timing (parameters and FLOPs only).
+    are counted on a meta copy of it; ``name`` names it in the result, by default its class). ``runtime=False``
+    skips the timing (parameters and FLOPs only).
     Returns a JSON-ready dict; times are milliseconds.
     """
     if frames < 1 or len(size) != 2 or min(size) < 1:
@@ -265,7 +267,7 @@ def profile(
     if repeats < 1 or warmup < 0:
         raise VSRError(f"profile: need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     device = default_device(device)
-    model, name, section = _resolve(recipe)
+    model, name, section = _resolve(recipe, name)
     h, w = size
 
     params = dict(model.component_parameters()) if hasattr(model, "component_parameters") else {}

@@ -9,22 +9,25 @@ writes (one function each, so a new figure is a new small function):
 * :mod:`vsr.reports.tables`: the results table (mean ± std, difference to the base and its p-value,
   parameters, FLOPs, runtime) as CSV, Markdown and LaTeX;
 * :mod:`vsr.reports.conclusions`: whether the paper's expected orderings hold, against the seed spread;
-* :mod:`vsr.reports.figures` and :mod:`vsr.reports.crops`: PSNR along the sequence, PSNR vs parameters and
-  runtime, training curves, a visual comparison of crops;
-* :mod:`vsr.reports.index`: :func:`write_report`, which writes all of it and ``index.md``.
+* :mod:`vsr.reports.figures` and :mod:`vsr.reports.crops`: the primary metric along the sequence, against
+  parameters and runtime, training curves, the temporal gain (PSNR), a visual comparison of crops;
+* :mod:`vsr.reports.index`: :func:`write_report`, which writes all of it and ``index.md``;
+* :mod:`vsr.reports.study`: :func:`run_and_report`, a study run then reported (what ``vsr study`` does).
+
+Names, units and directions of the metrics come from the registry (:class:`vsr.metrics.Metric`).
 """
 
 from vsr.reports.collect import collect_per_frame, collect_profiles, collect_runs, collect_training, failed_runs
 from vsr.reports.conclusions import conclusions, frame_contrast
 from vsr.reports.crops import visual_crops
 from vsr.reports.figures import (
-    figure_per_frame_psnr,
-    figure_psnr_vs_params,
-    figure_psnr_vs_runtime,
+    figure_metric_vs_params,
+    figure_metric_vs_runtime,
+    figure_per_frame_metric,
     figure_training_curves,
     figure_visual_comparison,
 )
-from vsr.reports.index import write_report
+from vsr.reports.index import default_report_folder, write_report
 from vsr.reports.stats import (
     WelchTest,
     regularized_incomplete_beta,
@@ -34,6 +37,7 @@ from vsr.reports.stats import (
     student_t_two_sided_p,
     welch_t_test,
 )
+from vsr.reports.study import run_and_report
 from vsr.reports.tables import results_table, table_latex, table_markdown
 
 __all__ = [
@@ -43,15 +47,17 @@ __all__ = [
     "collect_runs",
     "collect_training",
     "conclusions",
+    "default_report_folder",
     "failed_runs",
-    "figure_per_frame_psnr",
-    "figure_psnr_vs_params",
-    "figure_psnr_vs_runtime",
+    "figure_metric_vs_params",
+    "figure_metric_vs_runtime",
+    "figure_per_frame_metric",
     "figure_training_curves",
     "figure_visual_comparison",
     "frame_contrast",
     "regularized_incomplete_beta",
     "results_table",
+    "run_and_report",
     "seeds_to_resolve",
     "student_t_cdf",
     "student_t_quantile",

@@ -1,26 +1,35 @@
 """Tidy DataFrames of finished runs, read from the run folders through :mod:`vsr.studies.runs`.
 
 * :func:`collect_runs`: one row per (study, variant, seed, metric) from ``run.json`` / ``metrics.json``;
-* :func:`collect_per_frame`: one row per (study, variant, seed, clip, frame) from ``per_frame.csv``;
-* :func:`collect_training`: one row per logged value from ``log.jsonl`` (loss, validation PSNR/SSIM);
+* :func:`collect_per_frame`: one row per (study, variant, seed, clip, frame) from ``per_frame.csv``, a column
+  per metric;
+* :func:`collect_training`: one row per logged value from ``log.jsonl`` (loss, validation metrics);
 * :func:`collect_profiles`: parameters, FLOPs and runtime per run from ``profile.json``;
 * :func:`collect_temporal`: the temporal-information probe per run (:mod:`vsr.probe`): gain per clip and
   frame, and the receptive field's shares per output frame ``i`` and input frame ``j``;
-* :func:`collect`: all of these at once, with the studies' definitions and the failed runs.
+* :func:`collect`: all of these at once, with the studies' definitions and the failed runs, reading each
+  run's files once (:class:`RunFiles`).
+
+The metrics are whatever the runs were evaluated with (``run.json`` names them); a study's ``imports`` (the
+modules registering its metrics) are imported with its ``study.json``, so that their labels, units and
+directions are known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from vsr.errors import VSRError
+from vsr.evaluate import BASELINE_PREFIX
+from vsr.probe import TemporalProbe
+from vsr.registry import import_plugins
 from vsr.studies import runs as run_folders
-from vsr.studies.schema import METRICS
 
 RunsDirs = str | Path | Iterable[str | Path]
 
@@ -34,8 +43,57 @@ def runs_dirs(folders: RunsDirs) -> list[Path]:
     return dirs
 
 
-def _identity(run: dict[str, Any]) -> dict[str, Any]:
-    return {"study": run["study"], "variant": run["variant"], "seed": int(run["seed"])}
+class RunFiles:
+    """One finished run: its ``run.json`` (``record``) and its other files, each read at most once, when
+    first asked for."""
+
+    def __init__(self, run_dir: Path, record: dict[str, Any]):
+        self.run_dir, self.record = run_dir, record
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"study": self.record["study"], "variant": self.record["variant"], "seed": int(self.record["seed"])}
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        return run_folders.read_metrics(self.run_dir)
+
+    @cached_property
+    def per_frame(self) -> pd.DataFrame | None:
+        path = run_folders.per_frame_file(self.run_dir)
+        return None if path is None else pd.read_csv(path, dtype={"clip": str})
+
+    @cached_property
+    def log(self) -> list[dict[str, Any]]:
+        return run_folders.read_log(self.run_dir)
+
+    @cached_property
+    def profile(self) -> dict[str, Any] | None:
+        return run_folders.read_profile(self.run_dir)
+
+    @cached_property
+    def temporal(self) -> TemporalProbe | None:
+        return run_folders.read_temporal(self.run_dir)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics the run was evaluated with (``run.json``'s ``metrics``, else the numbers at the top of
+        ``metrics.json``), in order."""
+        if "metrics" in self.record:
+            return list(self.record["metrics"])
+        return [k for k, v in self.metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+                and k != "frames"]  # fmt: skip
+
+
+def read_runs(folders: RunsDirs) -> list[RunFiles]:
+    """Every finished run under the folders, once each, sorted by study, variant and seed."""
+    return [RunFiles(run_dir, record) for run_dir, record in run_folders.finished_runs(runs_dirs(folders))]
+
+
+def _runs(source: RunsDirs | Sequence[RunFiles]) -> list[RunFiles]:
+    if isinstance(source, Sequence) and not isinstance(source, str) and all(isinstance(r, RunFiles) for r in source):
+        return list(source)
+    return read_runs(source)
 
 
 def failed_runs(folders: RunsDirs) -> list[tuple[Path, str]]:
@@ -44,62 +102,72 @@ def failed_runs(folders: RunsDirs) -> list[tuple[Path, str]]:
 
 
 def study_info(folders: RunsDirs) -> dict[str, dict[str, Any]]:
-    """``study.json`` of every study under the folders (variant order, base, labels, expected orderings)."""
-    return run_folders.study_records(runs_dirs(folders))
+    """``study.json`` of every study under the folders (variant order, base, labels, metrics, expected
+    orderings); the modules a study ``imports`` (its plugins, e.g. its metrics) are imported."""
+    info = run_folders.study_records(runs_dirs(folders))
+    for name, data in info.items():
+        import_plugins(data.get("imports") or [], key=f"study {name!r}: imports")
+    return info
 
 
-def collect_runs(folders: RunsDirs) -> pd.DataFrame:
-    """One row per (study, variant, seed, metric): ``value`` from the run's ``metrics.json`` (PSNR/SSIM of the
-    network and ``bicubic_psnr``/``bicubic_ssim`` of the bicubic baseline), with ``run_dir``."""
+def collect_runs(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
+    """One row per (study, variant, seed, metric): ``value`` from the run's ``metrics.json`` (each metric the
+    run was evaluated with, and ``bicubic_<metric>`` of the bicubic baseline) and its probe's
+    ``temporal_gain``, with ``run_dir``."""
     rows = []
-    for run_dir, run in run_folders.finished_runs(runs_dirs(folders)):
-        metrics = run_folders.read_metrics(run_dir)
-        values = {k: metrics[k] for k in METRICS if k in metrics}
-        values |= {f"bicubic_{k}": v for k, v in (metrics.get("bicubic") or {}).items()}
-        temporal = run_folders.read_temporal(run_dir)
-        if temporal is not None:
-            values["temporal_gain"] = temporal.mean_gain
+    for run in _runs(folders):
+        metrics = run.metrics
+        values = {k: metrics[k] for k in run.metric_names if k in metrics}
+        values |= {f"{BASELINE_PREFIX}{k}": v for k, v in (metrics.get("bicubic") or {}).items()}
+        if run.temporal is not None:
+            values["temporal_gain"] = run.temporal.mean_gain
         for metric, value in values.items():
-            rows.append({**_identity(run), "metric": metric, "value": float(value), "run_dir": str(run_dir)})
+            rows.append({**run.identity, "metric": metric, "value": float(value), "run_dir": str(run.run_dir)})
     return pd.DataFrame(rows, columns=["study", "variant", "seed", "metric", "value", "run_dir"])
 
 
-def collect_per_frame(folders: RunsDirs) -> pd.DataFrame:
-    """One row per (study, variant, seed, clip, frame index) with ``psnr`` and ``ssim`` (``per_frame.csv``)."""
-    frames = []
-    for run_dir, run in run_folders.finished_runs(runs_dirs(folders)):
-        path = run_folders.per_frame_file(run_dir)
-        if path is not None:
-            df = pd.read_csv(path, dtype={"clip": str})[["clip", "frame", "psnr", "ssim"]]
-            frames.append(df.assign(**_identity(run)))
-    columns = ["study", "variant", "seed", "clip", "frame", "psnr", "ssim"]
+PER_FRAME_KEYS = ["study", "variant", "seed", "clip", "frame"]
+
+
+def collect_per_frame(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
+    """One row per (study, variant, seed, clip, frame index) with a column per metric (``per_frame.csv``;
+    the bicubic baseline's columns left out)."""
+    frames, metrics = [], []
+    for run in _runs(folders):
+        df = run.per_frame
+        if df is None:
+            continue
+        mine = [m for m in run.metric_names if m in df.columns]
+        metrics += [m for m in mine if m not in metrics]
+        frames.append(df[["clip", "frame", *mine]].assign(**run.identity))
+    columns = PER_FRAME_KEYS + metrics
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def collect_training(folders: RunsDirs) -> pd.DataFrame:
+def collect_training(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
     """One row per logged value of ``log.jsonl``: ``event`` (``train`` or ``val``), ``iteration``, ``key``
-    (``loss``, ``lr``, ``psnr``, ``ssim``, ...), ``value``."""
+    (``loss``, ``lr``, each validation metric, ...), ``value``."""
     rows = []
-    for run_dir, run in run_folders.finished_runs(runs_dirs(folders)):
-        for entry in run_folders.read_log(run_dir):
+    for run in _runs(folders):
+        for entry in run.log:
             event, iteration = entry.get("event", "train"), entry.get("iteration")
             for key, value in entry.items():
                 if key in ("event", "iteration") or isinstance(value, bool) or not isinstance(value, int | float):
                     continue
-                rows.append({**_identity(run), "event": event, "iteration": iteration, "key": key,
+                rows.append({**run.identity, "event": event, "iteration": iteration, "key": key,
                              "value": float(value)})  # fmt: skip
     return pd.DataFrame(rows, columns=["study", "variant", "seed", "event", "iteration", "key", "value"])
 
 
-def collect_profiles(folders: RunsDirs) -> pd.DataFrame:
+def collect_profiles(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
     """One row per profiled run (``profile.json``): total parameters, FLOPs and runtime per frame, device."""
     rows = []
-    for run_dir, run in run_folders.finished_runs(runs_dirs(folders)):
-        prof = run_folders.read_profile(run_dir)
+    for run in _runs(folders):
+        prof = run.profile
         if prof is None:
             continue
         rows.append({
-            **_identity(run),
+            **run.identity,
             "params": int(prof["params"]["total"]), "flops_per_frame": float(prof["flops_per_frame"]),
             "runtime_ms": prof.get("runtime_ms_per_frame"), "device": prof.get("device"),
             "frames": prof.get("frames"), "size": "×".join(map(str, prof.get("size", []))),
@@ -112,34 +180,40 @@ GAIN_COLUMNS = ["study", "variant", "seed", "clip", "frame", "psnr", "psnr_alone
 FIELD_COLUMNS = ["study", "variant", "seed", "clip", "i", "j", "share"]
 
 
-def collect_temporal(folders: RunsDirs) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect_temporal(folders: RunsDirs | Sequence[RunFiles]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The probed runs' temporal gain (one row per study, variant, seed, clip, frame: ``psnr`` from the whole
     clip, ``psnr_alone`` from the frame alone, ``gain``) and receptive fields (one row per output frame ``i``
     and input frame ``j`` of each probed clip: ``share`` of frame i's sensitivity that comes from frame j)."""
     gains, fields = [], []
-    for run_dir, run in run_folders.finished_runs(runs_dirs(folders)):
-        temporal = run_folders.read_temporal(run_dir)
+    for run in _runs(folders):
+        temporal = run.temporal
         if temporal is None:
             continue
-        gains.append(temporal.gain.assign(**_identity(run)))
-        fields.append(temporal.field_table().assign(**_identity(run)))
+        gains.append(temporal.gain.assign(**run.identity))
+        fields.append(temporal.field_table().assign(**run.identity))
     gain = pd.concat(gains, ignore_index=True)[GAIN_COLUMNS] if gains else pd.DataFrame(columns=GAIN_COLUMNS)
     field = pd.concat(fields, ignore_index=True)[FIELD_COLUMNS] if fields else pd.DataFrame(columns=FIELD_COLUMNS)
     return gain, field
 
 
-def loss_name(runs: pd.DataFrame) -> str:
-    """The training loss of the runs (from the first run folder that records its recipe), or ``""``."""
-    for run_dir in runs.run_dir.unique():
-        spec = run_folders.read_spec(run_dir)
-        if spec is not None:
-            return str(spec["recipe"]["train"].get("loss", ""))
+def loss_name(runs: Sequence[RunFiles]) -> str:
+    """The training loss of the runs, from the first run's recipe (``run.json``), or ``""``."""
+    for run in runs:
+        train = run.record.get("recipe", {}).get("train", {})
+        losses = train.get("losses")
+        if isinstance(losses, list):
+            terms = [
+                (item, 1) if isinstance(item, str) else (item.get("name"), item.get("weight", 1)) for item in losses
+            ]
+            return " + ".join(str(name) if weight == 1 else f"{weight}·{name}" for name, weight in terms)
+        return str(train.get("loss", ""))
     return ""
 
 
 @dataclass(frozen=True)
 class Collected:
-    """Everything a report is made of, read from the run folders."""
+    """Everything a report is made of, read from the run folders (``records``: each run's ``run.json`` by
+    run folder)."""
 
     dirs: list[Path]
     runs: pd.DataFrame
@@ -150,15 +224,20 @@ class Collected:
     temporal_field: pd.DataFrame
     info: dict[str, dict[str, Any]]
     failed: list[tuple[Path, str]]
+    records: dict[str, dict[str, Any]]
+    loss: str
 
 
 def collect(folders: RunsDirs) -> Collected:
-    """Read every finished run under the folders; no finished run at all is an error."""
+    """Read every finished run under the folders, each file once; no finished run at all is an error."""
     dirs = runs_dirs(folders)
-    runs = collect_runs(dirs)
+    info = study_info(dirs)
+    found = read_runs(dirs)
+    runs = collect_runs(found)
     if runs.empty:
         where = ", ".join(map(str, dirs))
         raise VSRError(f"no finished runs ({run_folders.RUN_FILE}) under {where}; run the study first")
-    gain, field = collect_temporal(dirs)
-    return Collected(dirs, runs, collect_per_frame(dirs), collect_training(dirs), collect_profiles(dirs),
-                     gain, field, study_info(dirs), failed_runs(dirs))  # fmt: skip
+    gain, field = collect_temporal(found)
+    records = {str(run.run_dir): run.record for run in found}
+    return Collected(dirs, runs, collect_per_frame(found), collect_training(found), collect_profiles(found),
+                     gain, field, info, failed_runs(dirs), records, loss_name(found))  # fmt: skip

@@ -4,7 +4,11 @@ the evidence of *why* (how much each draws from other frames), tested over seeds
 
 An ordering ``at`` the first or last frame (or either side of each cut between segments) is tested on each
 run's metric at those frames minus its clip average (per clip, then averaged over clips): a within-run
-contrast, in which how good a run is as a whole (what scatters most from seed to seed) cancels out."""
+contrast, in which how good a run is as a whole (what scatters most from seed to seed) cancels out.
+
+"Better" follows the metric's direction (:attr:`vsr.metrics.Metric.higher_is_better`): for a lower-is-better
+metric an ordering holds when the expected-better variant's value is lower. The differences shown are always
+``better - worse`` as measured, in the metric's unit; the sentence says which way is better."""
 
 from __future__ import annotations
 
@@ -15,12 +19,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vsr.metrics import Metric, metric_class
 from vsr.reports.stats import seeds_to_resolve, welch_t_test
 from vsr.reports.tables import format_p
 from vsr.reports.variants import Info
 from vsr.studies.schema import FRAME_POSITIONS
 
-_UNITS = {"psnr": "dB", "ssim": ""}
+
+def _holds(kind: type[Metric], delta: float) -> bool:
+    """Whether ``better - worse = delta`` puts the expected-better variant ahead on a metric of ``kind``."""
+    return delta > 0 if kind.higher_is_better else delta < 0
+
+
+def _named(kind: type[Metric]) -> str:
+    """The metric's label, with its direction where lower is better: ``PSNR``, ``MAE, lower is better``."""
+    return kind.label if kind.higher_is_better else f"{kind.label}, lower is better"
 
 
 def conclusions(runs: pd.DataFrame, info: Info, per_frame: pd.DataFrame | None = None) -> list[str]:
@@ -55,12 +68,13 @@ def _per_seed(rows: pd.DataFrame, study: str, variant: str) -> np.ndarray:
 
 def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray) -> str:
     """The temporal gains (``vsr probe``) of the two variants, with the Welch p over seeds: whether the
-    expected-better variant draws more from other frames, whatever the PSNR ordering shows."""
+    expected-better variant draws more from other frames, whatever the ordering's metric shows. The probe
+    measures the gain in PSNR, whatever the study's metrics, and the sentence says so."""
     if len(better) < 2 or len(worse) < 2:
         return ""
     delta, p = better.mean() - worse.mean(), welch_t_test(better, worse).p
     stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}"
-    gains = f"temporal gain {better.mean():.3f} vs {worse.mean():.3f} dB, {stats}"
+    gains = f"temporal gain (PSNR) {better.mean():.3f} vs {worse.mean():.3f} dB, {stats}"
     if p < 0.05:
         more = "more" if delta > 0 else "less"
         return (
@@ -117,8 +131,9 @@ def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, stud
     """The sentence for an ordering ``at`` some frames: the two variants' contrasts (those frames minus the clip
     average)."""
     metric, where = e.get("metric", "psnr"), _where(e)
-    claim = f"**{e['better']} > {e['worse']} {where}, relative to the clip** ({metric.upper()} {where} minus the "
-    claim += "clip average"
+    kind = metric_class(metric)
+    claim = f"**{e['better']} > {e['worse']} {where}, relative to the clip** ({kind.label} {where} minus the "
+    claim += "clip average" + ("" if kind.higher_is_better else "; lower is better")
     source = f" [{e['source']}]" if e.get("source") else ""
     if per_frame is None or per_frame.empty:
         return f"{claim}): not measured (no per-frame results).{source}"
@@ -132,8 +147,8 @@ def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, stud
         if not len(found):
             return f"{claim}): not measured (no per-frame results of {variant}).{source}"
         if not np.isfinite(found).all():
-            return f"{claim}): not measured (a per-frame {metric.upper()} of {variant} is not finite).{source}"
-    unit, digits = _UNITS.get(metric, ""), 3 if metric == "psnr" else 4
+            return f"{claim}): not measured (a per-frame {kind.label} of {variant} is not finite).{source}"
+    unit, digits = kind.unit, kind.digits
     claim += f": {e['better']} {better.mean():+.{digits}f}, {e['worse']} {worse.mean():+.{digits}f} {unit}".rstrip()
     return _conclusion(e, better, worse, preset, claim=claim + ")")
 
@@ -143,11 +158,11 @@ def _conclusion(
 ) -> str:
     """The sentence for one expected ordering, ``better`` and ``worse`` being the two variants' values
     (``claim``: its opening words, when not the plain ordering)."""
-    metric = e.get("metric", "psnr")
-    unit, digits = _UNITS.get(metric, ""), 3 if metric == "psnr" else 4
+    kind = metric_class(e.get("metric", "psnr"))
+    unit, digits = kind.unit, kind.digits
     paper = e.get("paper")
     if claim is None:
-        claim = f"**{e['better']} > {e['worse']}** ({metric.upper()}"
+        claim = f"**{e['better']} > {e['worse']}** ({_named(kind)}"
         claim += f"; paper: {paper:+.2f} {unit}".rstrip() + ")" if paper is not None else ")"
     source = f" [{e['source']}]" if e.get("source") else ""
     if not len(better) or not len(worse):
@@ -155,8 +170,9 @@ def _conclusion(
         return f"{claim}: not measured (no finished runs of {missing}).{source}"
     delta = better.mean() - worse.mean()
     shown = f"{delta:+.{digits}f} {unit}".rstrip()
+    holds = _holds(kind, delta)
     if len(better) < 2 or len(worse) < 2:
-        verdict = "holds" if delta > 0 else "is reversed"
+        verdict = "holds" if holds else "is reversed"
         return (f"{claim}: {verdict} as measured ({shown}), but with a single seed the seed-to-seed "
                 f"spread is unknown, so this is not established.{source}")  # fmt: skip
     spread = math.sqrt((better.var(ddof=1) + worse.var(ddof=1)) / 2)
@@ -168,13 +184,13 @@ def _conclusion(
     if abs(delta) <= spread:
         return (f"{claim}: {shown} is within the seed-to-seed spread of {spread_text} ({stats}): the "
                 f"{preset} preset cannot resolve this difference{needed}.{source}")  # fmt: skip
-    verdict = "holds" if delta > 0 else "is reversed"
+    verdict = "holds" if holds else "is reversed"
     ratio = abs(delta) / spread if spread > 0 else math.inf
     sentence = f"{claim}: {verdict}, {shown}, {ratio:.1f}× the seed-to-seed spread of {spread_text} ({stats})"
     if p >= 0.05:
         sentence += f"; not significant at the 5% level with these seeds{needed}"
-    if paper and delta > 0:
-        sentence += f"; {delta / abs(paper):.0%} of the paper's difference"
+    if paper and holds:
+        sentence += f"; {abs(delta) / abs(paper):.0%} of the paper's difference"
     return sentence + "." + source
 
 

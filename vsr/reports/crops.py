@@ -31,15 +31,18 @@ LR_CROP = 48
 MAX_FRAMES = 10
 
 
-def visual_runs(runs: pd.DataFrame, info: Info) -> list[tuple[str, Path, dict[str, Any]]]:
+def visual_runs(
+    runs: pd.DataFrame, info: Info, records: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[tuple[str, Path, dict[str, Any]]]:
     """The first seed's run folder and recipe of every (study, variant) of ``runs``, in table order, named
-    as in the figures."""
+    as in the figures. ``records``: the runs' ``run.json`` by run folder, where already read."""
     several = runs.study.nunique() > 1
     chosen = []
     for study, variant in variant_order(runs, info):
         mine = runs[(runs.study == study) & (runs.variant == variant)].sort_values("seed")
         run_dir = Path(mine.run_dir.iloc[0])
-        recipe = run_folders.read_run(run_dir)["recipe"]
+        record = (records or {}).get(str(run_dir)) or run_folders.read_run(run_dir)
+        recipe = record["recipe"]
         chosen.append((series_name(study, variant, several, info), run_dir, recipe))
     return chosen
 

@@ -1,5 +1,6 @@
 """The report's figures, one function each, drawn from the tidy DataFrames; each returns the saved file
-with its heading and a caption written from the settings the figure was drawn with.
+with its heading and a caption written from the settings the figure was drawn with. A figure of a metric
+takes its label and unit from the registry (:class:`vsr.metrics.Metric`) and says which way is better.
 
 matplotlib's object API with the Agg canvas: no display, no global pyplot state.
 """
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from vsr.atomic import write_with
-from vsr.metrics import psnr
+from vsr.metrics import metric_class, psnr
 from vsr.reports.tables import profiled_clips, profiled_devices
 from vsr.reports.variants import Info, resolve_base, series_name, variant_order
 from vsr.studies.runs import PROFILE_FILE
@@ -44,15 +45,27 @@ def _save(fig: Figure, path: Path) -> Path:
     return write_with(lambda tmp: fig.savefig(tmp, format="png", dpi=150), path, suffix=".png")
 
 
-def figure_per_frame_psnr(per_frame: pd.DataFrame, info: Info, path: Path, base: str | None = None) -> SavedFigure:
-    """PSNR at each frame index along the sequence (the paper's propagation figure, Figs. 3–4): per variant
-    the mean over clips and seeds, with a ±1 std band over seeds; right, the difference to the base."""
+def _axis_label(metric: str, what: str = "", delta: bool = False) -> str:
+    """``PSNR (dB)``, ``ΔMAE to the base, lower is better``: a metric's axis label from the registry."""
+    kind = metric_class(metric)
+    unit = f" ({kind.unit})" if kind.unit else ""
+    direction = "" if kind.higher_is_better else ", lower is better"
+    return f"{'Δ' if delta else ''}{kind.label}{what}{unit}{direction}"
+
+
+def figure_per_frame_metric(
+    per_frame: pd.DataFrame, info: Info, path: Path, base: str | None = None, metric: str = "psnr"
+) -> SavedFigure:
+    """``metric`` at each frame index along the sequence (the paper's propagation figure, Figs. 3–4, in PSNR):
+    per variant the mean over clips and seeds, with a ±1 std band over seeds; right, the difference to the
+    base."""
+    label = metric_class(metric).label
     fig, axes = _figure(12, 4.5, 1, 2)
     ax, ax_delta = axes[0]
     several = per_frame.study.nunique() > 1
     # Per seed: mean over clips at each frame index; then mean and std over seeds.
-    per_seed = per_frame.groupby(["study", "variant", "seed", "frame"]).psnr.mean().reset_index()
-    curves = per_seed.groupby(["study", "variant", "frame"]).psnr.agg(["mean", "std", "count"]).reset_index()
+    per_seed = per_frame.groupby(["study", "variant", "seed", "frame"])[metric].mean().reset_index()
+    curves = per_seed.groupby(["study", "variant", "frame"])[metric].agg(["mean", "std", "count"]).reset_index()
     keys = variant_order(per_frame, info)
     for study, variant in keys:
         c = curves[(curves.study == study) & (curves.variant == variant)]
@@ -65,25 +78,30 @@ def figure_per_frame_psnr(per_frame: pd.DataFrame, info: Info, path: Path, base:
         b = curves[(curves.study == base_key[0]) & (curves.variant == base_key[1])].set_index("frame")["mean"]
         delta = c.set_index("frame")["mean"] - b
         ax_delta.plot(delta.index, delta.to_numpy(), marker=".", color=line.get_color(), label=name)
-    ax.set(xlabel="frame index in the clip", ylabel="PSNR (dB)", title="PSNR along the sequence (mean over clips)")
+    ax.set(xlabel="frame index in the clip", ylabel=_axis_label(metric),
+           title=f"{label} along the sequence (mean over clips)")  # fmt: skip
     ax_delta.axhline(0, color="0.5", linewidth=0.8)
     for a in (ax, ax_delta):
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_delta.set(
-        xlabel="frame index in the clip", ylabel="ΔPSNR to the base (dB)", title="Difference to the base variant"
+        xlabel="frame index in the clip",
+        ylabel=_axis_label(metric, " to the base", delta=True),
+        title="Difference to the base variant",
     )
     ax.legend(title="variant (band: ±1 std over seeds)", fontsize="small")
     ax_delta.legend(title="variant", fontsize="small")
     for a in (ax, ax_delta):
         a.grid(alpha=0.3)
     caption = (
-        "PSNR at each frame index, mean over validation clips and seeds (band: ±1 std over seeds); right: "
+        f"{label} at each frame index, mean over validation clips and seeds (band: ±1 std over seeds); right: "
         "difference to the base variant (paper Figs. 3–4)."
     )
-    return SavedFigure(_save(fig, path), "PSNR along the sequence", caption)
+    return SavedFigure(_save(fig, path), f"{label} along the sequence", caption)
 
 
-def _scatter(table: pd.DataFrame, x: str, xlabel: str, title: str, path: Path, scale: float = 1.0) -> Path:
+def _scatter(
+    table: pd.DataFrame, x: str, xlabel: str, title: str, path: Path, scale: float = 1.0, metric: str = "psnr"
+) -> Path:
     fig, axes = _figure(6.5, 4.5)
     ax = axes[0][0]
     several = table.study.nunique() > 1
@@ -93,17 +111,18 @@ def _scatter(table: pd.DataFrame, x: str, xlabel: str, title: str, path: Path, s
     span = span or (abs(np.nanmax(xs)) if np.isfinite(xs).any() else 1.0) or 1.0
     for i, r in enumerate(table.itertuples()):
         xv = xs[i]
-        if math.isnan(xv) or math.isnan(r.psnr_mean):
+        mean, std = getattr(r, f"{metric}_mean"), getattr(r, f"{metric}_std")
+        if math.isnan(xv) or math.isnan(mean):
             continue
         # Dodge variants of equal x (e.g. the same architecture) sideways by 1.5% of the axis, so all show.
         same = [j for j in range(len(xs)) if xs[j] == xv]
         xv += (same.index(i) - (len(same) - 1) / 2) * 0.015 * span
         name = f"{r.study}/{r.label}" if several else r.label
-        err = 0.0 if math.isnan(r.psnr_std) else r.psnr_std
+        err = 0.0 if math.isnan(std) else std
         # Distinct markers, hollow: variants of equal size (e.g. local vs bidirectional) stay visible.
-        ax.errorbar([xv], [r.psnr_mean], yerr=[err], fmt=markers[i % len(markers)], capsize=3, label=name,
+        ax.errorbar([xv], [mean], yerr=[err], fmt=markers[i % len(markers)], capsize=3, label=name,
                     markersize=8, markerfacecolor="none", markeredgewidth=1.5)  # fmt: skip
-    ax.set(xlabel=xlabel, ylabel="PSNR (dB), mean ± std over seeds", title=title)
+    ax.set(xlabel=xlabel, ylabel=f"{_axis_label(metric)}, mean ± std over seeds", title=title)
     ax.grid(alpha=0.3)
     if ax.has_data():
         ax.legend(fontsize="small", title="variant")
@@ -112,31 +131,36 @@ def _scatter(table: pd.DataFrame, x: str, xlabel: str, title: str, path: Path, s
     return _save(fig, path)
 
 
-def figure_psnr_vs_params(table: pd.DataFrame, path: Path) -> SavedFigure:
-    """PSNR against the number of parameters, one point per variant (error bar: std over seeds)."""
+def figure_metric_vs_params(table: pd.DataFrame, path: Path, metric: str = "psnr") -> SavedFigure:
+    """``metric`` against the number of parameters, one point per variant (error bar: std over seeds)."""
+    label = metric_class(metric).label
     return SavedFigure(
-        _scatter(table, "params", "parameters (millions)", "PSNR vs model size", path, scale=1e-6),
-        "PSNR vs parameters",
+        _scatter(table, "params", "parameters (millions)", f"{label} vs model size", path, 1e-6, metric),
+        f"{label} vs parameters",
         "Error bars: ±1 std over seeds.",
     )
 
 
-def figure_psnr_vs_runtime(table: pd.DataFrame, path: Path) -> SavedFigure:
-    """PSNR against runtime per frame on the profiled LR clip (the paper's protocol: 10 frames of 180×320),
-    on the profiled device."""
+def figure_metric_vs_runtime(table: pd.DataFrame, path: Path, metric: str = "psnr") -> SavedFigure:
+    """``metric`` against runtime per frame on the profiled LR clip (the paper's protocol: 10 frames of
+    180×320), on the profiled device."""
+    label = metric_class(metric).label
     devices = ", ".join(profiled_devices(table)) or "unknown device"
     clips = ", ".join(profiled_clips(table))
     xlabel = f"runtime (ms per frame; LR clip {clips or '?'}; {devices})"
     return SavedFigure(
-        _scatter(table, "runtime_ms", xlabel, "PSNR vs runtime", path),
-        "PSNR vs runtime",
+        _scatter(table, "runtime_ms", xlabel, f"{label} vs runtime", path, metric=metric),
+        f"{label} vs runtime",
         f"Runtime per frame on a {clips or '(not profiled)'} LR clip (frames×h×w; median of repeats), on the "
         "device named.",
     )
 
 
-def figure_training_curves(training: pd.DataFrame, info: Info, path: Path, loss_name: str = "") -> SavedFigure:
-    """Training loss (log scale) and validation PSNR against iteration, mean over seeds per variant."""
+def figure_training_curves(
+    training: pd.DataFrame, info: Info, path: Path, loss_name: str = "", metric: str = "psnr"
+) -> SavedFigure:
+    """Training loss (log scale) and the validation ``metric`` against iteration, mean over seeds per variant."""
+    label = metric_class(metric).label
     fig, axes = _figure(12, 4.5, 1, 2)
     ax_loss, ax_val = axes[0]
     several = training.study.nunique() > 1
@@ -146,18 +170,19 @@ def figure_training_curves(training: pd.DataFrame, info: Info, path: Path, loss_
         name = series_name(study, variant, several, info)
         loss = mine[(mine.event == "train") & (mine.key == "loss")].groupby("iteration").value.mean()
         (line,) = ax_loss.plot(loss.index, loss.to_numpy(), label=name)
-        val = mine[(mine.event == "val") & (mine.key == "psnr")].groupby("iteration").value.mean()
+        val = mine[(mine.event == "val") & (mine.key == metric)].groupby("iteration").value.mean()
         ax_val.plot(val.index, val.to_numpy(), marker="o", color=line.get_color(), label=name)
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="iteration", ylabel=f"training loss{f' ({loss_name})' if loss_name else ''}, log scale",
                 title="Training loss (mean over seeds)")  # fmt: skip
-    ax_val.set(xlabel="iteration", ylabel="validation PSNR (dB)", title="Validation PSNR (mean over seeds)")
+    ax_val.set(xlabel="iteration", ylabel=f"validation {_axis_label(metric)}",
+               title=f"Validation {label} (mean over seeds)")  # fmt: skip
     for a in (ax_loss, ax_val):
         a.grid(alpha=0.3)
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         if a.has_data():
             a.legend(fontsize="small", title="variant")
-    caption = "Training loss per log step and validation PSNR, mean over seeds."
+    caption = f"Training loss per log step and validation {label}, mean over seeds."
     return SavedFigure(_save(fig, path), "Training curves", caption)
 
 

@@ -1,7 +1,11 @@
 """The report folder: :func:`write_report` collects the runs, writes the tables, the figures and ``index.md``.
 
 ``index.md`` gives the studies, the results table with how its numbers were measured, the conclusions on
-the expected orderings, every figure with its caption, and the runs that failed.
+the expected orderings, every figure with its caption, and the runs that failed. The figures of one metric
+show the studies' first (primary) metric.
+
+Without an ``out_dir``, the report of one study goes to its preset's default folder
+(:func:`vsr.studies.report_folder`): ``reports/<study>/`` for the shipped preset, where its report is shipped.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ import pandas as pd
 
 from vsr.atomic import write_text
 from vsr.errors import VSRError
-from vsr.reports.collect import Collected, collect, loss_name
+from vsr.metrics import metric_class
+from vsr.reports.collect import Collected, collect
+from vsr.reports.collect import runs_dirs as existing_dirs
 from vsr.reports.conclusions import conclusions
 from vsr.reports.crops import visual_crops, visual_runs
 from vsr.reports.figures import (
     SavedFigure,
-    figure_per_frame_psnr,
-    figure_psnr_vs_params,
-    figure_psnr_vs_runtime,
+    figure_metric_vs_params,
+    figure_metric_vs_runtime,
+    figure_per_frame_metric,
     figure_receptive_field,
     figure_temporal_gain,
     figure_training_curves,
@@ -34,8 +40,10 @@ from vsr.reports.tables import (
     results_table,
     table_latex,
     table_markdown,
+    table_metrics,
 )
-from vsr.studies.schema import PROFILE_DEFAULTS
+from vsr.studies import runs as run_folders
+from vsr.studies.schema import PROFILE_DEFAULTS, report_folder
 
 INDEX_FILE, RESULTS_MD, RESULTS_CSV, RESULTS_TEX = "index.md", "results.md", "results.csv", "results.tex"
 RUNS_CSV, PER_FRAME_CSV = "runs.csv", "per_frame.csv"
@@ -45,7 +53,7 @@ PAPER_CLIP = "×".join(map(str, [PROFILE_DEFAULTS["frames"], *PROFILE_DEFAULTS["
 
 def write_report(
     runs_dirs: str | Path | Iterable[str | Path],
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     title: str | None = None,
     base: str | None = None,
@@ -53,15 +61,27 @@ def write_report(
 ) -> Path:
     """Write the report of the finished runs under ``runs_dirs`` (one or several studies' folders) into
     ``out_dir``: ``index.md``, ``results.md/.csv/.tex``, ``runs.csv``, ``per_frame.csv`` and the figures.
+    ``out_dir`` defaults to the study's report folder (:func:`default_report_folder`; one study only).
     ``base`` (``variant`` or ``study/variant``) replaces each study's own base; ``visual=False`` skips the
     crops (which run the checkpoints). Returns ``out_dir/index.md``."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_report_folder(runs_dirs)
     runs = collect(runs_dirs)
     table = results_table(runs.runs, runs.profiles, runs.info, base)
     title = title or _default_title(table, runs)
     _write_tables(runs, table, out_dir, title)
     figures, note = _write_figures(runs, table, out_dir, base, visual)
     return write_text(_index(runs, table, out_dir, title, figures, note), out_dir / INDEX_FILE)
+
+
+def default_report_folder(runs_dirs: str | Path | Iterable[str | Path]) -> Path:
+    """Where the report of one study's runs folder goes by default: its preset's report folder
+    (:func:`vsr.studies.report_folder`, from its ``study.json``), ``reports/<study>/`` for the shipped preset."""
+    records = run_folders.study_records(existing_dirs(runs_dirs))
+    if len(records) != 1:
+        found = ", ".join(records) or "none"
+        raise VSRError(f"name the report folder (--out): the runs hold {len(records)} studies ({found}), not one")
+    ((name, record),) = records.items()
+    return report_folder(name, record.get("preset", ""))
 
 
 def _default_title(table: pd.DataFrame, runs: Collected) -> str:
@@ -85,20 +105,22 @@ def _write_figures(
 ) -> tuple[list[SavedFigure], str]:
     """Every figure the runs allow, and a note if the visual comparison could not be made."""
     figures = []
-    if len(runs.per_frame):
-        figures.append(figure_per_frame_psnr(runs.per_frame, runs.info, out_dir / "per_frame_psnr.png", base))
+    metric = table_metrics(table)[0]  # the primary metric: the studies' first
+    if len(runs.per_frame) and metric in runs.per_frame:
+        path = out_dir / f"per_frame_{metric}.png"
+        figures.append(figure_per_frame_metric(runs.per_frame, runs.info, path, base, metric))
     if len(runs.temporal_gain):
         figures.append(figure_temporal_gain(runs.temporal_gain, runs.info, out_dir / "temporal_gain.png"))
         figures.append(figure_receptive_field(runs.temporal_field, runs.info, out_dir / "receptive_field.png"))
-    figures.append(figure_psnr_vs_params(table, out_dir / "psnr_vs_params.png"))
-    figures.append(figure_psnr_vs_runtime(table, out_dir / "psnr_vs_runtime.png"))
+    figures.append(figure_metric_vs_params(table, out_dir / f"{metric}_vs_params.png", metric))
+    figures.append(figure_metric_vs_runtime(table, out_dir / f"{metric}_vs_runtime.png", metric))
     if len(runs.training):
         path = out_dir / "training_curves.png"
-        figures.append(figure_training_curves(runs.training, runs.info, path, loss_name(runs.runs)))
+        figures.append(figure_training_curves(runs.training, runs.info, path, runs.loss, metric))
     if not visual:
         return figures, ""
     try:
-        panels = visual_crops(visual_runs(runs.runs, runs.info))
+        panels = visual_crops(visual_runs(runs.runs, runs.info, runs.records))
         if panels:
             figures.append(figure_visual_comparison(panels, out_dir / "visual_comparison.png"))
     except (VSRError, OSError, KeyError, RuntimeError) as err:
@@ -146,18 +168,25 @@ def _study_lines(runs: Collected, table: pd.DataFrame, out_dir: Path) -> list[st
 
 
 def _measurement_text(table: pd.DataFrame) -> str:
-    """How the table's numbers were measured: statistics, the profiled clip and device, the bicubic score."""
+    """How the table's numbers were measured: statistics, the metrics' directions, the profiled clip and
+    device, the bicubic baseline's score on the primary metric."""
     clip = ", ".join(profiled_clips(table)) or "(not profiled)"
     protocol_note = "" if clip == PAPER_CLIP else f" (the paper's protocol is {PAPER_CLIP})"
     devices = ", ".join(profiled_devices(table)) or "an unknown device"
+    kinds = [metric_class(m) for m in table_metrics(table)]
+    lower = [k.label for k in kinds if not k.higher_is_better]
+    direction = f" Lower is better for {', '.join(lower)} (↓), higher for the others." if lower else ""
+    primary, kind = table_metrics(table)[0], kinds[0]
+    bicubic = f"{format_number(table[f'bicubic_{primary}'].mean(), kind.digits)} {kind.unit}".rstrip()
     return (
-        "Mean ± sample standard deviation over seeds of the validation PSNR/SSIM (frames averaged per clip, then "
-        "clips). Δ: difference of the means to the base variant; p: two-sided Welch t-test over seeds (Student's "
+        f"Mean ± sample standard deviation over seeds of the validation {'/'.join(k.label for k in kinds)} (frames "
+        "averaged per clip, then clips)." + direction + " Δ: difference of the means to the base variant; p: "
+        "two-sided Welch t-test over seeds (Student's "
         "t via the regularized incomplete beta function; — with fewer than 2 seeds). Parameters and FLOPs "
         f"(1 multiply-accumulate = 2 FLOPs; `vsr.profile`) and runtime are per frame of a {clip} (frames×h×w) LR "
         f"clip{protocol_note}; runtime measured on {devices}. Temporal gain: PSNR of each frame restored from the "
         "whole clip minus restored from the frame alone (`vsr probe`), averaged like PSNR, ± std over seeds. "
-        f"The bicubic baseline scores {format_number(table.bicubic_psnr.mean(), 3)} dB on the same frames."
+        f"The bicubic baseline's {kind.label} is {bicubic} on the same frames."
     )
 
 

@@ -1,5 +1,7 @@
-"""The results table: mean ± std over seeds per variant, the difference to the base with its Welch p-value,
-parameters, FLOPs and runtime; as a DataFrame (``results.csv``), Markdown and LaTeX."""
+"""The results table: mean ± std over seeds per variant of each metric, the difference to the base with its
+Welch p-value, parameters, FLOPs and runtime; as a DataFrame (``results.csv``), Markdown and LaTeX. Each
+metric's label, unit, decimals and direction (a lower-is-better one is marked ↓) come from the registry
+(:class:`vsr.metrics.Metric`)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from typing import Any
 
 import pandas as pd
 
+from vsr.evaluate import BASELINE_PREFIX
+from vsr.metrics import metric_class
 from vsr.reports.stats import welch_t_test
-from vsr.reports.variants import Info, resolve_base, variant_label, variant_order
-from vsr.studies.schema import METRICS
+from vsr.reports.variants import Info, resolve_base, shown_metrics, variant_label, variant_order
 
 
 def results_table(
@@ -22,9 +25,12 @@ def results_table(
     """One row per (study, variant): seeds, mean and sample std over seeds of each metric, the difference of
     the means to the base variant (each study's own base unless ``base``, ``variant`` or ``study/variant``,
     is given) with the two-sided Welch p-value (NaN with fewer than 2 seeds on either side), parameters,
-    FLOPs per frame and runtime per frame (median over the profiled seeds)."""
+    FLOPs per frame and runtime per frame (median over the profiled seeds). The metrics are the studies'
+    (:func:`vsr.reports.variants.shown_metrics`); a difference is the raw ``mean - base mean``, whichever way
+    the metric is better."""
     info = info or {}
     keys = variant_order(runs, info)
+    metrics = shown_metrics(runs, info)
     rows = []
     for study, variant in keys:
         base_key = resolve_base(base, study, info, keys)
@@ -33,7 +39,7 @@ def results_table(
         mine = runs[(runs.study == study) & (runs.variant == variant)]
         theirs = runs[(runs.study == base_key[0]) & (runs.variant == base_key[1])]
         row["seeds"] = int(mine.seed.nunique())
-        for metric in METRICS:
+        for metric in metrics:
             values = mine[mine.metric == metric].sort_values("seed").value.to_numpy()
             reference = theirs[theirs.metric == metric].sort_values("seed").value.to_numpy()
             row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
@@ -48,8 +54,9 @@ def results_table(
         gains = mine[mine.metric == "temporal_gain"].value
         row["temporal_gain_mean"] = gains.mean() if len(gains) else math.nan
         row["temporal_gain_std"] = gains.std(ddof=1) if len(gains) > 1 else math.nan
-        bicubic = mine[mine.metric == "bicubic_psnr"].value
-        row["bicubic_psnr"] = bicubic.mean() if len(bicubic) else math.nan
+        for metric in metrics:
+            bicubic = mine[mine.metric == BASELINE_PREFIX + metric].value
+            row[BASELINE_PREFIX + metric] = bicubic.mean() if len(bicubic) else math.nan
         prof = (
             profiles[(profiles.study == study) & (profiles.variant == variant)]
             if profiles is not None
@@ -91,29 +98,45 @@ def format_p(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def table_metrics(table: pd.DataFrame) -> list[str]:
+    """The metrics of a results table, in its column order."""
+    return [column.removesuffix("_mean") for column in table.columns
+            if column.endswith("_mean") and column != "temporal_gain_mean"]  # fmt: skip
+
+
+def metric_heading(metric: str) -> str:
+    """``PSNR (dB)``, ``SSIM``, ``MAE ↓`` (lower is better): a metric's label, unit and direction."""
+    kind = metric_class(metric)
+    unit = f" ({kind.unit})" if kind.unit else ""
+    return f"{kind.label}{unit}" + ("" if kind.higher_is_better else " ↓")
+
+
 def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and text cells shared by the Markdown and LaTeX tables."""
     several = table.study.nunique() > 1
-    header = (["study"] if several else []) + [
-        "variant", "seeds", "PSNR (dB)", "ΔPSNR (dB)", "p (PSNR)", "SSIM", "ΔSSIM", "p (SSIM)",
-        "temporal gain (dB)", "params (M)", "GFLOPs/frame", "runtime (ms/frame)",
-    ]  # fmt: skip
+    metrics = table_metrics(table)
+    header = (["study"] if several else []) + ["variant", "seeds"]
+    for metric in metrics:
+        kind = metric_class(metric)
+        unit = f" ({kind.unit})" if kind.unit else ""
+        header += [metric_heading(metric), f"Δ{kind.label}{unit}", f"p ({kind.label})"]
+    header += ["temporal gain (dB)", "params (M)", "GFLOPs/frame", "runtime (ms/frame)"]
     rows = []
-    for r in table.itertuples():
-        base_mark = " (base)" if r.base == f"{r.study}/{r.variant}" else ""
-        cells = ([r.study] if several else []) + [
-            f"{r.label}{base_mark}",
-            str(r.seeds),
-            _mean_std(r.psnr_mean, r.psnr_std, 3),
-            format_number(r.psnr_delta, 3, signed=True),
-            format_p(r.psnr_p),
-            _mean_std(r.ssim_mean, r.ssim_std, 4),
-            format_number(r.ssim_delta, 4, signed=True),
-            format_p(r.ssim_p),
-            _mean_std(r.temporal_gain_mean, r.temporal_gain_std, 3),
-            _significant(r.params / 1e6),
-            _significant(r.flops_per_frame / 1e9),
-            format_number(r.runtime_ms, 1),
+    for r in table.to_dict("records"):
+        base_mark = " (base)" if r["base"] == f"{r['study']}/{r['variant']}" else ""
+        cells = ([r["study"]] if several else []) + [f"{r['label']}{base_mark}", str(r["seeds"])]
+        for metric in metrics:
+            digits = metric_class(metric).digits
+            cells += [
+                _mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], digits),
+                format_number(r[f"{metric}_delta"], digits, signed=True),
+                format_p(r[f"{metric}_p"]),
+            ]
+        cells += [
+            _mean_std(r["temporal_gain_mean"], r["temporal_gain_std"], 3),
+            _significant(r["params"] / 1e6),
+            _significant(r["flops_per_frame"] / 1e9),
+            format_number(r["runtime_ms"], 1),
         ]
         rows.append(cells)
     return header, rows
@@ -133,7 +156,13 @@ def table_markdown(table: pd.DataFrame) -> str:
 def _latex_escape(text: str) -> str:
     for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
         text = text.replace(char, escaped)
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("—", "--").replace("<", r"$<$")
+    return (
+        text.replace("±", r"$\pm$")
+        .replace("Δ", r"$\Delta$")
+        .replace("↓", r"$\downarrow$")
+        .replace("—", "--")
+        .replace("<", r"$<$")
+    )
 
 
 def table_latex(table: pd.DataFrame, caption: str = "") -> str:

@@ -1,4 +1,5 @@
-"""The variants a report shows: their order (as in the study files), names, and the base each is compared to."""
+"""The variants a report shows: their order (as in the study files), names, and the base each is compared to;
+and the metrics it shows, in the studies' order."""
 
 from __future__ import annotations
 
@@ -8,8 +9,20 @@ from typing import Any
 import pandas as pd
 
 from vsr.errors import VSRError
+from vsr.evaluate import BASELINE_PREFIX
 
 Info = Mapping[str, Mapping[str, Any]]  # study name -> its study.json (see vsr.reports.collect.study_info)
+
+#: Long-form rows of ``collect_runs`` that are not a metric of the network: the probe's gain (PSNR-based).
+NOT_METRICS = ("temporal_gain",)
+
+
+def shown_metrics(runs: pd.DataFrame, info: Info) -> list[str]:
+    """The metrics of the runs (long-form rows of ``collect_runs``) in the order the studies name them (a
+    study's ``metrics``; its first is the figures' metric), then any other the runs were evaluated with."""
+    present = [m for m in dict.fromkeys(runs["metric"]) if not m.startswith(BASELINE_PREFIX) and m not in NOT_METRICS]
+    named = [m for data in info.values() for m in data.get("metrics", [])]
+    return [m for m in dict.fromkeys(named) if m in present] + [m for m in present if m not in named]
 
 
 def variant_order(frame: pd.DataFrame, info: Info) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Studies: train and evaluate every variant of an ablation, several seeds each, and report the comparison.
+"""Studies: train and evaluate every variant of an ablation, several seeds each (:mod:`vsr.reports` then
+reports the comparison; it reads what studies write, and studies never import it).
 
 * :mod:`vsr.studies.schema`: study files (a base recipe per preset, variants as recipe overrides, the
   orderings the paper reports), validated;
@@ -7,14 +8,17 @@
 * :mod:`vsr.studies.executors`: one after another, ``--jobs`` worker processes, Slurm through submitit,
   ``torchrun`` for several GPUs per run;
 * :mod:`vsr.studies.driver`: :func:`plan_runs`, :func:`run_one` and :func:`run_study`.
+* the default report folder of a study's preset: :func:`report_folder` (``reports/<study>/`` for the
+  :data:`SHIPPED_PRESET`, where the shipped reports are).
 """
 
-from vsr.studies.driver import plan_runs, run_one, run_study
+from vsr.studies.driver import RunsFailed, StudyRun, plan_runs, run_one, run_study
 from vsr.studies.executors import EXECUTORS, torchrun_command
 from vsr.studies.runs import RunSpec, check_run_folder, find_twin_run, run_finished
 from vsr.studies.schema import (
-    METRICS,
+    DEFAULT_METRICS,
     PROFILE_DEFAULTS,
+    SHIPPED_PRESET,
     Expectation,
     Preset,
     Study,
@@ -23,18 +27,22 @@ from vsr.studies.schema import (
     data_overrides,
     load_study,
     parse_study,
+    report_folder,
     shipped_studies,
 )
 
 __all__ = [
+    "DEFAULT_METRICS",
     "EXECUTORS",
-    "METRICS",
     "PROFILE_DEFAULTS",
+    "SHIPPED_PRESET",
     "Expectation",
     "Preset",
     "RunSpec",
+    "RunsFailed",
     "Study",
     "StudyError",
+    "StudyRun",
     "Variant",
     "check_run_folder",
     "data_overrides",
@@ -42,6 +50,7 @@ __all__ = [
     "load_study",
     "parse_study",
     "plan_runs",
+    "report_folder",
     "run_finished",
     "run_one",
     "run_study",

@@ -1,11 +1,14 @@
-"""The study driver: plan every run of a study, carry out the pending ones, and write the report.
+"""The study driver: plan every run of a study and carry out the pending ones.
 
 :func:`run_study` runs each variant × seed into ``OUT/<study>/<variant>/seed<k>/`` (see
-:mod:`vsr.studies.runs`): :func:`run_one` trains, evaluates on the validation set, profiles (first seed of
-each variant), probes how much the model draws from other frames (:mod:`vsr.probe`) and last writes
-``run.json``. Rerunning the same command skips finished runs, evaluates runs whose training finished, and
-resumes interrupted training from its latest checkpoint; a run folder made
-with a different recipe is an error, never overwritten. A run whose resolved recipe (up to its name) and
+:mod:`vsr.studies.runs`): :func:`run_one` trains, then builds and loads the trained model once to evaluate it
+on the validation set, probe how much it draws from other frames (:mod:`vsr.probe`) and profile it (first
+seed of each variant), and last writes ``run.json``. Writing the report is :mod:`vsr.reports`' job
+(:func:`vsr.reports.run_and_report` runs a study, then reports it): studies never import reports.
+
+Rerunning the same command skips finished runs, evaluates runs whose training finished, and resumes
+interrupted training from its latest checkpoint; a run folder made with a different recipe is an error,
+never overwritten. A run whose resolved recipe (up to its name) and
 seed equal those of a finished run of another study under ``OUT`` is not trained again: that run's weights
 and logs are copied and evaluated, so BasicVSR, the base of the propagation, alignment and IconVSR studies,
 trains once. A run with ``gpus_per_run: N`` trains under ``torchrun`` (DDP, one process per GPU, see
@@ -25,6 +28,7 @@ import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +39,16 @@ from rich.console import Console
 from vsr.data.layouts import open_dataset
 from vsr.data.specs import data_specs
 from vsr.errors import VSRError
-from vsr.evaluate import evaluate
+from vsr.evaluate import Protocol, evaluate
 from vsr.locks import folder_lock, lent_to_child
+from vsr.model import assemble
 from vsr.probe import run_probe
 from vsr.profile import profile
 from vsr.recipe import load_recipe
 from vsr.studies import runs
 from vsr.studies.executors import EXECUTORS, run_all, torchrun_command
 from vsr.studies.runs import RunSpec
-from vsr.studies.schema import METRICS, Study, StudyError, load_study, run_seeds
+from vsr.studies.schema import Study, StudyError, load_study, run_seeds
 from vsr.training import train
 
 
@@ -150,17 +155,18 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
     trained = runs.read_training_result(run_dir)
     recipe = load_recipe(spec.recipe)
     checkpoint = runs.last_checkpoint(run_dir)
-    metrics = evaluate(recipe, checkpoint, None, out_dir=run_dir, device=spec.device, progress=progress)
-    temporal = run_probe(recipe, checkpoint, out_dir=runs.temporal_folder(run_dir), device=spec.device)
+    model = assemble(recipe.model)  # built once, its weights loaded once (by evaluate), then probed and profiled
+    metrics = evaluate(model, checkpoint, recipe=recipe, out_dir=run_dir, device=spec.device, progress=progress)
+    temporal = run_probe(model, recipe=recipe, out_dir=runs.temporal_folder(run_dir), device=spec.device)
     if spec.profile is not None:
         device = spec.device or trained.get("device", "cpu")
         args = dict(spec.profile) | {"size": tuple(spec.profile["size"])}
-        runs.write_profile(run_dir, profile(recipe, device=device, **args))
+        runs.write_profile(run_dir, profile(model, name=recipe.name, device=device, **args))
     return {
         **spec.identity(),
         "preset": spec.preset,
         "overrides": list(spec.overrides),
-        "metrics": {k: metrics[k] for k in METRICS},
+        "metrics": {k: metrics[k] for k in Protocol.from_recipe(recipe).names},
         "bicubic": metrics.get("bicubic"),
         "temporal_gain": temporal.mean_gain,
         "iterations": trained.get("iterations"),
@@ -201,6 +207,29 @@ def _check_options(executor: str, jobs: Any) -> None:
         )
 
 
+@dataclass(frozen=True)
+class StudyRun:
+    """What :func:`run_study` did: the study, the preset, the study folder (``OUT/<study>``, what a report
+    reads) and the planned runs."""
+
+    study: Study
+    preset: str
+    folder: Path
+    specs: tuple[RunSpec, ...]
+
+    @property
+    def any_finished(self) -> bool:
+        return any(runs.run_finished(s.run_dir) for s in self.specs)
+
+
+class RunsFailed(StudyError):
+    """Some runs of a study failed (the others finished); ``study_run`` says which study and where."""
+
+    def __init__(self, message: str, study_run: StudyRun):
+        super().__init__(message)
+        self.study_run = study_run
+
+
 def run_study(
     name_or_path: str | Path,
     *,
@@ -212,20 +241,20 @@ def run_study(
     progress: bool = True,
     device: str | None = None,
     slurm: Mapping[str, Any] | None = None,
-    report: str | Path | None = None,
     variants: Sequence[str] | None = None,
     jobs: int = 1,
-) -> Path:
-    """Run every variant × seed of a study (skipping finished runs, resuming interrupted ones) and write
-    its report. Returns the report folder (``index.md`` inside).
+) -> StudyRun:
+    """Run every variant × seed of a study, skipping finished runs and resuming interrupted ones.
 
     ``seeds``: a number (seeds 0..n-1) or a list, instead of the preset's; ``data``: the data set root for
     presets that take one; ``out``: the runs root (default ``runs/studies/<preset>``), runs go to
     ``OUT/<study>/<variant>/seed<k>/``; ``executor``: ``local``, ``slurm`` or ``submitit-local``;
-    ``slurm``: submitit parameters added to the preset's; ``report``: the report folder (default
-    ``reports/<study>-<preset>``); ``variants``: run only these (the report covers every finished run);
-    ``jobs``: with the local executor, how many runs train at once (worker processes sharing the CPU
-    threads, or the one GPU).
+    ``slurm``: submitit parameters added to the preset's; ``variants``: run only these; ``jobs``: with the
+    local executor, how many runs train at once (worker processes sharing the CPU threads, or the one GPU).
+
+    A failing run never stops the others; once all are done, failures raise :class:`RunsFailed` (a
+    :class:`StudyError` naming each), which carries the :class:`StudyRun` so that the finished runs can still
+    be reported.
     """
     _check_options(executor, jobs)
     study = load_study(name_or_path)
@@ -233,7 +262,15 @@ def run_study(
     study_dir = runs.study_folder(out, study.name)
     specs = plan_runs(study, preset, out, seeds=seeds, data=data, device=device, variants=variants)
     with folder_lock(study_dir, "study folder"):
-        return _run_planned(study, preset, specs, study_dir, executor, jobs, progress, slurm, report)
+        failures = _run_planned(study, preset, specs, study_dir, executor, jobs, progress, slurm)
+    done = StudyRun(study, preset, study_dir, tuple(specs))
+    if failures:
+        raise RunsFailed(
+            f"{len(failures)} run(s) of study {study.name!r} failed; fix the cause and rerun the same command to "
+            "resume them:\n  " + "\n  ".join(failures),
+            done,
+        )
+    return done
 
 
 def _run_planned(
@@ -245,12 +282,8 @@ def _run_planned(
     jobs: int,
     progress: bool,
     slurm: Mapping[str, Any] | None,
-    report: str | Path | None,
-) -> Path:
-    """Carry out :func:`run_study` for the planned ``specs``, under the study folder's lock."""
-    # Here, not at the top: vsr.reports reads run folders through vsr.studies.runs (an import cycle).
-    from vsr.reports import write_report
-
+) -> list[str]:
+    """Carry out :func:`run_study` for the planned ``specs``, under the study folder's lock; the failed runs."""
     p = study.preset(preset)
     runs.write_study_record(
         study_dir,
@@ -259,29 +292,17 @@ def _run_planned(
     for spec in specs:
         runs.check_run_folder(spec)
     pending = [s for s in specs if not runs.run_finished(s.run_dir)]
-    console = Console(stderr=True)
     if progress:
         count = len({s.variant for s in specs})
-        console.print(
+        Console(stderr=True).print(
             f"study [bold]{study.name}[/] ({preset}): {count} variants × {len(specs) // count} seeds = "
             f"{len(specs)} runs, {len(specs) - len(pending)} finished"
         )
-    failures: list[str] = []
-    if pending:
-        _check_data(pending)
-        params = {"name": f"vsr-{study.name}", **p.slurm, **(slurm or {})}
-        if p.gpus_per_run > 1:
-            params.setdefault("gpus_per_node", p.gpus_per_run)
-        failures = run_all(run_one, pending, len(specs), executor=executor, jobs=jobs, progress=progress,
-                           submitit_folder=study_dir / "_submitit", submitit_params=params)  # fmt: skip
-    report_dir = Path(report) if report is not None else Path("reports") / f"{study.name}-{preset}"
-    if any(runs.run_finished(s.run_dir) for s in specs):
-        index = write_report([study_dir], report_dir, title=study.title or None)
-        if progress:
-            console.print(f"report: [bold]{index}[/]")
-    if failures:
-        raise StudyError(
-            f"{len(failures)} run(s) of study {study.name!r} failed (the report covers the finished ones); "
-            "fix the cause and rerun the same command to resume them:\n  " + "\n  ".join(failures)
-        )
-    return report_dir
+    if not pending:
+        return []
+    _check_data(pending)
+    params = {"name": f"vsr-{study.name}", **p.slurm, **(slurm or {})}
+    if p.gpus_per_run > 1:
+        params.setdefault("gpus_per_node", p.gpus_per_run)
+    return run_all(run_one, pending, len(specs), executor=executor, jobs=jobs, progress=progress,
+                   submitit_folder=study_dir / "_submitit", submitit_params=params)  # fmt: skip

@@ -5,7 +5,7 @@ recipe overrides, e.g. the propagation ablation of BasicVSR (paper §3.1)::
 
     name: propagation
     base: bidirectional                  # differences are measured against this variant
-    metrics: [psnr, ssim]
+    metrics: [psnr, ssim]                # registered metrics (vsr list); the first is the figures' metric
     presets:
       cpu:   {recipe: basicvsr_tiny, seeds: 3, overrides: [train.iterations=600, "train.periods=[600]"]}
       paper: {recipe: basicvsr, seeds: 1, needs_data: true,
@@ -30,6 +30,14 @@ Presets: ``cpu`` runs tiny recipes on the embedded synthetic set in about half a
 is replaced by it). A variant may also be a mapping ``{overrides: [...], label: "...", presets: {cpu:
 [...]}}`` for preset-specific overrides. Several GPUs per run: ``gpus_per_run: N`` in the preset; Slurm
 parameters: its ``slurm`` mapping (e.g. ``{timeout_min: 4320, gpus_per_node: 1, slurm_partition: gpu}``).
+
+``metrics`` names any registered metric (:class:`vsr.metrics.Metric`; default ``[psnr, ssim]``): every run
+is evaluated with them (added to its recipe's ``data.val_metrics`` where missing), and the report's tables,
+figures and orderings take their labels, units and directions from the registry. ``imports: [my.module]``
+imports the user's modules that register them (or the recipe's parts) before the file is validated.
+
+The report of the :data:`SHIPPED_PRESET` is shipped in ``reports/<study>/``; ``vsr study NAME`` writes it
+there by default, and every other preset's to ``reports/<study>-<preset>/`` (:meth:`Study.report_folder`).
 """
 
 from __future__ import annotations
@@ -43,15 +51,22 @@ from typing import Any
 import yaml
 
 from vsr.errors import RecipeError, VSRError
+from vsr.metrics import metric_class
 from vsr.recipe import Recipe, load_recipe, load_yaml, yaml_problem
+from vsr.registry import choices, entry, import_plugins
 from vsr.shipped import search_path, yaml_by_name
 
-#: Metrics a study can report: those of ``metrics.json`` (BasicSR's PSNR and SSIM).
-METRICS = ("psnr", "ssim")
+#: The metrics of a study file without ``metrics`` (BasicSR's PSNR and SSIM); any registered metric may be named.
+DEFAULT_METRICS = ("psnr", "ssim")
+#: The preset whose report is shipped, in ``reports/<study>/``: the one that runs anywhere (CPU, embedded set),
+#: and the one ``vsr study NAME`` runs by default.
+SHIPPED_PRESET = "cpu"
+#: Where reports go by default (relative to the working folder, like the runs): ``reports/<study>/``.
+REPORTS_ROOT = Path("reports")
 #: The paper's runtime protocol (10-frame 180×320 LR clip); a preset's ``profile`` mapping changes it.
 PROFILE_DEFAULTS = {"frames": 10, "size": [180, 320], "repeats": 3, "warmup": 1}
 
-_STUDY_KEYS = ("name", "title", "description", "base", "metrics", "presets", "variants", "expect")
+_STUDY_KEYS = ("name", "title", "description", "base", "metrics", "imports", "presets", "variants", "expect")
 _PRESET_KEYS = ("recipe", "overrides", "seeds", "data", "needs_data", "slurm", "gpus_per_run", "profile", "description")
 _PROFILE_KEYS = ("frames", "size", "repeats", "warmup")
 _VARIANT_KEYS = ("overrides", "label", "description", "presets")
@@ -118,11 +133,16 @@ class Study:
     base: str
     presets: Mapping[str, Preset]
     variants: Mapping[str, Variant]
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     expect: tuple[Expectation, ...] = ()
     title: str = ""
     description: str = ""
     source: Path | None = None
+    imports: tuple[str, ...] = ()
+
+    def report_folder(self, preset: str) -> Path:
+        """Where ``vsr study`` writes the report of ``preset`` by default (:func:`report_folder`)."""
+        return report_folder(self.name, preset)
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
@@ -141,6 +161,14 @@ class Study:
         overrides.append(("train.seed", int(seed)))
         try:
             recipe = load_recipe(p.recipe, *overrides)
+            if self.imports:  # the study's plugins travel with each run's recipe (to worker processes and jobs)
+                raw = recipe.to_dict()
+                raw["imports"] = list(dict.fromkeys([*raw.get("imports", []), *self.imports]))
+                recipe = Recipe(raw, recipe.name, recipe.source)
+            named = [entry("data.val_metrics", m)["name"] for m in recipe.data["val_metrics"]]
+            missing = [m for m in self.metrics if m not in named]
+            if missing:  # every run is evaluated with the study's metrics
+                recipe = recipe.with_overrides([("data.val_metrics", [*recipe.data["val_metrics"], *missing])])
         except RecipeError as err:
             raise StudyError(
                 f"study {self.name!r}, preset {preset!r}, variant {variant!r}: {err} "
@@ -156,6 +184,7 @@ class Study:
             "description": self.description,
             "base": self.base,
             "metrics": list(self.metrics),
+            "imports": list(self.imports),
             "variants": {
                 v.name: {
                     "overrides": list(v.overrides),
@@ -167,6 +196,13 @@ class Study:
             "expect": [e.__dict__ for e in self.expect],
             "source": None if self.source is None else str(self.source),
         }
+
+
+def report_folder(study: str, preset: str) -> Path:
+    """The default report folder of a study's preset: ``reports/<study>`` for the :data:`SHIPPED_PRESET`
+    (where its report is shipped, so that rerunning the study regenerates it in place), else
+    ``reports/<study>-<preset>``."""
+    return REPORTS_ROOT / (study if preset == SHIPPED_PRESET else f"{study}-{preset}")
 
 
 def study_dirs() -> list[Path]:
@@ -289,12 +325,14 @@ def _expectation(source, index: int, raw: Any, variants: Sequence[str], metrics:
             raise _fail(source, f"{where}.{key}", raw.get(key), "not a variant of this study", variants)
     if raw["better"] == raw["worse"]:
         raise _fail(source, f"{where}.worse", raw["worse"], "an ordering compares two different variants")
-    metric = raw.get("metric", "psnr")
+    metric = raw.get("metric", metrics[0])
     if metric not in metrics:
         raise _fail(source, f"{where}.metric", metric, "not one of the study's metrics", metrics)
     paper = raw.get("paper")
     if paper is not None and (isinstance(paper, bool) or not isinstance(paper, int | float)):
-        raise _fail(source, f"{where}.paper", paper, "expected the paper's difference as a number (dB for psnr)")
+        raise _fail(
+            source, f"{where}.paper", paper, "expected the paper's difference as a number, in the metric's unit"
+        )
     at = raw.get("at")
     if at is not None and at not in FRAME_POSITIONS:
         raise _fail(source, f"{where}.at", at, "expected where along the clip the ordering holds", FRAME_POSITIONS)
@@ -318,9 +356,23 @@ def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
     name = raw.get("name", Path(str(source)).stem)
     if not isinstance(name, str) or not name or "/" in name:
         raise _fail(source, "name", name, "expected a non-empty name without '/' (it names the run folder)")
-    metrics = raw.get("metrics", list(METRICS))
-    if not isinstance(metrics, list) or not metrics or any(m not in METRICS for m in metrics):
-        raise _fail(source, "metrics", metrics, "expected a non-empty list of metrics", METRICS)
+    imports = raw.get("imports") or []
+    if not isinstance(imports, list):
+        raise _fail(source, "imports", imports, "expected a list of module names, e.g. [my_package.my_parts]")
+    try:
+        import_plugins(imports)
+    except RecipeError as err:
+        raise StudyError(f"study file {source}: {err}") from None
+    metrics = raw.get("metrics", list(DEFAULT_METRICS))
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise _fail(source, "metrics", metrics, "expected a non-empty list of metric names", choices("metric"))
+    for i, metric in enumerate(metrics):
+        try:
+            metric_class(metric)
+        except RecipeError:
+            raise _fail(source, f"metrics[{i}]", metric, "not a registered metric", choices("metric")) from None
+    if len(set(metrics)) < len(metrics):
+        raise _fail(source, "metrics", metrics, "name each metric once")
     presets_raw = raw.get("presets")
     if not isinstance(presets_raw, Mapping) or not presets_raw:
         raise _fail(source, "presets", presets_raw, "expected a mapping of preset names (cpu, paper) to presets")
@@ -349,6 +401,7 @@ def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
         title=str(raw.get("title", "")),
         description=str(raw.get("description", "")).strip(),
         source=Path(source) if not str(source).startswith("<") else None,
+        imports=tuple(imports),
     )
 
 
