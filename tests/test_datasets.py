@@ -18,7 +18,7 @@ from PIL import Image
 
 from vsr.data.augmentation import Augmentation, mirror_sample
 from vsr.data.datasets import TestClips, TrainingClips
-from vsr.data.degradations import BD, BI, Degradation, GaussianNoise, Region, bd, bi
+from vsr.data.degradations import BD, BI, Degradation, GaussianNoise, Region, bd, bi, clip_seed
 from vsr.data.layouts import (
     detect_layout,
     folder_clips,
@@ -642,15 +642,24 @@ def test_the_retired_sigma_and_noise_keys_fail_giving_the_new_spelling(vid4_root
         open_dataset({"root": vid4_root, **spec})
 
 
-def test_stored_lr_frames_are_read_and_a_chain_they_ignore_is_named_in_the_log(vid4_root, caplog):
-    """A degradation makes LR frames only for clips stored without them: one that the stored frames were not
-    made by is named in a warning, with the fix (lr: null)."""
+def test_a_chain_named_in_the_mapping_makes_the_lr_frames_unless_it_made_the_stored_ones(vid4_root, caplog):
+    """The stored LR frames are read when the mapping names no chain, or the one that made them (BIx4: bi);
+    another chain makes the LR frames from GT, and the GT-made frames are that chain's output. With ``lr``
+    named explicitly the stored frames are read and the ignored chain is named in a warning with the fix."""
     with caplog.at_level("WARNING"):
         source = open_dataset({"root": vid4_root, "degradation": "bi"})
     assert source.clips[0].lr is not None and not caplog.records
+    assert open_dataset({"root": vid4_root}).clips[0].lr is not None
+    noisy = open_dataset({"root": vid4_root, "degradation": NOISY})
+    assert noisy.clips[0].lr is None and len(noisy.degradation.stages) == 2
+    lq = TestClips(noisy, max_frames=2)[0]["lq"]
+    gt = TestClips(open_dataset({"root": vid4_root, "lr": None}), max_frames=2)[0]["gt"]
+    rng = np.random.default_rng(clip_seed(noisy.clips[0].name))
+    assert torch.allclose(lq, noisy.degradation(gt, rng).float(), atol=1e-6)
     with caplog.at_level("WARNING"):
-        open_dataset({"root": vid4_root, "degradation": NOISY})
-    assert "reads its LR frames from 'BIx4'" in caplog.text and "set lr: null" in caplog.text
+        kept = open_dataset({"root": vid4_root, "degradation": NOISY, "lr": "BIx4"})
+    assert kept.clips[0].lr is not None
+    assert "reads its LR frames from 'BIx4' (lr is set)" in caplog.text and "set lr: null" in caplog.text
 
 
 def test_the_shipped_degradations_declare_their_reach_and_scale():

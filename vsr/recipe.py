@@ -15,7 +15,7 @@ expand to billions of values) and files over :data:`MAX_YAML_BYTES`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -314,32 +314,39 @@ def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 raise RecipeError(f"{section}.{key}", value, f"unknown key in '{section}'", sorted(defaults))
             if section == "model" and key in COMPONENT_KEYS:
                 sections[section][key] = _validate_component(key, value)
-            elif section == "train" and key == "losses":
-                sections[section][key] = check_losses(value)
-            elif section == "train" and key == "objective":
-                check_entry("objective", "train.objective", value)
-                sections[section][key] = value
-            elif section == "data" and key == "val_metrics":
-                sections[section][key] = _validate_val_metrics(value)
+            elif f"{section}.{key}" in PARTS:
+                sections[section][key] = PARTS[f"{section}.{key}"](value, f"{section}.{key}")
             elif section == "data" and key in ("train", "val") and isinstance(value, dict):
                 check_spec(value, f"data.{key}")
                 sections[section][key] = value
-            elif section == "data" and key == "degradation":
-                sections[section][key] = check_chain(value, "data.degradation")
             else:
                 sections[section][key] = _validate_value(f"{section}.{key}", value, defaults[key])
     return sections
 
 
-def _validate_val_metrics(value: Any) -> list[Any]:
+def _validate_metrics(value: Any, key: str) -> list[Any]:
     """``data.val_metrics``: a non-empty list of metric entries (registered names), each name once."""
     if not isinstance(value, list) or not value:
-        raise RecipeError("data.val_metrics", value, "expected a non-empty list of metrics, e.g. [psnr, ssim]")
-    names = [check_entry("metric", f"data.val_metrics[{i}]", item)["name"] for i, item in enumerate(value)]
+        raise RecipeError(key, value, "expected a non-empty list of metrics, e.g. [psnr, ssim]")
+    names = [check_entry("metric", f"{key}[{i}]", item)["name"] for i, item in enumerate(value)]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise RecipeError("data.val_metrics", value, f"metric {repeated[0]!r} is named twice; name each metric once")
+        raise RecipeError(key, value, f"metric {repeated[0]!r} is named twice; name each metric once")
     return list(value)
+
+
+def _validate_objective(value: Any, key: str) -> Any:
+    check_entry("objective", key, value)
+    return value
+
+
+#: Keys whose values name registered parts, each with its check (``(value, key) -> value as stored``).
+PARTS: dict[str, Callable[[Any, str], Any]] = {
+    "data.degradation": check_chain,
+    "data.val_metrics": _validate_metrics,
+    "train.losses": check_losses,
+    "train.objective": _validate_objective,
+}
 
 
 def _validate_value(key: str, value: Any, default: Any) -> Any:

@@ -238,7 +238,8 @@ def lookup(kind: str, name: str, key: str | None = None) -> type | None:
     if kind_spec(kind).optional and name == NONE:
         return None
     if name not in REGISTRY[kind]:
-        raise RecipeError(key or KEYS[kind], name, f"unknown {kind}", choices(kind))
+        what = f"{kind} component" if kind in COMPONENT_KINDS else kind
+        raise RecipeError(key or KEYS[kind], name, f"unknown {what}", choices(kind))
     return REGISTRY[kind][name]
 
 

@@ -35,7 +35,7 @@ from vsr.data.degradations import Degradation, build_chain, check_chain
 from vsr.data.flow_files import FLOW_SUFFIXES
 from vsr.data.synth import ensure_default, read_description
 from vsr.errors import DataError, RecipeError
-from vsr.registry import REGISTRY, STRING, Allowed, integer, optional
+from vsr.registry import REGISTRY, STRING, Allowed, entry, integer, optional
 
 log = logging.getLogger(__name__)
 
@@ -358,18 +358,31 @@ def check_spec(spec: Mapping[str, Any], key: str = "data set") -> None:
         check_chain(spec["degradation"], f"{key}.degradation")
 
 
+#: The LR folder each layout reads unless the mapping's ``lr`` says otherwise (the others detect theirs).
+STORED_LR = {"reds": "BIx4", "vimeo": "BIx4", "vid4": "BIx4", "udm10": "BDx4"}
+
+
+def _is_only(chain: Any, name: str | None) -> bool:
+    """Whether a degradation chain is exactly the registered degradation ``name`` with its defaults."""
+    stages = chain if isinstance(chain, list | tuple) else [chain]
+    return name is not None and len(stages) == 1 and entry("degradation", stages[0]) == {"name": name}
+
+
 def _stored_degradation(lr: str | None) -> str | None:
     """The registered degradation that made an LR folder by its name (``BDx4``: bd), if one did."""
     prefix = re.sub(r"x\d+$", "", Path(lr).name, flags=re.IGNORECASE).upper() if lr else None
     return next((n for n, cls in REGISTRY["degradation"].items() if cls.folder and cls.folder.upper() == prefix), None)
 
 
-def open_dataset(spec: str | Path | Mapping[str, Any]) -> ClipSet:
+def open_dataset(spec: str | Path | Mapping[str, Any], default_degradation: Any = DEFAULT_DEGRADATION) -> ClipSet:
     """The clips named by a recipe entry: a path (layout detected), or a mapping with keys ``layout``
     (``auto`` by default, or one of :data:`LAYOUTS`), ``root``, ``split`` (:data:`SPLITS`), ``lr`` (LR folder,
     ``null`` to degrade GT on the fly), ``scale`` (default: from the LR folder name, e.g. ``BDx4``, else 4) and
     ``degradation`` (a registered degradation, ``{name: ..., <argument>: ...}``, or a list of them: the chain
-    that makes LQ frames from GT for clips stored without LR frames; default: the LR folder's, else ``bi``).
+    that makes LQ frames from GT). A chain named in the mapping makes the LR frames from GT unless it is the
+    one that made the set's stored LR folder (``BIx4``: ``bi``) or ``lr`` names a folder; without one, the
+    stored LR frames are read, and clips stored without them are degraded by ``default_degradation`` (the
+    recipe's ``data.degradation``).
     ``{"layout": "synth"}`` without a root is the embedded synthetic set at ``vsr.data.synth.default_root()``,
     generated there on first use."""
     if isinstance(spec, str | Path):
@@ -389,43 +402,40 @@ def open_dataset(spec: str | Path | Mapping[str, Any]) -> ClipSet:
     split, lr = spec.get("split"), spec.get("lr", "auto")
     _check_split(layout, split, "data set")
     default_scale = None
+    if layout == "synth":
+        default_scale = _synth_scale(root / "synth.json")
+        root = _require_dir(root / (split or "train"), "synthetic data set split folder")
+    given_lr = lr != "auto"
+    if not given_lr:
+        lr = STORED_LR.get(layout) or _detect_lr(root)
+    stored, named = _stored_degradation(lr), spec.get("degradation")
+    if named is not None and not given_lr and lr is not None and not _is_only(named, stored):
+        lr = None  # a chain named in the mapping makes the LR frames from GT, not the stored folder of another
     if layout == "reds":
-        lr = "BIx4" if lr == "auto" else lr
         clips = reds_clips(root, split or "train", lr)
     elif layout == "vimeo":
-        lr = "BIx4" if lr == "auto" else lr
         clips = vimeo_clips(root, split or "train", lr)
     elif layout == "vid4":
-        lr = "BIx4" if lr == "auto" else lr
         clips = vid4_clips(root, lr)
     elif layout == "udm10":
-        lr = "BDx4" if lr == "auto" else lr
         clips = udm10_clips(root, lr)
     else:
-        if layout == "synth":
-            default_scale = _synth_scale(root / "synth.json")
-            root = _require_dir(root / (split or "train"), "synthetic data set split folder")
-        lr = _detect_lr(root) if lr == "auto" else lr
         clips = folder_clips(root, lr)
 
     named_scale = _scale_of(lr)
     scale = int(spec.get("scale") or named_scale or default_scale or 4)
     if named_scale is not None and scale != named_scale:
         raise DataError(f"data set {root}: 'scale' is {scale} but the LR folder {lr!r} is ×{named_scale}")
-    stored = _stored_degradation(lr)
-    named = spec.get("degradation")
-    chain = named or stored or DEFAULT_DEGRADATION
+    chain = named or _stored_degradation(lr) or default_degradation
     degradation = build_chain(chain, scale, "degradation")
-    if lr is not None and named is not None and named != stored:
+    if lr is not None and named is not None and not _is_only(named, stored):
         log.warning(
-            "data set %s reads its LR frames from %r, so its degradation %s makes none; set lr: null to make "
-            "the LR frames from GT with it",
-            name, lr, _flow(named) if not isinstance(named, list) else named,
+            "data set %s reads its LR frames from %r (lr is set), so its degradation %s makes none; set lr: null "
+            "to make the LR frames from GT with it",
+            name, lr, named,
         )  # fmt: skip
     else:
-        made = (
-            "read from " + repr(lr) if lr is not None else f"made from GT by {named or stored or DEFAULT_DEGRADATION}"
-        )
+        made = "read from " + repr(lr) if lr is not None else f"made from GT by {chain}"
         log.info("data set %s: LR frames %s", name, made)
     return ClipSet(clips, scale, degradation, name)
 

@@ -7,7 +7,6 @@ A spec is what :func:`vsr.data.layouts.open_dataset` opens: a mapping (``root``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,6 @@ def data_specs(recipe: Recipe, data: Any = None) -> tuple[Any, Any]:
         if _is_synthetic(root):
             train_spec = {"root": root, "split": "train"}
             val_spec = val_spec if val_spec is not None else {"root": root, "split": "val"}
-    if isinstance(train_spec, Mapping) and "degradation" not in train_spec and "root" in train_spec:
-        train_spec = {**train_spec, "degradation": recipe.data["degradation"]}
     return train_spec, evaluation_spec(recipe, val_spec)
 
 

@@ -239,7 +239,7 @@ class Trainer:
     def _setup_data(self, data: Any) -> None:
         """The training and validation sets (:func:`vsr.data.specs.data_specs`), at the model's scale."""
         train_spec, val_spec = data_specs(self.recipe, data)
-        self.train_source = open_dataset(train_spec)
+        self.train_source = open_dataset(train_spec, self.recipe.data["degradation"])
         self.objective.val_source = self.val_source = open_dataset(val_spec)
         scale = self.recipe.model["scale"]
         for source in (self.train_source, self.val_source):
