@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -49,6 +50,9 @@ ADVERSARIAL = {
 
 @pytest.fixture(autouse=True)
 def _plugin_path(monkeypatch):
+    """The plugin's folder on the path, and the plugins recorded for child processes restored after the test
+    (a later test's spawned jobs, without that path, would fail to import them)."""
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
     monkeypatch.syspath_prepend(str(PLUGINS))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]))
 
@@ -98,8 +102,7 @@ def test_a_plugin_that_cannot_be_imported_is_one_line_naming_it(tmp_path):
             sys.path.remove(str(tmp_path))
 
 
-def test_imports_are_recorded_for_child_processes(monkeypatch):
-    monkeypatch.delenv(PLUGINS_ENV, raising=False)
+def test_imports_are_recorded_for_child_processes():
     import_plugins([PLUGIN])
     assert os.environ[PLUGINS_ENV].split(",") == [PLUGIN]
     recipe = load_recipe(ADVERSARIAL)
@@ -197,3 +200,62 @@ def test_two_optimiser_objective_runs_under_ddp(data_root, tmp_path):
 
     initial = PatchDiscriminator().state_dict()
     assert any(not torch.equal(initial[k], rank0["discriminator"][k]) for k in initial)
+
+
+# ------------------------------------------------------------------------- from the commands, end to end
+def _frames_by_clip(per_frame: pd.DataFrame, column: str) -> float:
+    return per_frame.groupby("clip")[column].mean().mean()
+
+
+def test_a_plugin_works_from_vsr_train_test_study_and_report(data_root, tmp_path, monkeypatch):
+    """A recipe's ``imports:`` brings the plugin's component, loss and lower-is-better metric to ``vsr train``;
+    the metric is in result.json, in ``vsr test``'s metrics.json and per_frame.csv, and in a study's
+    per_frame.csv, results.csv and report, where its ordering is tested lower-is-better."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VSR_STUDIES", raising=False)
+    recipe = {
+        "name": "plugged",
+        "imports": [PLUGIN],
+        "model": {**TINY_MODEL, "alignment": "none", "upsampling": {"name": "nearest_conv", "hr_channels": 8}},
+        "data": {**TINY_DATA, "batch_size": 1, "val_metrics": ["psnr", "mae"]},
+        "train": {"iterations": 2, "periods": [2], "fix_iterations": 0, "log_every": 1, "val_every": 2,
+                  "losses": [{"name": "charbonnier", "weight": 1.0}, {"name": "log_cosh", "weight": 0.5}]},
+    }  # fmt: skip
+    Path("plugged.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+    done = invoke("train", "plugged.yaml", "--out", "run", "--data", data_root)
+    assert done.exit_code == 0, done.output
+    result = yaml.safe_load(Path("run/result.json").read_text())
+    assert set(result["metrics"]) == {"psnr", "mae"} and result["metrics"]["mae"] > 0
+    assert result["best"]["metric"] == "psnr"
+    assert yaml.safe_load(Path("run/recipe.yaml").read_text())["imports"] == [PLUGIN]
+
+    done = invoke("test", "plugged.yaml", "--checkpoint", "run/checkpoints/last.pth", "--data", data_root, "-o", "eval")
+    assert done.exit_code == 0, done.output
+    metrics = yaml.safe_load(Path("eval/metrics.json").read_text())
+    per_frame = pd.read_csv("eval/per_frame.csv")
+    assert {"psnr", "mae"} <= set(per_frame.columns)
+    assert metrics["mae"] == pytest.approx(_frames_by_clip(per_frame, "mae"), rel=1e-9)
+    assert metrics["mae"] == pytest.approx(result["metrics"]["mae"], rel=1e-6)  # validation is vsr test
+
+    study = {
+        "name": "plugged_study",
+        "imports": [PLUGIN],
+        "base": "bidirectional",
+        "metrics": ["mae", "psnr"],
+        "presets": {"cpu": {"recipe": "plugged.yaml", "seeds": 1,
+                            "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
+                            "data": {"train": {"layout": "synth", "root": "{data}", "split": "train"},
+                                     "val": {"layout": "synth", "root": "{data}", "split": "val"}}}},
+        "variants": {"bidirectional": [], "unidirectional": ["model.propagation=unidirectional"]},
+        "expect": [{"better": "bidirectional", "worse": "unidirectional", "metric": "mae"}],
+    }  # fmt: skip
+    Path("study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    done = invoke("study", "study.yaml", "--data", data_root, "--report", "report")
+    assert done.exit_code == 0, done.output
+    per_frame = pd.read_csv("report/per_frame.csv")
+    results = pd.read_csv("report/results.csv")
+    assert "mae" in set(per_frame.columns) | set(per_frame.get("metric", pd.Series(dtype=str)))
+    assert any(column.startswith("mae") for column in results.columns)
+    index = Path("report/index.md").read_text()
+    assert "MAE" in index and "lower is better" in index.lower()

@@ -39,7 +39,8 @@ from vsr.data import synth
 from vsr.errors import RecipeError, VideoError, VSRError
 from vsr.locks import LOCK_FILE, FolderInUse, FolderLock
 from vsr.recipe import load_recipe
-from vsr.studies import run_one, run_study
+from vsr.reports import run_and_report
+from vsr.studies import run_one
 from vsr.studies import runs as run_folders
 from vsr.studies.schema import StudyError
 from vsr.training import Trainer, train
@@ -440,7 +441,7 @@ def test_a_study_folder_and_its_run_folders_have_one_writer(tmp_path):
     try:
         before = snapshot(tmp_path)
         with pytest.raises(FolderInUse, match=rf"study folder {runs / 'mini'} is in use: pid {holder.pid} "):
-            run_study(study, out=runs, progress=False, report=tmp_path / "report")
+            run_and_report(study, out=runs, progress=False, report=tmp_path / "report")
         assert snapshot(tmp_path) == before  # no study.json, no run folder, no report
     finally:
         holder.kill()

@@ -226,7 +226,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(runs):
     assert resumed["iteration"] == full["iteration"] == 4
     for key, value in full["model"].items():
         assert torch.equal(resumed["model"][key], value), key
-    for a, b in zip(full["optimizers"]["model"]["state"].values(), resumed["optimizers"]["model"]["state"].values(), strict=True):
+    moments = (state["optimizers"]["model"]["state"].values() for state in (full, resumed))
+    for a, b in zip(*moments, strict=True):
         assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     assert runs["resumed"].metrics == runs["full"].metrics
 
