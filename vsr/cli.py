@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from vsr.cli_data import data_app
 from vsr.cli_support import (
     check_at_least,
     check_device,
@@ -37,9 +38,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-)
-data_app = typer.Typer(
-    help="Make data sets: the embedded synthetic set, LR folders from GT folders.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
 
@@ -118,68 +116,6 @@ def zoo_command():
         recipe = " ".join([entry.recipe, *(f"--set {o}" for o in entry.overrides)])
         table.add_row(entry.name, recipe, entry.trained_on, *cells)
     Console(width=max(console.width, 200)).print(table)
-
-
-@data_app.command("synth")
-@reports_errors
-def synth_command(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write it (default: ./data/synth).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data set.")] = 0,
-    frames: Annotated[int | None, typer.Option(help="Frames per training clip (default 20).")] = None,
-    val_frames: Annotated[int | None, typer.Option(help="Frames per validation clip (default 30).")] = None,
-    clips_per_photo: Annotated[int | None, typer.Option(help="Clips per training photograph (default 9).")] = None,
-    val_clips_per_photo: Annotated[
-        int | None, typer.Option(help="Clips per validation photograph (default 4).")
-    ] = None,
-    size: Annotated[
-        int | None, typer.Option(help="GT frame size (square), in pixels (default 128; 256 gives 64×64 LR).")
-    ] = None,
-    degradation: Annotated[str, typer.Option(help="bi or bd.")] = "bi",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing data set.")] = False,
-):
-    """Generate the embedded synthetic data set (scikit-image photographs moved by a virtual camera)."""
-    from vsr.data import synth
-
-    check_output(out, "--out")
-    check_at_least(1, frames=frames, val_frames=val_frames, clips_per_photo=clips_per_photo,
-                   val_clips_per_photo=val_clips_per_photo, size=size)  # fmt: skip
-
-    options = {"frames": frames, "val_frames": val_frames, "clips_per_photo": clips_per_photo,
-               "val_clips_per_photo": val_clips_per_photo, "size": None if size is None else (size, size)}  # fmt: skip
-    kwargs = {"seed": seed, "degradation": degradation, "overwrite": overwrite}
-    kwargs |= {key: value for key, value in options.items() if value is not None}
-    root = out or synth.default_root()
-    try:
-        info = synth.generate(root, **kwargs)
-    except KeyboardInterrupt:
-        raise interrupted(
-            f"interrupted: nothing was written to {root} (a data set appears only once complete)"
-        ) from None
-    say("synthetic data set in ", (str(info.root), "bold"), f": {info.summary()}")
-
-
-@data_app.command("degrade")
-@reports_errors
-def degrade_command(
-    gt_root: Annotated[Path, typer.Argument(help="Folder of GT clips: GT_ROOT/<clip>/*.png.")],
-    lr_root: Annotated[Path, typer.Argument(help="Where to write the LR clips.")],
-    kind: Annotated[str, typer.Option(help="bi (MATLAB bicubic) or bd (Gaussian blur + subsampling).")] = "bi",
-    scale: Annotated[int, typer.Option(help="Downscaling factor.")] = 4,
-    overwrite: Annotated[bool, typer.Option(help="Rewrite frames that exist.")] = False,
-):
-    """Make LR frames from GT frames with the BI or BD degradation of the BasicVSR papers."""
-    from vsr.data.degradations import degrade_folder
-
-    check_output(lr_root, "LR_ROOT")
-    check_at_least(1, scale=scale)
-    try:
-        count = degrade_folder(gt_root, lr_root, kind=kind, scale=scale, overwrite=overwrite)
-    except KeyboardInterrupt:
-        raise interrupted(
-            f"interrupted: the LR frames written so far in {lr_root} are complete and kept; run the same "
-            "command again to make the rest"
-        ) from None
-    say(f"wrote {count} LR frames to {lr_root}")
 
 
 @app.command("train")

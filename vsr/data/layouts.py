@@ -12,6 +12,7 @@ layout      frames                                                              
 ``udm10``   ``GT/<clip>/%04d.png``, ``BDx4/<clip>/%03d.png`` (or ``%04d``)          clip folders
 ``folder``  ``GT/<clip>/*.png`` (+ ``<lr>/<clip>/*.png``, ``flow/<clip>/*.np[yz]``)  clip folders
 ``synth``   ``synth.json`` + one ``folder`` layout per split (``train/``, ``val/``)  clip folders
+``real``    ``real.json`` + ``gt/`` (a ``folder`` layout) and ``lq/<clip>/`` (no GT)  :mod:`vsr.data.real`
 ==========  =====================================================================  ===========================
 
 LR and GT frames are paired by frame number (so UDM10's ``0001.png`` GT matches its ``001.png`` LR), or by
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vsr.data import real
 from vsr.data.degradations import Degradation, build_chain, check_chain
 from vsr.data.flow_files import FLOW_SUFFIXES
 from vsr.data.synth import ensure_default, read_description
@@ -42,9 +44,9 @@ log = logging.getLogger(__name__)
 REDS4_CLIPS = ("000", "011", "015", "020")
 VIMEO_LISTS = {"train": "sep_trainlist.txt", "test": "sep_testlist.txt"}
 VIMEO_FRAMES = tuple(f"im{i}.png" for i in range(1, 8))
-LAYOUTS = ("auto", "reds", "vimeo", "vid4", "udm10", "folder", "synth")
+LAYOUTS = ("auto", "reds", "vimeo", "vid4", "udm10", "folder", "synth", "real")
 #: The splits of each layout that has splits (the first is the default).
-SPLITS = {"reds": ("train", "reds4"), "vimeo": tuple(VIMEO_LISTS), "synth": ("train", "val")}
+SPLITS = {"reds": ("train", "reds4"), "vimeo": tuple(VIMEO_LISTS), "synth": ("train", "val"), "real": real.SPLITS}
 #: The keys of a data set mapping, and the values each allows (``layout``, ``split`` and ``degradation`` are
 #: checked by :func:`check_spec` against the layouts, their splits and the registry).
 SPEC_KEYS = ("layout", "root", "split", "lr", "scale", "degradation")
@@ -269,6 +271,8 @@ def detect_layout(root: str | Path) -> str:
     root = Path(root)
     if (root / "synth.json").is_file():
         return "synth"
+    if (root / real.DESCRIPTION_FILE).is_file():
+        return "real"
     if (root / "train_sharp").is_dir():
         return "reds"
     if any((root / name).is_file() for name in VIMEO_LISTS.values()):
@@ -384,16 +388,18 @@ def open_dataset(spec: str | Path | Mapping[str, Any], default_degradation: Any 
     stored LR frames are read, and clips stored without them are degraded by ``default_degradation`` (the
     recipe's ``data.degradation``).
     ``{"layout": "synth"}`` without a root is the embedded synthetic set at ``vsr.data.synth.default_root()``,
-    generated there on first use."""
+    generated there on first use; ``{"layout": "real"}`` the real-video set's ground-truth split at
+    ``vsr.data.real.default_root()`` (:mod:`vsr.data.real`), written there on first use."""
     if isinstance(spec, str | Path):
         spec = {"root": spec}
     spec = dict(spec)
     check_spec(spec)
     layout = spec.get("layout", "auto")
     if spec.get("root") is None:
-        if layout != "synth":
+        if layout not in ("synth", "real"):
             raise DataError(f"data set {spec} has no 'root': set it to the folder holding the data set")
-        spec["root"] = ensure_default()  # the embedded set, generated on first use
+        # the embedded sets, written on first use
+        spec["root"] = ensure_default() if layout == "synth" else real.ensure_default()
     root = _require_dir(Path(spec["root"]).expanduser(), "data set root")
     if layout == "auto":
         layout = detect_layout(root)
@@ -405,6 +411,8 @@ def open_dataset(spec: str | Path | Mapping[str, Any], default_degradation: Any 
     if layout == "synth":
         default_scale = _synth_scale(root / "synth.json")
         root = _require_dir(root / (split or "train"), "synthetic data set split folder")
+    elif layout == "real":
+        root = _real_split(root, split or real.GT_SPLIT)
     given_lr = lr != "auto"
     if not given_lr:
         lr = STORED_LR.get(layout) or _detect_lr(root)
@@ -438,6 +446,19 @@ def open_dataset(spec: str | Path | Mapping[str, Any], default_degradation: Any 
         made = "read from " + repr(lr) if lr is not None else f"made from GT by {chain}"
         log.info("data set %s: LR frames %s", name, made)
     return ClipSet(clips, scale, degradation, name)
+
+
+def _real_split(root: Path, split: str) -> Path:
+    """The ``gt`` split of the real-video set (a ``folder`` layout); its ``lq`` clips have no ground truth, which
+    vsr's test sets pair with every LR frame, so they are refused here, naming where they are."""
+    folder = real.split_root(root, split)
+    if split == real.LQ_SPLIT:
+        raise DataError(
+            f"the real-video set's lq split ({folder}/<clip>/) holds low-quality clips without ground truth, and a "
+            "data set here pairs LR frames with GT: upscale its clips (`vsr upscale MODEL "
+            f"{folder}/<clip> -o OUT`) and score the outputs with a no-reference metric, or open split: gt"
+        )
+    return _require_dir(folder, "real-video set split folder")
 
 
 def _synth_scale(path: Path) -> int | None:
