@@ -22,7 +22,7 @@ from vsr import RecipeError
 from vsr.checkpoints import read_checkpoint
 from vsr.cli import app
 from vsr.recipe import load_recipe
-from vsr.registry import KINDS, PLUGINS_ENV, choices, import_plugins
+from vsr.registry import KINDS, choices
 from vsr.training import Trainer, train
 from vsr.training.distributed import leave_without_teardown
 
@@ -50,9 +50,6 @@ ADVERSARIAL = {
 
 @pytest.fixture(autouse=True)
 def _plugin_path(monkeypatch):
-    """The plugin's folder on the path, and the plugins recorded for child processes restored after the test
-    (a later test's spawned jobs, without that path, would fail to import them)."""
-    monkeypatch.delenv(PLUGINS_ENV, raising=False)
     monkeypatch.syspath_prepend(str(PLUGINS))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]))
 
@@ -102,13 +99,14 @@ def test_a_plugin_that_cannot_be_imported_is_one_line_naming_it(tmp_path):
             sys.path.remove(str(tmp_path))
 
 
-def test_imports_are_recorded_for_child_processes():
-    import_plugins([PLUGIN])
-    assert os.environ[PLUGINS_ENV].split(",") == [PLUGIN]
+def test_imports_travel_with_the_recipe():
+    """A run's recipe keeps its imports (so a resumed run, a study job or a spawned worker imports them again);
+    --import adds to them; a recipe without plugins reads as before."""
     recipe = load_recipe(ADVERSARIAL)
     assert recipe.imports == [PLUGIN] and recipe.to_dict()["imports"] == [PLUGIN]
+    assert load_recipe(recipe.to_dict()).imports == [PLUGIN]
     assert load_recipe("basicvsr_tiny").with_imports([PLUGIN]).to_dict()["imports"] == [PLUGIN]
-    assert "imports" not in load_recipe("basicvsr_tiny").to_dict()  # recipes without plugins read as before
+    assert "imports" not in load_recipe("basicvsr_tiny").to_dict()
 
 
 def test_vsr_model_assembles_a_plugin_component():

@@ -429,7 +429,7 @@ def study_command(
     try:
         index = run_and_report(
             name, preset=preset, seeds=seeds, data=data, out=out, executor=executor, device=device,
-            slurm=slurm_args or None, report=report, variants=variant, jobs=jobs,
+            slurm=slurm_args or None, report=report, variants=variant, jobs=jobs, imports=imports or (),
         )  # fmt: skip
     except KeyboardInterrupt:
         raise interrupted(

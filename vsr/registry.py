@@ -227,14 +227,12 @@ def register(kind: str, name: str) -> Callable[[T], T]:
 
 def choices(kind: str) -> list[str]:
     """The names a recipe may give ``kind``: every registered part, and ``none`` if the kind is optional."""
-    _import_inherited()
     spec = kind_spec(kind)
     return sorted([*REGISTRY[kind], *([NONE] if spec.optional else [])])
 
 
 def lookup(kind: str, name: str, key: str | None = None) -> type | None:
     """The class registered as ``name`` (``None`` for ``none`` in an optional kind)."""
-    _import_inherited()
     if kind_spec(kind).optional and name == NONE:
         return None
     if name not in REGISTRY[kind]:
@@ -346,30 +344,13 @@ def build_entry(kind: str, key: str, value: Any, extra: tuple[str, ...] = (), **
 # Plugins: the user's modules, imported before a recipe is validated
 
 
-#: The environment variable that lists the plugins imported so far (comma-separated), so that the processes
-#: a command starts (study jobs, DataLoader workers, spawned DDP ranks) import them too.
-PLUGINS_ENV = "VSR_PLUGINS"
-
-_inherited = False
-
-
-def _import_inherited() -> None:
-    """Import, once per process, the plugins a parent process recorded in :data:`PLUGINS_ENV`. Called when a
-    kind's names are asked for, never while a kind's own modules are being imported."""
-    global _inherited
-    if not _inherited:
-        _inherited = True
-        names = [n for n in os.environ.get(PLUGINS_ENV, "").split(",") if n]
-        import_plugins(names, key=PLUGINS_ENV)
-
-
 def import_plugins(modules: Iterable[str], key: str = "imports") -> list[str]:
     """Import each dotted module name in ``modules`` (what it registers joins its kind) and return the names.
 
     The current folder is searched first, as ``python -m`` does, so a ``my_parts.py`` beside the recipe
-    needs no installing. The names are added to :data:`PLUGINS_ENV`, which processes started from this one
-    inherit. A name that is not a module name, or a module that fails to import, is one :class:`RecipeError`
-    naming it and the cause."""
+    needs no installing. Processes that vsr starts (study jobs, spawned workers) import them again from the
+    recipe they are given, which records its ``imports``. A name that is not a module name, or a module that
+    fails to import, is one :class:`RecipeError` naming it (an :class:`ArgumentError` for ``--import``)."""
     names = list(modules)
     for name in names:
         if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
@@ -382,8 +363,6 @@ def import_plugins(modules: Iterable[str], key: str = "imports") -> list[str]:
         except Exception as err:  # any error of the user's module: one line, not its traceback
             problem = f"cannot import the plugin module: {type(err).__name__}: {err}"
             raise _plugin_error(key, name, f"{problem}; check that it is on PYTHONPATH (or in this folder)") from None
-    recorded = [n for n in os.environ.get(PLUGINS_ENV, "").split(",") if n]
-    os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys([*recorded, *names]))
     return names
 
 

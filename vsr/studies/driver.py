@@ -24,6 +24,7 @@ written under its lock, by the process that carries the run out: a run done as a
 from __future__ import annotations
 
 import json
+import dataclasses
 import os
 import subprocess
 import time
@@ -250,7 +251,9 @@ def run_study(
     presets that take one; ``out``: the runs root (default ``runs/studies/<preset>``), runs go to
     ``OUT/<study>/<variant>/seed<k>/``; ``executor``: ``local``, ``slurm`` or ``submitit-local``;
     ``slurm``: submitit parameters added to the preset's; ``variants``: run only these; ``jobs``: with the
-    local executor, how many runs train at once (worker processes sharing the CPU threads, or the one GPU).
+    local executor, how many runs train at once (worker processes sharing the CPU threads, or the one GPU);
+    ``imports``: plugin modules (``--import``) added to the study file's ``imports``, which travel with every
+    run's recipe.
 
     A failing run never stops the others; once all are done, failures raise :class:`RunsFailed` (a
     :class:`StudyError` naming each), which carries the :class:`StudyRun` so that the finished runs can still
@@ -274,6 +277,7 @@ def run_study(
 
 
 def _run_planned(
+    imports: Sequence[str] = (),
     study: Study,
     preset: str,
     specs: Sequence[RunSpec],
@@ -289,6 +293,8 @@ def _run_planned(
         study_dir,
         study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},
     )
+    if imports:
+        study = dataclasses.replace(study, imports=tuple(dict.fromkeys([*study.imports, *imports])))
     for spec in specs:
         runs.check_run_folder(spec)
     pending = [s for s in specs if not runs.run_finished(s.run_dir)]
