@@ -11,18 +11,21 @@ from PIL import Image
 from skimage import data as skdata
 
 from vsr.data.degradations import (
+    Degradation,
     GaussianNoise,
     Region,
     bd,
     bd_kernel_size,
     bi,
     build_chain,
+    clip_seed,
     degrade_folder,
     gaussian_kernel,
     imresize,
     modcrop,
 )
 from vsr.errors import DataError, RecipeError
+from vsr.registry import REGISTRY, register
 
 from basicsr_reference import ReferenceUnavailable, import_basicsr
 
@@ -211,6 +214,33 @@ def test_degrade_folder_takes_a_chain_and_seeds_it_per_clip_and_frame(tmp_path):
     assert not np.array_equal(read(tmp_path / "one", "a/0.png"), read(tmp_path / "one", "a/1.png"))
     assert not np.array_equal(read(tmp_path / "one", "a/0.png"), read(tmp_path / "one", "b/0.png"))
     assert 0.08 * 255 < read(tmp_path / "one", "a/0.png").std() < 0.12 * 255
+
+
+def test_degrade_folder_draws_a_random_chains_per_clip_values_once_per_clip_as_evaluation_does(tmp_path):
+    """A degradation that draws one value per clip (a brightness offset) gets one value for all the frames of a
+    clip written to disk, and the frames equal what evaluation makes on the fly from the same GT."""
+
+    @register("degradation", "clip_offset_test")
+    class ClipOffset(Degradation):
+        radius = 0
+
+        def __call__(self, clip, rng, region=None):
+            return (clip + rng.uniform(0.1, 0.3)).clamp(0, 1)
+
+    try:
+        gray = np.full((16, 16, 3), 64, dtype=np.uint8)
+        for name in ("a/0.png", "a/1.png", "a/2.png"):
+            write_png(tmp_path / "GT" / name, gray)
+        chain = ["bi", "clip_offset_test"]
+        assert degrade_folder(tmp_path / "GT", tmp_path / "LR", kind=chain) == 3
+        frames = [np.asarray(Image.open(tmp_path / "LR" / f"a/{i}.png")).astype(int) for i in range(3)]
+        assert len({int(f.mean()) for f in frames}) == 1 and frames[0].mean() > 64 + 0.1 * 255 - 1
+        gt = torch.full((3, 3, 16, 16), 64 / 255, dtype=torch.float64)
+        expected = build_chain(chain, 4)(gt, np.random.default_rng(clip_seed("a")))
+        on_disk = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).double() / 255
+        assert torch.allclose(on_disk, expected, atol=0.5 / 255 + 1e-9)
+    finally:
+        del REGISTRY["degradation"]["clip_offset_test"]
 
 
 # ------------------------------------------------------------------------------------ the degradation kind

@@ -249,14 +249,17 @@ class Degradation(ABC):
     components) and may take ``scale``, the data set's scale, which vsr wires in: a resizing stage shrinks by
     it (:class:`BI`, :class:`BD`); a stage that does not resize leaves it out (``scale`` stays 1).
 
-    Two class (or instance) attributes say how it may be applied:
+    Three class (or instance) attributes say how it may be applied:
 
     * ``scale``: how much it shrinks frames. A chain shrinks by the product of its stages', which must be the
       data set's scale.
     * ``radius``: its spatial reach in input pixels (an output pixel depends on input pixels at most this far
-      away), or ``None``: it must see whole frames and the whole clip (video compression, anything temporal).
-      A local one degrades a training crop grown by its reach and is called with the crop's ``region``;
-      a non-local one degrades the whole frames of a training sample's frames, which are then cropped.
+      away), or ``None`` (the default, always correct): it must see whole frames and the whole clip (video
+      compression, anything temporal). A local one degrades a training crop grown by its reach and is called
+      with the crop's ``region``; a non-local one degrades the whole frames of a training sample's frames,
+      which are then cropped.
+    * ``deterministic``: it draws nothing from ``rng`` (BI, BD), so a clip may be degraded a frame at a time
+      (``vsr data degrade``); a random one (the default) is always given the whole clip and one stream.
 
     A random degradation draws only from ``rng``, a :class:`numpy.random.Generator` seeded per sample
     (training: the run's seed, epoch and sample index; evaluation: the clip's name), so that a seed reproduces
@@ -265,7 +268,8 @@ class Degradation(ABC):
     """
 
     scale: int = 1
-    radius: int | None = 0
+    radius: int | None = None
+    deterministic: ClassVar[bool] = False
     #: The name prefix of the LR folders that standard data sets store made by this degradation (``BIx4``).
     folder: ClassVar[str | None] = None
 
@@ -279,6 +283,7 @@ class BI(Degradation):
     from an output pixel's centre; the taps' rounding adds up to 2 (``radius`` = 2·scale + 2)."""
 
     folder = "BI"
+    deterministic = True
 
     def __init__(self, scale: int):
         self.scale, self.radius = scale, 2 * scale + 2
@@ -293,6 +298,7 @@ class BD(Degradation):
     then every scale-th pixel; reaches half the kernel size."""
 
     folder = "BD"
+    deterministic = True
     allowed_arguments: ClassVar[dict[str, Allowed]] = {
         "sigma": number(above=0),
         "kernel_size": optional(integer(1)),
@@ -318,6 +324,8 @@ class GaussianNoise(Degradation):
     first frames' noise does not depend on how many follow)."""
 
     allowed_arguments: ClassVar[dict[str, Allowed]] = {"sigma": number(minimum=0, below=1)}
+
+    radius = 0
 
     def __init__(self, sigma: float):
         self.sigma = float(sigma)
@@ -348,6 +356,7 @@ class Chain(Degradation):
             radius += stage.radius * before
             before *= stage.scale
         self.radius = radius
+        self.deterministic = all(stage.deterministic for stage in self.stages)
 
     def __call__(self, clip: Tensor, rng: np.random.Generator, region: Region | None = None) -> Tensor:
         for stage, stream in zip(self.stages, rng.spawn(len(self.stages)), strict=True):
@@ -434,9 +443,10 @@ def degrade_folder(
     frames were written.
 
     ``kind`` is a data set mapping's ``degradation`` (a registered name, a mapping or a list: a chain that
-    shrinks by ``scale``). A local chain degrades frame by frame, its random stream seeded per clip and frame;
-    a non-local one (``radius`` None) the whole clip, seeded per clip, and rewrites the clip if a frame is
-    missing. ``<clip>`` may be nested (Vimeo-90K's ``00001/0001``): every folder holding PNGs is a clip and
+    shrinks by ``scale``). A deterministic chain (BI, BD) degrades frame by frame; a random one the whole clip
+    with one stream seeded by the clip's name, as the evaluation of a set without LR frames does (its per-clip
+    values drawn once per clip), and rewrites the clip if a frame is missing. ``<clip>`` may be nested
+    (Vimeo-90K's ``00001/0001``): every folder holding PNGs is a clip and
     keeps its relative path. Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes.
     Computation is in float64 from the uint8 frames, and each file is written atomically.
     """
@@ -458,10 +468,10 @@ def degrade_folder(
         todo = [i for i, src in enumerate(paths) if overwrite or not (lr_root / src.relative_to(gt_root)).exists()]
         if not todo:
             continue
-        if degradation.radius is None:
-            batches = [(list(range(len(paths))), np.random.default_rng(seed))]
+        if degradation.deterministic:
+            batches = [([i], np.random.default_rng(seed)) for i in todo]
         else:
-            batches = [([i], np.random.default_rng([seed, i])) for i in todo]
+            batches = [(list(range(len(paths))), np.random.default_rng(seed))]
         for indices, rng in batches:
             gt = torch.stack([_read_gt(paths[i], scale) for i in indices])
             for i, lq in zip(indices, degradation(gt, rng), strict=True):
