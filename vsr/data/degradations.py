@@ -491,3 +491,8 @@ def _read_gt(path: Path, scale: int) -> Tensor:
             f"{h - h % scale}x{w - w % scale} first (vsr.data.degradations.modcrop)"
         )
     return gt
+
+
+# The real-world stages and the RealBasicVSR chain register themselves beside the ones above: the registry
+# imports this module as the degradation kind's home. Imported last, since it subclasses Degradation.
+from vsr.data import realworld  # noqa: E402, F401
