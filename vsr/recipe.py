@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from vsr.data.augmentation import MIRROR_CHOICES
 from vsr.data.degradations import check_chain
 from vsr.data.layouts import check_spec
 from vsr.errors import RecipeError
@@ -61,7 +62,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # chain, e.g. [{name: bd, sigma: 0.8}, {name: gaussian_noise, sigma: 0.05}] (vsr.data.degradations)
         "num_frames": 15,  # frames per training clip
         "lr_patch": 64,  # LR crop size of training samples (GT crop = scale × this)
-        "mirror": False,  # mirror-extend training clips (Vimeo-90K: 7 -> 14 frames)
+        "mirror": False,  # mirror-extend training clips: true (Vimeo-90K: 7 -> 14 frames, the degraded frames
+        # repeated) | before_degradation (RealBasicVSR: the GT frames mirrored, then degraded) | false
         "hflip": True,
         "vflip": True,
         "transpose": True,
@@ -109,6 +111,7 @@ CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "train.scheduler": ("scheduler", ("cosine_restart", "constant")),
     "train.amp": ("precision", ("auto", "bf16", "fp16", "off")),
     "train.channels_last": ("setting", ("auto", "true", "false")),
+    "data.mirror": ("mirror", MIRROR_CHOICES),
 }
 
 #: The values each numeric (or list, or optional) key allows; a value outside fails naming the rule. A
@@ -150,7 +153,7 @@ RENAMED: dict[str, str] = {
 }
 
 #: Switches that YAML may also write as booleans (``amp: off`` parses as False).
-BOOLEAN_SWITCHES = {"train.amp", "train.channels_last"}
+BOOLEAN_SWITCHES = {"train.amp", "train.channels_last", "data.mirror"}
 
 #: The largest recipe (or study) file read: a recipe is a page of YAML.
 MAX_YAML_BYTES = 1 << 20
@@ -354,6 +357,9 @@ def _validate_value(key: str, value: Any, default: Any) -> Any:
         _check_range(key, value, RANGES)
         return value
     if key in BOOLEAN_SWITCHES and isinstance(value, bool):
+        return value
+    if key in CHOICES and isinstance(value, str):  # also a switch whose default is a boolean (data.mirror)
+        _check_choice(key, value, *CHOICES[key])
         return value
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):

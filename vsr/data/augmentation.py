@@ -1,5 +1,6 @@
 """BasicVSR's training augmentation (:class:`Augmentation`: flips, transpose, temporal reversal) and the
-mirroring of a sample's frames (:func:`mirror_sample`), applied alike to frames and true flows."""
+mirroring of a sample's frames (:func:`mirror_sample`, when: :func:`mirror_mode`), applied alike to frames and
+true flows."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from torch import Tensor
 FRAME_KEYS = ("lq", "gt")
 #: Its true flows, ``(t - 1, 2, h, w)``: frame k → k + 1, and k + 1 → k.
 FLOW_KEYS = ("flow_next", "flow_prev")
+
+#: The values of ``data.mirror`` (YAML may write the first two as booleans).
+MIRROR_CHOICES = ("false", "true", "before_degradation")
+#: Mirror the GT frames before degrading them.
+BEFORE_DEGRADATION = "before_degradation"
 
 
 @dataclass(frozen=True)
@@ -78,3 +84,17 @@ def mirror_sample(sample: dict[str, Any]) -> dict[str, Any]:
         out["flow_next"] = torch.cat([flow_next, zero, flow_prev.flip(0)])
         out["flow_prev"] = torch.cat([flow_prev, zero, flow_next.flip(0)])
     return out
+
+
+def mirror_mode(value: bool | str) -> str | None:
+    """When a training sample is mirrored, from ``data.mirror``: ``None`` (never), ``"after_degradation"``
+    (``true``: the mirrored half repeats the degraded frames, Vimeo-90K's 7 → 14), or
+    ``"before_degradation"`` (RealBasicVSR's L/2 → L: the GT frames are mirrored and the whole sequence is
+    degraded, so a random degradation that drifts from frame to frame degrades the two halves differently)."""
+    if value is False or value == "false":
+        return None
+    if value is True or value == "true":
+        return "after_degradation"
+    if value == BEFORE_DEGRADATION:
+        return BEFORE_DEGRADATION
+    raise ValueError(f"mirror must be one of {', '.join(MIRROR_CHOICES)}, got {value!r}")

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vsr.data.augmentation import FRAME_KEYS, Augmentation, mirror_sample
+from vsr.data.augmentation import BEFORE_DEGRADATION, FRAME_KEYS, Augmentation, mirror_mode, mirror_sample
 from vsr.data.degradations import Region, clip_seed
 from vsr.data.frames import ClipReader
 from vsr.data.layouts import Clip, ClipSet
@@ -49,7 +49,9 @@ class TrainingClips(Dataset):
     Sample ``index`` takes ``num_frames`` consecutive frames from a random start of a random clip, an aligned
     random crop of ``lr_patch`` LR pixels (GT crop: scale × larger; ``None``: whole frames), and the enabled
     augmentations, each drawn with probability ½ and applied to every frame alike (``Augmentation``); then
-    optionally ``mirror`` (7 → 14 frames, as for Vimeo-90K). A clip stored without LR frames is degraded
+    optionally ``mirror`` (:func:`~vsr.data.augmentation.mirror_mode`: ``True`` mirrors the sample, 7 → 14
+    frames as for Vimeo-90K; ``"before_degradation"`` mirrors the GT frames of a clip stored without LR frames
+    before degrading them, RealBasicVSR's 15 → 30). A clip stored without LR frames is degraded
     before the augmentation: a local degradation degrades the GT crop grown by its reach (so the LR crop is
     the same crop of the whole degraded frames), a non-local one the whole frames of the sample's frames.
     The draw (and the degradation's random stream) depends only on ``(seed, epoch, index)``, so DataLoader
@@ -76,7 +78,7 @@ class TrainingClips(Dataset):
         vflip: bool = True,
         transpose: bool = True,
         reverse: bool = False,
-        mirror: bool = False,
+        mirror: bool | str = False,
         with_flow: bool = False,
         samples_per_epoch: int = 1000,
         seed: int = 0,
@@ -86,7 +88,7 @@ class TrainingClips(Dataset):
         self.source = source
         self.num_frames, self.lr_patch = num_frames, lr_patch
         self.flags = (hflip, vflip, transpose, reverse)
-        self.mirror, self.with_flow = mirror, with_flow
+        self.mirror, self.with_flow = mirror_mode(mirror), with_flow
         self.samples_per_epoch, self.seed, self.epoch = samples_per_epoch, seed, 0
         self.reader = ClipReader(source, validate, with_flow, cache_frames)
         for clip, (_, (h, w)) in zip(source.clips, self.reader.sizes, strict=True):
@@ -126,6 +128,7 @@ class TrainingClips(Dataset):
         ph, pw = lr_size if self.lr_patch is None else (self.lr_patch, self.lr_patch)
         frames = range(d.start, d.start + t)
         gt_box = (d.top * s, (d.top + ph) * s, d.left * s, (d.left + pw) * s)
+        mirror_first = self.mirror == BEFORE_DEGRADATION and clip.lr is None  # stored LR: mirroring is mirroring
         if clip.lr is not None:
             lq = self.reader.frames([clip.lr[i] for i in frames], lr_size, (d.top, d.top + ph, d.left, d.left + pw))
             gt = self.reader.frames([clip.gt[i] for i in frames], gt_size, gt_box)
@@ -133,25 +136,33 @@ class TrainingClips(Dataset):
         else:
             # Its own stream: the draw above stays what it is whatever the degradation draws.
             rng = np.random.default_rng([self.seed, self.epoch, index, DEGRADATION_STREAM])
-            sample = self._degraded(clip, frames, gt_size, (d.top, d.left, ph, pw), rng)
+            sample = self._degraded(clip, frames, gt_size, (d.top, d.left, ph, pw), rng, mirror_first)
         if self.with_flow:
             pairs = [clip.flow_paths(i) for i in frames[:-1]]
-            sample["flow_next"] = self.reader.flows([p[0] for p in pairs], gt_box)
-            sample["flow_prev"] = self.reader.flows([p[1] for p in pairs], gt_box)
+            flows = {"flow_next": self.reader.flows([p[0] for p in pairs], gt_box),
+                     "flow_prev": self.reader.flows([p[1] for p in pairs], gt_box)}  # fmt: skip
+            sample.update(mirror_sample(flows) if mirror_first else flows)
         sample = d.augmentation(sample)
         for key in FRAME_KEYS:
             if sample[key].dtype == torch.uint8:
                 sample[key] = sample[key].float().div_(255)
-        if self.mirror:  # after degrading: a mirrored frame is the same degraded frame
+        if self.mirror is not None and not mirror_first:  # a mirrored frame is the same degraded frame
             sample = mirror_sample(sample)
         return {**sample, "clip": clip.name, "start": d.start}
 
     def _degraded(
-        self, clip: Clip, frames: Sequence[int], gt_size: tuple[int, int], crop: tuple[int, int, int, int], rng
+        self,
+        clip: Clip,
+        frames: Sequence[int],
+        gt_size: tuple[int, int],
+        crop: tuple[int, int, int, int],
+        rng: np.random.Generator,
+        mirror: bool = False,
     ) -> dict[str, Tensor]:
         """The GT ``crop`` = ``(top, left, h, w)`` (LR pixels) and its LR made on the fly by the data set's
         degradation: from the crop grown by the degradation's reach when it is local (so that it matches the
-        same crop of the whole degraded frames), else from whole frames."""
+        same crop of the whole degraded frames), else from whole frames. ``mirror``: the GT frames are
+        mirrored (x1..xt, xt..x1) before they are degraded."""
         degradation, s = self.source.degradation, self.source.scale
         (gh, gw), (top, left, ph, pw) = gt_size, crop
         if degradation.radius is None:
@@ -162,6 +173,8 @@ class TrainingClips(Dataset):
             l0, r0 = max(left - margin, 0), min(left + pw + margin, gw // s)
         region = self.reader.frames([clip.gt[i] for i in frames], gt_size, (t0 * s, b0 * s, l0 * s, r0 * s))
         region = region.float().div_(255)
+        if mirror:
+            region = torch.cat([region, region.flip(0)])
         where = None if degradation.radius is None else Region(t0 * s, l0 * s, gh, gw)
         lq = degradation(region, rng, where)[..., top - t0 : top - t0 + ph, left - l0 : left - l0 + pw]
         gt = region[..., (top - t0) * s : (top - t0 + ph) * s, (left - l0) * s : (left - l0 + pw) * s]
