@@ -4,15 +4,20 @@ evaluating a model on it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import statistics
 from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
-from tiny import TINY_MODEL
+from tiny import TINY_MODEL, tiny_synth
 from typer.testing import CliRunner
 
 import vsr.data.real
@@ -23,6 +28,9 @@ from vsr.data.layouts import open_dataset
 from vsr.errors import DataError
 from vsr.evaluate import evaluate
 from vsr.model import build_model
+from vsr.probe import FIELD_FILE, GAIN_FILE, SUMMARY_FILE
+from vsr.reports import run_and_report
+from vsr.studies import runs as run_folders
 
 # 16x16 GT crops (4x4 LR), 3 frames per clip: every clip of the set, in seconds.
 SMALL = {"size": (16, 16), "frames": 3}
@@ -166,3 +174,97 @@ def test_the_set_opens_as_a_layout_and_a_model_evaluates_on_it(small_set, tmp_pa
 def test_default_root_is_beside_the_synthetic_set(tmp_path, monkeypatch):
     monkeypatch.setenv("VSR_DATA", str(tmp_path / "sets" / "synth"))
     assert real.default_root() == tmp_path / "sets" / "real"
+
+
+# ------------------------------------------------------------------------------------------ studies
+TINY_RECIPE = {
+    "name": "tiny_real",
+    "model": {"channels": 8, "alignment": "none", "aggregation": {"name": "residual", "num_blocks": 1},
+              "upsampling": {"name": "pixel_shuffle", "hr_channels": 8}},
+    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 1, "workers": 0},
+    "train": {"iterations": 2, "periods": [2], "log_every": 1, "val_every": 2, "checkpoint_every": 2,
+              "fix_iterations": 0},
+}  # fmt: skip
+
+
+def _study(tmp_path: Path, real_data) -> Path:
+    (tmp_path / "tiny_real.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    preset = {"recipe": str(tmp_path / "tiny_real.yaml"), "seeds": 2, "profile": False, "real_data": real_data,
+              "data": {"train": {"layout": "synth", "root": "{data}", "split": "train"},
+                       "val": {"layout": "synth", "root": "{data}", "split": "val"}}}  # fmt: skip
+    study = {"name": "mini_real", "base": "bidirectional", "metrics": ["psnr", "ssim"], "presets": {"cpu": preset},
+             "variants": {"unidirectional": ["model.propagation=unidirectional"], "bidirectional": []}}  # fmt: skip
+    path = tmp_path / "mini_real.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    return tiny_synth(tmp_path_factory.mktemp("synth") / "data")
+
+
+def _clip_average(frame: pd.DataFrame, column: str) -> float:
+    return frame.groupby("clip")[column].mean().mean()
+
+
+def test_a_study_reports_the_real_columns_from_the_runs_real_files(small_set, synth_root, tmp_path):
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    real_data = {"layout": "real", "root": str(small_set.root)}
+    run_and_report(_study(tmp_path, real_data), data=synth_root, out=runs, report=report, progress=False)
+    table = pd.read_csv(report / "results.csv").set_index("variant")
+    for variant in ("unidirectional", "bidirectional"):
+        psnrs, gains, synthetic = [], [], []
+        for seed in (0, 1):
+            run = runs / f"mini_real/{variant}/seed{seed}"
+            per_frame = pd.read_csv(run / "real/per_frame.csv", dtype={"clip": str})
+            assert sorted(per_frame["clip"].unique()) == sorted(small_set.clips["gt"])
+            psnrs.append(_clip_average(per_frame, "psnr"))
+            gains.append(
+                _clip_average(pd.read_csv(run / "real/temporal/temporal_gain.csv", dtype={"clip": str}), "gain")
+            )
+            synthetic.append(_clip_average(pd.read_csv(run / "per_frame.csv", dtype={"clip": str}), "psnr"))
+            record = json.loads((run / "run.json").read_text())["real"]
+            assert record["metrics"]["psnr"] == pytest.approx(psnrs[-1], abs=1e-9) and record["clips"] == 12
+        assert table.loc[variant, "psnr_real_mean"] == pytest.approx(statistics.mean(psnrs), abs=1e-9)
+        assert table.loc[variant, "psnr_real_std"] == pytest.approx(statistics.stdev(psnrs), abs=1e-9)
+        assert table.loc[variant, "temporal_gain_real_mean"] == pytest.approx(statistics.mean(gains), abs=1e-9)
+        assert table.loc[variant, "psnr_mean"] == pytest.approx(statistics.mean(synthetic), abs=1e-9)
+        assert np.isfinite(table.loc[variant, "ssim_real_mean"]) and np.isfinite(
+            table.loc[variant, "bicubic_psnr_real"]
+        )
+    assert table.loc["bidirectional", "temporal_gain_real_mean"] != table.loc["bidirectional", "temporal_gain_mean"]
+    run = runs / "mini_real/bidirectional/seed0"  # its real/ folder holds exactly what vsr.studies.runs names
+    folder = run_folders.real_folder(run)
+    probe = {f"{run_folders.TEMPORAL_DIR}/{name}" for name in (GAIN_FILE, FIELD_FILE, SUMMARY_FILE)}
+    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == {
+        run_folders.METRICS_FILE,
+        run_folders.PER_FRAME_FILE,
+        *probe,
+    }
+    assert (
+        run_folders.read_real_metrics(run)["psnr"]
+        == json.loads((run / "run.json").read_text())["real"]["metrics"]["psnr"]
+    )
+    markdown = (report / "results.md").read_text()
+    assert "| PSNR, real (dB) | SSIM, real | temporal gain, real (dB) |" in markdown
+    assert "`vsr data real`, real:set: 12 clips, 36 frames" in (report / "index.md").read_text()
+
+
+def test_a_preset_without_real_data_reports_as_before(synth_root, tmp_path):
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    study = _study(tmp_path, False)
+    run_and_report(study, data=synth_root, out=runs, report=report, progress=False, seeds=[0])
+    assert not (runs / "mini_real/bidirectional/seed0/real").exists()
+    assert not [c for c in pd.read_csv(report / "results.csv").columns if "_real" in c]
+    assert "vsr data real" not in (report / "index.md").read_text()
+
+
+def test_a_preset_by_default_writes_the_default_set_beside_the_synthetic_one(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSR_DATA", str(tmp_path / "sets" / "synth"))
+    monkeypatch.setattr(vsr.data.real, "generate", functools.partial(vsr.data.real.generate, **SMALL))
+    study = _study(tmp_path, True)
+    run_and_report(study, data=synth_root, out=tmp_path / "runs", report=tmp_path / "report", progress=False,
+                   seeds=[0], variants=["bidirectional"])  # fmt: skip
+    assert (tmp_path / "sets/real" / real.DESCRIPTION_FILE).is_file()
+    assert "psnr_real_mean" in pd.read_csv(tmp_path / "report" / "results.csv").columns

@@ -72,6 +72,7 @@ def study_dict(recipe: str) -> dict:
                 "recipe": recipe,
                 "seeds": 2,
                 "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
+                "real_data": False,  # the evaluation on the real-video set is tested in test_real.py
                 "data": {
                     "train": {"layout": "synth", "root": "{data}", "split": "train"},
                     "val": {"layout": "synth", "root": "{data}", "split": "val"},

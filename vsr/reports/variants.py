@@ -10,6 +10,7 @@ import pandas as pd
 
 from vsr.errors import VSRError
 from vsr.evaluate import BASELINE_PREFIX
+from vsr.reports.collect import REAL_SUFFIX
 
 Info = Mapping[str, Mapping[str, Any]]  # study name -> its study.json (see vsr.reports.collect.study_info)
 
@@ -19,8 +20,10 @@ NOT_METRICS = ("temporal_gain",)
 
 def shown_metrics(runs: pd.DataFrame, info: Info) -> list[str]:
     """The metrics of the runs (long-form rows of ``collect_runs``) in the order the studies name them (a
-    study's ``metrics``; its first is the figures' metric), then any other the runs were evaluated with."""
-    present = [m for m in dict.fromkeys(runs["metric"]) if not m.startswith(BASELINE_PREFIX) and m not in NOT_METRICS]
+    study's ``metrics``; its first is the figures' metric), then any other the runs were evaluated with; their
+    real-content rows (``psnr_real``) are the same metrics on other clips, not metrics of their own."""
+    present = [m for m in dict.fromkeys(runs["metric"]) if not m.startswith(BASELINE_PREFIX) and m not in NOT_METRICS
+               and not m.endswith(REAL_SUFFIX)]  # fmt: skip
     named = [m for data in info.values() for m in data.get("metrics", [])]
     return [m for m in dict.fromkeys(named) if m in present] + [m for m in present if m not in named]
 

@@ -2,8 +2,9 @@
 
 :func:`run_study` runs each variant × seed into ``OUT/<study>/<variant>/seed<k>/`` (see
 :mod:`vsr.studies.runs`): :func:`run_one` trains, then builds and loads the trained model once to evaluate it
-on the validation set, probe how much it draws from other frames (:mod:`vsr.probe`) and profile it (first
-seed of each variant), and last writes ``run.json``. Writing the report is :mod:`vsr.reports`' job
+on the validation set, probe how much it draws from other frames (:mod:`vsr.probe`), evaluate and probe it
+again on the real-video set (:mod:`vsr.data.real`, unless the preset's ``real_data`` is off) and profile it
+(first seed of each variant), and last writes ``run.json``. Writing the report is :mod:`vsr.reports`' job
 (:func:`vsr.reports.run_and_report` runs a study, then reports it): studies never import reports.
 
 Rerunning the same command skips finished runs, evaluates runs whose training finished, and resumes
@@ -23,8 +24,8 @@ written under its lock, by the process that carries the run out: a run done as a
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 import os
 import subprocess
 import time
@@ -37,6 +38,7 @@ import submitit
 import yaml
 from rich.console import Console
 
+from vsr.data import real
 from vsr.data.layouts import open_dataset
 from vsr.data.specs import data_specs
 from vsr.errors import VSRError
@@ -87,12 +89,22 @@ def plan_runs(
                     recipe=recipe.to_dict(),
                     overrides=(*p.overrides, *variant.overrides_for(preset)),
                     profile=p.profile if i == 0 else None,  # one profile per variant
+                    real=_located(p.real_data),
                     device=device,
                     gpus=p.gpus_per_run,
                     runs_root=str(out),
                 )
             )
     return specs
+
+
+def _located(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The real-video set's mapping with its root made absolute (the default set's folder, relative to where the
+    study was started), so that worker processes and jobs started elsewhere find the same set."""
+    if spec is None:
+        return None
+    root = spec.get("root")
+    return dict(spec) | {"root": str(Path(root).expanduser().absolute() if root else real.default_root())}
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -159,6 +171,7 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
     model = assemble(recipe.model)  # built once, its weights loaded once (by evaluate), then probed and profiled
     metrics = evaluate(model, checkpoint, recipe=recipe, out_dir=run_dir, device=spec.device, progress=progress)
     temporal = run_probe(model, recipe=recipe, out_dir=runs.temporal_folder(run_dir), device=spec.device)
+    on_real = None if spec.real is None else _evaluate_real(model, recipe, spec)
     if spec.profile is not None:
         device = spec.device or trained.get("device", "cpu")
         args = dict(spec.profile) | {"size": tuple(spec.profile["size"])}
@@ -170,6 +183,7 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
         "metrics": {k: metrics[k] for k in Protocol.from_recipe(recipe).names},
         "bicubic": metrics.get("bicubic"),
         "temporal_gain": temporal.mean_gain,
+        "real": on_real,
         "iterations": trained.get("iterations"),
         "train_time_s": trained.get("time_s"),
         "seconds_per_iteration": trained.get("seconds_per_iteration"),
@@ -183,18 +197,37 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
     }
 
 
+def _evaluate_real(model, recipe, spec: RunSpec) -> dict[str, Any]:
+    """Score the loaded model on the real-video set with the recipe's protocol, and its temporal gain there (no
+    receptive field: it costs a backward pass per frame), into the run's ``real/`` folder."""
+    folder = runs.real_folder(spec.run_dir)
+    source = open_dataset(spec.real, recipe.data["degradation"])
+    metrics = evaluate(model, data=source, recipe=recipe, out_dir=folder, device=spec.device, progress=False)
+    temporal = run_probe(model, data=source, recipe=recipe, out_dir=runs.temporal_folder(folder),
+                         device=spec.device, field_clips=0)  # fmt: skip
+    return {
+        "metrics": {k: metrics[k] for k in Protocol.from_recipe(recipe).names},
+        "bicubic": metrics.get("bicubic"),
+        "temporal_gain": temporal.mean_gain,
+        "data": metrics.get("data"),
+        "clips": len(metrics["clips"]),
+    }
+
+
 # ------------------------------------------------------------------------------------------ the study
 
 
 def _check_data(specs: Sequence[RunSpec]) -> None:
-    """Open every distinct training/validation set once (generating the embedded set if needed), so that a
-    wrong path fails now, not in the middle of the study."""
+    """Open every distinct training, validation and real-video set once (writing the embedded sets if needed),
+    so that a wrong path fails now, not in the middle of the study."""
     seen: set[str] = set()
     for spec in specs:
-        for data in data_specs(load_recipe(spec.recipe)):
+        for data in [*data_specs(load_recipe(spec.recipe)), *([spec.real] if spec.real else [])]:
             key = json.dumps(data, sort_keys=True, default=str)
             if key not in seen:
                 seen.add(key)
+                if data is spec.real and Path(data["root"]) == real.default_root():
+                    real.ensure_default()  # the default real-video set, written on first use
                 open_dataset(data)
 
 

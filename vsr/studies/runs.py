@@ -6,7 +6,9 @@ writes (``recipe.yaml``, ``log.jsonl``, ``metrics.csv``, ``checkpoints/``, ``mod
 ``result.json`` last), what evaluation writes (``metrics.json``, ``per_frame.csv``), ``profile.json`` (first
 seed of each variant) and last, atomically, ``run.json``: a run is finished exactly when ``run.json``
 exists. ``failed.json`` holds the error of the last failed attempt, ``reused.json`` the run whose training
-this one copied, ``job.json`` the Slurm job that ran it. :mod:`vsr.studies` writes these folders and
+this one copied, ``job.json`` the Slurm job that ran it. ``real/`` holds the same evaluation and temporal-gain probe
+on the real-video set (:mod:`vsr.data.real`), for presets that evaluate on it: ``real/metrics.json``,
+``real/per_frame.csv`` and ``real/temporal/``. :mod:`vsr.studies` writes these folders and
 :mod:`vsr.reports` reads them, both through this module. The files of training, evaluation and the probe
 are named by their writers (:mod:`vsr.training.files`, :mod:`vsr.evaluate`, :mod:`vsr.probe`) and this
 module imports those names.
@@ -48,6 +50,7 @@ STUDY_FILE = "study.json"  # the study definition as run, in OUT/<study>/
 PROFILE_FILE = "profile.json"  # vsr.profile: parameters, FLOPs and runtime (first seed of each variant)
 TORCHRUN_RECIPE_FILE = "study_recipe.yaml"  # the resolved recipe handed to torchrun for multi-GPU training
 TEMPORAL_DIR = "temporal"  # written by vsr.probe: temporal gain per frame, receptive field, mean gain
+REAL_DIR = "real"  # the evaluation and temporal gain on the real-video set: its own METRICS_FILE, ... TEMPORAL_DIR
 # Imported from their writers: vsr.evaluate (METRICS_FILE, PER_FRAME_FILE) and vsr.training.files (RESULT_FILE,
 # written last, marks a finished training; LATEST_CHECKPOINT is what an interrupted training resumes from;
 # LAST_CHECKPOINT holds the final weights, the ones evaluated).
@@ -84,6 +87,7 @@ class RunSpec:
     recipe: dict[str, Any]  # resolved recipe (Recipe.to_dict())
     overrides: tuple[str, ...] = ()
     profile: Mapping[str, Any] | None = None  # profile() arguments, or None: not profiled
+    real: Mapping[str, Any] | None = None  # the real-video set's data set mapping, or None: not evaluated on it
     device: str | None = None
     gpus: int = 1
     runs_root: str | None = None  # where finished runs of other studies may hold this run's training
@@ -226,6 +230,18 @@ def read_temporal(run_dir: str | Path) -> TemporalProbe | None:
     """The run's temporal-information probe, or None for a run that was not probed."""
     folder = temporal_folder(run_dir)
     return TemporalProbe.read(folder) if folder.is_dir() else None
+
+
+def real_folder(run_dir: str | Path) -> Path:
+    """``real/``: the run's evaluation and probe on the real-video set, laid out as the run folder's own
+    (:func:`read_metrics`, :func:`per_frame_file` and :func:`read_temporal` read them from it)."""
+    return Path(run_dir) / REAL_DIR
+
+
+def read_real_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """``real/metrics.json``, or None for a run not evaluated on the real-video set."""
+    folder = real_folder(run_dir)
+    return read_metrics(folder) if (folder / METRICS_FILE).is_file() else None
 
 
 def torchrun_recipe_file(run_dir: str | Path) -> Path:

@@ -31,6 +31,10 @@ is replaced by it). A variant may also be a mapping ``{overrides: [...], label: 
 [...]}}`` for preset-specific overrides. Several GPUs per run: ``gpus_per_run: N`` in the preset; Slurm
 parameters: its ``slurm`` mapping (e.g. ``{timeout_min: 4320, gpus_per_node: 1, slurm_partition: gpu}``).
 
+Every run is also evaluated on the real-video set (:mod:`vsr.data.real`, written on first use): the report's
+real-content columns. A preset's ``real_data`` turns that off (``false``) or names another copy of the set (a
+data set mapping, e.g. ``{layout: real, root: /data/real}``); by default it is :data:`REAL_DATA`.
+
 ``metrics`` names any registered metric (:class:`vsr.metrics.Metric`; default ``[psnr, ssim]``): every run
 is evaluated with them (added to its recipe's ``data.val_metrics`` where missing), and the report's tables,
 figures and orderings take their labels, units and directions from the registry. ``imports: [my.module]``
@@ -50,6 +54,7 @@ from typing import Any
 
 import yaml
 
+from vsr.data.layouts import SPEC_KEYS, check_spec
 from vsr.errors import RecipeError, VSRError
 from vsr.metrics import metric_class
 from vsr.recipe import Recipe, load_recipe, load_yaml, yaml_problem
@@ -67,7 +72,20 @@ REPORTS_ROOT = Path("reports")
 PROFILE_DEFAULTS = {"frames": 10, "size": [180, 320], "repeats": 3, "warmup": 1}
 
 _STUDY_KEYS = ("name", "title", "description", "base", "metrics", "imports", "presets", "variants", "expect")
-_PRESET_KEYS = ("recipe", "overrides", "seeds", "data", "needs_data", "slurm", "gpus_per_run", "profile", "description")
+_PRESET_KEYS = (
+    "recipe",
+    "overrides",
+    "seeds",
+    "data",
+    "needs_data",
+    "slurm",
+    "gpus_per_run",
+    "profile",
+    "description",
+    "real_data",
+)
+#: The real-video set every run is evaluated on besides its validation set, unless its preset says otherwise.
+REAL_DATA = {"layout": "real", "split": "gt"}
 _PROFILE_KEYS = ("frames", "size", "repeats", "warmup")
 _VARIANT_KEYS = ("overrides", "label", "description", "presets")
 _EXPECT_KEYS = ("better", "worse", "paper", "metric", "source", "at", "segment_length")
@@ -94,6 +112,7 @@ class Preset:
     gpus_per_run: int = 1
     profile: Mapping[str, Any] | None = field(default_factory=lambda: dict(PROFILE_DEFAULTS))
     description: str = ""
+    real_data: Mapping[str, Any] | None = field(default_factory=lambda: dict(REAL_DATA))  # None: not evaluated
 
 
 @dataclass(frozen=True)
@@ -285,6 +304,15 @@ def _preset(source, name: str, raw: Any) -> Preset:
         for key in ("frames", "repeats"):
             if not isinstance(profile[key], int) or profile[key] < 1:
                 raise _fail(source, f"{where}.profile.{key}", profile[key], "expected a positive integer")
+    real_data = raw.get("real_data", True)
+    if real_data is True:
+        real_data = dict(REAL_DATA)
+    elif real_data is not False:
+        real_data = _check_keys(source, f"{where}.real_data", real_data, SPEC_KEYS)
+        try:
+            check_spec(real_data, f"{where}.real_data")
+        except RecipeError as err:
+            raise StudyError(f"study file {source}: {err}") from None
     return Preset(
         name=name,
         recipe=raw["recipe"],
@@ -296,6 +324,7 @@ def _preset(source, name: str, raw: Any) -> Preset:
         gpus_per_run=gpus,
         profile=None if profile is False else profile,
         description=str(raw.get("description", "")),
+        real_data=real_data or None,
     )
 
 
