@@ -182,7 +182,8 @@ def test_every_registered_metric_declares_itself_and_scores_each_frame(name):
     assert isinstance(kind.digits, int) and kind.digits >= 0
     metric = build("metric", name, {}, crop_border=1, y_channel=False)
     generator = torch.Generator().manual_seed(0)
-    pred, gt = torch.rand(3, 3, 16, 16, generator=generator), torch.rand(3, 3, 16, 16, generator=generator)
+    shape = (3, 3, 196, 196)  # NIQE scores frames of 192x192 and more, after the crop
+    pred, gt = torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
     values = metric.per_frame(pred, gt if kind.needs_gt else None)
     assert values.shape == (3,) and values.dtype == torch.float64 and torch.isfinite(values).all()
 

@@ -13,8 +13,11 @@ IconVSR and BasicVSR++ evaluations). Options:
 Reported numbers average frames within a clip, then clips (:func:`clip_average`); Vimeo-90K-T measures only
 the centre frame of a mirror-extended 14-frame output (:func:`vimeo_center_frame`).
 
+NIQE, the no-reference score that real-world video is measured with, is in :mod:`vsr.metrics.no_reference`
+(:func:`niqe`, metric ``niqe``), with the pristine model it ships beside it.
+
 The ``metric`` kind: evaluation, validation, studies and reports score frames with the registered metrics
-(:class:`Metric`; ``psnr`` and ``ssim`` here). A metric declares whether higher is better, its unit and
+(:class:`Metric`; ``psnr``, ``ssim`` and ``niqe`` here). A metric declares whether higher is better, its unit and
 whether it needs the ground truth, and gives one value per frame; a recipe names it in ``data.val_metrics``
 and a study in ``metrics:``. Register your own like a component::
 
@@ -185,6 +188,11 @@ class Metric(ABC):
     needs_gt: ClassVar[bool]
     label: ClassVar[str]
     digits: ClassVar[int] = 3
+    #: Names a metric may not have: the other columns of ``per_frame.csv`` and keys of ``metrics.json``.
+    reserved_names: ClassVar[frozenset[str]] = frozenset(
+        {"clip", "frame", "name", "bicubic", "clips", "protocol", "data", "checkpoint", "frames"}
+    )
+    reserved_prefixes: ClassVar[tuple[str, ...]] = ("bicubic_",)  # the baseline's columns
 
     def __init__(self, crop_border: int = 0, y_channel: bool = False):
         self.crop_border = crop_border
@@ -234,7 +242,8 @@ class SSIM(Metric):
 
 def clip_average(per_frame_values_by_clip: Mapping[str, Tensor]) -> float:
     """The reported number: the mean over frames within each clip, then the mean over clips (BasicSR and
-    MMagic both weight clips equally, whatever their length)."""
+    MMagic both weight clips equally, whatever their length). NaN marks a frame a metric does not score (NIQE
+    with ``frames``) and is skipped; a clip with no scored frame gives NaN."""
     if not per_frame_values_by_clip:
         raise ValueError("clip_average: no clips given")
     means = []
@@ -242,7 +251,7 @@ def clip_average(per_frame_values_by_clip: Mapping[str, Tensor]) -> float:
         values = torch.as_tensor(values, dtype=torch.float64)
         if values.numel() == 0:
             raise ValueError(f"clip_average: clip {clip!r} has no per-frame values")
-        means.append(values.mean())
+        means.append(values.nanmean())
     return torch.stack(means).mean().item()
 
 
@@ -264,3 +273,22 @@ def vimeo_center_frame(output: Tensor, mirrored: bool = True) -> Tensor:
             "pass mirrored=False for an output of the original frames"
         )
     return 0.5 * (output[:, t // 4] + output[:, -1 - t // 4])
+
+
+# NIQE subclasses Metric, so its module is imported once the names above exist; this registers metric "niqe".
+from vsr.metrics.no_reference import NIQE, niqe, niqe_per_frame  # noqa: E402
+
+__all__ = [
+    "NIQE",
+    "PSNR",
+    "SSIM",
+    "Metric",
+    "clip_average",
+    "metric_class",
+    "niqe",
+    "niqe_per_frame",
+    "psnr",
+    "rgb_to_y",
+    "ssim",
+    "vimeo_center_frame",
+]
