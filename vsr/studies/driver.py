@@ -277,6 +277,7 @@ def run_study(
     slurm: Mapping[str, Any] | None = None,
     variants: Sequence[str] | None = None,
     jobs: int = 1,
+    imports: Sequence[str] = (),
 ) -> StudyRun:
     """Run every variant × seed of a study, skipping finished runs and resuming interrupted ones.
 
@@ -294,6 +295,8 @@ def run_study(
     """
     _check_options(executor, jobs)
     study = load_study(name_or_path)
+    if imports:
+        study = dataclasses.replace(study, imports=tuple(dict.fromkeys([*study.imports, *imports])))
     out = Path(out) if out is not None else Path("runs") / "studies" / preset
     study_dir = runs.study_folder(out, study.name)
     specs = plan_runs(study, preset, out, seeds=seeds, data=data, device=device, variants=variants)
@@ -310,7 +313,6 @@ def run_study(
 
 
 def _run_planned(
-    imports: Sequence[str] = (),
     study: Study,
     preset: str,
     specs: Sequence[RunSpec],
@@ -326,8 +328,6 @@ def _run_planned(
         study_dir,
         study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},
     )
-    if imports:
-        study = dataclasses.replace(study, imports=tuple(dict.fromkeys([*study.imports, *imports])))
     for spec in specs:
         runs.check_run_folder(spec)
     pending = [s for s in specs if not runs.run_finished(s.run_dir)]
