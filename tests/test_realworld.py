@@ -365,6 +365,18 @@ def test_chain_makes_an_8_bit_lr_clip_of_one_size_reproducibly():
         assert out.shape == (6, 3, 16, 16)
 
 
+def test_random_blur_is_local_a_grown_crop_gets_the_crop_of_the_whole_blurred_frames():
+    """random_blur's radius (half its largest kernel, 10) is its reach: the crop grown by it, blurred with the
+    same draws, gives the crop of the whole blurred frames (float32 FFT rounding aside)."""
+    gt = _panning_clip(4, 64)
+    stage = build_chain("random_blur", 1).stages[0]
+    assert stage.radius == 10
+    for seed in range(6):
+        whole = stage(gt, np.random.default_rng(seed))[..., 20:36, 24:44]
+        grown = stage(gt[..., 10:46, 14:54], np.random.default_rng(seed))[..., 10:26, 10:30]
+        torch.testing.assert_close(grown, whole, atol=1e-5, rtol=0)
+
+
 def test_mirror_choices_are_the_modes_training_clips_accept():
     assert CHOICES["data.mirror"][1] == MIRROR_CHOICES
     assert [mirror_mode(v) for v in MIRROR_CHOICES] == [None, "after_degradation", "before_degradation"]

@@ -1,0 +1,167 @@
+"""What degrading on the fly costs: RealBasicVSR's chain (``realbasicvsr``) stage by stage, and a DataLoader
+worker's sample rate against the step rate of the tiny recipe.
+
+    python benchmarks/bench_degradations.py                # about a minute on two busy cores
+    python benchmarks/bench_degradations.py --repeats 5
+
+* **Stages**: one clip of 30 frames at 256² GT (a photograph panning 2 px a frame), each stage of the chain
+  on the whole clip at that size with its draw made to fire (noise: Gaussian and Poisson; video: libx264
+  and MPEG-4 Part 2 at 55 kbit/frame, the middle of the range), median of ``--repeats`` runs with different
+  seeds. In the chain the stages after the first resize see smaller frames (0.15-1.5×, then 0.3-1.2×), so
+  the whole chain, timed alone over ``--repeats`` seeds, costs less than the sum of the rows.
+* **Worker against step**: the tiny recipe's samples (``recipes/basicvsr_tiny.yaml``: 8 frames, 32² LR crop
+  of 128² GT, batch 2) from a GT-only synthetic set degraded by ``realbasicvsr``, made one after another on
+  one thread as a DataLoader worker makes them (torch gives a worker one thread); against the recipe's
+  training step (forward, Charbonnier, backward, Adam; channels-last as the recipe) on torch's threads. The
+  ratio is the share of the step's time a worker needs for a batch: below 1, one worker keeps up, given a
+  core of its own.
+
+Times are wall-clock, on whatever else the machine runs: medians, and a ratio measured within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage import data as skdata
+
+from vsr.data import realworld, synth
+from vsr.data.datasets import TrainingClips
+from vsr.data.layouts import open_dataset
+from vsr.losses import charbonnier
+from vsr.model import assemble
+from vsr.recipe import load_recipe
+
+
+def median_time(run: Callable[[int], object], repeats: int) -> float:
+    times = []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        run(seed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def panning_clip(frames: int = 30, size: int = 256) -> torch.Tensor:
+    photo = torch.from_numpy(skdata.astronaut()[:size, : size + 2 * frames].copy()).permute(2, 0, 1).float() / 255
+    return torch.stack([photo[:, :, 2 * i : 2 * i + size] for i in range(frames)]).contiguous()
+
+
+def stage_rows(clip: torch.Tensor, repeats: int) -> list[tuple[str, float]]:
+    """Seconds per stage on the whole clip, each made to fire with its chain's ranges."""
+    frames = list(clip)
+    chain = realworld.RealBasicVSR(scale=4)
+    forced = {
+        "unsharp mask (GT)": None,
+        "blur (1st order)": (chain.stages["blur1"], None),
+        "resize (1st order, down)": (realworld.RandomResize(mode_probs=(0, 1, 0)), None),
+        "noise, Gaussian": (realworld.RandomNoise(gaussian_prob=1.0), None),
+        "noise, Poisson": (realworld.RandomNoise(gaussian_prob=0.0), None),
+        "JPEG": (chain.stages["jpeg1"], None),
+        "video, libx264": (chain.stages["video1"], realworld.VideoDraw("libx264", 55_000)),
+        "video, mpeg4": (chain.stages["video1"], realworld.VideoDraw("mpeg4", 55_000)),
+        "blur (2nd order)": (realworld.RandomBlur(sigma=(0.2, 1.5)), None),
+        "resize to LR (64²)": None,
+        "sinc blur": (realworld.RandomBlur(kinds={"sinc": 1.0}), None),
+    }
+    rows = []
+    for name, entry in forced.items():
+        if name.startswith("unsharp"):
+            run = lambda seed: realworld.unsharp_mask(clip)  # noqa: E731
+        elif name.startswith("resize to LR"):
+            run = lambda seed: realworld.resize(clip, (64, 64), ("bilinear", "area", "bicubic")[seed % 3])  # noqa: E731
+        else:
+            stage, draw = entry
+
+            def run(seed, stage=stage, draw=draw):
+                values, realisation = np.random.default_rng(seed).spawn(2)
+                return stage.apply(frames, draw or stage.draw(values, len(frames)), realisation)
+
+        rows.append((name, median_time(run, repeats)))
+    whole = median_time(lambda seed: chain(clip, np.random.default_rng(seed)), repeats)
+    rows.append(("whole chain (realbasicvsr)", whole))
+    return rows
+
+
+def worker_rate(root: Path, samples: int) -> float:
+    """Seconds per sample of the tiny recipe's shape, on one thread as a DataLoader worker."""
+    recipe = load_recipe("basicvsr_tiny")
+    d = recipe.data
+    spec = {"layout": "synth", "root": str(root), "split": "train", "lr": None, "degradation": "realbasicvsr"}
+    data = TrainingClips(open_dataset(spec), d["num_frames"], d["lr_patch"], samples_per_epoch=samples, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data[0]  # frames decoded and cached
+        start = time.perf_counter()
+        for i in range(1, samples):
+            data[i]
+        return (time.perf_counter() - start) / (samples - 1)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def step_time(steps: int) -> float:
+    """Median seconds of the tiny recipe's training step on a batch of its shape."""
+    recipe = load_recipe("basicvsr_tiny")
+    d, scale = recipe.data, recipe.model["scale"]
+    torch.manual_seed(0)
+    model = assemble(recipe.model).train()
+    memory = torch.channels_last if recipe.train["channels_last"] in (True, "true") else torch.contiguous_format
+    model = model.to(memory_format=memory)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.train["lr"], betas=recipe.train["betas"])
+    lq = torch.rand(d["batch_size"], d["num_frames"], 3, d["lr_patch"], d["lr_patch"])
+    gt = torch.rand(d["batch_size"], d["num_frames"], 3, d["lr_patch"] * scale, d["lr_patch"] * scale)
+
+    def step(_seed: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        charbonnier(model(lq), gt).backward()
+        optimizer.step()
+
+    step(0)  # warm-up
+    return median_time(step, steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per stage (median)")
+    parser.add_argument("--samples", type=int, default=8, help="training samples timed")
+    parser.add_argument("--steps", type=int, default=3, help="training steps timed (median)")
+    args = parser.parse_args()
+
+    clip = panning_clip()
+    threads = torch.get_num_threads()
+    print(f"Degradation of one clip, 30 frames at 256² GT (median of {args.repeats}, torch threads {threads})")
+    print(f"| {'stage':<28} | {'s / clip':>8} | {'ms / frame':>10} |")
+    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 12}|")
+    for name, seconds in stage_rows(clip, args.repeats):
+        print(f"| {name:<28} | {seconds:>8.3f} | {1000 * seconds / len(clip):>10.1f} |")
+
+    recipe = load_recipe("basicvsr_tiny")
+    batch, frames, patch = recipe.data["batch_size"], recipe.data["num_frames"], recipe.data["lr_patch"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = synth.generate(Path(tmp) / "set", frames=10, val_frames=None, clips_per_photo=2,
+                              val_clips_per_photo=1, photos=["astronaut", "coffee", "chelsea"],
+                              val_photos=["chelsea"], size=(4 * patch, 4 * patch), workers=1).root  # fmt: skip
+        per_sample = worker_rate(root, args.samples)
+    per_step = step_time(args.steps)
+    per_batch = per_sample * batch
+    print()
+    print(f"basicvsr_tiny: batch {batch} × {frames} frames, {patch}² LR crop of {4 * patch}² GT, realbasicvsr")
+    print(f"| {'':<44} | {'value':>8} |")
+    print(f"|{'-' * 46}|{'-' * 10}|")
+    print(f"| {'one worker: samples / s (1 thread)':<44} | {1 / per_sample:>8.2f} |")
+    print(f"| {'one worker: s per batch':<44} | {per_batch:>8.3f} |")
+    print(f"| {f'training step: s (torch threads {torch.get_num_threads()})':<44} | {per_step:>8.3f} |")
+    print(f"| {'ratio: worker s per batch / step s':<44} | {per_batch / per_step:>8.2f} |")
+
+
+if __name__ == "__main__":
+    main()
