@@ -4,12 +4,13 @@ Reference: BasicSR 1.4.2 (PyPI sdist) ``basicsr/archs/basicvsr_arch.py``; tolera
 """
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from vsr import CheckpointError, build_model
+from vsr import CheckpointError, VSRError, build_model
 from vsr.checkpoints import extract_state_dict, load_checkpoint, load_state_dict, read_checkpoint, save_checkpoint
 
 DATA = Path(__file__).parent / "data"
@@ -180,3 +181,20 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, write, message):
     write(tmp_path / "bad.pth", good)
     with pytest.raises(CheckpointError, match=message):
         read_checkpoint(tmp_path / "bad.pth")
+
+
+def test_a_checkpoints_recipe_never_imports_a_module(tmp_path, monkeypatch):
+    """A vsr checkpoint's recipe may name plugin modules; loading it imports none (a checkpoint from elsewhere
+    must not run code, which weights_only unpickling guards against) and says which --import to pass."""
+    from vsr.checkpoints import pretrained_model
+    from vsr.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "planted_module.py").write_text("open('ran', 'w').write('code ran')\n")
+    model = build_model("basicvsr_tiny")
+    recipe = load_recipe("basicvsr_tiny").to_dict() | {"imports": ["planted_module"]}
+    save_checkpoint(model, tmp_path / "shared.pth", recipe)
+    with pytest.raises(VSRError, match=r"checkpoint .*shared\.pth uses parts of the plugin module\(s\) planted_module, "
+                                      r"which vsr does not import .*: pass --import planted_module"):  # fmt: skip
+        pretrained_model(tmp_path / "shared.pth")
+    assert not (tmp_path / "ran").exists() and "planted_module" not in sys.modules

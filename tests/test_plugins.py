@@ -22,7 +22,7 @@ from vsr import RecipeError
 from vsr.checkpoints import read_checkpoint
 from vsr.cli import app
 from vsr.recipe import load_recipe
-from vsr.registry import KINDS, choices
+from vsr.registry import KINDS, REGISTRY, choices, register
 from vsr.training import Trainer, train
 from vsr.training.distributed import leave_without_teardown
 
@@ -225,6 +225,10 @@ def test_a_plugin_works_from_vsr_train_test_study_and_report(data_root, tmp_path
     assert done.exit_code == 0, done.output
     result = yaml.safe_load(Path("run/result.json").read_text())
     assert set(result["metrics"]) == {"psnr", "mae"} and result["metrics"]["mae"] > 0
+    gain = result["baseline"]["mae"] - result["metrics"]["mae"]  # lower is better: the gain is the drop
+    assert result["mae_gain"] == pytest.approx(gain) and result["psnr_gain"] == pytest.approx(
+        result["metrics"]["psnr"] - result["baseline"]["psnr"]
+    )
     assert result["best"]["metric"] == "psnr"
     assert yaml.safe_load(Path("run/recipe.yaml").read_text())["imports"] == [PLUGIN]
 
@@ -241,7 +245,7 @@ def test_a_plugin_works_from_vsr_train_test_study_and_report(data_root, tmp_path
         "imports": [PLUGIN],
         "base": "bidirectional",
         "metrics": ["mae", "psnr"],
-        "presets": {"cpu": {"recipe": "plugged.yaml", "seeds": 1,
+        "presets": {"cpu": {"recipe": "plugged.yaml", "seeds": 1, "real_data": False,
                             "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
                             "data": {"train": {"layout": "synth", "root": "{data}", "split": "train"},
                                      "val": {"layout": "synth", "root": "{data}", "split": "val"}}}},
@@ -257,3 +261,19 @@ def test_a_plugin_works_from_vsr_train_test_study_and_report(data_root, tmp_path
     assert any(column.startswith("mae") for column in results.columns)
     index = Path("report/index.md").read_text()
     assert "MAE" in index and "lower is better" in index.lower()
+
+
+def test_a_part_must_set_what_its_kind_declares_and_avoid_reserved_names():
+    from vsr.metrics import Metric
+
+    with pytest.raises(TypeError, match=r"Unlabelled must set higher_is_better, unit, needs_gt, label to be a metric"):
+
+        @register("metric", "unlabelled")
+        class Unlabelled(Metric):
+            def per_frame(self, pred, gt):
+                return pred.mean((-3, -2, -1))
+
+    for reserved in ("frame", "clip", "bicubic_psnr"):
+        with pytest.raises(ValueError, match=rf"'{reserved}' is a reserved name for a metric"):
+            register("metric", reserved)
+    assert "unlabelled" not in REGISTRY["metric"]

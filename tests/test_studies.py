@@ -140,8 +140,8 @@ def _mutated(change):
         (lambda r: r["expect"][1].update(segment_length=5), r"\[1\].segment_length' = 5: only an ordering at"),
         (lambda r: r["expect"][0].update(at="first"), r"'expect\[0\].paper' = 0.5: the paper's number is a clip"),
         (
-            lambda r: r.update(metrics=["psnr", "niqe"]),
-            r"'metrics\[1\]' = 'niqe': not a registered metric; valid: .*psnr",
+            lambda r: r.update(metrics=["psnr", "brisque"]),
+            r"'metrics\[1\]' = 'brisque': not a registered metric; valid: .*psnr",
         ),
         (lambda r: r.update(metrics=["psnr", "psnr"]), r"'metrics' = \['psnr', 'psnr'\]: name each metric once"),
         (lambda r: r.update(imports=["no_such_module"]), r"'imports' = 'no_such_module': cannot import the plugin"),

@@ -449,3 +449,36 @@ def test_tiny_recipes_start_from_the_shipped_flow_weights(name):
     for key, value in shipped.items():
         assert torch.equal(model.state_dict()[key], value)
     assert resolve_init(Path(__file__)) == Path(__file__)  # a file path is taken as it is
+
+
+# ------------------------------------------------------------------------------ runs of earlier versions
+def test_a_run_of_an_earlier_version_resumes(data_root, tmp_path):
+    """A run whose checkpoint holds one optimiser, schedule and scaler (not named ones) and whose recipe says
+    ``train.loss``/``charbonnier_eps`` resumes under the current recipe: the stored recipe's old spelling is
+    translated, so nothing counts as changed."""
+    recipe = tiny(train={"iterations": 2, "periods": [2], "checkpoint_every": 1})
+    train(recipe, tmp_path, data=data_root, progress=False)
+    latest = tmp_path / "checkpoints" / "latest.pth"
+    state = torch.load(latest, weights_only=True)
+    for old, new in (("optimizer", "optimizers"), ("scheduler", "schedulers"), ("grad_scaler", "grad_scalers")):
+        state[old] = state.pop(new)["model"]
+    state.pop("modules")
+    stored = state["recipe"]["train"]
+    del stored["losses"]
+    stored |= {"loss": "charbonnier", "charbonnier_eps": 1e-12}
+    del state["recipe"]["data"]["val_metrics"]
+    state["iteration"] = 1
+    torch.save(state, latest)
+    result = train(tiny(train={"iterations": 3, "periods": [3], "checkpoint_every": 1}), tmp_path, data=data_root,
+                   resume=True, progress=False, allow_recipe_changes=True)  # fmt: skip
+    assert result.iterations == 3
+    assert set(read_checkpoint(latest)["optimizers"]) == {"model"}
+
+
+def test_the_validation_metrics_cannot_change_on_resume(runs, data_root, tmp_path):
+    """best.pth compares values of one metric: changing data.val_metrics would compare PSNRs with SSIMs."""
+    recipe = tiny(train={"iterations": 2, "periods": [2], "checkpoint_every": 1})
+    train(recipe, tmp_path, data=data_root, progress=False)
+    changed = tiny(data={"val_metrics": ["ssim", "psnr"]}, train={"iterations": 3, "periods": [3]})
+    with pytest.raises(VSRError, match=r"cannot change data.val_metrics \(the run's validation records"):
+        train(changed, tmp_path, data=data_root, resume=True, progress=False, allow_recipe_changes=True)

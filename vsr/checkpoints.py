@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from vsr.atomic import atomic_open
 from vsr.errors import CheckpointError, shorten
 from vsr.model import build_model
+from vsr.recipe import stored_recipe
 from vsr.zoo import ZOO, resolve_checkpoint
 
 # MMagic / MMEditing -> BasicSR names (MMagic uses ConvModule wrappers: `.conv.` inside).
@@ -298,7 +299,7 @@ def pretrained_model(model: str | Path, checkpoint: str | Path | None = None, ov
                 f"{path} holds no recipe (it is not a vsr checkpoint): name the recipe as MODEL and pass this file "
                 "as --checkpoint, e.g. vsr upscale basicvsr in.mp4 -o out.mp4 --checkpoint " + str(path)
             )
-        net = build_model(raw["recipe"], *overrides)
+        net = build_model(stored_recipe(raw["recipe"], f"checkpoint {path}"), *overrides)
         load_state_dict(net, extract_state_dict(raw))
         return net
     if checkpoint is None:

@@ -93,13 +93,30 @@ class Protocol:
         return cls(d["val_y_channel"], d["val_crop_border"], d["val_center_frame"], d["val_max_frames"],
                    d["val_metrics"])  # fmt: skip
 
-    def score(self, pred: Tensor, gt: Tensor, prefix: str = "") -> dict[str, Tensor]:
+    def without_gt(self, data: str) -> Protocol:
+        """This protocol with its no-reference metrics alone, for the data set ``data`` that has no ground truth;
+        one without a no-reference metric fails, naming the fix."""
+        kept = [item for item, scorer in zip(self.metrics, self.scorers, strict=True) if not scorer.needs_gt]
+        if not kept:
+            raise VSRError(
+                f"data set {data} has no ground truth, and every metric of the protocol ({', '.join(self.names)}) "
+                "needs it: add a no-reference metric to data.val_metrics, e.g. --set 'data.val_metrics=[niqe]'"
+            )
+        return replace(self, metrics=kept)
+
+    def score(self, pred: Tensor, gt: Tensor | None, prefix: str = "") -> dict[str, Tensor]:
         """Each metric's per-frame values of ``pred`` against ``gt`` (no-reference metrics see no ``gt``), keyed
         ``prefix + name``."""
-        return {
-            prefix + name: scorer.per_frame(pred, gt if scorer.needs_gt else None)
-            for name, scorer in zip(self.names, self.scorers, strict=True)
-        }
+        scores = {}
+        for name, scorer in zip(self.names, self.scorers, strict=True):
+            values = torch.as_tensor(scorer.per_frame(pred, gt if scorer.needs_gt else None))
+            if values.shape != pred.shape[:1]:
+                raise VSRError(
+                    f"metric {name!r} ({type(scorer).__qualname__}.per_frame) gave values of shape "
+                    f"{tuple(values.shape)} for {pred.shape[0]} frames; a metric gives one value per frame"
+                )
+            scores[prefix + name] = values
+        return scores
 
     def test_clips(self, source: ClipSet) -> TestClips:
         # The Vimeo-90K-T protocol feeds the mirror-extended clip (7 -> 14 frames).
@@ -115,10 +132,12 @@ class Protocol:
 @dataclass
 class Measurement:
     """Per-frame scores of one pass over a test set (``rows``) and their clip averages; ``names``: the
-    protocol's metrics (the model's scores), in order."""
+    protocol's metrics (the model's scores), in order; ``skipped``: those of its metrics that need the ground
+    truth a test set without it lacks."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     names: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
 
     def values(self, key: str) -> dict[str, Tensor]:
         by_clip: dict[str, list[float]] = {}
@@ -135,18 +154,26 @@ class Measurement:
         return {name: self.mean(name) for name in self.names}
 
     def summary(self) -> dict[str, Any]:
-        """``{<metric>: mean, ..., "bicubic": {<metric>: mean}, "clips": {clip: {<key>: mean, "frames": n}}}``."""
+        """``{<metric>: mean, ..., "bicubic": {<metric>: mean}, "clips": {clip: {<key>: mean, "frames": n}}}``,
+        and ``"skipped": [<metric>, ...]`` where metrics were skipped for lack of ground truth."""
         baseline = [BASELINE_PREFIX + name for name in self.names]
         keys = [*self.names, *(k for k in baseline if self.rows and k in self.rows[0])]
         by_key = {key: self.values(key) for key in keys}
-        clips = {
-            clip: {key: float(by_key[key][clip].mean()) for key in keys} | {"frames": len(frames)}
+        clips = {  # a metric that scores none of a clip's frames (NIQE's ``frames``) has null there
+            clip: {key: _number(by_key[key][clip].nanmean()) for key in keys} | {"frames": len(frames)}
             for clip, frames in by_key[self.names[0]].items()
         }
         out: dict[str, Any] = self.means()
         if len(keys) > len(self.names):
             out["bicubic"] = {name: self.mean(BASELINE_PREFIX + name) for name in self.names}
+        if self.skipped:
+            out["skipped"] = list(self.skipped)
         return out | {"clips": clips}
+
+
+def _number(value: Tensor) -> float | None:
+    """A mean as a JSON number, ``None`` for NaN (which JSON has no spelling for)."""
+    return None if torch.isnan(value) else float(value)
 
 
 def bicubic_upsample(lq: Tensor, scale: int) -> Tensor:
@@ -185,23 +212,35 @@ def measure(
     """Score ``model`` on every clip of ``clips``: one row per scored frame with ``clip``, ``frame`` (index),
     ``name`` and each of the protocol's metrics by name (and ``bicubic_<metric>`` with ``bicubic``). The model
     is put in eval mode and left there. ``frames_dir`` also writes the outputs as PNG (``<clip>/<name>.png``).
-    ``result.means()`` gives ``{metric: clip-averaged mean}``."""
+    ``result.means()`` gives ``{metric: clip-averaged mean}``.
+
+    On a test set without ground truth (``clips.source.has_gt`` false) only the protocol's no-reference metrics
+    are scored (:meth:`Protocol.without_gt`), the others logged and listed in ``result.skipped``."""
     device = torch.device(device)
-    scale = clips.source.scale
+    source, scale = clips.source, clips.source.scale
+    full, skipped = protocol, ()
+    if not source.has_gt:
+        protocol = protocol.without_gt(source.name)
+        skipped = tuple(name for name in full.names if name not in protocol.names)
+        if skipped:
+            log.warning("%s has no ground truth: scoring %s; skipped %s, which need it",
+                        source.name, ", ".join(protocol.names), ", ".join(skipped))  # fmt: skip
     model.eval()
-    result = Measurement(names=protocol.names)
+    result = Measurement(names=protocol.names, skipped=skipped)
     with progress_bar(len(clips), "evaluating", enabled=progress) as bar:
         for index in range(len(clips)):
             sample = clips[index]
             out = restore(model, sample["lq"], device)
-            gt, lq = sample["gt"], sample["lq"]
+            gt, lq = sample.get("gt"), sample["lq"]
             if protocol.center_frame:
                 out = vimeo_center_frame(out[None], mirrored=True)  # (1, 3, H, W)
                 lq = lq[sample["center"]][None]
-            if out.shape != gt.shape:
+            expected = (*lq.shape[:-2], lq.shape[-2] * scale, lq.shape[-1] * scale) if gt is None else gt.shape
+            if out.shape != expected:
                 raise VSRError(
-                    f"clip {sample['clip']!r}: the output is {tuple(out.shape)} but the GT is {tuple(gt.shape)}; "
-                    f"check that model.scale ({getattr(model, 'scale', '?')}) matches the data set (×{scale})"
+                    f"clip {sample['clip']!r}: the output is {tuple(out.shape)} but the "
+                    + (f"GT is {tuple(gt.shape)}" if gt is not None else f"LR ×{scale} is {tuple(expected)}")
+                    + f"; check that model.scale ({getattr(model, 'scale', '?')}) matches the data set (×{scale})"
                 )
             scores = protocol.score(out, gt)
             if bicubic:
@@ -315,7 +354,9 @@ def evaluate(
     Returns ``{<metric>: mean, ..., "bicubic": {<metric>: mean}, "clips": {name: {...}}, "protocol", "data",
     "checkpoint", "frames"}`` (by default the metrics are ``psnr`` and ``ssim``); with ``out_dir`` also writes
     ``metrics.json``, ``per_frame.csv`` (clip, frame index, frame name, each metric, ``bicubic_<metric>``)
-    and, with ``save_frames``, ``frames/<clip>/``.
+    and, with ``save_frames``, ``frames/<clip>/``. A test set without ground truth (the real-video set's ``lq``
+    split, a folder of LR clips) is scored by the protocol's no-reference metrics alone, and ``"skipped"``
+    lists the others (:func:`measure`).
     """
     if save_frames and out_dir is None:
         raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
@@ -348,7 +389,7 @@ def evaluate(
         if out_dir is not None:
             write_json(metrics, out_dir / METRICS_FILE)
             _write_rows(result.rows, out_dir / PER_FRAME_FILE)
-    log.info("%s: %s over %d clips", source.name, describe_scores(metrics, protocol.names), len(metrics["clips"]))
+    log.info("%s: %s over %d clips", source.name, describe_scores(metrics, result.names), len(metrics["clips"]))
     return metrics
 
 

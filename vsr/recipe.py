@@ -39,6 +39,7 @@ from vsr.registry import (
     number,
     optional,
     power_of_two,
+    require_plugins,
 )
 from vsr.shipped import search_path, yaml_by_name
 
@@ -53,6 +54,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "aggregation": {"name": "residual", "num_blocks": 30},  # trunk of each branch
         "upsampling": {"name": "pixel_shuffle"},  # reconstruction of the HR frame
         "refill": {"name": "none"},  # none | edvr (IconVSR information-refill)
+        "cleaning": {"name": "none"},  # none | residual (RealBasicVSR's cleaning module and dynamic refinement)
         "detect_mirror": True,  # reuse backward flows for mirror-extended clips (Vimeo-90K)
     },
     "data": {
@@ -214,11 +216,17 @@ def _component_entry(key: str, value: Any) -> dict[str, Any]:
 
 
 class Recipe:
-    """A validated recipe: ``model``, ``data`` and ``train`` sections with every default filled in."""
+    """A validated recipe: ``model``, ``data`` and ``train`` sections with every default filled in.
 
-    def __init__(self, raw: dict[str, Any], name: str = "recipe", source: Path | None = None):
-        self.name, self.source = name, source
-        self.imports = _import_plugins(raw)
+    ``stored`` names the file a recipe was read back from (a checkpoint, a run folder): its ``imports`` are
+    then not imported but must be already (:func:`vsr.registry.require_plugins`), since a file from elsewhere
+    must not run code (see :func:`stored_recipe`)."""
+
+    def __init__(
+        self, raw: dict[str, Any], name: str = "recipe", source: Path | None = None, stored: str | None = None
+    ):
+        self.name, self.source, self.stored = name, source, stored
+        self.imports = _import_plugins(raw, stored)
         self.sections = _validate(raw)
 
     @property
@@ -244,7 +252,7 @@ class Recipe:
         """This recipe with ``modules`` added to its ``imports`` (``--import``), so that its run records them."""
         raw = self.to_dict()
         raw["imports"] = list(dict.fromkeys([*self.imports, *modules]))
-        return Recipe(raw, self.name, self.source) if raw["imports"] else self
+        return Recipe(raw, self.name, self.source, self.stored) if raw["imports"] else self
 
     def with_overrides(self, overrides: Iterable[str | tuple[str, Any]]) -> Recipe:
         raw = self.to_dict()
@@ -262,7 +270,7 @@ class Recipe:
             else:
                 key, value = item
             _set_dotted(raw, key, value)
-        return Recipe(raw, self.name, self.source)
+        return Recipe(raw, self.name, self.source, self.stored)
 
     def __repr__(self) -> str:
         return f"Recipe({self.name!r})"
@@ -289,14 +297,27 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _import_plugins(raw: Any) -> list[str]:
-    """Import the recipe's ``imports`` (the user's modules that register parts) before it is validated."""
+def _import_plugins(raw: Any, stored: str | None) -> list[str]:
+    """Import the recipe's ``imports`` (the user's modules that register parts) before it is validated; for a
+    recipe read back from a file, check that they are imported already."""
     imports = raw.get("imports") if isinstance(raw, dict) else None
     if imports is None:
         return []
     if not isinstance(imports, list):
         raise RecipeError("imports", imports, "a list of module names, e.g. [my_package.my_parts]")
-    return import_plugins(imports)
+    return import_plugins(imports) if stored is None else require_plugins(imports, f"the recipe in {stored}")
+
+
+def stored_recipe(raw: dict[str, Any], stored: str) -> Recipe:
+    """A recipe that vsr wrote into a file (``stored`` names it: a checkpoint, a run folder) read back: spellings
+    of earlier versions are translated (:data:`RENAMED`) and its plugins must be imported already."""
+    raw = copy.deepcopy(raw)
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    if "loss" in train or "charbonnier_eps" in train:
+        name, eps = train.pop("loss", "charbonnier"), train.pop("charbonnier_eps", 1e-12)
+        term = {"name": name, "weight": 1.0} | ({"eps": eps} if name == "charbonnier" and eps != 1e-12 else {})
+        train.setdefault("losses", [term])
+    return Recipe(raw, str(raw.get("name", "recipe")), stored=stored)
 
 
 def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:

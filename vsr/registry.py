@@ -139,7 +139,7 @@ def _like_default(default: Any) -> Allowed | None:
 
 
 #: The model's component kinds, in the order a recipe lists them.
-COMPONENT_KINDS = ("flow", "propagation", "alignment", "aggregation", "upsampling", "refill")
+COMPONENT_KINDS = ("flow", "propagation", "alignment", "aggregation", "upsampling", "refill", "cleaning")
 
 #: Every kind, with the module that declares its interface and registers its shipped parts.
 HOMES: dict[str, str] = {
@@ -209,12 +209,25 @@ def register(kind: str, name: str) -> Callable[[T], T]:
     if spec.optional and name == NONE:
         raise ValueError(f"{kind!r} is optional: {NONE!r} already means no {kind}")
 
+    reserved_prefix = any(name.startswith(prefix) for prefix in getattr(spec.interface, "reserved_prefixes", ()))
+    if name in getattr(spec.interface, "reserved_names", ()) or reserved_prefix:
+        raise ValueError(f"{name!r} is a reserved name for a {kind} (it names a column or key of vsr's files)")
+
     def decorator(cls: T) -> T:
         if not (isinstance(cls, type) and issubclass(cls, spec.interface)):
             what = getattr(cls, "__qualname__", repr(cls))
             raise TypeError(f"{what} must subclass {spec.interface.__qualname__} to be a {kind}")
+        missing = [attr for attr in _declared_class_attributes(spec.interface) if not hasattr(cls, attr)]
+        if missing:
+            raise TypeError(
+                f"{cls.__qualname__} must set {', '.join(missing)} to be a {kind} (see {spec.interface.__qualname__})"
+            )
         existing = REGISTRY[kind].get(name)
-        if existing is not None and existing is not cls:
+        reloaded = existing is not None and (existing.__module__, existing.__qualname__) == (
+            cls.__module__,
+            cls.__qualname__,
+        )
+        if existing is not None and existing is not cls and not reloaded:
             raise ValueError(
                 f"{kind} {name!r} is already registered to {existing.__module__}.{existing.__qualname__}; "
                 "choose another name"
@@ -223,6 +236,12 @@ def register(kind: str, name: str) -> Callable[[T], T]:
         return cls
 
     return decorator
+
+
+def _declared_class_attributes(interface: type) -> list[str]:
+    """The class attributes an interface declares without a value (``label: ClassVar[str]``): each part sets them."""
+    annotations = inspect.get_annotations(interface)
+    return [name for name, kind in annotations.items() if "ClassVar" in str(kind) and not hasattr(interface, name)]
 
 
 def choices(kind: str) -> list[str]:
@@ -362,7 +381,23 @@ def import_plugins(modules: Iterable[str], key: str = "imports") -> list[str]:
             importlib.import_module(name)
         except Exception as err:  # any error of the user's module: one line, not its traceback
             problem = f"cannot import the plugin module: {type(err).__name__}: {err}"
-            raise _plugin_error(key, name, f"{problem}; check that it is on PYTHONPATH (or in this folder)") from None
+            if isinstance(err, ModuleNotFoundError) and err.name is not None and name.startswith(err.name):
+                problem += "; check that it is on PYTHONPATH (or in this folder)"
+            raise _plugin_error(key, name, problem) from None
+    return names
+
+
+def require_plugins(modules: Iterable[str], what: str) -> list[str]:
+    """The plugin modules named in a file vsr reads back (a checkpoint's recipe, a study's record), which must
+    be imported already: vsr never imports a module because a file names it (a checkpoint from elsewhere
+    would run code on loading, defeating its safe unpickling). Fails naming the ``--import`` to pass."""
+    names = [str(name) for name in modules]
+    missing = [name for name in names if name not in sys.modules]
+    if missing:
+        raise VSRError(
+            f"{what} uses parts of the plugin module(s) {', '.join(missing)}, which vsr does not import for a file "
+            f"it reads back: pass --import {missing[0]} (or name it in your recipe's imports:)"
+        )
     return names
 
 

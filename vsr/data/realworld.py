@@ -72,7 +72,7 @@ from torch import Tensor
 from vsr.data import kernels
 from vsr.data.degradations import Degradation, Region
 from vsr.errors import DataError
-from vsr.registry import Allowed, integer, list_of, number, odd, register
+from vsr.registry import Allowed, integer, list_of, number, odd, optional, register
 
 INTERPOLATIONS = ("bilinear", "area", "bicubic")
 CODECS = ("libx264", "h264", "mpeg4")
@@ -219,7 +219,7 @@ class RandomBlur(RandomStage):
     allowed_arguments: ClassVar[dict[str, Allowed]] = {
         "prob": PROBABILITY,
         "sigma": RANGE,
-        "kinds": weights_of(kernels.KINDS, "kernel types"),
+        "kinds": optional(weights_of(kernels.KINDS, "kernel types")),
         "sizes": list_of(odd(3)),
         "omega": Allowed(lambda v: v is None or RANGE(v), "null or [low, high] in radians"),
     }
@@ -443,7 +443,7 @@ class VideoCompression(RandomStage):
     different sizes are first brought to the first frame's (bilinear)."""
 
     allowed_arguments: ClassVar[dict[str, Allowed]] = {
-        "codecs": weights_of(CODECS, "codecs"),
+        "codecs": optional(weights_of(CODECS, "codecs")),
         "bitrate": list_of(integer(1), length=2),
     }
 

@@ -29,7 +29,7 @@ import pandas as pd
 from vsr.errors import VSRError
 from vsr.evaluate import BASELINE_PREFIX
 from vsr.probe import TemporalProbe
-from vsr.registry import import_plugins
+from vsr.registry import require_plugins
 from vsr.studies import runs as run_folders
 
 RunsDirs = str | Path | Iterable[str | Path]
@@ -114,10 +114,11 @@ def failed_runs(folders: RunsDirs) -> list[tuple[Path, str]]:
 
 def study_info(folders: RunsDirs) -> dict[str, dict[str, Any]]:
     """``study.json`` of every study under the folders (variant order, base, labels, metrics, expected
-    orderings); the modules a study ``imports`` (its plugins, e.g. its metrics) are imported."""
+    orderings); the modules a study ``imports`` (its plugins, e.g. its metrics) must be imported already
+    (``vsr report --import``): vsr imports no module because a file it reads back names it."""
     info = run_folders.study_records(runs_dirs(folders))
     for name, data in info.items():
-        import_plugins(data.get("imports") or [], key=f"study {name!r}: imports")
+        require_plugins(data.get("imports") or [], f"the record of study {name!r}")
     return info
 
 
@@ -137,7 +138,6 @@ def collect_runs(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["study", "variant", "seed", "metric", "value", "run_dir"])
 
 
-PER_FRAME_KEYS = ["study", "variant", "seed", "clip", "frame"]
 def _values(metrics: dict[str, Any], temporal: TemporalProbe | None, names: Sequence[str]) -> dict[str, float]:
     """``{metric: mean, bicubic_<metric>: mean, temporal_gain: mean}`` of one evaluation and its probe."""
     values = {k: metrics[k] for k in names if k in metrics}
@@ -158,6 +158,7 @@ def real_set(runs: Sequence[RunFiles]) -> dict[str, Any] | None:
     return None
 
 
+PER_FRAME_KEYS = ["study", "variant", "seed", "clip", "frame"]
 
 
 def collect_per_frame(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
@@ -257,8 +258,8 @@ class Collected:
     failed: list[tuple[Path, str]]
     records: dict[str, dict[str, Any]]
     loss: str
-
     real: dict[str, Any] | None = None  # the real-video set the runs were evaluated on (real_set)
+
 
 def collect(folders: RunsDirs) -> Collected:
     """Read every finished run under the folders, each file once; no finished run at all is an error."""

@@ -22,7 +22,7 @@ from vsr.data.specs import evaluation_spec
 from vsr.device import default_device
 from vsr.evaluate import bicubic_upsample
 from vsr.model import assemble
-from vsr.recipe import load_recipe
+from vsr.recipe import stored_recipe
 from vsr.reports.variants import Info, series_name, variant_order
 from vsr.studies import runs as run_folders
 
@@ -67,7 +67,7 @@ def _load_models(
 ) -> list[tuple[str, nn.Module]]:
     models = []
     for name, run_dir, recipe in runs:
-        model = assemble(load_recipe(dict(recipe)).model)
+        model = assemble(stored_recipe(dict(recipe), f"run {run_dir}").model)
         load_checkpoint(model, run_folders.last_checkpoint(run_dir))
         models.append((name, model.to(device).eval()))
     return models
@@ -112,7 +112,7 @@ def visual_crops(
     if not runs:
         return []
     device = default_device(device)
-    first_recipe = load_recipe(dict(runs[0][2]))
+    first_recipe = stored_recipe(dict(runs[0][2]), f"run {runs[0][1]}")
     scale = int(first_recipe.model["scale"])
     test = TestClips(open_dataset(evaluation_spec(first_recipe, None)))
     models = _load_models(runs, device)

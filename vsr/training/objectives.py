@@ -1,7 +1,8 @@
 """What a run trains, how it takes a step, and how it is scored: the ``objective`` kind (``train.objective``).
 
 * ``sr`` trains the whole network on LR -> GT clips with the weighted losses ``train.losses`` (Charbonnier,
-  eps 1e-12, in the papers) and validates PSNR/SSIM exactly as ``vsr test`` reports them.
+  eps 1e-12, in the papers) and validates the recipe's ``data.val_metrics`` (PSNR and SSIM by default)
+  exactly as ``vsr test`` reports them.
 * ``flow`` trains only the flow estimator ``model.flow`` on the data set's true optical flow (end-point
   error at LR resolution), to pretrain it where no pretrained SPyNet can be downloaded. Its checkpoint
   starts SR runs through ``train.init`` with ``train.init_prefixes: [flow.]``.
@@ -87,6 +88,11 @@ class Objective:
     def example(self, model: nn.Module) -> Tensor | None:
         return None
 
+    @property
+    def directions(self) -> dict[str, bool]:
+        """Whether higher is better, for each metric ``validate`` returns."""
+        return {self.primary: self.higher_is_better}
+
     def better(self, value: float, best: float | None) -> bool:
         return best is None or (value > best if self.higher_is_better else value < best)
 
@@ -107,7 +113,14 @@ class SuperResolution(Objective):
         # best.pth follows the first of data.val_metrics, in its direction (lower is better for some)
         self.primary = self.protocol.primary
         self.higher_is_better = self.protocol.scorers[0].higher_is_better
+        self._directions = {
+            n: m.higher_is_better for n, m in zip(self.protocol.names, self.protocol.scorers, strict=True)
+        }
         self._clips: TestClips | None = None
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        return dict(self._directions)
 
     def build_model(self) -> nn.Module:
         return assemble(self.recipe.model)

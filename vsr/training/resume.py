@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from vsr.errors import RecipeError, VSRError
-from vsr.recipe import Recipe, load_recipe
+from vsr.errors import VSRError
+from vsr.recipe import Recipe, stored_recipe
 from vsr.training.files import (
     CHECKPOINT_DIR,
     LATEST_CHECKPOINT,
@@ -59,6 +59,7 @@ FIXED: dict[str, str] = {
     "data.val_y_channel": _VALIDATION,
     "data.val_crop_border": _VALIDATION,
     "data.val_center_frame": _VALIDATION,
+    "data.val_metrics": _VALIDATION,
     "data.degradation": _VALIDATION,
 }
 
@@ -81,9 +82,10 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _resolved(recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """A recipe dict with every default filled in, as JSON values (tuples as lists)."""
-    with contextlib.suppress(RecipeError):  # a recipe of an older vsr that no longer validates: as stored
-        recipe = load_recipe(dict(recipe)).to_dict()
+    """A recipe dict with every default filled in and earlier spellings translated, as JSON values (tuples as
+    lists)."""
+    with contextlib.suppress(VSRError):  # a recipe that no longer validates (or needs a plugin): as stored
+        recipe = stored_recipe(dict(recipe), "the run's checkpoint").to_dict()
     return json.loads(json.dumps(recipe, default=str))
 
 
@@ -178,6 +180,11 @@ def apply_changes(state: RunState, changes: Mapping[str, tuple[Any, Any]], cfg: 
     """Make allowed recipe ``changes`` real in a restored ``state``: the model's optimiser and schedule follow
     the new ``train`` keys ``cfg`` (the rest was built from the new recipe already)."""
     if any(key in OPTIMISER_KEYS for key in changes):
+        if MAIN not in state.optimizers:
+            raise VSRError(
+                f"{describe({k: v for k, v in changes.items() if k in OPTIMISER_KEYS})}: the train keys shape the "
+                f"optimiser named {MAIN!r}, and this run's objective has {sorted(state.optimizers)}; start a new run"
+            )
         follow_recipe(state, cfg)
 
 

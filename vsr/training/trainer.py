@@ -484,7 +484,11 @@ class Trainer:
     def _result(self, metrics: dict[str, float], last: Path) -> dict[str, Any]:
         """The content of ``result.json``."""
         state, baseline = self.state, self.state.baseline
-        margin = {f"{k}_gain": metrics[k] - baseline[k] for k in metrics if k in baseline}
+        # <metric>_gain: the improvement over the baseline, positive when better whatever the metric's direction
+        up = self.objective.directions
+        margin = {
+            f"{k}_gain": (metrics[k] - baseline[k]) * (1 if up.get(k, True) else -1) for k in metrics if k in baseline
+        }
         return {
             "recipe": self.recipe.name,
             "objective": self.cfg["objective"],
