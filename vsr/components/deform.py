@@ -5,17 +5,20 @@ learned, per-pixel offsets from the regular kernel grid and scales each sample b
 PCD alignment (used by IconVSR's information-refill) and BasicVSR++'s flow-guided deformable alignment are
 built on it.
 
-:func:`deform_conv2d` runs ``torchvision.ops.deform_conv2d`` where torchvision imports and supports the
-dtype, and otherwise :func:`deform_conv2d_torch`, a pure-PyTorch version with identical semantics (bilinear
-sampling via ``F.grid_sample``), so every model also runs where torchvision is missing or broken, on the
-``meta`` device and in any floating dtype. Which path runs is logged once.
+:func:`deform_conv2d` runs ``torchvision.ops.deform_conv2d`` where torchvision imports, its kernel runs and
+it supports the dtype, and otherwise :func:`deform_conv2d_torch`, a pure-PyTorch version with identical
+semantics built from standard ops (one ``grid_sample`` and one matrix product), so every model also runs
+where torchvision is missing or broken, on the ``meta`` device, in any floating dtype and in an ONNX export.
+Which path runs is logged once, and :func:`deform_implementation` names it (``vsr profile`` reports it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +68,12 @@ def _check_shapes(input: Tensor, offset: Tensor, weight: Tensor, mask: Tensor | 
     return groups, offset_groups
 
 
+def _output_size(h: int, w: int, kernel, stride, padding, dilation) -> tuple[int, int]:
+    ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    return ho, wo
+
+
 def deform_conv2d_torch(
     input: Tensor,
     offset: Tensor,
@@ -84,18 +93,73 @@ def deform_conv2d_torch(
     ``(y*stride - pad + i*dil + dy, x*stride - pad + j*dil + dx)``, with zeros outside the image; the
     offset groups split the input channels, independently of the weight groups.
 
-    Implementation: one ``grid_sample`` per call gathers all kernel points of all output pixels (the
-    deformable "im2col", ``(n, c_in, kh*kw, ho*wo)``), then a grouped matrix product applies the weight.
+    Implementation (the deformable "im2col"): the sampling positions of all kernel points and offset groups
+    are one tensor op on the offsets; ONE ``grid_sample`` gathers the bilinear samples of every kernel point
+    of every output pixel, ``(n, c_in, kh*kw, ho*wo)`` channel-major like ``weight.flatten(1)``; the mask
+    scales them; ONE (grouped) matrix product applies the weight. ``grid_sample`` is the fused bilinear
+    gather PyTorch has: formulations with ``gather``/``index_select``, ``embedding_bag`` or a sparse matrix
+    measured slower on the CPU, forward and backward (``benchmarks/bench_deform.py``). Each offset group's
+    samples form one long row of ``kh*kw*ho*wo`` grid points (``grid_sample``'s CPU kernel costs per row).
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c_in, h, w = input.shape
     c_out, _, kh, kw = weight.shape
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    ho, wo = _output_size(h, w, (kh, kw), stride, padding, dilation)
+    groups, offset_groups = _check_shapes(input, offset, weight, mask, (ho, wo))
+    k, hw_out = kh * kw, ho * wo
+
+    # Sampling positions of every offset group, kernel point and output pixel, in pixels: the regular grid
+    # (k, 2, ho*wo) as (y, x) planes plus the offsets, kept (dy, dx) as they come.
+    opts = {"device": input.device, "dtype": input.dtype}
+    rows = torch.arange(kh, **opts).view(kh, 1, 1, 1) * dilation[0] + torch.arange(ho, **opts).view(ho, 1) * stride[0]
+    cols = torch.arange(kw, **opts).view(kw, 1, 1) * dilation[1] + torch.arange(wo, **opts) * stride[1]
+    base = torch.stack(torch.broadcast_tensors(rows - padding[0], cols - padding[1]), dim=2).view(k, 2, hw_out)
+    grid = offset.view(n * offset_groups, k, 2, hw_out) + base
+    # grid_sample's normalised coordinates: with align_corners=False pixel p of a side of `size` is
+    # (2p + 1)/size - 1, valid for any size (including 1), and its zeros padding is exactly torchvision's
+    # out-of-image rule. (h and w stay Python numbers, so that a traced ONNX graph computes them per input.)
+    grid = grid.mul(2).add_(1)
+    grid = torch.stack((grid[:, :, 0] / h, grid[:, :, 1] / w), dim=2).sub_(1)
+    # grid_sample reads (x, y) pairs; sampling the transposed image swaps the roles of the two, so the
+    # (y, x) planes serve as they are (no copy), each a contiguous row of k*ho*wo points.
+    columns = F.grid_sample(
+        input.reshape(n * offset_groups, c_in // offset_groups, h, w).transpose(2, 3),
+        grid.transpose(2, 3),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )  # (n*g, c_in/g, k, ho*wo)
+    if mask is not None:
+        mask = mask.view(n * offset_groups, 1, k, hw_out)
+        # in place where autograd needs neither factor (inference): saves a copy of the columns
+        columns = columns * mask if columns.requires_grad or mask.requires_grad else columns.mul_(mask)
+
+    # (n, groups, c_in/groups * k, ho*wo) @ weight (groups, c_out/groups, c_in/groups * k)
+    out = weight.view(groups, c_out // groups, -1) @ columns.view(n, groups, -1, hw_out)
+    out = out.view(n, c_out, ho, wo)
+    if bias is not None:
+        out = out.add_(bias.view(1, c_out, 1, 1))
+    return out
+
+
+def _reference_deform_conv2d(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntPair = (1, 1),
+    padding: IntPair = (0, 0),
+    dilation: IntPair = (1, 1),
+    mask: Tensor | None = None,
+) -> Tensor:
+    """The previous :func:`deform_conv2d_torch` (vsr 2026-12), kept unchanged as the reference of
+    ``tests/test_deform.py`` and ``benchmarks/bench_deform.py``; the library never calls it."""
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    n, c_in, h, w = input.shape
+    c_out, _, kh, kw = weight.shape
+    ho, wo = _output_size(h, w, (kh, kw), stride, padding, dilation)
     groups, offset_groups = _check_shapes(input, offset, weight, mask, (ho, wo))
     k = kh * kw
-
-    # Sampling positions in pixels, (n, g, k, ho, wo) each; the regular grid plus the learned offsets.
     opts = {"device": input.device, "dtype": input.dtype}
     ky, kx = torch.meshgrid(
         torch.arange(kh, **opts) * dilation[0], torch.arange(kw, **opts) * dilation[1], indexing="ij"
@@ -105,9 +169,6 @@ def deform_conv2d_torch(
     offset = offset.view(n, offset_groups, k, 2, ho, wo)
     pos_y = base_y + offset[:, :, :, 0]
     pos_x = base_x + offset[:, :, :, 1]
-
-    # grid_sample with align_corners=False maps pixel p to (2p + 1)/size - 1; this normalisation is valid
-    # for any size (including 1), and its zeros padding is exactly torchvision's out-of-image rule.
     grid = torch.stack(((2 * pos_x + 1) / w - 1, (2 * pos_y + 1) / h - 1), dim=-1)
     grid = grid.view(n * offset_groups, k * ho, wo, 2)
     columns = F.grid_sample(
@@ -119,8 +180,6 @@ def deform_conv2d_torch(
     ).view(n, offset_groups, c_in // offset_groups, k, ho * wo)
     if mask is not None:
         columns = columns * mask.view(n, offset_groups, 1, k, ho * wo)
-
-    # (n, groups, c_in/groups * k, ho*wo): channel-major, kernel-point-minor, like weight.flatten(1).
     columns = columns.reshape(n, groups, (c_in // groups) * k, ho * wo)
     out = weight.reshape(1, groups, c_out // groups, (c_in // groups) * k) @ columns
     out = out.view(n, c_out, ho, wo)
@@ -131,12 +190,18 @@ def deform_conv2d_torch(
 
 _torchvision_deform_conv2d = None  # resolved lazily by _resolve_backend
 _backend: str | None = None
+_backend_reason = ""  # why the pure-PyTorch path was selected
 _logged_fallbacks: set[tuple[str, str]] = set()
+_ran: set[str] | None = None  # filled inside recording_implementations()
+
+TORCHVISION = "torchvision.ops.deform_conv2d"
+PURE_PYTORCH = "vsr deform_conv2d_torch (pure PyTorch: grid_sample + matmul)"
 
 
 def _resolve_backend() -> str:
-    """Import torchvision's deformable convolution once; any failure selects the pure-PyTorch path."""
-    global _backend, _torchvision_deform_conv2d
+    """Import torchvision's deformable convolution once and run it on a 1-pixel input; any failure selects
+    the pure-PyTorch path (and says why)."""
+    global _backend, _backend_reason, _torchvision_deform_conv2d
     if _backend is None:
         try:
             from torchvision.ops import deform_conv2d as tv_deform_conv2d
@@ -149,10 +214,15 @@ def _resolve_backend() -> str:
             if tv_deform_conv2d is deform_conv2d_torch:
                 reason = "only the test suite's torchvision stand-in (tests/basicsr_reference.py) is loaded"
             else:
-                _torchvision_deform_conv2d, _backend = tv_deform_conv2d, "torchvision"
-                logger.info("deformable convolution: torchvision.ops.deform_conv2d")
+                try:  # an import can succeed while the compiled operator is missing (a mismatched build)
+                    tv_deform_conv2d(torch.zeros(1, 1, 1, 1), torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 1, 1))
+                except Exception as err:
+                    reason = f"torchvision.ops.deform_conv2d does not run: {type(err).__name__}: {err}"
+                else:
+                    _torchvision_deform_conv2d, _backend = tv_deform_conv2d, "torchvision"
+                    logger.info("deformable convolution: %s", TORCHVISION)
         if _backend is None:
-            _backend = "pytorch"
+            _backend, _backend_reason = "pytorch", reason
             logger.info("deformable convolution: pure-PyTorch deform_conv2d_torch (%s)", reason)
     return _backend
 
@@ -160,6 +230,25 @@ def _resolve_backend() -> str:
 def deform_backend() -> str:
     """``"torchvision"`` or ``"pytorch"``: the implementation :func:`deform_conv2d` runs (for float32)."""
     return _resolve_backend()
+
+
+def deform_implementation() -> str:
+    """A line naming the implementation :func:`deform_conv2d` runs for float32, and why, for reports."""
+    if _resolve_backend() == "torchvision":
+        return TORCHVISION
+    return f"{PURE_PYTORCH}; {_backend_reason}" if _backend_reason else PURE_PYTORCH
+
+
+@contextlib.contextmanager
+def recording_implementations() -> Iterator[set[str]]:
+    """Collect, in the set it yields, the implementations :func:`deform_conv2d` ran inside the block
+    (:data:`TORCHVISION` or :data:`PURE_PYTORCH`); empty if the model has no deformable convolution."""
+    global _ran
+    previous, _ran = _ran, set()
+    try:
+        yield _ran
+    finally:
+        _ran = previous
 
 
 def _torchvision_supports(input: Tensor) -> bool:
@@ -185,11 +274,15 @@ def deform_conv2d(
     """
     if _resolve_backend() == "torchvision":
         if _torchvision_supports(input):
+            if _ran is not None:
+                _ran.add(TORCHVISION)
             return _torchvision_deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
         key = (str(input.dtype), input.device.type)
         if key not in _logged_fallbacks:
             _logged_fallbacks.add(key)
             logger.info("deformable convolution: torchvision has no %s kernel on %s; using deform_conv2d_torch", *key)
+    if _ran is not None:
+        _ran.add(PURE_PYTORCH)
     return deform_conv2d_torch(input, offset, weight, bias, stride, padding, dilation, mask)
 
 
