@@ -181,7 +181,11 @@ def evaluate_command(
     recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name.")],
     checkpoint: Annotated[str, typer.Option(help="Checkpoint file (vsr, MMagic or BasicSR) or zoo name.")],
     set_: SetOption = None,
-    data: Annotated[str | None, typer.Option(help="Test data folder (default: the embedded validation set).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Test data folder (default: the embedded validation set); a folder of LR clips without "
+                     "GT (data/real/lq) is scored by the no-reference metrics alone."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write metrics.json and per_frame.csv.")
     ] = None,
@@ -190,7 +194,7 @@ def evaluate_command(
     imports: ImportOption = None,
 ):
     """Evaluate a checkpoint: the recipe's metrics (data.val_metrics; PSNR/SSIM by default) per clip and per
-    frame, and the bicubic baseline's."""
+    frame, and the bicubic baseline's; on clips without GT, its no-reference ones (--set 'data.val_metrics=[niqe]')."""
     from vsr.evaluate import evaluate
     from vsr.recipe import load_recipe
 
@@ -505,6 +509,8 @@ def profile_command(
     console.print(table)
     if runtime:
         say(f"runtime: {result['runtime_ms_per_frame']:.1f} ms/frame on {result['device']}")
+    if result["deform_conv2d"]:
+        say(f"deformable convolution: {result['deform_conv2d']}")
     if result["uncounted_ops"]:
         say(f"not counted (element-wise / data movement): {', '.join(sorted(result['uncounted_ops']))}")
 

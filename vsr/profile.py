@@ -16,6 +16,9 @@ are never compared silently.
   as in fvcore/ptflops; the ops seen but not counted are listed in ``uncounted_ops``.
 * **Runtime**: ``torch.inference_mode``, ``warmup`` untimed passes, then the median of ``repeats`` timed
   passes, each ended by ``torch.cuda.synchronize`` on CUDA; divided by the number of frames.
+* **Deformable convolution**: which implementation ran (``deform_conv2d``: torchvision's kernel, or vsr's
+  pure-PyTorch one and why), recorded in the timed passes (in the FLOP count without ``runtime``); ``None``
+  for a model without one.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from vsr.components import deform
 from vsr.device import default_device
 from vsr.errors import VSRError
 from vsr.model import assemble
@@ -279,7 +283,10 @@ def profile(
             meta_model = assemble(section)
     else:
         meta_model = copy.deepcopy(model).to("meta")
-    flops = count_flops(meta_model.eval(), torch.empty(1, frames, 3, h, w, device="meta"), component_of=model_component)
+    with deform.recording_implementations() as deform_ran:
+        flops = count_flops(
+            meta_model.eval(), torch.empty(1, frames, 3, h, w, device="meta"), component_of=model_component
+        )
     result: dict[str, Any] = {
         "recipe": name,
         "frames": frames,
@@ -293,10 +300,22 @@ def profile(
         "flop_convention": "1 multiply-accumulate = 2 FLOPs; element-wise and data-movement ops not counted",
     }
     if runtime:
-        result.update(
-            measure_runtime(model, device=device, frames=frames, size=size, repeats=repeats, warmup=warmup, seed=seed)
-        )
+        with deform.recording_implementations() as deform_ran:
+            result.update(
+                measure_runtime(
+                    model, device=device, frames=frames, size=size, repeats=repeats, warmup=warmup, seed=seed
+                )
+            )
+    result["deform_conv2d"] = _deform_report(deform_ran)
     return result
+
+
+def _deform_report(ran: set[str]) -> str | None:
+    """The deformable-convolution implementation(s) that ran, vsr's own with why; None if none ran."""
+    if not ran:
+        return None
+    own = deform.deform_implementation() if deform.deform_backend() == "pytorch" else deform.PURE_PYTORCH
+    return "; ".join(own if name == deform.PURE_PYTORCH else name for name in sorted(ran))
 
 
 def measure_runtime(
