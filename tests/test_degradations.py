@@ -286,3 +286,23 @@ def test_noise_on_a_region_is_the_crop_of_the_noise_of_the_whole_frames():
     assert torch.equal(crop, whole[..., 4:10, 6:14])
     first = noise(frames[:1].clone(), np.random.default_rng(7))
     assert torch.equal(first, whole[:1])  # drawn frame by frame: the first frames do not depend on the rest
+
+
+def test_vsr_data_degrade_takes_a_chain_and_names_kind_in_its_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from vsr.cli import app
+
+    gray = np.full((16, 16, 3), 128, dtype=np.uint8)
+    write_png(tmp_path / "GT" / "a" / "0.png", gray)
+    runner = CliRunner()
+    chain = "[bi, {name: gaussian_noise, sigma: 0.1}]"
+    done = runner.invoke(app, ["data", "degrade", str(tmp_path / "GT"), str(tmp_path / "LR"), "--kind", chain])
+    assert done.exit_code == 0, done.output
+    noisy = np.asarray(Image.open(tmp_path / "LR" / "a" / "0.png")).astype(float)
+    assert noisy.shape == (4, 4, 3) and noisy.std() > 5
+    done = runner.invoke(
+        app, ["data", "degrade", str(tmp_path / "GT"), str(tmp_path / "L2"), "--kind", "gaussian_noise"]
+    )
+    assert done.exit_code == 2
+    assert "'--kind' = {'name': 'gaussian_noise'}: degradation 'gaussian_noise' needs sigma" in done.output

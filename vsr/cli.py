@@ -21,6 +21,8 @@ from rich.text import Text
 
 from vsr.cli_data import data_app
 from vsr.cli_support import (
+    ImportOption,
+    SetOption,
     check_at_least,
     check_device,
     check_output,
@@ -40,15 +42,6 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
-
-ImportOption = Annotated[
-    list[str] | None,
-    typer.Option("--import", help="Import a module of your own first, e.g. my_package.my_parts (repeatable)."),
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a recipe key, e.g. --set model.alignment=none (repeatable)."),
-]
 
 
 @app.command("model")
@@ -183,8 +176,10 @@ def evaluate_command(
     set_: SetOption = None,
     data: Annotated[
         str | None,
-        typer.Option(help="Test data folder (default: the embedded validation set); a folder of LR clips without "
-                     "GT (data/real/lq) is scored by the no-reference metrics alone."),
+        typer.Option(
+            help="Test data folder (default: the embedded validation set); a folder of LR clips without "
+            "GT (data/real/lq) is scored by the no-reference metrics alone."
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write metrics.json and per_frame.csv.")

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from vsr.cli_support import check_at_least, check_output, interrupted, reports_errors, say
+from vsr.cli_support import (
+    ImportOption,
+    check_at_least,
+    check_output,
+    interrupted,
+    reports_errors,
+    say,
+    use_plugins,
+)
 
 data_app = typer.Typer(
     help="Make data sets: the embedded synthetic set, the real-video set, LR folders from GT folders.",
@@ -59,17 +67,26 @@ def synth_command(
 def degrade_command(
     gt_root: Annotated[Path, typer.Argument(help="Folder of GT clips: GT_ROOT/<clip>/*.png.")],
     lr_root: Annotated[Path, typer.Argument(help="Where to write the LR clips.")],
-    kind: Annotated[str, typer.Option(help="bi (MATLAB bicubic) or bd (Gaussian blur + subsampling).")] = "bi",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="A registered degradation (vsr list) or a chain, as a data set mapping writes it: bi, "
+            "'{name: bd, sigma: 1.6}', '[bi, {name: gaussian_noise, sigma: 0.05}]'."
+        ),
+    ] = "bi",
     scale: Annotated[int, typer.Option(help="Downscaling factor.")] = 4,
     overwrite: Annotated[bool, typer.Option(help="Rewrite frames that exist.")] = False,
+    imports: ImportOption = None,
 ):
-    """Make LR frames from GT frames with the BI or BD degradation of the BasicVSR papers."""
+    """Make LR frames from GT frames with a degradation or chain (BI, BD, ... or a plugin's)."""
     from vsr.data.degradations import degrade_folder
+    from vsr.recipe import parse_value
 
+    use_plugins(imports)
     check_output(lr_root, "LR_ROOT")
     check_at_least(1, scale=scale)
     try:
-        count = degrade_folder(gt_root, lr_root, kind=kind, scale=scale, overwrite=overwrite)
+        count = degrade_folder(gt_root, lr_root, kind=parse_value(kind), scale=scale, overwrite=overwrite, key="--kind")
     except KeyboardInterrupt:
         raise interrupted(
             f"interrupted: the LR frames written so far in {lr_root} are complete and kept; run the same "

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import yaml
@@ -20,6 +21,15 @@ from vsr.errors import ArgumentError, VSRError, shorten
 from vsr.registry import import_plugins
 
 console = Console()
+
+ImportOption = Annotated[
+    list[str] | None,
+    typer.Option("--import", help="Import a module of your own first, e.g. my_package.my_parts (repeatable)."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a recipe key, e.g. --set model.alignment=none (repeatable)."),
+]
 
 #: The most characters of one printed message (a message quoting a huge value is cut in the middle).
 MESSAGE_CHARS = 2000

@@ -437,7 +437,12 @@ def clip_seed(name: str) -> int:
 
 
 def degrade_folder(
-    gt_root: str | Path, lr_root: str | Path, kind: Any = "bi", scale: int = 4, overwrite: bool = False
+    gt_root: str | Path,
+    lr_root: str | Path,
+    kind: Any = "bi",
+    scale: int = 4,
+    overwrite: bool = False,
+    key: str = "degradation",
 ) -> int:
     """Degrade every ``gt_root/<clip>/*.png`` into ``lr_root/<clip>/<same name>.png``; returns how many
     frames were written.
@@ -450,7 +455,7 @@ def degrade_folder(
     keeps its relative path. Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes.
     Computation is in float64 from the uint8 frames, and each file is written atomically.
     """
-    degradation = build_chain(kind, scale)
+    degradation = build_chain(kind, scale, key)  # ``key``: what a message names (``--kind`` for vsr data degrade)
     gt_root, lr_root = Path(gt_root), Path(lr_root)
     if not gt_root.is_dir():
         raise DataError(f"ground-truth folder {gt_root} does not exist; expected {gt_root}/<clip>/*.png")
