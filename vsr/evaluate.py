@@ -7,7 +7,9 @@ Each clip is restored whole, in one forward pass (as the papers feed REDS4 and V
 clips short when memory demands it, at some cost near the cut). The Vimeo-90K-T protocol
 (``center_frame``) mirrors the 7 input frames to 14 and scores only the centre frame, the average of its
 two outputs (:func:`vsr.metrics.vimeo_center_frame`). The bicubic baseline (MATLAB ``imresize`` ×scale of
-the LR frames) is scored on the same frames, so every report states what the network adds.
+the LR frames) is scored on the same frames, so every report states what the network adds. A test set without
+ground truth (real low-quality clips) is scored by the protocol's no-reference metrics alone (NIQE), the model's
+output and the bicubic baseline alike; ``metrics.json`` lists the metrics skipped for lack of GT.
 
 :func:`measure` is the one code path: training validation calls it as well, so the numbers recorded during
 training equal those of :func:`evaluate` on the saved checkpoint.

@@ -85,6 +85,11 @@ class TrainingClips(Dataset):
         cache_frames: bool | int | None = None,
         validate: str = "auto",
     ):
+        if not source.has_gt:
+            raise DataError(
+                f"data set {source.name or '(unnamed)'} has no ground truth (clips of LR frames only), so it cannot be "
+                "trained on; use it as a test set, scored by no-reference metrics (vsr test)"
+            )
         self.source = source
         self.num_frames, self.lr_patch = num_frames, lr_patch
         self.flags = (hflip, vflip, transpose, reverse)
@@ -184,7 +189,8 @@ class TrainingClips(Dataset):
 class TestClips(Dataset):
     """Whole clips for evaluation: ``{"lq": (t, 3, h, w), "gt": (t, 3, H, W), "clip": name, "frames": [frame
     names]}`` float32 in [0, 1], the first ``max_frames`` frames (all by default: REDS4 and Vid4 are fed
-    whole, since cutting a clip lowers PSNR at the cuts).
+    whole, since cutting a clip lowers PSNR at the cuts). A clip without ground truth (``clip.gt is None``)
+    gives no ``"gt"``.
 
     ``mirror`` extends ``lq`` (and ``gt``, ``frames``) to ``x1..xt, xt..x1``. ``center_frame_only`` is the
     Vimeo-90K-T protocol: ``gt`` and ``frames`` hold only the centre frame (im4 of a septuplet) and
@@ -217,7 +223,9 @@ class TestClips(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         clip, (gt_size, lr_size) = self.source.clips[index], self.reader.sizes[index]
         n = len(clip) if self.max_frames is None else min(len(clip), self.max_frames)
-        gt = self.reader.frames(clip.gt[:n], gt_size, (0, gt_size[0], 0, gt_size[1])).float().div_(255)
+        gt = None
+        if clip.gt is not None:
+            gt = self.reader.frames(clip.gt[:n], gt_size, (0, gt_size[0], 0, gt_size[1])).float().div_(255)
         if clip.lr is not None:
             lq = self.reader.frames(clip.lr[:n], lr_size, (0, lr_size[0], 0, lr_size[1])).float().div_(255)
         else:
@@ -226,9 +234,11 @@ class TestClips(Dataset):
         sample: dict[str, Any] = {"lq": lq, "gt": gt, "clip": clip.name, "frames": names}
         if self.center_frame_only:
             center = n // 2
-            sample.update(gt=gt[center : center + 1], frames=[names[center]], center=center)
+            sample.update(gt=None if gt is None else gt[center : center + 1], frames=[names[center]], center=center)
         if self.mirror:
             sample["lq"] = torch.cat([lq, lq.flip(0)])
             if not self.center_frame_only:
-                sample.update(gt=torch.cat([gt, gt.flip(0)]), frames=names + names[::-1])
+                sample.update(gt=None if gt is None else torch.cat([gt, gt.flip(0)]), frames=names + names[::-1])
+        if sample["gt"] is None:  # a clip without ground truth
+            del sample["gt"]
         return sample

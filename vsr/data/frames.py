@@ -73,8 +73,9 @@ def validate_clips(
     source: ClipSet, check: str = "auto", with_flow: bool = False
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Check that every clip's frames exist, share one size, and that GT = scale × LR; returns each clip's
-    (GT ``(H, W)``, LR ``(h, w)``). Only image headers are read. ``check``: ``all`` frames, the ``first``
-    frame of each clip (decoding checks the rest), or ``auto`` (all up to 30k frames)."""
+    (GT ``(H, W)``, LR ``(h, w)``); a clip without GT gets scale × LR, its output's size. Only image headers are
+    read. ``check``: ``all`` frames, the ``first`` frame of each clip (decoding checks the rest), or ``auto`` (all
+    up to 30k frames)."""
     if check not in ("all", "first", "auto"):
         raise DataError(f"unknown frame check {check!r}; valid choices: all, first, auto")
     if not source.clips:
@@ -86,9 +87,14 @@ def validate_clips(
     s = source.scale
     sizes = []
     for clip in source.clips:
-        if not clip.gt:
+        if not clip.frames:
             raise DataError(f"clip {clip.name!r} has no frames")
         pick = (lambda paths: paths) if check == "all" else (lambda paths: paths[:1])
+        if clip.gt is None:  # no ground truth: the "GT size" is the output's, scale × LR
+            lr_size = _common_size(pick(clip.lr), "LR")
+            gt_size = (lr_size[0] * s, lr_size[1] * s)
+            sizes.append((gt_size, lr_size))
+            continue
         gt_size = _common_size(pick(clip.gt), "GT")
         if clip.lr is not None:
             lr_size = _common_size(pick(clip.lr), "LR")
@@ -142,7 +148,8 @@ def _cache_capacity(cache_frames: bool | int | None, source: ClipSet, sizes, wit
     if cache_frames is None:
         total = 0
         for clip, ((gh, gw), (lh, lw)) in zip(source.clips, sizes, strict=True):
-            per_frame = 3 * gh * gw + (3 * lh * lw if clip.lr is not None else 0) + (8 * gh * gw if with_flow else 0)
+            per_frame = (3 * gh * gw if clip.gt is not None else 0) + (3 * lh * lw if clip.lr is not None else 0)
+            per_frame += 8 * gh * gw if with_flow else 0
             total += len(clip) * per_frame
         cache_frames = total <= AUTO_CACHE_BYTES
         log.info(

@@ -19,6 +19,11 @@ LR and GT frames are paired by frame number (so UDM10's ``0001.png`` GT matches 
 file name where names are not numbers. A clip stored without LR frames gets them made from the GT on the fly
 by the data set's degradation (:mod:`vsr.data.degradations`, a registered name or a chain).
 
+A set may have no ground truth: the real-video set's ``lq`` split, or a ``folder`` set without ``GT/`` whose
+root (or its ``lr`` folder) holds clip folders of LR frames, ``<clip>/*.png``. Its clips have ``gt = None``
+(:attr:`ClipSet.has_gt` is false); evaluation scores them with no-reference metrics only, and training
+refuses them.
+
 This module is the one place that spells a data set mapping's keys (:data:`SPEC_KEYS`), its layouts
 (:data:`LAYOUTS`) and their splits (:data:`SPLITS`): recipe validation asks :func:`check_spec`.
 """
@@ -66,28 +71,37 @@ DEFAULT_DEGRADATION = "bi"
 
 @dataclass
 class Clip:
-    """One video clip on disk: its GT frame paths, the matching LR frame paths (``None``: made from GT on
-    the fly), and optionally a folder of true GT-resolution flows ``<frame>_next.npy`` (frame i → i+1) and
-    ``<frame>_prev.npy`` (frame i+1 → i), ``(2, H, W)``, named after frame i, or their piecewise-affine
-    ``.npz`` form (:mod:`vsr.data.flow_files`)."""
+    """One video clip on disk: its GT frame paths (``None``: a clip without ground truth, LR frames only), the
+    matching LR frame paths (``None``: made from GT on the fly), and optionally a folder of true GT-resolution
+    flows ``<frame>_next.npy`` (frame i → i+1) and ``<frame>_prev.npy`` (frame i+1 → i), ``(2, H, W)``, named
+    after frame i, or their piecewise-affine ``.npz`` form (:mod:`vsr.data.flow_files`)."""
 
     name: str
-    gt: list[Path]
+    gt: list[Path] | None
     lr: list[Path] | None = None
     flow: Path | None = None
 
+    def __post_init__(self) -> None:
+        if self.gt is None and self.lr is None:
+            raise DataError(f"clip {self.name!r} has neither GT nor LR frames")
+
+    @property
+    def frames(self) -> list[Path]:
+        """The frames that name the clip's frames: the GT's, or the LR frames of a clip without GT."""
+        return self.gt if self.gt is not None else self.lr  # type: ignore[return-value]
+
     def __len__(self) -> int:
-        return len(self.gt)
+        return len(self.frames)
 
     @property
     def frame_names(self) -> list[str]:
-        return [p.stem for p in self.gt]
+        return [p.stem for p in self.frames]
 
     def flow_paths(self, i: int) -> tuple[Path, Path]:
         """The (next, prev) flow files between frames ``i`` and ``i + 1``."""
         if self.flow is None:
             raise DataError(f"clip {self.name!r} has no flow folder")
-        stem = self.gt[i].stem
+        stem = self.frames[i].stem
         suffix = next((s for s in FLOW_SUFFIXES if (self.flow / f"{stem}_next{s}").is_file()), FLOW_SUFFIXES[-1])
         return self.flow / f"{stem}_next{suffix}", self.flow / f"{stem}_prev{suffix}"
 
@@ -112,6 +126,12 @@ class ClipSet:
     @property
     def names(self) -> list[str]:
         return [clip.name for clip in self.clips]
+
+    @property
+    def has_gt(self) -> bool:
+        """Whether every clip has ground truth (a set of LR-only clips can be scored by no-reference metrics
+        alone, and not trained on)."""
+        return all(clip.gt is not None for clip in self.clips)
 
 
 def _frame_key(path: Path) -> int | str:
@@ -256,6 +276,24 @@ def folder_clips(root: str | Path, lr: str | None = None) -> list[Clip]:
     return clips
 
 
+def holds_clip_folders(root: str | Path) -> bool:
+    """Whether ``root`` is a folder of clip folders of frames (``<clip>/*.png``) and not a data set with a
+    ``GT/`` folder: the clips of a set without ground truth. A folder named ``GT`` is a data set's ground truth,
+    never read as LR frames."""
+    root = Path(root)
+    if not root.is_dir() or root.name == "GT" or (root / "GT").is_dir():
+        return False
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return bool(folders) and all(any(f.suffix.lower() == ".png" for f in p.iterdir()) for p in folders)
+
+
+def lr_only_clips(root: str | Path) -> list[Clip]:
+    """Clips without ground truth: the LR frames ``<clip>/*.png`` in each sub-folder of ``root`` (the
+    real-video set's ``lq`` split, or any folder of low-quality clips), for no-reference metrics."""
+    root = Path(root)
+    return [Clip(name, None, list_frames(root / name)) for name in _subfolders(root)]
+
+
 def vid4_clips(root: str | Path, lr: str | None = "BIx4") -> list[Clip]:
     """Vid4 (calendar, city, foliage, walk; clip folders are discovered): ``GT/<clip>/*.png``, ``<lr>/<clip>/``."""
     return folder_clips(root, lr)
@@ -277,11 +315,12 @@ def detect_layout(root: str | Path) -> str:
         return "reds"
     if any((root / name).is_file() for name in VIMEO_LISTS.values()):
         return "vimeo"
-    if (root / "GT").is_dir():
+    if (root / "GT").is_dir() or holds_clip_folders(root):
         return "folder"
     raise DataError(
         f"cannot tell the layout of {root}: expected train_sharp/ (REDS), sep_trainlist.txt (Vimeo-90K), "
-        f"synth.json (synthetic set) or GT/ plus LR folders; or set 'layout' to one of {', '.join(LAYOUTS[1:])}"
+        f"synth.json (synthetic set), GT/ plus LR folders, or clip folders of LR frames without GT; or set "
+        f"'layout' to one of {', '.join(LAYOUTS[1:])}"
     )
 
 
@@ -389,7 +428,9 @@ def open_dataset(spec: str | Path | Mapping[str, Any], default_degradation: Any 
     recipe's ``data.degradation``).
     ``{"layout": "synth"}`` without a root is the embedded synthetic set at ``vsr.data.synth.default_root()``,
     generated there on first use; ``{"layout": "real"}`` the real-video set's ground-truth split at
-    ``vsr.data.real.default_root()`` (:mod:`vsr.data.real`), written there on first use."""
+    ``vsr.data.real.default_root()`` (:mod:`vsr.data.real`), written there on first use; ``split: lq`` its clips
+    without ground truth. A ``folder`` set without a ``GT/`` folder whose root (or ``lr`` folder) holds clip
+    folders of frames is a set without ground truth too (:func:`lr_only_clips`)."""
     if isinstance(spec, str | Path):
         spec = {"root": spec}
     spec = dict(spec)
@@ -412,7 +453,15 @@ def open_dataset(spec: str | Path | Mapping[str, Any], default_degradation: Any 
         default_scale = _synth_scale(root / "synth.json")
         root = _require_dir(root / (split or "train"), "synthetic data set split folder")
     elif layout == "real":
-        root = _real_split(root, split or real.GT_SPLIT)
+        root = _require_dir(real.split_root(root, split or real.GT_SPLIT), "real-video set split folder")
+    if layout == "real" and split == real.LQ_SPLIT:
+        if lr != "auto":
+            raise DataError(f"data set {name}: the lq split's clips are their LR frames ({root}/<clip>/); omit 'lr'")
+        return _set_without_gt(root, name, spec, default_degradation)
+    if layout == "folder" and not (root / "GT").is_dir():
+        folder = root if lr == "auto" else None if lr is None else root / lr
+        if folder is not None and holds_clip_folders(folder):
+            return _set_without_gt(folder, name, spec, default_degradation)
     given_lr = lr != "auto"
     if not given_lr:
         lr = STORED_LR.get(layout) or _detect_lr(root)
@@ -448,17 +497,18 @@ def open_dataset(spec: str | Path | Mapping[str, Any], default_degradation: Any 
     return ClipSet(clips, scale, degradation, name)
 
 
-def _real_split(root: Path, split: str) -> Path:
-    """The ``gt`` split of the real-video set (a ``folder`` layout); its ``lq`` clips have no ground truth, which
-    vsr's test sets pair with every LR frame, so they are refused here, naming where they are."""
-    folder = real.split_root(root, split)
-    if split == real.LQ_SPLIT:
+def _set_without_gt(folder: Path, name: str, spec: Mapping[str, Any], default_degradation: Any) -> ClipSet:
+    """The LR-only clips in ``folder`` (:func:`lr_only_clips`): a test set for no-reference metrics. ``scale``:
+    the mapping's, else the folder name's (``BIx4``), else 4; the output of a model is that many times the LR."""
+    if spec.get("degradation") is not None:
         raise DataError(
-            f"the real-video set's lq split ({folder}/<clip>/) holds low-quality clips without ground truth, and a "
-            "data set here pairs LR frames with GT: upscale its clips (`vsr upscale MODEL "
-            f"{folder}/<clip> -o OUT`) and score the outputs with a no-reference metric, or open split: gt"
+            f"data set {name} has no ground truth (clip folders of LR frames in {folder}), so no degradation makes "
+            "its LR frames: omit 'degradation'"
         )
-    return _require_dir(folder, "real-video set split folder")
+    clips = lr_only_clips(folder)
+    scale = int(spec.get("scale") or _scale_of(folder.name) or 4)
+    log.info("data set %s: %d clips of LR frames from %s, without ground truth", name, len(clips), folder)
+    return ClipSet(clips, scale, build_chain(default_degradation, scale, "degradation"), name)
 
 
 def _synth_scale(path: Path) -> int | None:

@@ -190,7 +190,7 @@ class Metric(ABC):
     digits: ClassVar[int] = 3
     #: Names a metric may not have: the other columns of ``per_frame.csv`` and keys of ``metrics.json``.
     reserved_names: ClassVar[frozenset[str]] = frozenset(
-        {"clip", "frame", "name", "bicubic", "clips", "protocol", "data", "checkpoint", "frames"}
+        {"clip", "frame", "name", "bicubic", "clips", "protocol", "data", "checkpoint", "frames", "skipped"}
     )
     reserved_prefixes: ClassVar[tuple[str, ...]] = ("bicubic_",)  # the baseline's columns
 
