@@ -98,8 +98,8 @@ def deform_conv2d_torch(
     of every output pixel, ``(n, c_in, kh*kw, ho*wo)`` channel-major like ``weight.flatten(1)``; the mask
     scales them; ONE (grouped) matrix product applies the weight. ``grid_sample`` is the fused bilinear
     gather PyTorch has: formulations with ``gather``/``index_select``, ``embedding_bag`` or a sparse matrix
-    measured slower on the CPU, forward and backward (``benchmarks/bench_deform.py``). Each offset group's
-    samples form one long row of ``kh*kw*ho*wo`` grid points (``grid_sample``'s CPU kernel costs per row).
+    measured slower on the CPU, forward and backward. The grid is passed as (x, y) planes, rows of ``ho*wo``
+    points per kernel point (``grid_sample``'s CPU kernel costs per row and reads such planes directly).
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c_in, h, w = input.shape
@@ -114,23 +114,22 @@ def deform_conv2d_torch(
     rows = torch.arange(kh, **opts).view(kh, 1, 1, 1) * dilation[0] + torch.arange(ho, **opts).view(ho, 1) * stride[0]
     cols = torch.arange(kw, **opts).view(kw, 1, 1) * dilation[1] + torch.arange(wo, **opts) * stride[1]
     base = torch.stack(torch.broadcast_tensors(rows - padding[0], cols - padding[1]), dim=2).view(k, 2, hw_out)
-    grid = offset.view(n * offset_groups, k, 2, hw_out) + base
+    grid = offset.reshape(n * offset_groups, k, 2, hw_out) + base
     # grid_sample's normalised coordinates: with align_corners=False pixel p of a side of `size` is
     # (2p + 1)/size - 1, valid for any size (including 1), and its zeros padding is exactly torchvision's
     # out-of-image rule. (h and w stay Python numbers, so that a traced ONNX graph computes them per input.)
     grid = grid.mul(2).add_(1)
-    grid = torch.stack((grid[:, :, 0] / h, grid[:, :, 1] / w), dim=2).sub_(1)
-    # grid_sample reads (x, y) pairs; sampling the transposed image swaps the roles of the two, so the
-    # (y, x) planes serve as they are (no copy), each a contiguous row of k*ho*wo points.
+    grid = torch.stack((grid[:, :, 1] / w, grid[:, :, 0] / h), dim=2).sub_(1)  # (x, y) planes, as grid_sample reads
+    # (n*g, k, ho*wo, 2) as a view of the planes: each offset group's samples are one row per kernel point
     columns = F.grid_sample(
-        input.reshape(n * offset_groups, c_in // offset_groups, h, w).transpose(2, 3),
+        input.reshape(n * offset_groups, c_in // offset_groups, h, w),
         grid.transpose(2, 3),
         mode="bilinear",
         padding_mode="zeros",
         align_corners=False,
     )  # (n*g, c_in/g, k, ho*wo)
     if mask is not None:
-        mask = mask.view(n * offset_groups, 1, k, hw_out)
+        mask = mask.reshape(n * offset_groups, 1, k, hw_out)
         # in place where autograd needs neither factor (inference): saves a copy of the columns
         columns = columns * mask if columns.requires_grad or mask.requires_grad else columns.mul_(mask)
 
