@@ -233,3 +233,6 @@ class FlowObjective(Objective):
 
 
 __all__ = ["FlowObjective", "FlowPretraining", "Objective", "SuperResolution"]
+
+# Objectives in modules of their own register when the kind's home is imported (RealBasicVSR's GAN stage).
+from vsr.training import gan  # noqa: E402, F401
