@@ -191,8 +191,8 @@ def gaussian_blur(frames: Tensor, kernel_size: int = 51, sigma: float = 0.0) -> 
     1-D blur matrices, far cheaper here than a 51-tap convolution."""
     sigma = sigma or 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
     h, w = frames.shape[-2:]
-    rows = _blur_matrix(h, kernel_size, float(sigma)).to(frames.dtype)
-    cols = _blur_matrix(w, kernel_size, float(sigma)).to(frames.dtype)
+    rows = _blur_matrix(h, kernel_size, float(sigma)).to(frames)
+    cols = _blur_matrix(w, kernel_size, float(sigma)).to(frames)
     return rows @ frames @ cols.T
 
 

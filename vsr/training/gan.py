@@ -57,10 +57,7 @@ DISCRIMINATOR = "discriminator"
 def sharpened(gt: Tensor) -> Tensor:
     """RealBasicVSR's unsharp-masked GT of frames ``(..., 3, H, W)``, on ``gt``'s device, without gradient."""
     with torch.no_grad():
-        if gt.device.type == "cpu":
-            return unsharp_mask(gt)
-        # vsr.data.kernels.gaussian_blur keeps its blur matrices on the CPU
-        return unsharp_mask(gt.cpu()).to(gt.device, non_blocking=True)
+        return unsharp_mask(gt)
 
 
 def cleaning_target(gt: Tensor, scale: int) -> Tensor:
