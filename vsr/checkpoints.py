@@ -1,5 +1,11 @@
 """Load MMagic, BasicSR and vsr checkpoints into vsr models; save vsr's own, atomically, and BasicSR's.
 
+RealBasicVSR's checkpoints (MMagic's ``RealBasicVSRNet``) hold a BasicVSR under ``basicvsr.`` and the cleaning
+module under ``image_cleaning.``: the prefix is dropped and the cleaning module renamed with the BasicSR rules.
+An MMagic restorer's file holds the generator twice, ``generator.`` and its moving average ``generator_ema.``
+(what MMagic tests and infers with, and what vsr loads unless asked for ``params``), beside the training-only
+weights of :data:`MMAGIC_TRAINING_ONLY`, which are ignored.
+
 Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``, or
 safetensors). The reference toolkits name the same weights differently; both naming schemes are translated
 to vsr's module tree by the ordered rename rules below (MMagic -> BasicSR -> vsr), and vsr's back to
@@ -8,6 +14,7 @@ BasicSR's by their inverse (:func:`save_basicsr_checkpoint`: a file BasicSR's ``
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +29,8 @@ from vsr.errors import CheckpointError, shorten
 from vsr.model import build_model
 from vsr.recipe import stored_recipe
 from vsr.zoo import ZOO, resolve_checkpoint
+
+log = logging.getLogger("vsr")
 
 # MMagic / MMEditing -> BasicSR names (MMagic uses ConvModule wrappers: `.conv.` inside).
 MMAGIC_TO_BASICSR: list[tuple[str, str]] = [
@@ -38,6 +47,10 @@ MMAGIC_TO_BASICSR: list[tuple[str, str]] = [
 
 # BasicSR -> vsr names.
 BASICSR_TO_VSR: list[tuple[str, str]] = [
+    # RealBasicVSR's cleaning module (an nn.Sequential: BasicVSR's ResidualBlocksWithInputConv, then a conv)
+    (r"^image_cleaning\.0\.main\.0\.", r"cleaning.trunk.input_conv."),
+    (r"^image_cleaning\.0\.main\.2\.", r"cleaning.trunk.blocks."),
+    (r"^image_cleaning\.1\.", r"cleaning.output_conv."),
     (r"^spynet\.basic_module\.(\d+)\.basic_module\.", r"flow.levels.\1."),
     (r"^spynet\.(mean|std)$", r"flow.\1"),
     (r"^(backward|forward)_trunk\.main\.0\.", r"propagation.\1_aggregation.input_conv."),
@@ -80,6 +93,12 @@ VSR_TO_BASICSR: list[tuple[str, str]] = [
 
 VSR_FORMAT = "vsr-checkpoint-v1"
 
+#: The generator's prefixes in an MMagic restorer's state dict, by the ``param_key`` that picks each.
+MMAGIC_GENERATORS = {"params": "generator.", "params_ema": "generator_ema."}
+#: What else an MMagic restorer's file holds, ignored when loading a generator: the GAN stage's discriminator,
+#: the VGG of its perceptual loss, and MMagic 0.x's persistent iteration counter.
+MMAGIC_TRAINING_ONLY = ("discriminator.", "perceptual_loss.", "step_counter")
+
 
 def _rename(state: Mapping[str, Tensor], rules) -> dict[str, Tensor]:
     out = {}
@@ -93,7 +112,7 @@ def _rename(state: Mapping[str, Tensor], rules) -> dict[str, Tensor]:
 def detect_naming(keys) -> str:
     """``"mmagic"``, ``"basicsr"`` or ``"vsr"`` from the parameter names of a state dict."""
     keys = list(keys)
-    if any(k.startswith(("flow.", "propagation.", "upsampling.", "refill.")) for k in keys):
+    if any(k.startswith(("flow.", "propagation.", "upsampling.", "refill.", "cleaning.")) for k in keys):
         return "vsr"
     if any(re.search(r"_resblocks\.|upsample_conv\.|basic_module\.\d+\.conv\.|pcd_alignment\.", k) for k in keys):
         return "mmagic"
@@ -102,7 +121,8 @@ def detect_naming(keys) -> str:
 
 def to_vsr_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Translate an MMagic or BasicSR state dict to vsr's names (a vsr one is returned unchanged)."""
-    state = {k: v for k, v in state.items() if k != "step_counter"}
+    # RealBasicVSR wraps its BasicVSR as `basicvsr.` (MMagic, and the third-party BasicSR-named ports).
+    state = {k.removeprefix("basicvsr."): v for k, v in state.items() if k != "step_counter"}
     if state and all(k.startswith("basic_module.") or k in ("mean", "std") for k in state):  # SPyNet alone
         state = {f"spynet.{k}": v for k, v in state.items()}
     naming = detect_naming(state)
@@ -158,7 +178,8 @@ def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = No
 
     * vsr: ``{"format": "vsr-checkpoint-v1", "model": {...}, ...}``, and with a moving average of the weights
       (``train.ema``) also ``"params_ema"``: the average unless ``param_key="params"`` (the trained weights);
-    * MMagic: ``{"meta": ..., "state_dict": {"generator.<name>": ...}}``;
+    * MMagic: ``{"meta": ..., "state_dict": {"generator.<name>": ...}}``, and with a moving average also
+      ``generator_ema.<name>``: the average unless ``param_key="params"`` (:func:`mmagic_generator`);
     * BasicSR: ``{"params": {...}}`` and/or ``{"params_ema": {...}}`` (``param_key`` picks; ``params`` first);
     * a bare state dict.
     """
@@ -168,9 +189,7 @@ def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = No
         averaged = "params_ema" in checkpoint and param_key != "params"
         state = checkpoint["params_ema"] if averaged else checkpoint["model"]
     elif "state_dict" in checkpoint:
-        state = checkpoint["state_dict"]
-        if any(k.startswith("generator.") for k in state):
-            state = {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
+        state = mmagic_generator(checkpoint["state_dict"], param_key)
     elif "params" in checkpoint or "params_ema" in checkpoint:
         key = param_key or ("params" if "params" in checkpoint else "params_ema")
         if key not in checkpoint:
@@ -181,6 +200,25 @@ def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = No
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError("checkpoint does not hold a state dict of tensors")
     return to_vsr_names(state)
+
+
+def mmagic_generator(state: Mapping[str, Any], param_key: str | None = None) -> Mapping[str, Any]:
+    """The generator of an MMagic restorer's state dict, its prefix removed: ``generator_ema.`` (the moving
+    average, which MMagic infers with) where the file has one unless ``param_key="params"``, else
+    ``generator.``. The keys of :data:`MMAGIC_TRAINING_ONLY` are ignored; any other key beside the generators
+    is ignored with a warning naming it. A state dict without a ``generator.`` prefix is returned as it is."""
+    if not isinstance(state, Mapping) or not any(k.startswith(tuple(MMAGIC_GENERATORS.values())) for k in state):
+        return state
+    if param_key not in (None, *MMAGIC_GENERATORS):
+        raise CheckpointError(f"param_key {param_key!r} of an MMagic checkpoint: use params or params_ema")
+    has_ema = any(k.startswith(MMAGIC_GENERATORS["params_ema"]) for k in state)
+    if param_key == "params_ema" and not has_ema:
+        raise CheckpointError("MMagic checkpoint has no 'generator_ema.' weights (it was trained without EMA)")
+    prefix = MMAGIC_GENERATORS["params_ema" if has_ema and param_key != "params" else "params"]
+    other = [k for k in state if not k.startswith((*MMAGIC_GENERATORS.values(), *MMAGIC_TRAINING_ONLY))]
+    if other:
+        log.warning("ignored in the MMagic checkpoint (neither generator nor training-only): %s", _describe(other))
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def to_basicsr_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -277,10 +277,21 @@ def upscale_command(
     crf: Annotated[int | None, typer.Option(help="Encoder quality for video outputs (x264/VP9 CRF).")] = None,
     fps: Annotated[str | None, typer.Option(help="Output frame rate (default: the source's).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    refine_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Cleaning (RealBasicVSR): clean again while a pass changes the frames by a mean |Δ| of at least "
+            "this, in 0-255 units (255: one pass; the paper: 1.5). Sets model.cleaning.refine_threshold."
+        ),
+    ] = None,
+    max_refine_passes: Annotated[
+        int | None, typer.Option(help="Cleaning: at most this many passes. Sets model.cleaning.max_passes.")
+    ] = None,
     imports: ImportOption = None,
 ):
     """Upscale a video or frame folder of any length in bounded memory (overlapping chunks, optional tiles)."""
     from vsr.checkpoints import pretrained_model
+    from vsr.components.cleaning import refinement_overrides
     from vsr.upscale import upscale
 
     use_plugins(imports)
@@ -293,6 +304,7 @@ def upscale_command(
             f"--tile {tile} must exceed twice --tile-overlap ({2 * tile_overlap}): raise --tile or lower --tile-overlap"
         )
     check_device(device)
+    set_ = [*(set_ or []), *refinement_overrides(refine_threshold, max_refine_passes)]
     if model.endswith(".onnx"):
         net = onnx_model(model, checkpoint, set_, chunk_size, dtype, channels_last, compile_, device)
     else:
@@ -317,8 +329,9 @@ def onnx_model(path: str, checkpoint, overrides, chunk_size, dtype, channels_las
     """An exported model for ``vsr upscale``, after refusing the options that do not apply to one."""
     from vsr.export import load_onnx
 
-    given = {"--checkpoint": checkpoint is not None, "--set": bool(overrides), "--chunk-size": chunk_size is not None,
-             "--dtype": dtype != "float32", "--channels-last": channels_last, "--compile": compile_}  # fmt: skip
+    given = {"--checkpoint": checkpoint is not None, "--set (or a refinement option)": bool(overrides),
+             "--chunk-size": chunk_size is not None, "--dtype": dtype != "float32", "--channels-last": channels_last,
+             "--compile": compile_}  # fmt: skip
     refused = [option for option, used in given.items() if used]
     if refused:
         raise ArgumentError(

@@ -1,9 +1,9 @@
 """Assemble the components a recipe names into one video super-resolution network.
 
-The model wires components through their kind interfaces only (see :mod:`vsr.components`): it computes
-the flows the propagation's branches need, lets the propagation visit the frames with one alignment and one
-aggregation per branch, optionally refills keyframes, and upsamples every frame. Nothing here switches on
-component names, so a newly registered component is usable from a recipe at once.
+The model wires components through their kind interfaces only (see :mod:`vsr.components`): it optionally
+cleans the LR frames, computes the flows the propagation's branches need, lets the propagation visit the frames
+with one alignment and one aggregation per branch, optionally refills keyframes, and upsamples every frame.
+Nothing here switches on component names, so a newly registered component is usable from a recipe at once.
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ class VideoSRNet(nn.Module):
     """A recurrent VSR network made of interchangeable components (BasicVSR's four functionalities).
 
     ``forward(lrs)`` maps ``(n, t, 3, h, w)`` in [0, 1] to ``(n, t, 3, scale*h, scale*w)`` for any ``t >= 1``
-    and any ``h, w`` (padded by reflection to what the components need and cropped back).
+    and any ``h, w`` (padded by reflection to what the components need and cropped back). A ``cleaning``
+    component first cleans the LR frames (RealBasicVSR), and everything downstream sees the cleaned frames;
+    ``forward(lrs, return_cleaned=True)`` returns ``(output, cleaned)``, the cleaned frames ``(n, t, 3, h, w)``
+    for a cleaning loss (``lrs`` itself without a cleaning component).
     """
 
     def __init__(
@@ -57,9 +60,11 @@ class VideoSRNet(nn.Module):
         upsampling: nn.Module,
         refill: nn.Module | None = None,
         detect_mirror: bool = True,
+        cleaning: nn.Module | None = None,
     ):
         super().__init__()
         self.scale, self.channels, self.detect_mirror = scale, channels, detect_mirror
+        self.cleaning = cleaning
         self.flow = flow
         self.refill = refill
         self.propagation = propagation
@@ -87,9 +92,11 @@ class VideoSRNet(nn.Module):
                 flows.forward = self.flow(following, current).unflatten(0, (n, t - 1))
         return flows
 
-    def forward(self, lrs: Tensor) -> Tensor:
+    def forward(self, lrs: Tensor, return_cleaned: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         if lrs.ndim != 5 or lrs.shape[2] != 3:
             raise ValueError(f"expected LR frames of shape (n, t, 3, h, w), got {tuple(lrs.shape)}")
+        # Cleaned before padding: the stopping rule of its refinement averages over the frames themselves.
+        lrs = cleaned = self.cleaning(lrs) if self.cleaning is not None else lrs
         h, w = lrs.shape[-2:]
         m = self.spatial_multiple
         pad_h, pad_w = (m - h % m) % m, (m - w % m) % m  # positive operands: exported to ONNX as computed
@@ -107,7 +114,8 @@ class VideoSRNet(nn.Module):
         features = self.propagation(lrs, flows, refill)
         # Upsample frame by frame: only one high-resolution feature map is alive at a time.
         out = torch.stack([self.upsampling(f, lrs[:, i]) for i, f in enumerate(features)], dim=1)
-        return out[..., : self.scale * h, : self.scale * w]
+        out = out[..., : self.scale * h, : self.scale * w]
+        return (out, cleaned) if return_cleaned else out
 
     def component_parameters(self) -> dict[str, int]:
         """Parameter count of each component (the rows of ``vsr model`` and the study tables)."""
@@ -117,6 +125,7 @@ class VideoSRNet(nn.Module):
             ("refill", self.refill),
             ("propagation", self.propagation),
             ("upsampling", self.upsampling),
+            ("cleaning", self.cleaning),
         ):
             if module is not None:
                 counts[name] = sum(p.numel() for p in module.parameters())
@@ -177,7 +186,9 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
     flow = build("flow", *spec("flow")) if uses_flow else None
     refill = build("refill", *spec("refill"), channels=channels, branches=branches)
     upsampling = build("upsampling", *spec("upsampling"), in_channels=channels, scale=scale)
-    return VideoSRNet(scale, channels, flow, propagation, upsampling, refill, detect_mirror=section["detect_mirror"])
+    cleaning = build("cleaning", *spec("cleaning"), channels=channels)
+    detect_mirror = section["detect_mirror"]
+    return VideoSRNet(scale, channels, flow, propagation, upsampling, refill, detect_mirror, cleaning)
 
 
 def build_model(recipe: str | Path | dict | Recipe, *overrides: str, **kw_overrides: Any) -> VideoSRNet:

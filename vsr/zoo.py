@@ -1,9 +1,12 @@
-"""Published BasicVSR / IconVSR / BasicVSR++ checkpoints, usable by name wherever a checkpoint path is accepted.
+"""Published BasicVSR / IconVSR / BasicVSR++ / RealBasicVSR checkpoints, usable by name wherever a checkpoint path
+is accepted.
 
 A name (``basicvsr_reds4``) resolves to the torch.hub cache, or is downloaded there on demand and checked
 against the sha256 prefix in its file name. Nothing is downloaded unless a user names a checkpoint.
 Published numbers are PSNR/SSIM (RGB for REDS4, Y for the others) from the MMagic model zoo
 (``configs/basicvsr/README.md``, ``configs/iconvsr/README.md``, ``configs/basicvsr_pp/README.md``).
+RealBasicVSR's two stages (``configs/real_basicvsr/``) report no PSNR/SSIM: the GAN model's NIQE on VideoLQ is
+3.7662 (Y channel); the first stage's has none. Their files hold ``generator_ema.``, which vsr loads.
 """
 
 from __future__ import annotations
@@ -93,6 +96,16 @@ ZOO: dict[str, ZooEntry] = {
             "basicvsrpp_vimeo90k_bd", "basicvsrpp",
             f"{MMAGIC}/basicvsr_plusplus/basicvsr_plusplus_c64n7_8x1_300k_vimeo90k_bd_20210305-ab315ab1.pth", (), "Vimeo-90K (BDx4)",
             _results((29.2041, 0.8528), (34.7248, 0.9351), (26.4377, 0.8074), (40.7216, 0.9722), (38.2054, 0.9550), (29.0400, 0.8753)),
+        ),
+        ZooEntry(
+            "realbasicvsr", "realbasicvsr",
+            f"{MMAGIC}/real_basicvsr/realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth", (),
+            "REDS (real-world, GAN stage)",
+        ),
+        ZooEntry(
+            "realbasicvsr_wogan", "realbasicvsr",
+            f"{MMAGIC}/real_basicvsr/realbasicvsr_wogan_c64b20_2x30x8_lr1e-4_300k_reds_20211027-0e2ff207.pth", (),
+            "REDS (real-world, first stage)",
         ),
         ZooEntry("spynet_mmagic", "basicvsr", f"{MMAGIC}/basicvsr/spynet_20210409-c6c1bd09.pth", (), "Sintel (flow only)"),
     ]

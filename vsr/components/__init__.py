@@ -1,4 +1,5 @@
-"""Interchangeable VSR components, one module per kind (BasicVSR's four functionalities plus IconVSR's refill).
+"""Interchangeable VSR components, one module per kind (BasicVSR's four functionalities plus IconVSR's refill
+and RealBasicVSR's cleaning).
 
 Each kind has a small documented interface (an abstract base in its module); every registered component
 honours it, and :mod:`vsr.model` depends only on those interfaces. The kinds and their components live in
@@ -16,6 +17,7 @@ from vsr.components.alignment import (
     NoAlignment,
 )
 from vsr.components.blocks import ResidualBlock
+from vsr.components.cleaning import Cleaning, ResidualCleaning
 from vsr.components.flow import FlowEstimator, SPyNet, flow_warp
 from vsr.components.propagation import (
     BidirectionalPropagation,
@@ -38,6 +40,7 @@ __all__ = [
     "Alignment",
     "Allowed",
     "BidirectionalPropagation",
+    "Cleaning",
     "ClipFlows",
     "CoupledPropagation",
     "DirectionFusion",
@@ -59,6 +62,7 @@ __all__ = [
     "RefillState",
     "ResidualAggregation",
     "ResidualBlock",
+    "ResidualCleaning",
     "SPyNet",
     "UnidirectionalPropagation",
     "Upsampling",
