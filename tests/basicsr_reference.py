@@ -5,7 +5,8 @@ benchmarks put this folder on ``sys.path`` to import it).
 seconds), unpacked into a cache, and its modules are imported straight from the source tree. Its package
 ``__init__`` files are bypassed: they import every dataset (and ``torchvision.transforms.functional_tensor``,
 gone since torchvision 0.17) and ``cv2``. Where torchvision cannot be imported, a stand-in module whose
-``ops.deform_conv2d`` is vsr's pure-PyTorch deformable convolution is installed, so BasicSR's own DCNv2
+``ops.deform_conv2d`` is vsr's previous pure-PyTorch deformable convolution (kept as
+``_reference_deform_conv2d``, independent of the sampler vsr runs now) is installed, so BasicSR's own DCNv2
 pack still runs; the torchvision/pure-PyTorch agreement is tested separately.
 """
 
@@ -21,7 +22,7 @@ import types
 import warnings
 from pathlib import Path
 
-from vsr.components.deform import deform_conv2d_torch
+from vsr.components.deform import _reference_deform_conv2d
 
 BASICSR_VERSION = "1.4.2"
 
@@ -82,7 +83,7 @@ def _install_torchvision_stand_in() -> None:
     tv = types.ModuleType("torchvision")
     tv.__version__ = "0.99.0 (vsr stand-in)"
     tv.ops = types.ModuleType("torchvision.ops")
-    tv.ops.deform_conv2d = deform_conv2d_torch
+    tv.ops.deform_conv2d = _reference_deform_conv2d  # the previous, independent sampler: vsr runs the new one
     sys.modules["torchvision"], sys.modules["torchvision.ops"] = tv, tv.ops
 
 
