@@ -231,6 +231,37 @@ def test_refinement_is_set_by_the_recipe_and_by_overrides():
         build_model("basicvsr_tiny", *refinement_overrides(1.5))
 
 
+def test_upscale_takes_the_refinement_options(tmp_path, monkeypatch):
+    """``vsr upscale --refine-threshold --max-refine-passes`` reach the model's cleaning module; a model
+    without one refuses them."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    import vsr.checkpoints
+    from vsr import save_checkpoint
+    from vsr.cli import app
+    from vsr.recipe import load_recipe
+    from vsr.video import FrameReader, FrameWriter
+
+    frames = tmp_path / "lr"
+    with FrameWriter(frames, fps=24) as writer:
+        for frame in np.random.default_rng(0).integers(0, 255, (3, 16, 20, 3), dtype=np.uint8):
+            writer.write(frame)
+    built = []
+    load = vsr.checkpoints.pretrained_model
+    monkeypatch.setattr(vsr.checkpoints, "pretrained_model", lambda *a: built.append(load(*a)) or built[-1])
+    for recipe in ("realbasicvsr_tiny", "basicvsr_tiny"):
+        saved = save_checkpoint(build_model(recipe), tmp_path / f"{recipe}.pth", load_recipe(recipe).to_dict())
+        args = [saved, frames, "-o", tmp_path / recipe, "--refine-threshold", "1.5", "--max-refine-passes", "2"]
+        result = CliRunner().invoke(app, ["upscale", *map(str, args), "--device", "cpu"])
+        if recipe == "realbasicvsr_tiny":
+            assert result.exit_code == 0, result.output
+            assert (built[-1].cleaning.refine_threshold, built[-1].cleaning.max_passes) == (1.5, 2)
+            assert len(list(FrameReader(tmp_path / recipe))) == 3
+        else:
+            assert result.exit_code == 2 and "'none' takes no arguments" in " ".join(result.output.split())
+
+
 # ----------------------------------------------------------------------------- published checkpoints
 def test_mmagic_restorer_file_loads_the_ema_generator(tmp_path, published_shapes):
     """Both published files are MMagic restorers: ``generator_ema.`` is loaded (``params`` asks for
