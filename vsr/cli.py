@@ -93,13 +93,15 @@ def list_command(imports: ImportOption = None):
 @app.command("zoo")
 @reports_errors
 def zoo_command():
-    """List the published checkpoints usable by name, with their published PSNR/SSIM."""
+    """List the published checkpoints usable by name: their recipe, the sha256 prefix a download is checked
+    against, and their published PSNR/SSIM."""
     from vsr.zoo import TEST_SETS, ZOO
 
     table = Table(title="Published checkpoints (MMagic model zoo); PSNR/SSIM, RGB on REDS4, Y elsewhere")
     table.add_column("name")
     table.add_column("recipe")
     table.add_column("trained on")
+    table.add_column("sha256")
     for test_set in TEST_SETS:
         table.add_column(test_set, justify="right")
     for entry in ZOO.values():
@@ -107,7 +109,7 @@ def zoo_command():
             f"{entry.results[s][0]:.2f}/{entry.results[s][1]:.4f}" if s in entry.results else "" for s in TEST_SETS
         ]
         recipe = " ".join([entry.recipe, *(f"--set {o}" for o in entry.overrides)])
-        table.add_row(entry.name, recipe, entry.trained_on, *cells)
+        table.add_row(entry.name, recipe, entry.trained_on, entry.sha256_prefix, *cells)
     Console(width=max(console.width, 200)).print(table)
 
 
