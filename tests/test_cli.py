@@ -68,6 +68,11 @@ def test_zoo_lists_published_numbers():
     result = invoke("zoo")
     assert result.exit_code == 0
     assert "basicvsr_reds4" in result.output and "31.42/0.8909" in result.output
+    from vsr.zoo import ZOO
+
+    for name in ("realbasicvsr", "realbasicvsr_wogan", "basicvsr_reds4"):
+        row = next(line for line in result.output.splitlines() if f" {name} " in line)
+        assert ZOO[name].sha256_prefix in row and ZOO[name].url.rsplit("-", 1)[-1].startswith(ZOO[name].sha256_prefix)
 
 
 @pytest.fixture
