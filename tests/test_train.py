@@ -258,7 +258,7 @@ def test_run_folder_is_not_overwritten_and_resume_needs_a_run(runs, data_root, t
 def test_bad_inputs_are_named(data_root, tmp_path):
     with pytest.raises(DataError, match=r"training data .*missing.* does not exist"):
         train(TINY, tmp_path / "a", data=tmp_path / "missing", progress=False)
-    with pytest.raises(RecipeError, match=r"train.objective.*unknown objective.*flow, sr"):
+    with pytest.raises(RecipeError, match=r"train.objective.*unknown objective; valid choices: flow, realbasicvsr_gan"):
         train(tiny(train={"objective": "gan"}), tmp_path / "b", data=data_root, progress=False)
     with pytest.raises(DataError, match=r"×4 but model.scale is 2"):
         train(tiny(model={"scale": 2}), tmp_path / "c", data=data_root, progress=False)

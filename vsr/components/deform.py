@@ -134,7 +134,7 @@ def deform_conv2d_torch(
         columns = columns * mask if columns.requires_grad or mask.requires_grad else columns.mul_(mask)
 
     # (n, groups, c_in/groups * k, ho*wo) @ weight (groups, c_out/groups, c_in/groups * k)
-    out = weight.view(groups, c_out // groups, -1) @ columns.view(n, groups, -1, hw_out)
+    out = weight.reshape(groups, c_out // groups, -1) @ columns.view(n, groups, -1, hw_out)
     out = out.view(n, c_out, ho, wo)
     if bias is not None:
         out = out.add_(bias.view(1, c_out, 1, 1))
