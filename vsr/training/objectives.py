@@ -234,5 +234,5 @@ class FlowObjective(Objective):
 
 __all__ = ["FlowObjective", "FlowPretraining", "Objective", "SuperResolution"]
 
-# Objectives in modules of their own register when the kind's home is imported (RealBasicVSR's GAN stage).
-from vsr.training import gan  # noqa: E402, F401
+# Objectives in modules of their own register when the kind's home is imported (RealBasicVSR's two stages).
+from vsr.training import gan, realbasicvsr  # noqa: E402, F401
