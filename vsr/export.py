@@ -9,6 +9,13 @@ standard ONNX op: warping is ``GridSample``, and IconVSR's deformable convolutio
 pure-PyTorch implementation (a ``GridSample`` and a ``MatMul``), never torchvision's custom op, which ONNX
 Runtime lacks.
 
+RealBasicVSR's dynamic refinement stops at a pass chosen by the data, which a graph cannot: its cleaning module
+is unrolled to a fixed number of passes with no stopping test, by default :attr:`Cleaning.most_passes
+<vsr.components.cleaning.Cleaning.most_passes>` (one pass at a ``refine_threshold`` of 255, the reference's;
+``max_passes`` at any lower threshold, the most the refinement runs), or ``cleaning_passes`` when given. The
+passes are stored in the file's metadata (``vsr.cleaning_passes``), and the check compares with PyTorch running
+the same fixed passes.
+
 The export is checked (``check=True``): ONNX Runtime runs the file at the traced size (one clip) and at another
 size with two clips, and its output must agree with PyTorch within ``tolerance`` (1e-4). A component that
 cannot be exported (an op without an ONNX form, found in the source of the components that call it, or a
@@ -42,6 +49,7 @@ from torch import Tensor, nn
 
 from vsr.atomic import write_with
 from vsr.components import REGISTRY, deform
+from vsr.components.cleaning import Cleaning
 from vsr.errors import ArgumentError, VSRError
 
 log = logging.getLogger(__name__)
@@ -55,7 +63,12 @@ TOLERANCE = 1e-4  # largest absolute difference to PyTorch (outputs in [0, 1]) a
 EXAMPLE_SIZE = (19, 27)
 CHECK_SIZE = (22, 17)
 CHECK_BATCH = 2  # the second size is checked with two clips at once: the batch is dynamic too
-METADATA = {"scale": "vsr.scale", "frames": "vsr.frames", "recipe": "vsr.recipe"}
+METADATA = {
+    "scale": "vsr.scale",
+    "frames": "vsr.frames",
+    "recipe": "vsr.recipe",
+    "cleaning_passes": "vsr.cleaning_passes",  # only in the export of a model with a cleaning module
+}
 INSTALL = "pip install 'vsr[onnx]' (or: pip install onnx onnxruntime)"
 
 
@@ -77,6 +90,7 @@ class ExportSummary:
     seconds: float
     max_difference: dict[str, float] = field(default_factory=dict)  # per checked input shape
     frozen_at: list[str] = field(default_factory=list)  # file:line where tracing froze a Python value
+    cleaning_passes: int | None = None  # the passes a cleaning module was unrolled to; None without one
 
     def __str__(self) -> str:
         checked = (
@@ -85,9 +99,14 @@ class ExportSummary:
             if self.max_difference
             else "; not checked"
         )
+        cleaning = (
+            f", cleaning unrolled to {self.cleaning_passes} pass{'es' if self.cleaning_passes > 1 else ''}"
+            if self.cleaning_passes
+            else ""
+        )
         return (
             f"wrote {self.path} ({self.path.stat().st_size / 2**20:.1f} MiB, opset {self.opset}): "
-            f"(n, {self.frames}, 3, h, w) -> (n, {self.frames}, 3, {self.scale}h, {self.scale}w) in "
+            f"(n, {self.frames}, 3, h, w) -> (n, {self.frames}, 3, {self.scale}h, {self.scale}w){cleaning} in "
             f"{self.seconds:.1f} s{checked}"
         )
 
@@ -171,6 +190,29 @@ def _culprit(model: nn.Module, stack: list[str], problem: str) -> str:
     return f"the model ({type(model).__name__})"
 
 
+@contextlib.contextmanager
+def _fixed_cleaning(model: nn.Module, passes: int | None) -> Iterator[int | None]:
+    """Every cleaning module of ``model`` at ``passes`` fixed passes (default: its ``most_passes``) inside the
+    block; yields the passes, None for a model without cleaning."""
+    modules = [m for m in model.modules() if isinstance(m, Cleaning)]
+    if not modules:
+        if passes is not None:
+            raise ArgumentError(f"cleaning_passes={passes}: {type(model).__name__} has no cleaning module to unroll")
+        yield None
+        return
+    chosen = passes if passes is not None else max(m.most_passes for m in modules)
+    if not isinstance(chosen, int) or isinstance(chosen, bool) or not all(1 <= chosen <= m.max_passes for m in modules):
+        most = min(m.max_passes for m in modules)
+        raise ArgumentError(
+            f"cleaning_passes must be an int from 1 to the cleaning module's max_passes ({most}), got {chosen!r}; "
+            "for more passes raise max_passes (--set model.cleaning.max_passes=N)"
+        )
+    with contextlib.ExitStack() as stack:
+        for module in modules:
+            stack.enter_context(module.fixed_passes(chosen))
+        yield chosen
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -180,11 +222,14 @@ def export_onnx(
     opset: int = OPSET,
     check: bool = True,
     tolerance: float = TOLERANCE,
+    cleaning_passes: int | None = None,
 ) -> ExportSummary:
     """Export ``model`` (``(n, t, 3, h, w) -> (n, t, 3, s·h, s·w)``, with an int ``scale``) to the ONNX file
     ``path`` for ``frames`` frames per call, with dynamic batch, height and width (see the module docstring).
 
     ``recipe`` (the resolved recipe) is stored in the file's metadata with the scale and the frame count.
+    A model with a cleaning module (RealBasicVSR) is unrolled to ``cleaning_passes`` passes, by default the most
+    its refinement runs (1 at a ``refine_threshold`` of 255, else ``max_passes``), stored in the metadata too.
     With ``check`` the file is run in ONNX Runtime and compared with PyTorch (needs ``onnxruntime``); a
     difference above ``tolerance`` fails. Returns an :class:`ExportSummary`."""
     onnx = _import("onnx", "ONNX export")
@@ -224,6 +269,8 @@ def export_onnx(
         exported.frozen_at = _tracer_branches(caught)
         onnx_model = onnx.load(str(tmp))
         entries = {"scale": str(scale), "frames": str(frames), "recipe": yaml.safe_dump(recipe or {}, sort_keys=False)}
+        if exported.cleaning_passes is not None:
+            entries["cleaning_passes"] = str(exported.cleaning_passes)
         for key, value in entries.items():
             entry = onnx_model.metadata_props.add()
             entry.key, entry.value = METADATA[key], value
@@ -233,7 +280,9 @@ def export_onnx(
 
     exported = ExportSummary(path, frames, scale, opset, 0.0)
     try:
-        write_with(trace, path, ".onnx")
+        with _fixed_cleaning(model, cleaning_passes) as passes:
+            exported.cleaning_passes = passes
+            write_with(trace, path, ".onnx")
     finally:
         model.train(was_training)
     exported.seconds = time.perf_counter() - began
@@ -314,6 +363,8 @@ class OnnxVSR(nn.Module):
                            "it with vsr export")  # fmt: skip
         self.scale, self.frames_per_call = int(meta[METADATA["scale"]]), int(meta[METADATA["frames"]])
         self.recipe = yaml.safe_load(meta.get(METADATA["recipe"], "")) or {}
+        passes = meta.get(METADATA["cleaning_passes"])
+        self.cleaning_passes = int(passes) if passes is not None else None  # a cleaning module's fixed passes
         batch = self.session.get_inputs()[0].shape[0]
         self.batch = batch if isinstance(batch, int) else None  # an int: a file exported for that batch alone
         self.torch_options = False  # runs as exported: no autocast, channels-last or torch.compile

@@ -17,6 +17,8 @@ RealBasicVSR. :class:`vsr.model.VideoSRNet` returns the cleaned frames beside it
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
@@ -41,9 +43,10 @@ class Cleaning(nn.Module):
     clamp is applied between passes, as in the reference. ``passes_run`` holds the passes of the last call.
 
     Where the frames hold no data the stopping test cannot be made: on the ``meta`` device (FLOP counting)
-    and while tracing (ONNX export), a threshold of 255 or more is taken to stop after the first pass (the
-    residual of frames in [0, 1] averages below 1) and any lower one to run all ``max_passes``, so an export
-    has a fixed number of passes.
+    and while tracing, a threshold of 255 or more is taken to stop after the first pass (the residual of frames
+    in [0, 1] averages below 1) and any lower one to run all ``max_passes``: :attr:`most_passes`. Inside
+    :meth:`fixed_passes` (ONNX export, and the PyTorch run its check compares with) exactly the passes asked for
+    run, with no stopping test.
     """
 
     allowed_arguments: ClassVar[dict[str, Allowed]] = {
@@ -57,6 +60,24 @@ class Cleaning(nn.Module):
             raise ValueError(f"refine_threshold must be >= 0 and max_passes >= 1, got {refine_threshold}, {max_passes}")
         self.channels, self.refine_threshold, self.max_passes = channels, refine_threshold, max_passes
         self.passes_run = 0
+        self._fixed_passes: int | None = None
+
+    @property
+    def most_passes(self) -> int:
+        """The passes the stopping rule can run: 1 at a threshold of 255 or more, else ``max_passes``."""
+        return 1 if self.refine_threshold >= ONE_PASS_THRESHOLD else self.max_passes
+
+    @contextlib.contextmanager
+    def fixed_passes(self, passes: int) -> Iterator[None]:
+        """Run exactly ``passes`` passes (1..``max_passes``) inside the block, with no data-dependent stop: what an
+        ONNX export unrolls (:func:`vsr.export.export_onnx`)."""
+        if not 1 <= passes <= self.max_passes:
+            raise ValueError(f"passes must be between 1 and max_passes={self.max_passes}, got {passes}")
+        previous, self._fixed_passes = self._fixed_passes, passes
+        try:
+            yield
+        finally:
+            self._fixed_passes = previous
 
     def residual(self, frames: Tensor) -> Tensor:
         """The correction of each frame, ``(m, 3, h, w) -> (m, 3, h, w)``."""
@@ -77,14 +98,14 @@ class Cleaning(nn.Module):
 
     def forward(self, lrs: Tensor) -> Tensor:
         frames = lrs.flatten(0, 1)  # (n·t, 3, h, w): no temporal mixing
-        passes = 0
-        while passes < self.max_passes:
+        passes, fixed = 0, self._fixed_passes
+        while passes < (fixed or self.max_passes):
             residuals = self._residuals(frames)
             frames, passes = frames + residuals, passes + 1
-            if self._stops(residuals):
+            if fixed is None and self._stops(residuals):
                 break
         self.passes_run = passes
-        return frames.unflatten(0, lrs.shape[:2])
+        return frames.view_as(lrs)  # not unflatten: its ONNX form loses the dynamic batch (vsr.export)
 
 
 @register("cleaning", "residual")
