@@ -6,6 +6,8 @@
 * ``flow`` trains only the flow estimator ``model.flow`` on the data set's true optical flow (end-point
   error at LR resolution), to pretrain it where no pretrained SPyNet can be downloaded. Its checkpoint
   starts SR runs through ``train.init`` with ``train.init_prefixes: [flow.]``.
+* ``realbasicvsr_wogan`` and ``realbasicvsr_gan`` are RealBasicVSR's two stages, in modules of their own
+  (:mod:`vsr.training.realbasicvsr`, :mod:`vsr.training.gan`).
 
 An objective owns its training step (:meth:`Objective.step`): the default takes one optimiser step on
 :meth:`Objective.loss`; an objective that trains more (a GAN's discriminator, with an optimiser of its own)
