@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from tiny import TINY_DATA, TINY_MODEL, tiny_synth
+from tiny import TINY_DATA, TINY_MODEL, interrupt_step, tiny_synth
 
 from vsr import RecipeError
 from vsr.checkpoints import read_checkpoint
@@ -287,16 +287,8 @@ def test_the_gan_stage_trains_and_resumes_bit_exactly(data_root, tiny_vgg_file, 
     terms = {"loss", "l1", "perceptual", "cleaning", "adversarial", DISCRIMINATOR}
     assert [terms <= set(e) for e in logged if e.get("event") == "train"] == [True] * 3
 
-    step, calls = RealBasicVSRGAN.step, {"n": 0}
-
-    def interrupted(self, batch, run):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return step(self, batch, run)
-
     with monkeypatch.context() as mp, pytest.raises(KeyboardInterrupt):
-        mp.setattr(RealBasicVSRGAN, "step", interrupted)
+        interrupt_step(mp, RealBasicVSRGAN, 3)
         train(recipe, tmp_path / "resumed", data=data_root, progress=False)
     assert read_checkpoint(tmp_path / "resumed" / "checkpoints" / "latest.pth")["iteration"] == 2
     resumed = train(recipe, tmp_path / "resumed", data=data_root, resume=True, progress=False)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import tiny_synth
+from tiny import interrupt_step, tiny_synth
 from typer.testing import CliRunner
 
 import vsr.checkpoints
@@ -116,16 +116,8 @@ def test_the_first_stage_resumes_bit_exactly(data_root, tmp_path, monkeypatch):
                         val_every=3, checkpoint_every=2)  # fmt: skip
     full = train(recipe, tmp_path / "full", progress=False)
 
-    step, calls = RealBasicVSR.step, {"n": 0}
-
-    def interrupted(self, batch, run):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return step(self, batch, run)
-
     with monkeypatch.context() as mp, pytest.raises(KeyboardInterrupt):
-        mp.setattr(RealBasicVSR, "step", interrupted)
+        interrupt_step(mp, RealBasicVSR, 3)
         train(recipe, tmp_path / "resumed", progress=False)
     assert read_checkpoint(tmp_path / "resumed" / "checkpoints" / "latest.pth")["iteration"] == 2
     resumed = train(recipe, tmp_path / "resumed", resume=True, progress=False)

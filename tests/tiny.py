@@ -49,3 +49,17 @@ def interrupted_training(recipe: dict, out_dir: Path, data: Path, iteration: int
     with pytest.MonkeyPatch.context() as mp, pytest.raises(KeyboardInterrupt):
         mp.setattr(vsr.losses, "charbonnier", interrupting)
         train(recipe, out_dir, data=data, progress=False)
+
+
+def interrupt_step(mp: pytest.MonkeyPatch, objective: type, step: int) -> None:
+    """Make ``objective``'s training step raise ``KeyboardInterrupt`` (Ctrl-C) on its ``step``-th call, for the
+    ``mp`` context: what the run saved before is what a resume finds."""
+    original, calls = objective.step, {"n": 0}
+
+    def interrupted(self, batch, run):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return original(self, batch, run)
+
+    mp.setattr(objective, "step", interrupted)
