@@ -216,7 +216,7 @@ def test_shipped_studies_are_found_from_any_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", sorted(shipped_studies()))
 def test_shipped_studies_resolve_for_every_preset(name, tmp_path):
     study = load_study(name)
-    assert set(study.presets) == {"cpu", "paper"}
+    assert {"cpu", "paper"} <= set(study.presets) <= {"cpu", "gpu", "paper"}
     for preset in study.presets:
         data = "/data/REDS" if study.presets[preset].needs_data else None
         specs = plan_runs(study, preset, tmp_path, data=data, seeds=1)
@@ -224,6 +224,45 @@ def test_shipped_studies_resolve_for_every_preset(name, tmp_path):
         assert len(set(models)) == len(study.variants), "two variants build the same model"
     paper = plan_runs(study, "paper", tmp_path, data="/data/REDS", seeds=1)[0].recipe
     assert paper["data"]["train"]["root"] == "/data/REDS" and paper["data"]["val"]["split"] == "reds4"
+
+
+# Shrinks a preset's model and schedule to seconds on the CPU, leaving everything else it says as it is.
+TINY_OVERRIDES = [
+    "model.channels=8", "model.aggregation.num_blocks=1", "model.upsampling.hr_channels=8", "data.batch_size=1",
+    "data.num_frames=3", "data.lr_patch=8", "train.iterations=2", "train.periods=[2]", "train.fix_iterations=0",
+    "train.val_every=2", "train.checkpoint_every=1", "train.log_every=1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["propagation", "alignment"])
+def test_gpu_preset_plans_and_runs_on_the_cpu_at_tiny_overrides(name, synth_root, tmp_path):
+    """Issue 27's `gpu` preset: wider than the cpu preset, more clips trained on, at least 4 seeds, the embedded
+    set; and, with tiny overrides appended to its own (the shipped file copied, nothing else changed), every
+    variant trains, is evaluated and reported through `vsr study NAME --preset gpu` on the CPU."""
+    shipped = load_study(name)
+    gpu = shipped.preset("gpu")
+    assert len(gpu.seeds) >= 4 and not gpu.needs_data and gpu.real_data is None
+    big, small = (plan_runs(shipped, p, tmp_path / p, seeds=1)[0].recipe for p in ("gpu", "cpu"))
+    assert big["model"]["channels"] == 64 > small["model"]["channels"]
+    clips = [r["train"]["iterations"] * r["data"]["batch_size"] for r in (big, small)]
+    assert clips[0] > 2 * clips[1], clips
+    assert "estimate" in gpu.description
+
+    raw = yaml.safe_load(shipped.source.read_text())
+    raw["presets"]["gpu"]["overrides"] += TINY_OVERRIDES
+    raw["presets"]["gpu"]["profile"] = {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0}
+    (tmp_path / "studies").mkdir()
+    copy = tmp_path / "studies" / f"{name}.yaml"
+    copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    done = CliRunner().invoke(app, ["study", str(copy), "--preset", "gpu", "--seeds", "1", "--data", str(synth_root),
+                                    "--device", "cpu", "--out", str(tmp_path / "runs"), "--report",
+                                    str(tmp_path / "report")], catch_exceptions=False)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    results = pd.read_csv(tmp_path / "report" / "results.csv").set_index("variant")
+    assert set(results.index) == set(shipped.variants) and (results["seeds"] == 1).all()
+    for variant in shipped.variants:
+        run = json.loads((tmp_path / f"runs/{name}/{variant}/seed0/run.json").read_text())
+        assert run["preset"] == "gpu"
 
 
 def test_torchrun_command(tmp_path):
