@@ -1,35 +1,48 @@
-"""One-shot GPU check (issue #12): the figures only a GPU can give, in one command, under 8 minutes on one GPU.
+"""One-shot GPU check (issues #12, #27): the figures only a GPU can give, in one command of about 9 minutes on one
+GPU (15 minutes of lent GPU time leave room for a rerun; docs/performance.md says how to run it in one call).
 
-    python benchmarks/gpu_check.py                             # CUDA: the paper's settings
-    python benchmarks/gpu_check.py --json gpu_check.json       # where the figures go (default: gpu_check.json)
-    python benchmarks/gpu_check.py --smoke                     # the same code on the CPU at tiny sizes (CI)
+    python benchmarks/gpu_check.py --out OUT                   # CUDA: OUT/gpu_check.json and the study's report
+    python benchmarks/gpu_check.py --smoke --out OUT           # the same code on the CPU at tiny sizes (CI)
+
+The parts, in the order they run (by value; compiled inference, the costliest, last):
+
+0. **The propagation study's ``gpu`` preset** (``studies/propagation.yaml``, issue #27): every run at once on the
+   one GPU (``vsr study propagation --preset gpu --jobs 12``), its wall time, its measured seconds per iteration
+   (what the preset's sizing estimate awaits) and each variant's PSNR; its report (``index.md``, figures,
+   ``results.csv``) and every run's JSON records go to ``OUT/propagation_gpu_report.tar.gz``.
 
 Every figure is printed as one labelled line, ``label  value unit  (note)``, and written with the others to the
 JSON file (``figures``: label -> number, ``units``, ``notes``, ``skipped`` and ``errors``: label -> why),
 rewritten atomically after each part, so a run cut short keeps what it measured.
 
-1. **Inference** of BasicVSR, IconVSR and BasicVSR++ at the paper's setting (10 frames of 180×320 LR, ×4 ->
-   720×1280), batch 1, inference mode, ms/frame (median of 5 after 2 warm-ups) in fp32, bf16 autocast, and bf16
-   + channels-last + ``torch.compile``: the options ``vsr upscale`` takes (``--dtype``, ``--channels-last``,
-   ``--compile``), applied as it applies them. BasicSR 1.4.2's implementation with the same weights runs in the
-   same process and mode (not compiled: compiling it too would not fit the time), and the PSNR between vsr's
-   bf16 and fp32 outputs says what bf16 costs (a smooth panning clip, random weights of the reference's
-   initialisation).
+1. **Inference** of BasicVSR, IconVSR, BasicVSR++ and RealBasicVSR (``recipes/realbasicvsr.yaml``, its
+   cleaning module included; no BasicSR counterpart, so vsr's alone) at the paper's setting (10 frames of
+   180×320 LR, ×4 -> 720×1280), batch 1, inference mode, ms/frame (median of 5 after 2 warm-ups) in fp32, bf16
+   autocast, and bf16 + channels-last + ``torch.compile``: the options ``vsr upscale`` takes (``--dtype``,
+   ``--channels-last``, ``--compile``), applied as it applies them. BasicSR 1.4.2's implementation with the same
+   weights runs in the same process and mode (not compiled: compiling it too would not fit the time), and the
+   PSNR between vsr's bf16 and fp32 outputs says what bf16 costs (a smooth panning clip, random weights of the
+   reference's initialisation).
 2. **Training** of the paper recipes (``recipes/basicvsr.yaml``: 4 clips of 15 frames of 64×64 per GPU;
    ``iconvsr``: the same; ``basicvsrpp``: 1 clip of 30 frames) through the recipe's own device options (bf16
    autocast and channels-last on CUDA, see ``vsr.training.precision``), every parameter trained (the state after
    the first 5000 iterations, when SPyNet thaws): it/s and peak memory over 5 steps after 2 warm-ups.
 3. **Streamed upscale**: peak memory and frames/s of ``vsr.upscale.upscale_frames`` over 200 frames of 180×320
    in its default chunks (30 frames, 8 of warm-up each side), bf16 + channels-last: flat in the video's length.
-4. **DDP**: one step of the BasicVSR recipe in 2 processes (``vsr.training.distributed``: NCCL, one GPU each)
+4. **Deformable convolution**: torchvision's ``deform_conv2d`` against vsr's ``deform_conv2d_torch`` at
+   BasicVSR++'s alignment shape (2×64 → 64 channels, 16 offset groups, 180×320), fp32: ms forward and forward +
+   backward, and the largest differences of outputs and input gradients; skipped, with the reason, where
+   torchvision's operator does not load (``vsr.components.deform.deform_implementation``).
+5. **DDP**: one step of the BasicVSR recipe in 2 processes (``vsr.training.distributed``: NCCL, one GPU each)
    when 2 GPUs exist, else skipped; then the weights of the two processes must agree.
 
 ``--smoke`` runs all of it on the CPU with 16-channel models of one block, 3 frames of 64×64, 12 frames
-streamed, compile's graph capture without code generation (``backend="eager"``) and the DDP step in 2 CPU
-processes over gloo, in well under a minute; peak memory there is the process's peak resident set.
+streamed, the study's shipped file with tiny overrides appended (:data:`TINY_STUDY_OVERRIDES`) on a tiny
+synthetic set, 2 runs at once, compile's graph capture without code generation (``backend="eager"``) and the DDP
+step in 2 CPU processes over gloo, in about a minute; peak memory there is the process's peak resident set.
 BasicSR is fetched from PyPI (see ``tests/basicsr_reference.py``); on a machine without network, carry the
-cache (``$VSR_CACHE``, default ``~/.cache/vsr``) along. ``--budget-s`` (default 450) skips what would start
-after that many seconds, compiled inference last, and says so.
+cache (``$VSR_CACHE``, default ``~/.cache/vsr``) along. ``--budget-s`` (default 540) skips what would start
+after that many seconds, and says so (the study, first, is not cut short).
 """
 
 from __future__ import annotations
@@ -39,7 +52,9 @@ import math
 import os
 import resource
 import socket
+import statistics
 import sys
+import tarfile
 import tempfile
 import time
 import traceback
@@ -50,25 +65,38 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
+import yaml
 from bench_train import Timings, clip, vsr_step
 from torch import Tensor, nn
 
 from vsr import build_model
 from vsr.atomic import read_json, write_json
 from vsr.checkpoints import extract_state_dict, load_state_dict
-from vsr.components.deform import deform_backend
+from vsr.components.deform import deform_backend, deform_conv2d_torch, deform_implementation
+from vsr.data import synth
 from vsr.device import default_device
 from vsr.metrics import psnr
 from vsr.recipe import load_recipe
+from vsr.reports import run_and_report
+from vsr.studies import load_study, plan_runs
 from vsr.training.distributed import Processes, leave_without_teardown, resolve_device
 from vsr.upscale import upscale_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference lives with the tests
 from basicsr_reference import ReferenceUnavailable, import_basicsr
 
-MODELS = ("basicvsr", "iconvsr", "basicvsrpp")
+MODELS = ("basicvsr", "iconvsr", "basicvsrpp")  # trained and compared with BasicSR
+INFERENCE_MODELS = (*MODELS, "realbasicvsr")  # RealBasicVSR: vsr only (BasicSR has no RealBasicVSR)
+STUDY = "propagation"  # its gpu preset (issue #27)
+#: Appended to the gpu preset's overrides in --smoke: the same study at a size that trains in seconds on a CPU.
+TINY_STUDY_OVERRIDES = (
+    "model.channels=8", "model.aggregation.num_blocks=1", "model.upsampling.hr_channels=8", "data.batch_size=1",
+    "data.num_frames=3", "data.lr_patch=8", "train.iterations=2", "train.periods=[2]", "train.fix_iterations=0",
+    "train.val_every=2", "train.checkpoint_every=1", "train.log_every=1",
+)  # fmt: skip
 MODES = {  # label -> (autocast dtype, channels-last, compiled): vsr upscale's --dtype, --channels-last, --compile
     "fp32": (None, False, False),
     "bf16": (torch.bfloat16, False, False),
@@ -95,17 +123,22 @@ class Sizes:
     repeats: int
     compile_backend: str
     bf16_channels_last: bool = False  # run every bf16 mode channels-last (smoke: see the module docstring)
+    study_overrides: tuple[str, ...] = ()  # appended to the study preset's (smoke: TINY_STUDY_OVERRIDES)
+    study_jobs: int | None = None  # runs at once; None: all of them
 
 
 PAPER = Sizes(None, None, 10, (180, 320), None, 5, 200, 30, 8, 2, 5, "inductor")
-SMOKE = Sizes(16, 1, 2, (64, 64), dict.fromkeys(MODELS, (1, 2, 64)), 1, 6, 2, 1, 0, 1, "eager", True)
+SMOKE = Sizes(16, 1, 2, (64, 64), dict.fromkeys(MODELS, (1, 2, 64)), 1, 6, 2, 1, 0, 1, "eager", True,
+              TINY_STUDY_OVERRIDES, 2)  # fmt: skip
 MIN_FRAMES = {"iconvsr": 5}  # BasicSR's IconVSR indexes frames 4 and -5 for its keyframe windows
 
 
 def expected_labels(ddp: bool = True) -> list[str]:
-    """Every label a complete run reports (the DDP ones only with 2 devices, or in ``--smoke``)."""
-    labels = []
-    for model in MODELS:
+    """Every label a complete run reports, as a figure or a stated skip (the DDP ones only with 2 devices, or in
+    ``--smoke``; BasicSR's for RealBasicVSR and torchvision's where its operator does not load are skips)."""
+    labels = [f"study.{STUDY}.wall_min", f"study.{STUDY}.s_per_iteration"]
+    labels += [f"study.{STUDY}.{variant}.psnr_db" for variant in load_study(STUDY).variants]
+    for model in INFERENCE_MODELS:
         for mode in REFERENCE_MODE:
             labels += [f"inference.{model}.{mode}.vsr_ms_per_frame", f"inference.{model}.{mode}.basicsr_ms_per_frame"]
             labels += [f"inference.{model}.{mode}.speedup"]
@@ -113,6 +146,9 @@ def expected_labels(ddp: bool = True) -> list[str]:
     for model in MODELS:
         labels += [f"train.{model}.it_per_s", f"train.{model}.peak_memory_gib"]
     labels += ["upscale.basicvsr.peak_memory_gib", "upscale.basicvsr.frames_per_s"]
+    labels += [f"deform.{impl}_{what}_ms" for impl in ("vsr", "torchvision") for what in ("forward", "fwd_bwd")]
+    labels += ["deform.speedup_forward", "deform.speedup_fwd_bwd", "deform.output_max_abs_diff"]
+    labels += ["deform.grad_max_abs_diff"]
     if ddp:
         labels += ["ddp.step_s", "ddp.weights_max_abs_diff"]
     return labels
@@ -170,9 +206,13 @@ def model_pair(name: str, sizes: Sizes, device: torch.device) -> tuple[nn.Module
     recipe = load_recipe(name)
     channels = sizes.channels or recipe.model["channels"]
     blocks = sizes.blocks or recipe.model["aggregation"]["num_blocks"]
-    overrides = (f"model.channels={channels}", f"model.aggregation.num_blocks={blocks}")
+    overrides = [f"model.channels={channels}", f"model.aggregation.num_blocks={blocks}"]
+    if sizes.blocks and recipe.model["cleaning"]["name"] != "none":  # RealBasicVSR's cleaning module
+        overrides.append(f"model.cleaning.num_blocks={sizes.blocks}")
     torch.manual_seed(0)
     ours = build_model(name, *overrides).eval()
+    if name not in MODELS:
+        return None, ours.to(device), "no BasicSR counterpart (vsr only)"
     try:
         reference = reference_model(name, channels, blocks)
     except ReferenceUnavailable as err:
@@ -236,12 +276,56 @@ def mean_psnr(output: Tensor, target: Tensor) -> float:
 
 
 # -- the parts ---------------------------------------------------------------------------------------------------
+def study(report: Report, sizes: Sizes, device: torch.device, out: Path) -> None:
+    """The propagation study's ``gpu`` preset, every run at once on ``device``, on the embedded set (written
+    first, on first use); its report and runs' records bundled into ``out``. In --smoke the shipped file runs
+    with :data:`TINY_STUDY_OVERRIDES` appended, on a tiny synthetic set."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        source, data = load_study(STUDY).source, None
+        if sizes.study_overrides:
+            raw = yaml.safe_load(source.read_text())
+            raw["presets"]["gpu"]["overrides"] += list(sizes.study_overrides)
+            raw["presets"]["gpu"]["profile"] = {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0}
+            source, data = tmp / f"{STUDY}.yaml", tmp / "data"
+            source.write_text(yaml.safe_dump(raw, sort_keys=False))
+            synth.generate(data, frames=6, val_frames=6, clips_per_photo=1, val_clips_per_photo=1, size=(32, 32),
+                           photos=["astronaut", "coffee", "camera"], val_photos=["camera"])  # fmt: skip
+        else:
+            synth.ensure_default()
+        runs, folder = tmp / "runs", tmp / "report"
+        specs = plan_runs(load_study(source), "gpu", runs, data=data)
+        jobs = min(sizes.study_jobs or len(specs), len(specs))
+        start = time.perf_counter()
+        run_and_report(source, preset="gpu", data=data, out=runs, report=folder, device=device.type, jobs=jobs)
+        minutes = (time.perf_counter() - start) / 60
+        records = sorted(runs.rglob("*.json"))
+        per_iteration = [read_json(r).get("seconds_per_iteration") for r in records if r.name == "run.json"]
+        bundle = out / f"{STUDY}_gpu_report.tar.gz"
+        with tarfile.open(bundle, "w:gz") as tar:
+            tar.add(folder, arcname="report")
+            for record in records:
+                tar.add(record, arcname=str(Path("runs") / record.relative_to(runs)))
+        results = pd.read_csv(folder / "results.csv").set_index("variant")
+    where = f"{len(specs)} runs, {jobs} at once on one {device.type}"
+    report.add(f"study.{STUDY}.wall_min", minutes, "min", f"{where}; report in {bundle.name}")
+    seconds = [s for s in per_iteration if s is not None]
+    if seconds:
+        report.add(f"study.{STUDY}.s_per_iteration", statistics.median(seconds), "s", f"median run, {where}")
+    else:
+        report.skip(f"study.{STUDY}.s_per_iteration", "no run recorded seconds_per_iteration")
+    for variant, row in results.iterrows():
+        delta = "" if pd.isna(row["psnr_p"]) else f"; {row['psnr_delta']:+.3f} dB to the base, p={row['psnr_p']:.2f}"
+        report.add(f"study.{STUDY}.{variant}.psnr_db", row["psnr_mean"], "dB", f"mean of {row['seeds']} seeds{delta}")
+    report.save()
+
+
 def inference(
     report: Report, sizes: Sizes, device: torch.device, modes: list[str], budget_s: float, fp32: dict[str, Tensor]
 ) -> None:
     """vsr's and BasicSR's ms/frame in each of ``modes``; the PSNR of each reduced-precision output against the
     fp32 output (computed once per model and kept in ``fp32``)."""
-    for name in MODELS:
+    for name in INFERENCE_MODELS:
         if report.elapsed > budget_s:
             report.skip(f"inference.{name}.{'+'.join(modes)}", f"over the time budget of {budget_s:.0f} s")
             continue
@@ -258,6 +342,7 @@ def inference(
             report.add(f"{label}.vsr_ms_per_frame", ours_ms, "ms/frame")
             if reference is None:
                 report.skip(f"{label}.basicsr_ms_per_frame", missing)
+                report.skip(f"{label}.speedup", missing)
             else:
                 theirs = prepared(reference, REFERENCE_MODE[mode], sizes)
                 theirs_ms = timed(lambda theirs=theirs, lrs=lrs: theirs(lrs), sizes, device)[0] / frames
@@ -316,6 +401,55 @@ def streamed_upscale(report: Report, sizes: Sizes, device: torch.device) -> None
     what = f"{count} frames of {h}x{w}, chunks of {chunk} + 2x{overlap}"
     report.add("upscale.basicvsr.peak_memory_gib", peak_gib(device), "GiB", f"{what}; {peak_note(device)}")
     report.add("upscale.basicvsr.frames_per_s", count / seconds, "frames/s", "bf16 + channels-last, uint8 out")
+    report.save()
+
+
+def deform(report: Report, sizes: Sizes, device: torch.device) -> None:
+    """torchvision's ``deform_conv2d`` against vsr's at BasicVSR++'s alignment shape, fp32: speed and agreement."""
+    channels, groups, (h, w) = sizes.channels or 64, 16, sizes.lr_size
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2 * channels, h, w, generator=generator)
+    offset = 2 * torch.randn(1, 2 * groups * 9, h, w, generator=generator)
+    mask = torch.rand(1, groups * 9, h, w, generator=generator)
+    weight = torch.randn(channels, 2 * channels, 3, 3, generator=generator) / (2 * channels * 9) ** 0.5
+    x, offset, mask, weight = (v.to(device) for v in (x, offset, mask, weight))
+    x.requires_grad_(True)
+    what = f"2x{channels} -> {channels} channels, {groups} offset groups, {h}x{w}, fp32"
+    implementations = {"vsr": deform_conv2d_torch}
+    if deform_backend() == "torchvision":
+        from torchvision.ops import deform_conv2d as torchvision_deform_conv2d
+
+        implementations["torchvision"] = torchvision_deform_conv2d
+    results = {}
+    for impl, fn in implementations.items():
+
+        def forward(fn=fn):
+            with torch.no_grad():
+                return fn(x, offset, weight, None, 1, 1, 1, mask)
+
+        def fwd_bwd(fn=fn):
+            x.grad = None
+            fn(x, offset, weight, None, 1, 1, 1, mask).square().mean().backward()
+            return x.grad
+
+        ms_forward, out = timed(forward, sizes, device)
+        ms_fwd_bwd, grad = timed(fwd_bwd, sizes, device)
+        results[impl] = (ms_forward, ms_fwd_bwd, out.float().cpu(), grad.float().cpu())
+        report.add(f"deform.{impl}_forward_ms", ms_forward, "ms", what)
+        report.add(f"deform.{impl}_fwd_bwd_ms", ms_fwd_bwd, "ms", "forward, mean-square loss, backward")
+    if "torchvision" not in results:
+        reason = deform_implementation().split("; ", 1)[-1]
+        for label in ("torchvision_forward_ms", "torchvision_fwd_bwd_ms", "speedup_forward", "speedup_fwd_bwd",
+                      "output_max_abs_diff", "grad_max_abs_diff"):  # fmt: skip
+            report.skip(f"deform.{label}", reason)
+    else:
+        ours, theirs = results["vsr"], results["torchvision"]
+        report.add("deform.speedup_forward", ours[0] / theirs[0], "x", "vsr's time / torchvision's")
+        report.add("deform.speedup_fwd_bwd", ours[1] / theirs[1], "x", "vsr's time / torchvision's")
+        report.add(
+            "deform.output_max_abs_diff", (ours[2] - theirs[2]).abs().max().item(), "", "vsr's against torchvision's"
+        )
+        report.add("deform.grad_max_abs_diff", (ours[3] - theirs[3]).abs().max().item(), "", "input gradients")
     report.save()
 
 
@@ -390,12 +524,15 @@ def free(device: torch.device) -> None:
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
-def parts(report: Report, sizes: Sizes, device: torch.device, gpus: int, budget_s: float) -> Iterator[tuple]:
-    """(part, function) in the order they run: what matters most and costs least first, compilation last."""
+def parts(report: Report, sizes: Sizes, device: torch.device, gpus: int, budget_s: float, out: Path) -> Iterator[tuple]:
+    """(part, function) in the order they run: what matters most first (the study), compilation last (the
+    costliest figures for what they add)."""
     fp32: dict[str, Tensor] = {}  # each model's fp32 output, for the PSNR of the other modes
+    yield "study", lambda: study(report, sizes, device, out)
     yield "inference", lambda: inference(report, sizes, device, ["fp32", "bf16"], budget_s, fp32)
     yield "training", lambda: training(report, sizes, device)
     yield "upscale", lambda: streamed_upscale(report, sizes, device)
+    yield "deform", lambda: deform(report, sizes, device)
     if gpus >= 2 or device.type == "cpu":
         yield "ddp", lambda: ddp(report, sizes, device)
     else:
@@ -406,9 +543,12 @@ def parts(report: Report, sizes: Sizes, device: torch.device, gpus: int, budget_
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="the same code on the CPU at tiny sizes, in seconds")
-    parser.add_argument("--json", type=Path, default=Path("gpu_check.json"))
-    parser.add_argument("--budget-s", type=float, default=450.0, help="start nothing after this many seconds")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder of the JSON file and the study report")
+    parser.add_argument("--json", type=Path, default=None, help="the figures' file (default: OUT/gpu_check.json)")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="start nothing after this many seconds")
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.json = args.json or args.out / "gpu_check.json"
     device = torch.device("cpu") if args.smoke else default_device()
     if device.type != "cuda" and not args.smoke:
         print("no CUDA device here: run on a GPU machine, or --smoke for the CPU check", file=sys.stderr)
@@ -420,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             "deform_backend": deform_backend(), "sizes": {k: str(v) for k, v in vars(sizes).items()}}  # fmt: skip
     print(f"gpu_check on {name} (torch {torch.__version__}, {gpus} GPU(s), deformable conv: {deform_backend()})")
     report = Report(args.json, meta)
-    for part, run in parts(report, sizes, device, gpus, args.budget_s):
+    for part, run in parts(report, sizes, device, gpus, args.budget_s, args.out):
         if report.elapsed > args.budget_s:
             report.skip(part, f"over the time budget of {args.budget_s:.0f} s")
             continue
