@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import SMALL
 from torch import nn
 from typer.testing import CliRunner
 
@@ -26,14 +27,6 @@ NO_ONNX = "ONNX export needs the onnx extra: pip install -e '.[onnx]'"
 onnx = pytest.importorskip("onnx", reason=NO_ONNX, exc_type=ImportError)
 pytest.importorskip("onnxruntime", reason=NO_ONNX, exc_type=ImportError)
 
-SMALL = [
-    "model.channels=8",
-    "model.aggregation.num_blocks=1",
-    "model.flow.levels=3",  # SPyNet resizes to a multiple of 4
-    "model.flow.widths=[8,8,8,8]",
-    "model.flow.kernel_size=3",
-    "model.upsampling.hr_channels=8",
-]
 SMALL_REFILL = ["model.refill.num_extract_blocks=1", "model.refill.deform_groups=2", "model.refill.keyframe_stride=3"]
 MODELS = {"basicvsr": SMALL, "iconvsr": SMALL + SMALL_REFILL}
 TOLERANCE = 1e-4

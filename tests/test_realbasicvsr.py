@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import interrupt_step, tiny_synth
+from tiny import SMALL, interrupt_step, tiny_synth
 from typer.testing import CliRunner
 
 import vsr.checkpoints
@@ -213,13 +213,8 @@ def test_vsr_upscale_refines_a_real_video_with_the_second_stage(second_stage, tm
 
 
 # ------------------------------------------------------------------------------------------------- export
-SMALL = [
-    "model.channels=8",
-    "model.aggregation.num_blocks=1",
-    "model.flow.levels=3",  # SPyNet resizes to a multiple of 4
-    "model.flow.widths=[8,8,8,8]",
-    "model.flow.kernel_size=3",
-    "model.upsampling.hr_channels=8",
+SMALL_CLEANING = [
+    *SMALL,
     "model.cleaning.num_blocks=1",
     "model.cleaning.refine_threshold=1.5",  # the paper's: up to max_passes (3) passes
 ]
@@ -237,7 +232,7 @@ def test_export_unrolls_the_refinement_and_agrees_with_pytorch_within_1e_4(tmp_p
 
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
-    recipe = load_recipe("realbasicvsr", *SMALL)
+    recipe = load_recipe("realbasicvsr", *SMALL_CLEANING)
     model = build_model(recipe).eval()
     with torch.no_grad():  # a residual of mean |.| about 1.1/255: the stopping test (1.5) ends after one pass
         model.cleaning.output_conv.weight.mul_(0.01)

@@ -18,6 +18,16 @@ TINY_MODEL = {
 }
 TINY_DATA = {"num_frames": 3, "lr_patch": 8, "batch_size": 2, "workers": 0}
 
+#: Overrides that shrink a shipped recipe (basicvsr, iconvsr, realbasicvsr) to a model of seconds.
+SMALL = [
+    "model.channels=8",
+    "model.aggregation.num_blocks=1",
+    "model.flow.levels=3",  # SPyNet resizes to a multiple of 4
+    "model.flow.widths=[8,8,8,8]",
+    "model.flow.kernel_size=3",
+    "model.upsampling.hr_channels=8",
+]
+
 
 def tiny_synth(root: Path) -> Path:
     """A synthetic set of 3 training clips and 1 validation clip of 5 frames, 64×64 GT (16×16 LR)."""

@@ -209,32 +209,35 @@ def metric_class(name: str, key: str = "metrics") -> type[Metric]:
     return lookup("metric", name, key)
 
 
-@register("metric", "psnr")
-class PSNR(Metric):
-    """:func:`psnr` in dB (BasicSR ``calculate_psnr``)."""
+class _BasicSRMetric(Metric):
+    """A full-reference metric as BasicSR computes it: ``measure(pred, gt, crop_border, y_channel,
+    round_to_uint8)``, with ``round_to_uint8`` a recipe argument (``{name: psnr, round_to_uint8: true}``)."""
 
-    higher_is_better, unit, needs_gt, label, digits = True, "dB", True, "PSNR", 3
+    needs_gt = True
+    measure: ClassVar[Callable[..., Tensor]]
 
     def __init__(self, crop_border: int = 0, y_channel: bool = False, round_to_uint8: bool = False):
         super().__init__(crop_border, y_channel)
         self.round_to_uint8 = round_to_uint8
 
     def per_frame(self, pred: Tensor, gt: Tensor | None) -> Tensor:
-        return psnr(pred, gt, self.crop_border, self.y_channel, self.round_to_uint8)
+        return type(self).measure(pred, gt, self.crop_border, self.y_channel, self.round_to_uint8)
+
+
+@register("metric", "psnr")
+class PSNR(_BasicSRMetric):
+    """:func:`psnr` in dB (BasicSR ``calculate_psnr``)."""
+
+    higher_is_better, unit, label, digits = True, "dB", "PSNR", 3
+    measure = staticmethod(psnr)
 
 
 @register("metric", "ssim")
-class SSIM(Metric):
+class SSIM(_BasicSRMetric):
     """:func:`ssim` (BasicSR ``calculate_ssim``), unitless."""
 
-    higher_is_better, unit, needs_gt, label, digits = True, "", True, "SSIM", 4
-
-    def __init__(self, crop_border: int = 0, y_channel: bool = False, round_to_uint8: bool = False):
-        super().__init__(crop_border, y_channel)
-        self.round_to_uint8 = round_to_uint8
-
-    def per_frame(self, pred: Tensor, gt: Tensor | None) -> Tensor:
-        return ssim(pred, gt, self.crop_border, self.y_channel, self.round_to_uint8)
+    higher_is_better, unit, label, digits = True, "", "SSIM", 4
+    measure = staticmethod(ssim)
 
 
 # --------------------------------------------------------------------------------------------------------
