@@ -133,6 +133,11 @@ def train_command(
 
     use_plugins(imports)
 
+    if allow_changes and not resume:
+        raise ArgumentError(
+            "--allow-changes applies only with --resume (it lets a resumed run take a changed recipe): add --resume "
+            "to continue the run in --out, or drop --allow-changes"
+        )
     resolved = load_recipe(recipe, *(set_ or [])).with_imports(imports or [])
     check_output(out, "--out")
     check_device(device)
@@ -295,10 +300,12 @@ def upscale_command(
     from vsr.checkpoints import pretrained_model
     from vsr.components.cleaning import refinement_overrides
     from vsr.upscale import upscale
+    from vsr.video import frame_rate
 
     use_plugins(imports)
 
     check_output(output, "--output", folder=False)
+    fps = str(frame_rate(fps, "--fps")) if fps is not None else None
     check_at_least(0, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile_overlap=tile_overlap, crf=crf)
     check_at_least(1, tile=tile)
     if tile is not None and tile <= 2 * tile_overlap:

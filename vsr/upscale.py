@@ -37,7 +37,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from vsr.device import default_device
 from vsr.errors import ArgumentError, VideoError, VSRError
 from vsr.progress import progress_bar
-from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter
+from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter, frame_rate
 
 logger = logging.getLogger(__name__)
 
@@ -398,13 +398,14 @@ class UpscaleSummary:
     seconds: float
     frames_per_second: float  # processing speed
     peak_memory_bytes: int | None  # peak accelerator memory (CUDA only)
+    notes: list[str] = field(default_factory=list)  # what the output does not keep of the input (its audio)
 
     def __str__(self) -> str:
         memory = f", peak GPU memory {self.peak_memory_bytes / 2**30:.2f} GiB" if self.peak_memory_bytes else ""
         return (
             f"wrote {self.frames} frames of {self.size[1]}x{self.size[0]} at {float(self.fps):.3f} fps to "
             f"{self.output} in {self.seconds:.1f} s ({self.frames_per_second:.2f} frames/s{memory})"
-        )
+        ) + "".join(f"\nnote: {note}" for note in self.notes)
 
 
 def _open_source(source: Frames, fps) -> tuple[Iterable, int | None, Fraction | None, Path | None, str]:
@@ -500,8 +501,10 @@ def upscale(
     if output is None and writer_args:
         raise ValueError(f"writer arguments ({', '.join(writer_args)}) need an output path")
     scale = _model_scale(model)
+    fps = frame_rate(fps, "fps") if fps is not None else None  # before the source is opened: 1/0 is no rate
     frames, total, source_fps, source_path, name = _open_source(source, fps)
-    out_fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else source_fps or DEFAULT_FPS
+    reader = frames if isinstance(frames, FrameReader) else None
+    out_fps = fps if fps is not None else source_fps or DEFAULT_FPS
     frames = iter(frames)
     try:
         first = next(frames)
@@ -556,4 +559,24 @@ def upscale(
     return UpscaleSummary(
         output=writer.path, frames=count, size=(scale * height, scale * width), fps=out_fps, seconds=seconds,
         frames_per_second=count / seconds if seconds > 0 else float("inf"), peak_memory_bytes=peak,
+        notes=_left_out(reader, writer.path, out_fps),
     )  # fmt: skip
+
+
+def _left_out(reader: FrameReader | None, output: Path, fps: Fraction) -> list[str]:
+    """What the output does not keep of a video source: its audio, and a variable frame rate's timing."""
+    if reader is None:
+        return []
+    notes = []
+    if reader.audio_streams:
+        streams = f"{reader.audio_streams} stream{'s' if reader.audio_streams > 1 else ''}"
+        notes.append(
+            f"the input's audio ({streams}) is not in the output (vsr writes video only); to add the audio back: "
+            f"ffmpeg -i {output} -i {reader.path} -map 0:v -map 1:a -c copy WITH_AUDIO{output.suffix or '.mkv'}"
+        )
+    if reader.variable_rate:
+        notes.append(
+            f"the input has a variable frame rate; the output plays its frames at a constant {float(fps):.3f} fps (the "
+            "input's average), so its timing differs; pass --fps to choose the rate"
+        )
+    return notes
