@@ -10,6 +10,7 @@ name alone.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from test_bad_inputs import TINY_RECIPE, assets, checkpointed_run, runner  # noqa: F401 (a fixture)
 
 import vsr.model
@@ -68,6 +70,15 @@ def clip(name: str, times: list[float] | None = None, audio: bool = False, cut: 
                     container.mux(packet)
         if cut is not None:
             path.write_bytes(path.read_bytes()[: int(cut * path.stat().st_size)])
+
+    return setup
+
+
+def frame_folder(name: str, count: int, size: int) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        (root / name).mkdir()
+        for i in range(count):
+            Image.fromarray(np.full((size, size, 3), 5 * i, np.uint8)).save(root / name / f"{i:08d}.png")
 
     return setup
 
@@ -133,9 +144,14 @@ def basicvsrpp_checkpoint(root: Path) -> None:
     save_checkpoint(build_model(recipe), root / "pp.pth", recipe=recipe.to_dict())
 
 
-def memory_of(gigabytes: int) -> Callable[[pytest.MonkeyPatch], None]:
+def memory_of(gigabytes: float) -> Callable[[pytest.MonkeyPatch], None]:
     """A fault: the machine has this much memory (a size the issue met on a machine of 16 GB is refused on any)."""
-    return lambda mp: mp.setattr(vsr.model, "machine_memory", lambda device="cpu": gigabytes * 10**9)
+
+    def fault(mp: pytest.MonkeyPatch) -> None:
+        for module in (vsr.model, importlib.import_module("vsr.upscale")):  # vsr.upscale is also the function
+            mp.setattr(module, "machine_memory", lambda device="cpu": int(gigabytes * 10**9))
+
+    return fault
 
 
 def pipe_wait(seconds: float) -> Callable[[pytest.MonkeyPatch], None]:
@@ -196,6 +212,10 @@ CASES = [
          message=r"export --frames 100000: 100000 frames of 22x17 LR pixels \(a batch of 2\) need about [\d,.]+ GB "
                  r".*to trace its [\d,]+ ops\), more than the [\d,.]+ GB of memory here", seconds=SIZE_S,
          needs="onnxruntime"),
+    case("upscale-chunk-too-large", "upscale", "tiny.pth", "long", "-o", "out.mp4", "--chunk-size", "0",
+         setup=frame_folder("long", 40, 64), fault=memory_of(0.01),
+         message=r"upscale: 40 frames of 64x64 LR pixels need about [\d.]+ MB .*more than the 10\.0 MB of memory here "
+                 r"\(cpu\); lower --chunk-size \(chunk_size: frames per pass\), or set --tile", seconds=SIZE_S),
     # -- hangs: a pipe is read once, and one without a writer is refused after a bounded wait
     case("fifo-without-writer", "upscale", "tiny.pth", "pipe", "-o", "out.mp4", setup=fifo, fault=pipe_wait(1),
          message=r"pipe: a named pipe \(FIFO\) that nothing wrote to in 1 seconds; start the program that writes",

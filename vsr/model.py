@@ -226,7 +226,8 @@ def machine_memory(device: str | torch.device = "cpu") -> int:
 
 
 def gigabytes(count: float) -> str:
-    return f"{count / 1e9:,.1f} GB"
+    """Bytes as GB (MB below one GB)."""
+    return f"{count / 1e9:,.1f} GB" if count >= 1e9 else f"{count / 1e6:,.1f} MB"
 
 
 class _TooMany(Exception):
@@ -380,11 +381,12 @@ def check_forward_size(
     what: str,
     device: str | torch.device = "cpu",
     bytes_per_op: int = 0,
+    fix: str = "use fewer frames or a smaller size",
 ) -> int:
     """The memory a forward pass of ``frames`` frames takes at the largest of ``sizes`` (``(batch, (h, w))``
     pairs): the model's weights, the activations (:func:`forward_cost`) and ``bytes_per_op`` for each op run (a
     tracer records them all); after refusing, with a :class:`VSRError` giving the size and the limit, a pass
-    that needs more than ``device`` has. ``what`` names the command's options in the message."""
+    that needs more than ``device`` has. ``what`` names the command in the message, ``fix`` the way out."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     try:
         costs = [forward_cost(model, frames, size, batch) for batch, size in sizes]
@@ -400,8 +402,7 @@ def check_forward_size(
         raise VSRError(
             f"{what}: {frames} frames of {h}x{w} LR pixels{f' (a batch of {batch})' if batch > 1 else ''} need "
             f"about {gigabytes(need)} ({gigabytes(weights)} of weights, {gigabytes(activations)} of activations"
-            f"{traced}), more than the {gigabytes(memory)} of memory here ({torch.device(device)}); use fewer "
-            "frames or a smaller size"
+            f"{traced}), more than the {gigabytes(memory)} of memory here ({torch.device(device)}); {fix}"
         )
     return need
 

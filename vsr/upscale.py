@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from vsr.device import default_device
 from vsr.errors import ArgumentError, VideoError, VSRError
+from vsr.model import check_forward_size, machine_memory
 from vsr.progress import progress_bar
 from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter, frame_rate
 
@@ -425,6 +426,22 @@ def _open_source(source: Frames, fps) -> tuple[Iterable, int | None, Fraction | 
     )
 
 
+def _check_chunk_size(model: nn.Module, chunk_size, chunk_overlap, tile, total: int | None, size, device) -> None:
+    """Refuse chunks (and tiles) whose pass cannot fit ``device``'s memory, before any work (see
+    :func:`vsr.model.check_forward_size`). Measured only where a chunk's output alone takes 1% of the memory: below
+    that, no pass of a VSR network comes near it (its feature maps take tens of times less than the memory)."""
+    chunk, overlap = chunk_plan(model, chunk_size, chunk_overlap)
+    frames = min(chunk + 2 * overlap, total or sys.maxsize) if chunk else total
+    if frames is None or not isinstance(model, nn.Module) or not getattr(model, "torch_options", True):
+        return  # an unknown length; a model outside torch (ONNX Runtime)
+    tiles = (tile, tile) if isinstance(tile, int) else tuple(tile) if tile is not None else size
+    h, w = min(tiles[0], size[0]), min(tiles[1], size[1])
+    scale = _model_scale(model)
+    if frames * 3 * scale * scale * h * w * 4 > machine_memory(device) / 100:
+        fix = "lower --chunk-size (chunk_size: frames per pass), or set --tile (tile: LR pixels per pass)"
+        check_forward_size(model, frames, [(1, (h, w))], "upscale", device, fix=fix)
+
+
 def _check_output_spares_source(output: Path, source: Path | None) -> None:
     """Refuse an output whose writing would touch the source: the source itself, a folder holding it (the
     source's folder, or any folder above it: replacing it would delete the source), or a path inside a
@@ -518,6 +535,7 @@ def upscale(
         model, frames, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile=tile, tile_overlap=tile_overlap,
         device=device, dtype=dtype, channels_last=channels_last, compile=compile, as_uint8=output is not None,
     )  # fmt: skip
+    _check_chunk_size(model, chunk_size, chunk_overlap, tile, total, (height, width), device)
     writer = None
     if output is not None:
         _check_output_spares_source(Path(output), source_path)
