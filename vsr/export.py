@@ -245,6 +245,11 @@ def export_onnx(
     scale = getattr(model, "scale", None)
     if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
         raise VSRError(f"{type(model).__name__} has no integer attribute 'scale'; a VSR model must say its factor")
+    most = getattr(torch.onnx._constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)  # torch's own bound, if any
+    if not isinstance(opset, int) or opset < 16 or (most is not None and opset > most):
+        raise ArgumentError(
+            f"opset {opset!r}: the exporter writes ONNX opsets 16 (GridSample) to {most or 'its newest'}; e.g. {OPSET}"
+        )
     path = Path(path)
     began = time.perf_counter()
     was_training = model.training
@@ -414,7 +419,13 @@ class OnnxVSR(nn.Module):
                            "the file was edited: export it again with vsr export") from None  # fmt: skip
         passes = meta.get(METADATA["cleaning_passes"])  # a cleaning module's fixed passes
         self.cleaning_passes = self._count(meta, "cleaning_passes") if passes is not None else None
-        batch = self.session.get_inputs()[0].shape[0]
+        shape = self.session.get_inputs()[0].shape
+        batch, frames = [*shape, None, None][:2]
+        if isinstance(frames, int) and frames != self.frames_per_call:
+            raise VSRError(
+                f"{self.path}: its metadata {METADATA['frames']} = {self.frames_per_call}, but its input takes "
+                f"{frames} frames; the file was edited: export it again with vsr export"
+            )
         self.batch = batch if isinstance(batch, int) else None  # an int: a file exported for that batch alone
         self.torch_options = False  # runs as exported: no autocast, channels-last or torch.compile
 

@@ -128,13 +128,13 @@ def frame_rate(fps: float | Fraction | str, what: str, maximum: int | None = MAX
         raise VideoError(f"{what}: frame rate {fps!r} divides by zero; pass e.g. 25 or 30000/1001") from None
     except (TypeError, ValueError, OverflowError):  # text that is not a number; inf or nan
         raise VideoError(f"{what}: frame rate {fps!r} is not a number; pass e.g. 25 or 30000/1001") from None
-    if not 0 < value <= (maximum or value):
+    if not Fraction(1, FPS_DENOMINATOR) <= value <= (maximum or value):
         most = f" and at most {maximum}" if maximum else ""
         raise VideoError(
-            f"{what}: frame rate {fps!r} must be above 0{most} frames per second; pass e.g. 25 or 30000/1001"
+            f"{what}: frame rate {fps!r} must be above 0 (at least 1/{FPS_DENOMINATOR}){most} frames per second; "
+            "pass e.g. 25 or 30000/1001"
         )
-    rate = value.limit_denominator(FPS_DENOMINATOR)
-    return rate if rate > 0 else Fraction(1, FPS_DENOMINATOR)
+    return value.limit_denominator(FPS_DENOMINATOR)
 
 
 def _parse_timestamp(text: str) -> float | None:
@@ -162,7 +162,14 @@ class FrameReader:
         size: ``(height, width)`` of every frame.
         codec: decoder name (``"h264"``, ``"vp9"``, ``"png"``...); ``pix_fmt``: the stored pixel format.
 
-    Iterating yields ``uint8`` arrays ``(h, w, 3)`` RGB; each iteration decodes the source afresh. A
+    A video is opened once, to read its metadata, and the first iteration decodes from that same open file, so
+    a source is read once, front to back: a named pipe (FIFO) or a shell's ``<(...)`` works (a pipe that nothing
+    writes to is refused after :data:`PIPE_WAIT_S` seconds). A later iteration opens a file again (a pipe cannot
+    be: refused); :meth:`close` closes a reader that is never iterated. ``audio_streams`` counts the audio
+    streams (vsr does not copy them), and ``variable_rate`` says, once iterated, whether frames came at varying
+    intervals.
+
+    Iterating yields ``uint8`` arrays ``(h, w, 3)`` RGB. A
     decode error, a video that ends well before its stored length (truncated file) or a frame whose size
     differs from the first raises :class:`VideoError` naming the file, rather than ending early.
     """
@@ -254,6 +261,7 @@ class FrameReader:
             self._container = None
         if self._pipe is not None:
             self._pipe.close()
+            self._pipe = None
 
     @staticmethod
     def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
@@ -457,7 +465,8 @@ class FrameWriter:
             if codec is None and self.codec != ENCODERS[suffix][0]:
                 logger.warning("%s: encoder %s is unavailable, using %s", self.path, ENCODERS[suffix][0], self.codec)
             low, high = CRF_RANGES.get(self.codec, (None, None))
-            if crf is not None and low is not None and not (isinstance(crf, int) and low <= crf <= high):
+            number = isinstance(crf, (int, float)) and not isinstance(crf, bool)
+            if crf is not None and low is not None and not (number and low <= crf <= high):
                 raise VideoError(
                     f"{self.path}: crf {crf!r} is outside what the {self.codec} encoder takes ({low} to {high}, "
                     f"lower is better; its default is {DEFAULT_CRF[self.codec]})"
