@@ -201,6 +201,10 @@ CASES = [
          message=TOO_LARGE, seconds=SIZE_S),
     case("channels-huge", "model", "basicvsr", "--set", "model.channels=9000", message=TOO_LARGE, seconds=SIZE_S),
     case("channels-huge-upscale", *UPSCALE, "--set", "model.channels=9000", message=TOO_LARGE, seconds=SIZE_S),
+    case("train-model-too-large", "train", "tiny.yaml", "--out", "run", "--device", "cpu", "--set",
+         "model.channels=600", fault=memory_of(0.1),
+         message=r"model\.channels=600, .*make [\d,]+ parameters, [\d.]+ MB at 16 bytes per parameter to train "
+                 r"\(weights, gradients and optimizer state\), more than the 100\.0 MB of memory here", seconds=SIZE_S),
     case("scale-huge", "profile", "basicvsr", "--set", "model.scale=1024",
          message=r"'model\.scale' = 1024: must be a power of two >= 2 \(2, 4, 8, \.\.\.\) and <= 16", seconds=SIZE_S),
     case("profile-frames-huge", "profile", "basicvsr", "--frames", "100000",

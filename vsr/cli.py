@@ -128,6 +128,8 @@ def train_command(
     imports: ImportOption = None,
 ):
     """Train a recipe (one process; several GPUs with `torchrun --nproc-per-node N -m vsr train ...`)."""
+    from vsr.device import default_device
+    from vsr.model import TRAINING_BYTES, check_model_size
     from vsr.recipe import load_recipe
     from vsr.training import train
 
@@ -141,6 +143,7 @@ def train_command(
     resolved = load_recipe(recipe, *(set_ or [])).with_imports(imports or [])
     check_output(out, "--out")
     check_device(device)
+    check_model_size(resolved.model, TRAINING_BYTES, default_device(device))  # weights, gradients, Adam's moments
     try:
         result = train(resolved, out, data=data, resume=resume, device=device, allow_recipe_changes=allow_changes)
     except KeyboardInterrupt:
