@@ -595,6 +595,6 @@ def _left_out(reader: FrameReader | None, output: Path, fps: Fraction) -> list[s
     if reader.variable_rate:
         notes.append(
             f"the input has a variable frame rate; the output plays its frames at a constant {float(fps):.3f} fps (the "
-            "input's average), so its timing differs; pass --fps to choose the rate"
+            "rate the input's stream states, or --fps), so its timing differs from the input's"
         )
     return notes
