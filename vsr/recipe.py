@@ -7,7 +7,8 @@ components or arguments, and values out of range (:data:`RANGES`, and each compo
 with a :class:`RecipeError` naming the key, the value and what is allowed.
 
 Dotted overrides change one key: ``model.alignment=none`` (a new component, arguments reset),
-``model.aggregation.num_blocks=10``, ``train.iterations=2000``; values are parsed as YAML. Recipe files and
+``model.aggregation.num_blocks=10``, ``train.iterations=2000``; values are parsed as YAML (a number written
+``5e-4`` is a float, as YAML 1.2 reads it, not the string PyYAML's YAML 1.1 makes of it). Recipe files and
 values are read by :func:`load_yaml`, which refuses YAML aliases (a few hundred bytes of nested aliases
 expand to billions of values) and files over :data:`MAX_YAML_BYTES`.
 """
