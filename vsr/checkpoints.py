@@ -173,8 +173,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = None) -> dict[str, Tensor]:
-    """The model weights inside a checkpoint of any supported format, in vsr's names.
+def extract_state_dict(
+    checkpoint: Mapping[str, Any], param_key: str | None = None, source: str = "the checkpoint"
+) -> dict[str, Tensor]:
+    """The model weights inside a checkpoint of any supported format, in vsr's names (``source`` names the file
+    in messages).
 
     * vsr: ``{"format": "vsr-checkpoint-v1", "model": {...}, ...}``, and with a moving average of the weights
       (``train.ema``) also ``"params_ema"``: the average unless ``param_key="params"`` (the trained weights);
@@ -187,6 +190,12 @@ def extract_state_dict(checkpoint: Mapping[str, Any], param_key: str | None = No
         if param_key == "params_ema" and "params_ema" not in checkpoint:
             raise CheckpointError("vsr checkpoint has no 'params_ema' (it was trained without train.ema)")
         averaged = "params_ema" in checkpoint and param_key != "params"
+        if not averaged and "model" not in checkpoint:
+            held = _describe(sorted(map(str, checkpoint)))
+            raise CheckpointError(
+                f"{source} is a vsr checkpoint without its 'model' (the weights); it holds only {held}. It was damaged "
+                "or edited: use another checkpoint of the run (checkpoints/last.pth, best.pth)"
+            )
         state = checkpoint["params_ema"] if averaged else checkpoint["model"]
     elif "state_dict" in checkpoint:
         state = mmagic_generator(checkpoint["state_dict"], param_key)
@@ -283,8 +292,9 @@ def load_checkpoint(
     model: nn.Module, checkpoint: str | Path, strict: bool = True, param_key: str | None = None, prefixes=None
 ) -> dict[str, Any]:
     """Load a checkpoint (path or model-zoo name, see :mod:`vsr.zoo`) into ``model``; returns the raw file."""
-    raw = read_checkpoint(resolve_checkpoint(checkpoint))
-    load_state_dict(model, extract_state_dict(raw, param_key), strict=strict, prefixes=prefixes)
+    path = resolve_checkpoint(checkpoint)
+    raw = read_checkpoint(path)
+    load_state_dict(model, extract_state_dict(raw, param_key, str(path)), strict=strict, prefixes=prefixes)
     return raw
 
 
@@ -332,13 +342,19 @@ def pretrained_model(model: str | Path, checkpoint: str | Path | None = None, ov
     path = Path(name)
     if path.is_file() and path.suffix in (".pth", ".pt", ".ckpt", ".safetensors"):
         raw = read_checkpoint(path)
+        if raw.get("format") == VSR_FORMAT and raw.get("recipe") and not isinstance(raw["recipe"], Mapping):
+            raise CheckpointError(
+                f"{path}: its recipe is a {type(raw['recipe']).__name__}, not a mapping (the file was damaged or "
+                "edited): name the recipe as MODEL and pass this file as --checkpoint"
+            )
         if raw.get("format") != VSR_FORMAT or not raw.get("recipe"):
             raise CheckpointError(
                 f"{path} holds no recipe (it is not a vsr checkpoint): name the recipe as MODEL and pass this file "
                 "as --checkpoint, e.g. vsr upscale basicvsr in.mp4 -o out.mp4 --checkpoint " + str(path)
             )
+        state = extract_state_dict(raw, source=str(path))  # before building: a damaged file fails at once
         net = build_model(stored_recipe(raw["recipe"], f"checkpoint {path}"), *overrides)
-        load_state_dict(net, extract_state_dict(raw))
+        load_state_dict(net, state)
         return net
     if checkpoint is None:
         raise CheckpointError(

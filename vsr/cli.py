@@ -128,14 +128,22 @@ def train_command(
     imports: ImportOption = None,
 ):
     """Train a recipe (one process; several GPUs with `torchrun --nproc-per-node N -m vsr train ...`)."""
+    from vsr.device import default_device
+    from vsr.model import TRAINING_BYTES, check_model_size
     from vsr.recipe import load_recipe
     from vsr.training import train
 
     use_plugins(imports)
 
+    if allow_changes and not resume:
+        raise ArgumentError(
+            "--allow-changes applies only with --resume (it lets a resumed run take a changed recipe): add --resume "
+            "to continue the run in --out, or drop --allow-changes"
+        )
     resolved = load_recipe(recipe, *(set_ or [])).with_imports(imports or [])
     check_output(out, "--out")
     check_device(device)
+    check_model_size(resolved.model, TRAINING_BYTES, default_device(device))  # weights, gradients, Adam's moments
     try:
         result = train(resolved, out, data=data, resume=resume, device=device, allow_recipe_changes=allow_changes)
     except KeyboardInterrupt:
@@ -295,10 +303,12 @@ def upscale_command(
     from vsr.checkpoints import pretrained_model
     from vsr.components.cleaning import refinement_overrides
     from vsr.upscale import upscale
+    from vsr.video import frame_rate
 
     use_plugins(imports)
 
     check_output(output, "--output", folder=False)
+    fps = str(frame_rate(fps, "--fps")) if fps is not None else None
     check_at_least(0, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile_overlap=tile_overlap, crf=crf)
     check_at_least(1, tile=tile)
     if tile is not None and tile <= 2 * tile_overlap:

@@ -50,7 +50,9 @@ from torch import Tensor, nn
 from vsr.atomic import write_with
 from vsr.components import REGISTRY, deform
 from vsr.components.cleaning import Cleaning
-from vsr.errors import ArgumentError, VSRError
+from vsr.errors import ArgumentError, VSRError, brief_repr
+from vsr.model import check_forward_size
+from vsr.recipe import MAX_SCALE, load_yaml, yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ METADATA = {
     "recipe": "vsr.recipe",
     "cleaning_passes": "vsr.cleaning_passes",  # only in the export of a model with a cleaning module
 }
+#: Memory the exporter takes per op of the traced pass (TorchScript's graph, then ONNX's): about 37 kB measured with
+#: torch 2.13 exporting BasicVSR at 8 channels (4 frames, 482 ops: +36 MB of peak RSS; 64 frames, 4,982 ops: +202 MB).
+TRACED_OP_BYTES = 32_000
 INSTALL = "pip install 'vsr[onnx]' (or: pip install onnx onnxruntime)"
 
 
@@ -240,10 +245,18 @@ def export_onnx(
     scale = getattr(model, "scale", None)
     if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
         raise VSRError(f"{type(model).__name__} has no integer attribute 'scale'; a VSR model must say its factor")
+    most = getattr(torch.onnx._constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)  # torch's own bound, if any
+    if not isinstance(opset, int) or opset < 16 or (most is not None and opset > most):
+        raise ArgumentError(
+            f"opset {opset!r}: the exporter writes ONNX opsets 16 (GridSample) to {most or 'its newest'}; e.g. {OPSET}"
+        )
     path = Path(path)
     began = time.perf_counter()
     was_training = model.training
     model = model.to("cpu").eval()
+    # The recurrence is unrolled: the tracer records every op of every frame. Refuse, before tracing, what cannot fit.
+    shapes = [(1, EXAMPLE_SIZE), *([(CHECK_BATCH, CHECK_SIZE)] if check else [])]
+    check_forward_size(model, frames, shapes, f"export --frames {frames}", bytes_per_op=TRACED_OP_BYTES)
     example = torch.rand(1, frames, 3, *EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
 
     def trace(tmp: Path) -> None:
@@ -303,11 +316,22 @@ def _check(
         with torch.no_grad(), _standard_ops():
             expected = model(lrs)
         try:
-            got = runner(lrs)
+            got = runner._run(lrs)
         except Exception as err:  # onnxruntime's errors are not one type
-            problem = " ".join(str(err).split())[:300]
-            raise VSRError(f"{path}: ONNX Runtime cannot run the export on input {tuple(lrs.shape)}: {problem}"
-                           + _frozen(branches)) from None  # fmt: skip
+            problem = " ".join(str(err).split())
+            where = _failing_component(model, problem)
+            raise VSRError(
+                f"{path}: ONNX Runtime cannot run the export on input {tuple(lrs.shape)}"
+                + (
+                    f": {where} fails at another size than the traced {EXAMPLE_SIZE[0]}x{EXAMPLE_SIZE[1]}"
+                    if where
+                    else ""
+                )
+                + f" ({problem[:300]})"
+                + _frozen(branches)
+                + ". The export is not written. "
+                + _what_to_do(where)
+            ) from None
         difference = (got - expected).abs().max().item()
         differences["x".join(map(str, lrs.shape))] = difference
         if not difference <= tolerance:
@@ -316,6 +340,32 @@ def _check(
                 f"{tuple(lrs.shape)}" + _frozen(branches)
             )
     return differences
+
+
+def _failing_component(model: nn.Module, problem: str) -> str | None:
+    """The registered component whose node ONNX Runtime names in ``problem`` (``Name:'/propagation/Add_3'``): the
+    innermost one whose module path begins the node's name; None where none is named."""
+    node = re.search(r"Name:'/([^']*)'", problem)
+    if node is None:
+        return None
+    parts = node[1].split("/")[:-1]  # the module path, less the op's own name
+    labels = _component_labels(model)
+    paths = {path: labels[module] for path, module in model.named_modules() if module in labels}
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in paths:
+            return paths[".".join(parts[:end])]
+    return None
+
+
+def _what_to_do(component: str | None) -> str:
+    """The way out of an export that runs only at its traced size."""
+    which = component or "a component"
+    return (
+        f"{which[0].upper()}{which[1:]} computes a size the tracer froze (a state or a shape made from Python "
+        "numbers), so this model cannot be exported to ONNX for any size yet: upscale with its checkpoint in PyTorch "
+        "instead (vsr upscale CHECKPOINT in.mp4 -o out.mp4), which takes any size, or choose other components for "
+        "the export"
+    )
 
 
 def _frozen(branches: list[str]) -> str:
@@ -361,13 +411,34 @@ class OnnxVSR(nn.Module):
         if METADATA["scale"] not in meta or METADATA["frames"] not in meta:
             raise VSRError(f"{self.path} was not exported by vsr (no {METADATA['scale']} in its metadata); export "
                            "it with vsr export")  # fmt: skip
-        self.scale, self.frames_per_call = int(meta[METADATA["scale"]]), int(meta[METADATA["frames"]])
-        self.recipe = yaml.safe_load(meta.get(METADATA["recipe"], "")) or {}
-        passes = meta.get(METADATA["cleaning_passes"])
-        self.cleaning_passes = int(passes) if passes is not None else None  # a cleaning module's fixed passes
-        batch = self.session.get_inputs()[0].shape[0]
+        self.scale, self.frames_per_call = self._count(meta, "scale"), self._count(meta, "frames")
+        try:
+            self.recipe = load_yaml(meta.get(METADATA["recipe"], "")) or {}
+        except yaml.YAMLError as err:
+            raise VSRError(f"{self.path}: its metadata {METADATA['recipe']} is not valid YAML ({yaml_problem(err)}); "
+                           "the file was edited: export it again with vsr export") from None  # fmt: skip
+        passes = meta.get(METADATA["cleaning_passes"])  # a cleaning module's fixed passes
+        self.cleaning_passes = self._count(meta, "cleaning_passes") if passes is not None else None
+        shape = self.session.get_inputs()[0].shape
+        batch, frames = [*shape, None, None][:2]
+        if isinstance(frames, int) and frames != self.frames_per_call:
+            raise VSRError(
+                f"{self.path}: its metadata {METADATA['frames']} = {self.frames_per_call}, but its input takes "
+                f"{frames} frames; the file was edited: export it again with vsr export"
+            )
         self.batch = batch if isinstance(batch, int) else None  # an int: a file exported for that batch alone
         self.torch_options = False  # runs as exported: no autocast, channels-last or torch.compile
+
+    def _count(self, meta: dict[str, str], key: str) -> int:
+        """The metadata entry ``key`` (:data:`METADATA`): a whole number >= 1 (a scale at most ``MAX_SCALE``), else
+        a :class:`VSRError` naming it."""
+        text, most = meta[METADATA[key]], MAX_SCALE if key == "scale" else 10**9
+        if not re.fullmatch(r"\s*[0-9]{1,10}\s*", text) or not 1 <= int(text) <= most:
+            raise VSRError(
+                f"{self.path}: its metadata {METADATA[key]} = {brief_repr(text)} is not a whole number from 1 to "
+                f"{most} (vsr writes one); the file was edited or not written by vsr: export it again with vsr export"
+            )
+        return int(text)
 
     def forward(self, lrs: Tensor) -> Tensor:
         if lrs.ndim != 5 or lrs.shape[0] < 1 or lrs.shape[1] != self.frames_per_call or lrs.shape[2] != 3:
@@ -380,6 +451,20 @@ class OnnxVSR(nn.Module):
                 f"{self.path.name} was exported for a batch of {self.batch} clip(s) only; got {lrs.shape[0]}. Run "
                 "the clips one call each, or export the model again (vsr export makes the batch dynamic)"
             )
+        try:
+            return self._run(lrs)
+        except Exception as err:  # onnxruntime's errors are not one type; a file exported with --no-check
+            node = re.search(r"Name:'([^']*)'", str(err))
+            raise VSRError(
+                f"{self.path.name}: ONNX Runtime cannot run it on input {tuple(lrs.shape)}"
+                + (f" (node {node[1]} fails)" if node else f": {' '.join(str(err).split())[:300]}")
+                + f"; it was exported with a size frozen at the traced {EXAMPLE_SIZE[0]}x{EXAMPLE_SIZE[1]} and not "
+                "checked (--no-check). Export it again with the check, which names the component, or upscale with the "
+                "checkpoint in PyTorch instead"
+            ) from None
+
+    def _run(self, lrs: Tensor) -> Tensor:
+        """The session's output for ``lrs``, its errors as ONNX Runtime raises them."""
         array = np.ascontiguousarray(lrs.detach().float().cpu().numpy())
         (out,) = self.session.run([OUTPUT], {INPUT: array})
         return torch.from_numpy(out).to(lrs.device)

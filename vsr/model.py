@@ -8,7 +8,10 @@ Nothing here switches on component names, so a newly registered component is usa
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from vsr.components.propagation import ClipFlows, Propagation
+from vsr.errors import RecipeError, VSRError
 from vsr.recipe import Recipe, load_recipe
-from vsr.registry import build, check
+from vsr.registry import COMPONENT_KINDS, build, check
 
 log = logging.getLogger("vsr")
 
@@ -138,8 +145,13 @@ class VideoSRNet(nn.Module):
 
 
 def assemble(model_section: dict[str, Any]) -> VideoSRNet:
-    """Build a :class:`VideoSRNet` from a validated recipe ``model`` section."""
-    section = model_section
+    """Build a :class:`VideoSRNet` from a validated recipe ``model`` section, once its parameters are known to
+    fit this machine's memory (:func:`check_model_size`)."""
+    check_model_size(model_section)
+    return _assemble(model_section)
+
+
+def _assemble(section: dict[str, Any]) -> VideoSRNet:
     scale, channels = section["scale"], section["channels"]
 
     def spec(kind: str) -> tuple[str, dict[str, Any]]:
@@ -189,6 +201,210 @@ def assemble(model_section: dict[str, Any]) -> VideoSRNet:
     cleaning = build("cleaning", *spec("cleaning"), channels=channels)
     detect_mirror = section["detect_mirror"]
     return VideoSRNet(scale, channels, flow, propagation, upsampling, refill, detect_mirror, cleaning)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Sizes: what a model and a forward pass need, known before anything is allocated
+
+#: Bytes per parameter: float32 weights (what any use of the model holds), and training's (the weights, their
+#: gradients and Adam's two moments, 4 bytes each).
+WEIGHT_BYTES = 4
+TRAINING_BYTES = 16
+
+#: A component's integer argument above this (``num_blocks: 100000``) is not built to be counted: its count is
+#: measured at three small values and, where it grows linearly, extrapolated (building 100000 residual blocks
+#: takes minutes even without storage).
+EXTRAPOLATE_ABOVE = 64
+
+
+def machine_memory(device: str | torch.device = "cpu") -> int:
+    """Bytes of memory of ``device``: the GPU's for CUDA, else the machine's physical memory."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def gigabytes(count: float) -> str:
+    """Bytes as GB (MB below one GB)."""
+    return f"{count / 1e9:,.1f} GB" if count >= 1e9 else f"{count / 1e6:,.1f} MB"
+
+
+class _TooMany(Exception):
+    """Counting stopped: the parameters registered so far already pass the limit."""
+
+
+def parameter_count(section: dict[str, Any], limit: int | None = None) -> int:
+    """Parameters of the network a validated ``model`` section describes, counted without allocating: built on
+    the ``meta`` device, a large integer argument extrapolated (:data:`EXTRAPOLATE_ABOVE`). With ``limit``,
+    counting stops once the count passes it (raising ``_TooMany``), so no size takes long to refuse."""
+    for kind in COMPONENT_KINDS:
+        entry = section[kind] if isinstance(section[kind], dict) else {"name": section[kind]}
+        for arg, value in entry.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value > EXTRAPOLATE_ABOVE:
+                counts = _counts_at(section, kind, arg, limit)
+                if counts is not None and counts[2] - counts[1] == counts[1] - counts[0]:
+                    return counts[0] + (value - 1) * (counts[1] - counts[0])
+    return _count_built(section, limit)
+
+
+def _counts_at(section: dict[str, Any], kind: str, arg: str, limit: int | None) -> list[int] | None:
+    """The parameter counts with ``arg`` of ``kind`` at 1, 2 and 3; None where the component refuses those."""
+    counts = []
+    for value in (1, 2, 3):
+        changed = {**section, kind: {**section[kind], arg: value}}
+        try:
+            check(kind, changed[kind]["name"], {k: v for k, v in changed[kind].items() if k != "name"})
+            counts.append(parameter_count(changed, limit))
+        except RecipeError:
+            return None
+    return counts
+
+
+def _count_built(section: dict[str, Any], limit: int | None) -> int:
+    count = 0
+
+    def counted(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        nonlocal count
+        if param is not None:
+            count += param.numel()
+            if limit is not None and count > limit:
+                raise _TooMany
+
+    handle = register_module_parameter_registration_hook(counted)
+    try:
+        with torch.device("meta"):
+            _assemble(section)
+    finally:
+        handle.remove()
+    return count
+
+
+def check_model_size(
+    section: dict[str, Any], bytes_per_parameter: int = WEIGHT_BYTES, device: str | torch.device = "cpu"
+) -> int:
+    """The parameter count of a ``model`` section, after refusing, with a :class:`VSRError` giving the size and
+    the limit, a network whose parameters (``bytes_per_parameter`` each: :data:`WEIGHT_BYTES` to use it,
+    :data:`TRAINING_BYTES` to train it) need more than the memory of ``device`` (:func:`machine_memory`)."""
+    memory = machine_memory(device)
+    limit = memory // bytes_per_parameter
+    try:  # counted in full up to far beyond the limit, so that the message gives the size
+        count: int | None = parameter_count(section, 1000 * limit)
+    except _TooMany:
+        count = None
+    if count is not None and count <= limit:
+        return count
+    sizes = ", ".join(
+        [f"model.channels={section['channels']}"]
+        + [
+            f"model.{kind}.{arg}={value}"
+            for kind in COMPONENT_KINDS
+            if isinstance(section[kind], dict)
+            for arg, value in section[kind].items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        ]
+    )
+    if count is None:
+        size = f"more than {1000 * limit:,} parameters, over {gigabytes(1000 * memory)}"
+    else:
+        size = f"{count:,} parameters, {gigabytes(count * bytes_per_parameter)}"
+    use = "to train (weights, gradients and optimizer state)" if bytes_per_parameter > WEIGHT_BYTES else "of weights"
+    raise VSRError(
+        f"the model is too large for this machine: {sizes} make {size} at {bytes_per_parameter} bytes per "
+        f"parameter {use}, more than the {gigabytes(memory)} of memory here ({torch.device(device)}). Lower "
+        "model.channels or the sizes named"
+    )
+
+
+class _PeakMemory(TorchDispatchMode):
+    """The most bytes that the tensors made by the ops of a forward pass hold at once: each new storage is
+    counted until the last tensor on it is gone (views share their base's). Run on the ``meta`` device it
+    measures a pass of any size for free."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = self.ops = 0
+        self.holders: dict[int, tuple[int, set[int]]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops += 1
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, Tensor):
+                storage = tensor.untyped_storage()
+                nbytes, holders = self.holders.setdefault(storage._cdata, (storage.nbytes(), set()))
+                if not holders:
+                    self.live += nbytes
+                    self.peak = max(self.peak, self.live)
+                if id(tensor) not in holders:
+                    holders.add(id(tensor))
+                    weakref.finalize(tensor, self._release, storage._cdata, id(tensor))
+        return out
+
+    def _release(self, key: int, tensor: int) -> None:
+        nbytes, holders = self.holders.get(key, (0, set()))
+        holders.discard(tensor)
+        if not holders and key in self.holders:
+            self.live -= nbytes
+            del self.holders[key]
+
+
+#: Frame counts at which a forward pass is measured; beyond the last, its memory is extrapolated linearly (a
+#: recurrent network keeps a few feature maps per frame, and batches its flows over the frames).
+MEASURED_FRAMES = (4, 8)
+
+
+def forward_cost(model: nn.Module, frames: int, size: tuple[int, int], batch: int = 1) -> tuple[int, int]:
+    """``(bytes, ops)``: an estimate of the memory a forward pass of ``model`` (no gradients) takes on
+    ``(batch, frames, 3, *size)`` LR frames (the input and the peak of what its ops hold, :class:`_PeakMemory`),
+    and the ops it runs, measured on a ``meta`` copy; beyond ``MEASURED_FRAMES[-1]`` frames, extrapolated
+    linearly from the two measured counts."""
+    meta = model if next(model.parameters(), torch.empty(0)).is_meta else copy.deepcopy(model).to("meta")
+
+    def measured(t: int) -> tuple[int, int]:
+        peak = _PeakMemory()
+        with torch.inference_mode(), peak:
+            meta(torch.empty(batch, t, 3, *size, device="meta"))
+        return peak.peak + batch * t * 3 * size[0] * size[1] * 4, peak.ops
+
+    if frames <= MEASURED_FRAMES[-1]:
+        return measured(frames)
+    (low, low_ops), (high, high_ops) = (measured(t) for t in MEASURED_FRAMES)
+    more = (frames - MEASURED_FRAMES[1]) / (MEASURED_FRAMES[1] - MEASURED_FRAMES[0])
+    return int(high + more * max(0, high - low)), int(high_ops + more * max(0, high_ops - low_ops))
+
+
+def check_forward_size(
+    model: nn.Module,
+    frames: int,
+    sizes: list[tuple[int, tuple[int, int]]],
+    what: str,
+    device: str | torch.device = "cpu",
+    bytes_per_op: int = 0,
+    fix: str = "use fewer frames or a smaller size",
+) -> int:
+    """The memory a forward pass of ``frames`` frames takes at the largest of ``sizes`` (``(batch, (h, w))``
+    pairs): the model's weights, the activations (:func:`forward_cost`) and ``bytes_per_op`` for each op run (a
+    tracer records them all); after refusing, with a :class:`VSRError` giving the size and the limit, a pass
+    that needs more than ``device`` has. ``what`` names the command in the message, ``fix`` the way out."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    try:
+        costs = [forward_cost(model, frames, size, batch) for batch, size in sizes]
+    except Exception as err:  # a component that cannot run on the meta device: nothing to measure with
+        log.info("%s: the memory of a pass is not estimated (the model does not run on the meta device: %s)", what, err)
+        return weights
+    activations, ops = max(costs)
+    need = weights + activations + ops * bytes_per_op
+    memory = machine_memory(device)
+    if need > memory:
+        traced = f", and {gigabytes(ops * bytes_per_op)} to trace its {ops:,} ops" if bytes_per_op else ""
+        batch, (h, w) = max(sizes, key=lambda s: s[0] * s[1][0] * s[1][1])
+        raise VSRError(
+            f"{what}: {frames} frames of {h}x{w} LR pixels{f' (a batch of {batch})' if batch > 1 else ''} need "
+            f"about {gigabytes(need)} ({gigabytes(weights)} of weights, {gigabytes(activations)} of activations"
+            f"{traced}), more than the {gigabytes(memory)} of memory here ({torch.device(device)}); {fix}"
+        )
+    return need
 
 
 def build_model(recipe: str | Path | dict | Recipe, *overrides: str, **kw_overrides: Any) -> VideoSRNet:

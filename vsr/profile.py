@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vsr.components import deform
 from vsr.device import default_device
 from vsr.errors import VSRError
-from vsr.model import assemble
+from vsr.model import assemble, check_forward_size
 from vsr.recipe import Recipe, load_recipe
 
 aten = torch.ops.aten
@@ -283,6 +283,8 @@ def profile(
             meta_model = assemble(section)
     else:
         meta_model = copy.deepcopy(model).to("meta")
+    if runtime:  # before any work: a clip whose pass cannot fit is refused, giving its size and the limit
+        check_forward_size(meta_model, frames, [(1, (h, w))], "profile", device)
     with deform.recording_implementations() as deform_ran:
         flops = count_flops(
             meta_model.eval(), torch.empty(1, frames, 3, h, w, device="meta"), component_of=model_component

@@ -7,7 +7,8 @@ components or arguments, and values out of range (:data:`RANGES`, and each compo
 with a :class:`RecipeError` naming the key, the value and what is allowed.
 
 Dotted overrides change one key: ``model.alignment=none`` (a new component, arguments reset),
-``model.aggregation.num_blocks=10``, ``train.iterations=2000``; values are parsed as YAML. Recipe files and
+``model.aggregation.num_blocks=10``, ``train.iterations=2000``; values are parsed as YAML (a number written
+``5e-4`` is a float, as YAML 1.2 reads it, not the string PyYAML's YAML 1.1 makes of it). Recipe files and
 values are read by :func:`load_yaml`, which refuses YAML aliases (a few hundred bytes of nested aliases
 expand to billions of values) and files over :data:`MAX_YAML_BYTES`.
 """
@@ -15,6 +16,7 @@ expand to billions of values) and files over :data:`MAX_YAML_BYTES`.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -118,10 +120,15 @@ CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "data.mirror": ("mirror", MIRROR_CHOICES),
 }
 
+#: The largest upscaling factor a recipe may ask for (``model.scale``).
+MAX_SCALE = 16
+
 #: The values each numeric (or list, or optional) key allows; a value outside fails naming the rule. A
 #: component's arguments are checked by its own rules (``allowed_arguments``, see vsr.registry).
 RANGES: dict[str, Allowed] = {
-    "model.scale": power_of_two(2),  # the upsampler doubles the size per stage
+    # The upsampler doubles the size per stage; 16 (four stages, as far as published VSR goes) bounds the output:
+    # a 180×320 frame at ×1024 would be 184320×327680 pixels, minutes of work before any memory fails.
+    "model.scale": power_of_two(2, MAX_SCALE),
     "model.channels": integer(1),
     "data.train": Allowed(lambda v: v is None or isinstance(v, (str, dict)), "a path, a data set mapping or null"),
     "data.val": Allowed(lambda v: v is None or isinstance(v, (str, dict)), "a path, a data set mapping or null"),
@@ -188,6 +195,13 @@ class _NoAliasLoader(yaml.SafeLoader):
                 event.start_mark,
             )  # fmt: skip
         return super().compose_node(parent, index)
+
+
+# PyYAML reads YAML 1.1, whose floats need a dot and a signed exponent: `5e-4` and `1e3` would be strings, and a
+# recipe's `lr: 5e-4` would be refused as "not a float". Read the numbers YAML 1.2, JSON and Python write as floats.
+_NoAliasLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def load_yaml(text: str) -> Any:

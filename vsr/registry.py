@@ -91,10 +91,12 @@ def one_of(*values: Any) -> Allowed:
     return Allowed(lambda v: not isinstance(v, bool) and v in values, f"one of {', '.join(map(str, values))}")
 
 
-def power_of_two(minimum: int = 2) -> Allowed:
+def power_of_two(minimum: int = 2, maximum: int | None = None) -> Allowed:
+    """A power of two from ``minimum`` (to ``maximum``, inclusive)."""
+    most = f" and <= {maximum}" if maximum is not None else ""
     return Allowed(
-        lambda v: _is_int(v) and v >= minimum and v & (v - 1) == 0,
-        f"a power of two >= {minimum} ({minimum}, {2 * minimum}, {4 * minimum}, ...)",
+        lambda v: _is_int(v) and v >= minimum and v & (v - 1) == 0 and (maximum is None or v <= maximum),
+        f"a power of two >= {minimum} ({minimum}, {2 * minimum}, {4 * minimum}, ...){most}",
     )
 
 

@@ -37,7 +37,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -48,8 +48,9 @@ from torch import Tensor, nn
 
 from vsr.device import default_device
 from vsr.errors import ArgumentError, VideoError, VSRError
+from vsr.model import check_forward_size, machine_memory
 from vsr.progress import progress_bar
-from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter
+from vsr.video import DEFAULT_FPS, FrameReader, FrameWriter, frame_rate
 
 logger = logging.getLogger(__name__)
 
@@ -398,13 +399,14 @@ class UpscaleSummary:
     seconds: float
     frames_per_second: float  # processing speed
     peak_memory_bytes: int | None  # peak accelerator memory (CUDA only)
+    notes: list[str] = field(default_factory=list)  # what the output does not keep of the input (its audio)
 
     def __str__(self) -> str:
         memory = f", peak GPU memory {self.peak_memory_bytes / 2**30:.2f} GiB" if self.peak_memory_bytes else ""
         return (
             f"wrote {self.frames} frames of {self.size[1]}x{self.size[0]} at {float(self.fps):.3f} fps to "
             f"{self.output} in {self.seconds:.1f} s ({self.frames_per_second:.2f} frames/s{memory})"
-        )
+        ) + "".join(f"\nnote: {note}" for note in self.notes)
 
 
 def _open_source(source: Frames, fps) -> tuple[Iterable, int | None, Fraction | None, Path | None, str]:
@@ -422,6 +424,22 @@ def _open_source(source: Frames, fps) -> tuple[Iterable, int | None, Fraction | 
     raise ValueError(
         f"source must be a path, a FrameReader, a (t, 3, h, w) tensor or an iterable of frames, got {type(source)}"
     )
+
+
+def _check_chunk_size(model: nn.Module, chunk_size, chunk_overlap, tile, total: int | None, size, device) -> None:
+    """Refuse chunks (and tiles) whose pass cannot fit ``device``'s memory, before any work (see
+    :func:`vsr.model.check_forward_size`). Measured only where a chunk's output alone takes 1% of the memory: below
+    that, no pass of a VSR network comes near it (its feature maps take tens of times less than the memory)."""
+    chunk, overlap = chunk_plan(model, chunk_size, chunk_overlap)
+    frames = min(chunk + 2 * overlap, total or sys.maxsize) if chunk else total
+    if frames is None or not isinstance(model, nn.Module) or not getattr(model, "torch_options", True):
+        return  # an unknown length; a model outside torch (ONNX Runtime)
+    tiles = (tile, tile) if isinstance(tile, int) else tuple(tile) if tile is not None else size
+    h, w = min(tiles[0], size[0]), min(tiles[1], size[1])
+    scale = _model_scale(model)
+    if frames * 3 * scale * scale * h * w * 4 > machine_memory(device) / 100:
+        fix = "lower --chunk-size (chunk_size: frames per pass), or set --tile (tile: LR pixels per pass)"
+        check_forward_size(model, frames, [(1, (h, w))], "upscale", device, fix=fix)
 
 
 def _check_output_spares_source(output: Path, source: Path | None) -> None:
@@ -500,8 +518,10 @@ def upscale(
     if output is None and writer_args:
         raise ValueError(f"writer arguments ({', '.join(writer_args)}) need an output path")
     scale = _model_scale(model)
+    fps = frame_rate(fps, "fps") if fps is not None else None  # before the source is opened: 1/0 is no rate
     frames, total, source_fps, source_path, name = _open_source(source, fps)
-    out_fps = Fraction(fps).limit_denominator(1_000_000) if fps is not None else source_fps or DEFAULT_FPS
+    reader = frames if isinstance(frames, FrameReader) else None
+    out_fps = fps if fps is not None else source_fps or DEFAULT_FPS
     frames = iter(frames)
     try:
         first = next(frames)
@@ -515,6 +535,7 @@ def upscale(
         model, frames, chunk_size=chunk_size, chunk_overlap=chunk_overlap, tile=tile, tile_overlap=tile_overlap,
         device=device, dtype=dtype, channels_last=channels_last, compile=compile, as_uint8=output is not None,
     )  # fmt: skip
+    _check_chunk_size(model, chunk_size, chunk_overlap, tile, total, (height, width), device)
     writer = None
     if output is not None:
         _check_output_spares_source(Path(output), source_path)
@@ -556,4 +577,24 @@ def upscale(
     return UpscaleSummary(
         output=writer.path, frames=count, size=(scale * height, scale * width), fps=out_fps, seconds=seconds,
         frames_per_second=count / seconds if seconds > 0 else float("inf"), peak_memory_bytes=peak,
+        notes=_left_out(reader, writer.path, out_fps),
     )  # fmt: skip
+
+
+def _left_out(reader: FrameReader | None, output: Path, fps: Fraction) -> list[str]:
+    """What the output does not keep of a video source: its audio, and a variable frame rate's timing."""
+    if reader is None:
+        return []
+    notes = []
+    if reader.audio_streams:
+        streams = f"{reader.audio_streams} stream{'s' if reader.audio_streams > 1 else ''}"
+        notes.append(
+            f"the input's audio ({streams}) is not in the output (vsr writes video only); to add the audio back: "
+            f"ffmpeg -i {output} -i {reader.path} -map 0:v -map 1:a -c copy WITH_AUDIO{output.suffix or '.mkv'}"
+        )
+    if reader.variable_rate:
+        notes.append(
+            f"the input has a variable frame rate; the output plays its frames at a constant {float(fps):.3f} fps (the "
+            "rate the input's stream states, or --fps), so its timing differs from the input's"
+        )
+    return notes

@@ -24,11 +24,14 @@ import json
 import logging
 import os
 import re
+import select
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -53,6 +56,10 @@ ENCODERS = {
 # Default constant-quality setting per encoder: visually lossless for x264/x265 (crf 18/20), the
 # VP9 equivalent, and a q-scale of 3 for MPEG-4 part 2 (which has no crf).
 DEFAULT_CRF = {"libx264": 18, "h264": 18, "libx265": 20, "libvpx-vp9": 24, "libvpx": 10, "mpeg4": 3}
+#: The quality values each encoder takes (x264/x265's and VP9's crf, MPEG-4 part 2's q-scale), from FFmpeg's
+#: options for each; lower is better.
+CRF_RANGES = {"libx264": (0, 51), "h264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libvpx": (4, 63),
+              "mpeg4": (1, 31)}  # fmt: skip
 DEFAULT_FPS = Fraction(25)
 _FF_QP2LAMBDA = 118  # FFmpeg's q-scale -> lambda factor, for MPEG-4 part 2's global_quality
 OUTPUT_MARKER = ".vsr-output"  # in a frame folder vsr wrote: {"written_by": "vsr", "frames": n}
@@ -105,14 +112,29 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _as_fraction(fps: float | Fraction | str, what: str) -> Fraction:
+#: The frame rates vsr accepts, frames per second: above 0 and at most 1000 (the fastest cameras a video is
+#: played back from); stored with a denominator of at most 65535, the largest MPEG-4 part 2 allows.
+MAX_FPS = 1000
+FPS_DENOMINATOR = 65535
+
+
+def frame_rate(fps: float | Fraction | str, what: str, maximum: int | None = MAX_FPS) -> Fraction:
+    """``fps`` (a number, a fraction or a text such as ``"30000/1001"``) as a ``Fraction``; anything else, a
+    division by zero, or a rate outside (0, ``maximum``] fails with a :class:`VideoError` naming ``what``. (The
+    writer takes any positive rate: a source's own may be its time base's, e.g. 90000.)"""
     try:
-        value = Fraction(fps).limit_denominator(1_000_000)
-    except (TypeError, ValueError) as err:
-        raise VideoError(f"{what}: frame rate {fps!r} is not a number; pass e.g. fps=25 or '30000/1001'") from err
-    if value <= 0:
-        raise VideoError(f"{what}: frame rate must be positive, got {fps!r}")
-    return value
+        value = Fraction(fps.strip() if isinstance(fps, str) else fps)
+    except ZeroDivisionError:
+        raise VideoError(f"{what}: frame rate {fps!r} divides by zero; pass e.g. 25 or 30000/1001") from None
+    except (TypeError, ValueError, OverflowError):  # text that is not a number; inf or nan
+        raise VideoError(f"{what}: frame rate {fps!r} is not a number; pass e.g. 25 or 30000/1001") from None
+    if not Fraction(1, FPS_DENOMINATOR) <= value <= (maximum or value):
+        most = f" and at most {maximum}" if maximum else ""
+        raise VideoError(
+            f"{what}: frame rate {fps!r} must be above 0 (at least 1/{FPS_DENOMINATOR}){most} frames per second; "
+            "pass e.g. 25 or 30000/1001"
+        )
+    return value.limit_denominator(FPS_DENOMINATOR)
 
 
 def _parse_timestamp(text: str) -> float | None:
@@ -140,7 +162,14 @@ class FrameReader:
         size: ``(height, width)`` of every frame.
         codec: decoder name (``"h264"``, ``"vp9"``, ``"png"``...); ``pix_fmt``: the stored pixel format.
 
-    Iterating yields ``uint8`` arrays ``(h, w, 3)`` RGB; each iteration decodes the source afresh. A
+    A video is opened once, to read its metadata, and the first iteration decodes from that same open file, so
+    a source is read once, front to back: a named pipe (FIFO) or a shell's ``<(...)`` works (a pipe that nothing
+    writes to is refused after :data:`PIPE_WAIT_S` seconds). A later iteration opens a file again (a pipe cannot
+    be: refused); :meth:`close` closes a reader that is never iterated. ``audio_streams`` counts the audio
+    streams (vsr does not copy them), and ``variable_rate`` says, once iterated, whether frames came at varying
+    intervals.
+
+    Iterating yields ``uint8`` arrays ``(h, w, 3)`` RGB. A
     decode error, a video that ends well before its stored length (truncated file) or a frame whose size
     differs from the first raises :class:`VideoError` naming the file, rather than ending early.
     """
@@ -150,8 +179,13 @@ class FrameReader:
         if not self.path.exists():
             raise VideoError(f"{self.path}: no such video file or frame folder")
         self.is_folder = self.path.is_dir()
+        self.is_pipe = not self.is_folder and stat.S_ISFIFO(self.path.stat().st_mode)
         self.files: list[Path] = []
         self.duration: float | None = None
+        self.audio_streams = 0  # audio streams of the source, which vsr does not copy (it writes video only)
+        self.variable_rate: bool | None = None  # whether frames came at varying intervals; known once read
+        self._container: av.container.InputContainer | None = None  # opened, and not yet decoded from
+        self._pipe: BinaryIO | None = None  # the pipe the container reads, if the source is one
         if self.is_folder:
             self._open_folder(fps)
         else:
@@ -167,7 +201,7 @@ class FrameReader:
             raise VideoError(f"{self.path}: folder holds no frames (files ending in {', '.join(IMAGE_SUFFIXES)})")
         first = _read_image(self.files[0])
         self.size = (first.shape[0], first.shape[1])
-        self.fps = DEFAULT_FPS if fps is None else _as_fraction(fps, str(self.path))
+        self.fps = DEFAULT_FPS if fps is None else frame_rate(fps, str(self.path))
         if fps is None:
             logger.info("%s: a frame folder has no frame rate; assuming 25 fps (pass fps= to change)", self.path)
         self.num_frames = self.expected_frames = len(self.files)
@@ -175,37 +209,59 @@ class FrameReader:
         self.pix_fmt = "rgb24"
 
     def _open_video(self, fps: float | Fraction | str | None) -> None:
+        # The container stays open: iterating decodes from it, so a source is read once (a pipe can be).
+        self._pipe = _open_pipe(self.path) if self.is_pipe else None
         try:
-            container = av.open(str(self.path))
+            container = av.open(self._pipe or str(self.path))
         except av.error.FFmpegError as err:
+            self.close()
             raise VideoError(
                 f"{self.path}: cannot be opened as a video ({err.strerror or err}); the file is not a video, "
                 "is corrupt, or is truncated (an mp4 cut short loses its index)"
+                + (PIPE_FORMATS if self.is_pipe else "")
             ) from err
-        with container:
-            # Cover art (mp4/mkv attachments) shows up as a one-frame video stream: skip it.
-            videos = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
-            if not videos:
-                raise VideoError(f"{self.path}: the file has no video stream")
-            stream = videos[0]
-            self._stream_index = stream.index
-            context = stream.codec_context
-            if not context.width or not context.height:
-                raise VideoError(f"{self.path}: the video stream has no frame size; the file is corrupt")
-            self.size = (context.height, context.width)
-            self.codec, self.pix_fmt = context.name, context.pix_fmt
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if fps is not None:
-                self.fps = _as_fraction(fps, str(self.path))
-            elif rate:
-                self.fps = Fraction(rate)
-            else:
-                self.fps = DEFAULT_FPS
-                logger.warning("%s: the stream stores no frame rate; assuming 25 fps (pass fps=)", self.path)
-            self.num_frames = stream.frames or None
-            self.duration = self._duration(container, stream)
-            estimate = round(self.duration * Fraction(rate)) if self.duration and rate else None
-            self.expected_frames = self.num_frames or estimate
+        self._container = container
+        try:
+            self._probe(container, fps)
+        except BaseException:
+            self.close()
+            raise
+
+    def _probe(self, container: av.container.InputContainer, fps: float | Fraction | str | None) -> None:
+        """The stream's size, codec, frame rate, frame count and duration, read from the open ``container``."""
+        # Cover art (mp4/mkv attachments) shows up as a one-frame video stream: skip it.
+        videos = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
+        if not videos:
+            raise VideoError(f"{self.path}: the file has no video stream")
+        stream = videos[0]
+        self._stream_index = stream.index
+        self.audio_streams = len(container.streams.audio)
+        context = stream.codec_context
+        if not context.width or not context.height:
+            raise VideoError(f"{self.path}: the video stream has no frame size; the file is corrupt")
+        self.size = (context.height, context.width)
+        self.codec, self.pix_fmt = context.name, context.pix_fmt
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if fps is not None:
+            self.fps = frame_rate(fps, str(self.path))
+        elif rate:
+            self.fps = Fraction(rate)
+        else:
+            self.fps = DEFAULT_FPS
+            logger.warning("%s: the stream stores no frame rate; assuming 25 fps (pass fps=)", self.path)
+        self.num_frames = stream.frames or None
+        self.duration = self._duration(container, stream)
+        estimate = round(self.duration * Fraction(rate)) if self.duration and rate else None
+        self.expected_frames = self.num_frames or estimate
+
+    def close(self) -> None:
+        """Close the source opened for reading, if it was never iterated (iterating closes it)."""
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
 
     @staticmethod
     def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
@@ -235,9 +291,17 @@ class FrameReader:
             yield frame
 
     def _iter_video(self) -> Iterator[np.ndarray]:
-        decoded = 0
+        container, self._container = self._container, None
+        if container is None:
+            if self.is_pipe:
+                raise VideoError(f"{self.path}: a pipe can be read once, and it was; write the video to a file")
+            try:
+                container = av.open(str(self.path))
+            except av.error.FFmpegError as err:
+                raise VideoError(f"{self.path}: cannot be opened again ({err.strerror or err})") from err
+        decoded, first, last, intervals = 0, None, None, set()
         try:
-            with av.open(str(self.path)) as container:
+            with container:
                 stream = container.streams[self._stream_index]
                 stream.thread_type = "AUTO"
                 for frame in container.decode(stream):
@@ -246,19 +310,38 @@ class FrameReader:
                             f"{self.path}: frame {decoded} is {frame.width}x{frame.height} but the stream "
                             f"starts at {self.size[1]}x{self.size[0]}; resolution changes are not supported"
                         )
+                    if frame.time is not None:
+                        if last is not None:
+                            intervals.add(round(frame.time - last, 3))
+                        first, last = frame.time if first is None else first, frame.time
                     yield frame.to_ndarray(format="rgb24")
                     decoded += 1
         except av.error.FFmpegError as err:
             raise VideoError(
                 f"{self.path}: decoding failed after {decoded} frames ({err.strerror or err}); "
-                "the file is truncated or corrupt"
+                "the file is truncated or corrupt" + (PIPE_FORMATS if self.is_pipe else "")
             ) from err
-        expected = self.expected_frames
-        # A little slack: edit lists and decoder delay can drop a frame or two of a healthy file.
-        if expected is not None and decoded < expected - max(2, expected // 100):
+        finally:
+            self.close()
+        self.variable_rate = len(intervals) > 1 and max(intervals) > 1.5 * max(min(intervals), 1e-3)
+        self._check_complete(decoded, first, last)
+
+    def _check_complete(self, decoded: int, first: float | None, last: float | None) -> None:
+        """Refuse a video that ended well before its stored length (a truncated file): fewer frames than the
+        stream's stored count, or, where none is stored, a last frame well before the stream's duration (a count
+        estimated from the duration and the frame rate is wrong for a variable frame rate)."""
+        slack = max(2, (self.num_frames or 0) // 100)  # edit lists and decoder delay can drop a frame or two
+        if self.num_frames is not None and decoded < self.num_frames - slack:
             raise VideoError(
-                f"{self.path}: the video ended after {decoded} of {expected} frames; the file is truncated"
+                f"{self.path}: the video ended after {decoded} of {self.num_frames} frames; the file is truncated"
             )
+        if self.num_frames is None and self.duration and last is not None:
+            span = last - (first or 0.0) + 1 / float(self.fps)
+            if span < self.duration - max(2 / float(self.fps), self.duration / 100):
+                raise VideoError(
+                    f"{self.path}: the video ended after {span:.2f} of its {self.duration:.2f} seconds "
+                    f"({decoded} frames); the file is truncated"
+                )
 
     def __repr__(self) -> str:
         frames = self.num_frames if self.num_frames is not None else f"~{self.expected_frames}"
@@ -266,6 +349,35 @@ class FrameReader:
             f"FrameReader({str(self.path)!r}: {self.size[1]}x{self.size[0]}, {float(self.fps):.3f} fps, "
             f"{frames} frames, {self.codec})"
         )
+
+
+#: Seconds a named pipe (FIFO) is waited on for a writer (the program that writes the video into it).
+PIPE_WAIT_S = 10.0
+
+#: What a video read from a pipe must be: nothing can be seeked back to.
+PIPE_FORMATS = (
+    "; a pipe is read once, front to back, so its video must need no seeking: Matroska (ffmpeg ... -f matroska) or "
+    "an mp4 with its index first (-movflags +faststart), or write the video to a file"
+)
+
+
+def _open_pipe(path: Path) -> BinaryIO:
+    """A named pipe (FIFO, or a shell's ``<(...)``) opened for reading once a writer has written to it: waiting at
+    most :data:`PIPE_WAIT_S` seconds, so a pipe without a writer is refused instead of hanging forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # does not wait for a writer, as a blocking open would
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        if not poller.poll(PIPE_WAIT_S * 1000):
+            raise VideoError(
+                f"{path}: a named pipe (FIFO) that nothing wrote to in {PIPE_WAIT_S:g} seconds; start the program "
+                "that writes the video into it first (e.g. ffmpeg -i in.mp4 -c copy -f matroska PIPE &), or pass a file"
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -340,7 +452,7 @@ class FrameWriter:
             self._check_replaceable()
         if not self.path.parent.is_dir():
             raise VideoError(f"{self.path}: the output folder {self.path.parent} does not exist")
-        self.fps = _as_fraction(fps, str(self.path))
+        self.fps = frame_rate(fps, str(self.path), maximum=None)
         self.crf, self.preset, self.pix_fmt, self.options = crf, preset, pix_fmt, dict(options or {})
         self.codec = None
         if self.kind == "video":
@@ -352,6 +464,18 @@ class FrameWriter:
                 )
             if codec is None and self.codec != ENCODERS[suffix][0]:
                 logger.warning("%s: encoder %s is unavailable, using %s", self.path, ENCODERS[suffix][0], self.codec)
+            low, high = CRF_RANGES.get(self.codec, (None, None))
+            number = isinstance(crf, (int, float)) and not isinstance(crf, bool)
+            if crf is not None and low is not None and not (number and low <= crf <= high):
+                raise VideoError(
+                    f"{self.path}: crf {crf!r} is outside what the {self.codec} encoder takes ({low} to {high}, "
+                    f"lower is better; its default is {DEFAULT_CRF[self.codec]})"
+                )
+        elif crf is not None:
+            raise VideoError(
+                f"{self.path}: crf {crf!r} sets a video encoder's quality, but this output is a folder of PNG frames "
+                "(lossless); drop crf, or name a video file (.mp4, .mkv, ...)"
+            )
         token = uuid.uuid4().hex[:8]
         self.tmp_path = self.path.with_name(f".{self.path.stem}.{token}.partial{suffix}")
         self.frames_written = 0
