@@ -70,21 +70,22 @@ def require(
     ``data`` is (``"expect[0]"``)."""
     optional = set(optional)
     for key, kind in fields.items():
-        name = f"{where}.{key}" if where else key
+        # 'expect[0].better', or for a line of a JSON-lines file (where="line 3: "): line 3: 'iteration'
+        name = f"{where}{key!r}" if where.endswith(" ") else repr(f"{where}.{key}" if where else key)
         if key not in data:
             if key in optional:
                 continue
-            raise damaged(path, f"{name!r} is missing", fix)
+            raise damaged(path, f"{name} is missing", fix)
         value = data[key]
         nullable = kind.endswith("?")
         described, test = KINDS[kind.rstrip("?")]
         if not ((nullable and value is None) or test(value)):
-            raise damaged(path, f"{name!r} = {brief_repr(value, 60)} is not {described}", fix)
+            raise damaged(path, f"{name} = {brief_repr(value, 60)} is not {described}", fix)
 
 
-def json_lines(path: str | Path, fix: str) -> list[dict[str, Any]]:
+def json_lines(path: str | Path, fix: str, fields: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file, one a line (blank lines skipped); a line that is not one is
-    named by its number."""
+    named by its number. ``fields``: the kinds the keys of each line hold where it has them (:func:`require`)."""
     entries = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
@@ -95,6 +96,8 @@ def json_lines(path: str | Path, fix: str) -> list[dict[str, Any]]:
             raise damaged(path, f"line {number} is not valid JSON ({err.msg} at column {err.colno})", fix) from None
         if not isinstance(entry, dict):
             raise damaged(path, f"line {number} holds {brief_repr(entry, 40)}, not a JSON object {{...}}", fix)
+        if fields:
+            require(path, entry, fields, fix, optional=fields, where=f"line {number}: ")
         entries.append(entry)
     return entries
 

@@ -270,7 +270,8 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / LOG_FILE
     if not path.is_file():
         return []
-    return file_checks.json_lines(path, "restore it, or delete that line: training writes one JSON object a line")
+    fix = "restore it, or delete that line: training writes one JSON object a line"
+    return file_checks.json_lines(path, fix, {"event": "text", "iteration": "whole"})
 
 
 def per_frame_file(run_dir: str | Path) -> Path | None:
