@@ -107,8 +107,9 @@ def _run_local(run: RunFunction, specs: Sequence[RunSpec], total: int, progress:
     return failures
 
 
-#: In a worker process: where it says which run it carries out (the parent's queue), so that a worker that dies
-#: can be named by its run.
+#: In a worker process: where it says which run it carries out (the writing end of a pipe to the parent; one
+#: small message is one atomic write, and a pipe holds no semaphore that a killed study would leave behind), so
+#: that a worker that dies can be named by its run.
 _started: Any = None
 
 
@@ -138,7 +139,7 @@ def _run_in_worker(run: RunFunction, spec: RunSpec, lines: bool) -> Mapping[str,
     """One run in a worker process: silent, or with ``lines`` its plain progress lines (a training's one per
     log step), each starting with the run's key, since the workers' lines interleave on the stdout they share."""
     if _started is not None:
-        _started.put((spec.key, os.getpid()))
+        _started.send((spec.key, os.getpid()))
     if not lines:
         return run(spec, False)
     with label(spec.key):
@@ -157,8 +158,8 @@ def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progre
     if progress:
         console.rule(f"[bold]{len(specs)} runs, {jobs} at a time ({threads} thread(s) each)[/]")
     context = multiprocessing.get_context("spawn")
-    started = context.SimpleQueue()
-    pool = ProcessPoolExecutor(jobs, context, _init_worker, (threads, os.getpid(), started))
+    started, starting = context.Pipe(duplex=False)
+    pool = ProcessPoolExecutor(jobs, context, _init_worker, (threads, os.getpid(), starting))
     workers = _Workers(pool, started, jobs)
     try:
         lines = progress and plain_lines()
@@ -166,6 +167,7 @@ def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progre
         workers.update()  # the worker processes, started by submit
         for done_here, future in enumerate(as_completed(futures), 1):
             spec = futures[future]
+            workers.update()  # read as runs end, so that the pipe never fills
             try:
                 result = future.result()
             except BrokenProcessPool:
@@ -176,7 +178,10 @@ def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progre
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        starting.close()
     pool.shutdown()
+    started.close()
     return failures
 
 
@@ -196,8 +201,8 @@ class _Workers:
 
     def update(self) -> None:
         self.processes |= dict(getattr(self.pool, "_processes", None) or {})  # where CPython's pool keeps them
-        while not self.started.empty():
-            key, pid = self.started.get()
+        while self.started.poll():
+            key, pid = self.started.recv()
             self.runs[key] = pid
 
     def _ending(self, pid: int) -> str:
@@ -270,8 +275,8 @@ def _run_submitit(
                     try:
                         job.result()
                     except Exception as err:  # the job's traceback is in its log files
-                        failures.append(f"{spec.key}: {type(err).__name__}: {str(err).strip().splitlines()[-1]} "
-                                        f"(log: {job.paths.stderr})")  # fmt: skip
+                        last = (str(err).strip().splitlines() or ["(no message)"])[-1]  # submitit's ends in the error
+                        failures.append(f"{spec.key}: {type(err).__name__}: {last} (log: {job.paths.stderr})")
                     bar.advance()
                 if pending:
                     time.sleep(POLL_SECONDS)
