@@ -264,6 +264,8 @@ CASES = [
          rf"{RUN}/per_frame\.csv: line 2: ssim = 'good' is not a number"),
     Case("per-frame-no-ssim", edit_csv(f"{RUN}/per_frame.csv", lambda t: t.drop(columns="ssim")),
          rf"{RUN}/per_frame\.csv: it has no column 'ssim'"),
+    Case("per-frame-repeated-row", edit_csv(f"{RUN}/per_frame.csv", lambda t: pd.concat([t, t.iloc[[1]]])),
+         rf"{RUN}/per_frame\.csv: line \d+ repeats clip '\w+', frame 1 of an earlier line \(a row counted twice\)"),
     Case("per-frame-frame-fraction", edit_csv(f"{RUN}/per_frame.csv", lambda t: t.assign(frame=0.5)),
          rf"{RUN}/per_frame\.csv: line 2: frame = 0\.5 is not a whole number"),
     # -- the probe's tables

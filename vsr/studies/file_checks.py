@@ -112,10 +112,12 @@ def csv_table(
     no_nan: Sequence[str] = (),
     text: Sequence[str] = (),
     rows: bool = True,
+    unique: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The table in a CSV file, with every column of ``columns``; the ``whole`` ones hold whole numbers, the
     ``numbers`` ones numbers (empty cells read as NaN; in the ``no_nan`` ones a NaN is refused, naming its
-    line); the ``text`` ones are read as text. ``rows``: at least one row is needed."""
+    line); the ``text`` ones are read as text. ``rows``: at least one row is needed; ``unique``: columns that no
+    two rows hold the same values in (a row counted twice)."""
     path = Path(path)
     if not path.read_bytes().strip():
         raise damaged(path, "it is empty (not even its header line is left)", fix)
@@ -138,9 +140,7 @@ def csv_table(
         if bad.any():
             row = int(bad.to_numpy().argmax())
             kind = "a whole number" if column in whole else "a number"
-            cell = table[column].iloc[row]
-            cell = cell.item() if hasattr(cell, "item") else cell  # a numpy scalar, shown as a number
-            raise damaged(path, f"line {row + 2}: {column} = {brief_repr(cell, 40)} is not {kind}", fix)
+            raise damaged(path, f"line {row + 2}: {column} = {_cell(table, column, row)} is not {kind}", fix)
         table[column] = values.astype("int64") if column in whole else values.astype(float)
     for column in no_nan:
         nan = table[column].isna()
@@ -148,7 +148,18 @@ def csv_table(
             row = int(nan.to_numpy().argmax())
             raise damaged(path, f"line {row + 2}: {column} is NaN (empty or not a number), in {int(nan.sum())} "
                           f"row(s)", fix)  # fmt: skip
+    repeated = table.duplicated(list(unique)) if unique else pd.Series(False, index=table.index)
+    if repeated.any():
+        row = int(repeated.to_numpy().argmax())
+        values = ", ".join(f"{column} {_cell(table, column, row)}" for column in unique)
+        raise damaged(path, f"line {row + 2} repeats {values} of an earlier line (a row counted twice)", fix)
     return table
+
+
+def _cell(table: pd.DataFrame, column: str, row: int) -> str:
+    """One cell as a message quotes it: text quoted, a number (numpy's too) as a number."""
+    cell = table[column].iloc[row]
+    return brief_repr(cell.item() if hasattr(cell, "item") else cell, 40)
 
 
 def reading(path: str | Path, fix: str, read: Callable[[], Any]) -> Any:

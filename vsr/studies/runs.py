@@ -287,8 +287,8 @@ def temporal_folder(run_dir: str | Path) -> Path:
 
 def read_per_frame(run_dir: str | Path, metrics: Iterable[str] = ()) -> pd.DataFrame | None:
     """``per_frame.csv`` (a row per clip and frame, a column per metric), or None if the run has none. It must
-    have rows, whole frame numbers and a column of numbers for each of ``metrics``, with no NaN in a
-    full-reference metric's."""
+    have rows, whole frame numbers, one row per clip and frame, and a column of numbers for each of ``metrics``,
+    with no NaN in a full-reference metric's."""
     path = per_frame_file(run_dir)
     if path is None:
         return None
@@ -301,6 +301,7 @@ def read_per_frame(run_dir: str | Path, metrics: Iterable[str] = ()) -> pd.DataF
         numbers=metrics,
         no_nan=[m for m in metrics if _full_reference(m)],
         text=["clip"],
+        unique=["clip", "frame"],
     )
 
 
@@ -313,10 +314,11 @@ def read_temporal(run_dir: str | Path) -> TemporalProbe | None:
     for name in (GAIN_FILE, FIELD_FILE):
         if not (folder / name).is_file():
             raise file_checks.damaged(folder, f"it has no {name}", _EVALUATION_FIX)
-    file_checks.csv_table(folder / GAIN_FILE, _EVALUATION_FIX, columns=_GAIN_TABLE, whole=["frame"],
-                          numbers=_GAIN_TABLE[2:], no_nan=["gain"], text=["clip"])  # fmt: skip
-    file_checks.csv_table(folder / FIELD_FILE, _EVALUATION_FIX, columns=_FIELD_TABLE, whole=["i", "j"],
-                          numbers=["sensitivity"], text=["clip"], rows=False)  # fmt: skip
+    gain, field = folder / GAIN_FILE, folder / FIELD_FILE
+    file_checks.csv_table(gain, _EVALUATION_FIX, columns=_GAIN_TABLE, whole=["frame"], numbers=_GAIN_TABLE[2:],
+                          no_nan=["gain"], text=["clip"], unique=["clip", "frame"])  # fmt: skip
+    file_checks.csv_table(field, _EVALUATION_FIX, columns=_FIELD_TABLE, whole=["i", "j"], numbers=["sensitivity"],
+                          text=["clip"], rows=False, unique=["clip", "i", "j"])  # fmt: skip
     return file_checks.reading(folder, _EVALUATION_FIX, lambda: TemporalProbe.read(folder))
 
 
