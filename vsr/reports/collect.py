@@ -57,14 +57,18 @@ class RunFiles:
     def identity(self) -> dict[str, Any]:
         return {"study": self.record["study"], "variant": self.record["variant"], "seed": int(self.record["seed"])}
 
+    @property
+    def recorded_metrics(self) -> list[str]:
+        """The metrics ``run.json`` says the run was evaluated with (none if it does not say)."""
+        return list(self.record.get("metrics", []))
+
     @cached_property
     def metrics(self) -> dict[str, Any]:
-        return run_folders.read_metrics(self.run_dir)
+        return run_folders.read_metrics(self.run_dir, self.recorded_metrics)
 
     @cached_property
     def per_frame(self) -> pd.DataFrame | None:
-        path = run_folders.per_frame_file(self.run_dir)
-        return None if path is None else pd.read_csv(path, dtype={"clip": str})
+        return run_folders.read_per_frame(self.run_dir, self.metric_names)
 
     @cached_property
     def log(self) -> list[dict[str, Any]]:
@@ -80,7 +84,7 @@ class RunFiles:
 
     @cached_property
     def real_metrics(self) -> dict[str, Any] | None:
-        return run_folders.read_real_metrics(self.run_dir)
+        return run_folders.read_real_metrics(self.run_dir, self.recorded_metrics)
 
     @cached_property
     def real_temporal(self) -> TemporalProbe | None:
@@ -91,7 +95,7 @@ class RunFiles:
         """The metrics the run was evaluated with (``run.json``'s ``metrics``, else the numbers at the top of
         ``metrics.json``), in order."""
         if "metrics" in self.record:
-            return list(self.record["metrics"])
+            return self.recorded_metrics
         return [k for k, v in self.metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
                 and k != "frames"]  # fmt: skip
 
@@ -134,8 +138,14 @@ def collect_runs(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
             real = _values(run.real_metrics, run.real_temporal, run.metric_names)
             values |= {f"{name}{REAL_SUFFIX}": value for name, value in real.items()}
         for metric, value in values.items():
+            if value is None:  # a no-reference score of no frame (metrics.json writes NaN as null)
+                continue
             rows.append({**run.identity, "metric": metric, "value": float(value), "run_dir": str(run.run_dir)})
-    return pd.DataFrame(rows, columns=["study", "variant", "seed", "metric", "value", "run_dir"])
+    return pd.DataFrame(rows, columns=RUNS_COLUMNS)
+
+
+#: The columns of :func:`collect_runs` (and of a report's ``runs.csv``).
+RUNS_COLUMNS = ["study", "variant", "seed", "metric", "value", "run_dir"]
 
 
 def _values(metrics: dict[str, Any], temporal: TemporalProbe | None, names: Sequence[str]) -> dict[str, float]:
@@ -234,9 +244,8 @@ def loss_name(runs: Sequence[RunFiles]) -> str:
         train = run.record.get("recipe", {}).get("train", {})
         losses = train.get("losses")
         if isinstance(losses, list):
-            terms = [
-                (item, 1) if isinstance(item, str) else (item.get("name"), item.get("weight", 1)) for item in losses
-            ]
+            terms = [(item.get("name"), item.get("weight", 1)) if isinstance(item, dict) else (item, 1)
+                     for item in losses]  # fmt: skip
             return " + ".join(str(name) if weight == 1 else f"{weight}·{name}" for name, weight in terms)
         return str(train.get("loss", ""))
     return ""

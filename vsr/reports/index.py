@@ -10,16 +10,18 @@ Without an ``out_dir``, the report of one study goes to its preset's default fol
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from vsr.atomic import write_text
-from vsr.errors import VSRError
+from vsr.atomic import write_json, write_text
+from vsr.errors import ArgumentError, VSRError
 from vsr.metrics import metric_class
-from vsr.reports.collect import REAL_SUFFIX, Collected, collect
+from vsr.reports.collect import REAL_SUFFIX, RUNS_COLUMNS, Collected, collect
 from vsr.reports.collect import runs_dirs as existing_dirs
 from vsr.reports.conclusions import conclusions
 from vsr.reports.crops import visual_crops, visual_runs
@@ -45,8 +47,13 @@ from vsr.reports.tables import (
 from vsr.studies import runs as run_folders
 from vsr.studies.schema import PROFILE_DEFAULTS, report_folder
 
+log = logging.getLogger(__name__)
+
 INDEX_FILE, RESULTS_MD, RESULTS_CSV, RESULTS_TEX = "index.md", "results.md", "results.csv", "results.tex"
 RUNS_CSV, PER_FRAME_CSV = "runs.csv", "per_frame.csv"
+#: Written first into every report folder: a report replaces its files only in a folder that holds this
+#: record (or is new, or empty), never a user's own ``index.md`` or ``results.csv``.
+REPORT_RECORD = "vsr-report.json"
 #: The paper's runtime protocol as ``frames×h×w`` (a clip profiled otherwise is said so in the index).
 PAPER_CLIP = "×".join(map(str, [PROFILE_DEFAULTS["frames"], *PROFILE_DEFAULTS["size"]]))
 
@@ -65,9 +72,13 @@ def write_report(
     ``base`` (``variant`` or ``study/variant``) replaces each study's own base; ``visual=False`` skips the
     crops (which run the checkpoints). Returns ``out_dir/index.md``."""
     out_dir = Path(out_dir) if out_dir is not None else default_report_folder(runs_dirs)
+    check_report_folder(out_dir)
     runs = collect(runs_dirs)
+    _mark(out_dir, runs.dirs)
     table = results_table(runs.runs, runs.profiles, runs.info, base)
     title = title or _default_title(table, runs)
+    for note in missing_bases(table):
+        log.warning(note.replace("**", ""))
     _write_tables(runs, table, out_dir, title)
     figures, note = _write_figures(runs, table, out_dir, base, visual)
     return write_text(_index(runs, table, out_dir, title, figures, note), out_dir / INDEX_FILE)
@@ -82,6 +93,49 @@ def default_report_folder(runs_dirs: str | Path | Iterable[str | Path]) -> Path:
         raise VSRError(f"name the report folder (--out): the runs hold {len(records)} studies ({found}), not one")
     ((name, record),) = records.items()
     return report_folder(name, record.get("preset", ""))
+
+
+def check_report_folder(out_dir: str | Path) -> None:
+    """Refuse ``out_dir`` as a report folder unless it is new, empty, or an earlier report (it holds the
+    :data:`REPORT_RECORD`), and refuse a run or study folder, one inside them, or one holding runs: a report
+    replaces its files, and those would be read back as a run's (a run's own ``per_frame.csv`` replaced by
+    every run's frames is then counted twice)."""
+    out_dir = Path(out_dir)
+    role = run_folders.folder_role(out_dir)
+    if role is not None:
+        raise ArgumentError(
+            f"report folder {out_dir} is or lies in a {role}: a report there would replace or add to what the "
+            "runs wrote, and be read back as theirs; name a folder outside the runs, e.g. --out reports/<study>"
+        )
+    if out_dir.is_symlink():
+        raise ArgumentError(f"report folder {out_dir} is a symbolic link; name the folder itself")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()) or _is_report(out_dir):
+        return
+    raise ArgumentError(
+        f"report folder {out_dir} holds files that no vsr report wrote (it has no {REPORT_RECORD}), which the "
+        f"report's {INDEX_FILE}, {RESULTS_CSV}, ... would replace; name a new or empty folder, or delete that one"
+    )
+
+
+def _is_report(folder: Path) -> bool:
+    """``folder`` holds an earlier report: its :data:`REPORT_RECORD`, or (a report written before reports
+    carried it, like the shipped ones) its index, results and a ``runs.csv`` in the report's columns."""
+    record = folder / REPORT_RECORD
+    if record.is_file() and not record.is_symlink():
+        try:
+            return json.loads(record.read_text()).get("written_by") == "vsr"
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return False
+    runs_csv = folder / RUNS_CSV
+    if not all((folder / name).is_file() for name in (INDEX_FILE, RESULTS_CSV, RUNS_CSV)):
+        return False
+    with runs_csv.open(encoding="utf-8", errors="replace") as f:
+        return f.readline().strip() == ",".join(RUNS_COLUMNS)
+
+
+def _mark(out_dir: Path, dirs: Sequence[Path]) -> None:
+    """Write the :data:`REPORT_RECORD` (before any other file, so that a report cut short is still known as one)."""
+    write_json({"written_by": "vsr", "what": "vsr report", "runs": [str(d) for d in dirs]}, out_dir / REPORT_RECORD)
 
 
 def _default_title(table: pd.DataFrame, runs: Collected) -> str:
@@ -128,6 +182,27 @@ def _write_figures(
     return figures, ""
 
 
+def missing_bases(table: pd.DataFrame) -> list[str]:
+    """A sentence for each base variant the table compares with but has no row for (no finished run, or a
+    study that names no base): its Δ and p columns are empty."""
+    present = {f"{study}/{variant}" for study, variant in zip(table.study, table.variant, strict=True)}
+    notes = []
+    for base in dict.fromkeys(table.base):
+        study, _, variant = base.partition("/")
+        if base in present:
+            continue
+        if variant in ("", "None"):
+            notes.append(
+                f"**Study {study} names no base variant** (its study record is missing or has none): the "
+                "table has no Δ or p; compare with one of its variants with vsr report --base VARIANT."
+            )
+        else:
+            notes.append(f"**The base variant {variant} of study {study} has no finished run**, so the table has no "
+                         f"row for it and no Δ or p: finish its runs (rerun the study) or compare with another "
+                         f"variant (vsr report --base VARIANT).")  # fmt: skip
+    return notes
+
+
 def _relative(path: Path, start: Path) -> str:
     return os.path.relpath(Path(path).resolve(), Path(start).resolve())
 
@@ -137,6 +212,7 @@ def _index(
 ) -> str:
     lines = [f"# {title}", "", *_study_lines(runs, table, out_dir), "", "## Results", "", table_markdown(table)]
     lines += [_measurement_text(table), ""]
+    lines += [f"{note}\n" for note in missing_bases(table)]
     if runs.real is not None:
         lines += [_real_text(runs.real, table), ""]
     lines += [_files_text(), "", "## Conclusions", ""]

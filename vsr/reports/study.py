@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from vsr.reports.index import write_report
+from vsr.reports.index import check_report_folder, write_report
 from vsr.studies import RunsFailed, StudyRun, run_study
 
 
@@ -19,7 +19,11 @@ def run_and_report(name_or_path: str | Path, *, report: str | Path | None = None
     (:meth:`vsr.studies.Study.report_folder`: ``reports/<study>/`` for the shipped preset, where the shipped
     report is, so that rerunning a shipped study regenerates its report in place). Returns the report folder.
 
-    Failed runs are reported as such, then raise :class:`vsr.studies.RunsFailed` naming each."""
+    Failed runs are reported as such, then raise :class:`vsr.studies.RunsFailed` naming each. A ``report``
+    folder that cannot take a report (:func:`vsr.reports.index.check_report_folder`) is refused before the
+    study runs."""
+    if report is not None:
+        check_report_folder(report)
     try:
         done = run_study(name_or_path, **options)
     except RunsFailed as failed:

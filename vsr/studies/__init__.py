@@ -5,6 +5,8 @@ reports the comparison; it reads what studies write, and studies never import it
   orderings the paper reports), validated;
 * :mod:`vsr.studies.runs`: the run folder ``OUT/<study>/<variant>/seed<k>/``, the one place naming its
   files (read by :mod:`vsr.reports` too), and the finding of identical runs of other studies;
+* :mod:`vsr.studies.file_checks`: what its readers check in a file read back (a damaged one is one error
+  naming the file and the fix);
 * :mod:`vsr.studies.executors`: one after another, ``--jobs`` worker processes, Slurm through submitit,
   ``torchrun`` for several GPUs per run;
 * :mod:`vsr.studies.driver`: :func:`plan_runs`, :func:`run_one` and :func:`run_study`.

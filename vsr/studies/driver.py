@@ -311,15 +311,19 @@ def _run_planned(
     progress: bool,
     slurm: Mapping[str, Any] | None,
 ) -> list[str]:
-    """Carry out :func:`run_study` for the planned ``specs``, under the study folder's lock; the failed runs."""
+    """Carry out :func:`run_study` for the planned ``specs``, under the study folder's lock; the failed runs.
+    Everything that can refuse the study (a run folder made for another recipe, a data set that does not
+    open) is checked before its ``study.json`` is written: a refused study leaves its folder as it was."""
     p = study.preset(preset)
+    for spec in specs:
+        runs.check_run_folder(spec)
+    pending = [s for s in specs if not runs.run_finished(s.run_dir)]
+    if pending:
+        _check_data(pending)
     runs.write_study_record(
         study_dir,
         study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},
     )
-    for spec in specs:
-        runs.check_run_folder(spec)
-    pending = [s for s in specs if not runs.run_finished(s.run_dir)]
     if progress:
         count = len({s.variant for s in specs})
         Console(stderr=True).print(
@@ -328,7 +332,6 @@ def _run_planned(
         )
     if not pending:
         return []
-    _check_data(pending)
     params = {"name": f"vsr-{study.name}", **p.slurm, **(slurm or {})}
     if p.gpus_per_run > 1:
         params.setdefault("gpus_per_node", p.gpus_per_run)

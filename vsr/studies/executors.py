@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +74,10 @@ def _console() -> Console:
 def _outcome(spec: RunSpec, result, console, progress: bool, failures: list[str], prefix: str = "") -> None:
     """Print one run's result, or record its error (``result`` is the run record or the exception; the
     error is also in the run's failed.json, with its traceback)."""
-    if isinstance(result, Exception):
+    if isinstance(result, WorkerDied):  # no failed.json: the process that would have written it is gone
+        failures.append(f"{spec.key}: {result}")
+        console.print(f"{prefix}[bold red]{spec.key} failed:[/] {result}", highlight=False)
+    elif isinstance(result, Exception):
         failures.append(f"{spec.key}: {type(result).__name__}: {result} (see {Path(spec.run_dir) / FAILED_FILE})")
         console.print(f"{prefix}[bold red]{spec.key} failed:[/] {result}", highlight=False)
     elif progress:
@@ -102,7 +107,15 @@ def _run_local(run: RunFunction, specs: Sequence[RunSpec], total: int, progress:
     return failures
 
 
-def _init_worker(threads: int, parent: int) -> None:
+#: In a worker process: where it says which run it carries out (the writing end of a pipe to the parent; one
+#: small message is one atomic write, and a pipe holds no semaphore that a killed study would leave behind), so
+#: that a worker that dies can be named by its run.
+_started: Any = None
+
+
+def _init_worker(threads: int, parent: int, started: Any = None) -> None:
+    global _started
+    _started = started
     _exit_with_parent(parent)
     torch.set_num_threads(threads)
 
@@ -115,7 +128,6 @@ def _exit_with_parent(parent: int) -> None:
     worker stopped this way resumes from its last checkpoint on the next call, like any interrupted run."""
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -126,6 +138,8 @@ def _exit_with_parent(parent: int) -> None:
 def _run_in_worker(run: RunFunction, spec: RunSpec, lines: bool) -> Mapping[str, Any]:
     """One run in a worker process: silent, or with ``lines`` its plain progress lines (a training's one per
     log step), each starting with the run's key, since the workers' lines interleave on the stdout they share."""
+    if _started is not None:
+        _started.send((spec.key, os.getpid()))
     if not lines:
         return run(spec, False)
     with label(spec.key):
@@ -143,22 +157,83 @@ def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progre
     failures: list[str] = []
     if progress:
         console.rule(f"[bold]{len(specs)} runs, {jobs} at a time ({threads} thread(s) each)[/]")
-    pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker, (threads, os.getpid()))
+    context = multiprocessing.get_context("spawn")
+    started, starting = context.Pipe(duplex=False)
+    pool = ProcessPoolExecutor(jobs, context, _init_worker, (threads, os.getpid(), starting))
+    workers = _Workers(pool, started, jobs)
     try:
         lines = progress and plain_lines()
         futures = {pool.submit(_run_in_worker, run, spec, lines): spec for spec in specs}
+        workers.update()  # the worker processes, started by submit
         for done_here, future in enumerate(as_completed(futures), 1):
             spec = futures[future]
+            workers.update()  # read as runs end, so that the pipe never fills
             try:
                 result = future.result()
+            except BrokenProcessPool:
+                result = WorkerDied(workers.death(spec))
             except Exception as err:  # the study goes on
                 result = err
             _outcome(spec, result, console, progress, failures, f"[{total - len(specs) + done_here}/{total}] ")
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        starting.close()
     pool.shutdown()
+    started.close()
     return failures
+
+
+class WorkerDied(StudyError):
+    """The worker process carrying out a run (``--jobs``) died, or another one did and the pool stopped."""
+
+
+class _Workers:
+    """The worker processes of a pool and the runs they took, to say which run a worker that died was
+    carrying out, and how it ended: a worker killed (by the kernel's out-of-memory killer, which sends
+    ``SIGKILL``, or by anyone) breaks the whole pool, and Python says no more than ``BrokenProcessPool``."""
+
+    def __init__(self, pool: ProcessPoolExecutor, started: Any, jobs: int):
+        self.pool, self.started, self.jobs = pool, started, jobs
+        self.processes: dict[int, Any] = {}
+        self.runs: dict[str, int] = {}  # run key -> the pid of the worker that took it
+
+    def update(self) -> None:
+        self.processes |= dict(getattr(self.pool, "_processes", None) or {})  # where CPython's pool keeps them
+        while self.started.poll():
+            key, pid = self.started.recv()
+            self.runs[key] = pid
+
+    def _ending(self, pid: int) -> str:
+        """How the worker ``pid`` ended: killed by a signal (named), or its exit status."""
+        process = self.processes.get(pid)
+        if process is None:
+            return "ended"
+        process.join(5)
+        code = process.exitcode
+        if code is None:
+            return "stopped responding"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with status {code}"
+
+    def death(self, spec: RunSpec) -> str:
+        """Why the run of ``spec`` ended with the pool broken: the run's worker, how it ended, the likely cause."""
+        self.update()
+        fewer = f"--jobs {max(1, self.jobs // 2)}" if self.jobs > 2 else "--jobs 1"
+        advice = (
+            "a worker killed by SIGKILL most often ran out of memory (the kernel's out-of-memory killer sends it): "
+            f"run fewer runs at once ({fewer}); rerun the same command and the unfinished runs resume from their "
+            "last checkpoints"
+        )
+        pid = self.runs.get(spec.key)
+        if pid is None:
+            return f"not started: a worker process died, which stopped the pool; {advice}"
+        return f"its worker process (pid {pid}) {self._ending(pid)}, which stopped the pool; {advice}"
 
 
 def _make_executor(kind: str, folder: Path, params: Mapping[str, Any]) -> submitit.AutoExecutor:
@@ -200,8 +275,8 @@ def _run_submitit(
                     try:
                         job.result()
                     except Exception as err:  # the job's traceback is in its log files
-                        failures.append(f"{spec.key}: {type(err).__name__}: {str(err).strip().splitlines()[-1]} "
-                                        f"(log: {job.paths.stderr})")  # fmt: skip
+                        last = (str(err).strip().splitlines() or ["(no message)"])[-1]  # submitit's ends in the error
+                        failures.append(f"{spec.key}: {type(err).__name__}: {last} (log: {job.paths.stderr})")
                     bar.advance()
                 if pending:
                     time.sleep(POLL_SECONDS)

@@ -17,6 +17,7 @@ module imports those names.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import traceback
@@ -25,10 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vsr.atomic import read_json, write_json, write_with
+import pandas as pd
+
+from vsr.atomic import write_json, write_with
+from vsr.errors import DataError, VSRError, brief_repr
 from vsr.evaluate import METRICS_FILE, PER_FRAME_FILE
-from vsr.probe import TEMPORAL_DIR, TemporalProbe
-from vsr.studies.schema import StudyError
+from vsr.metrics import metric_class
+from vsr.probe import FIELD_FILE, GAIN_FILE, TEMPORAL_DIR, TemporalProbe
+from vsr.studies import file_checks
+from vsr.studies.schema import FRAME_POSITIONS, StudyError
 from vsr.training.files import (
     LAST_CHECKPOINT,
     LATEST_CHECKPOINT,
@@ -56,6 +62,17 @@ REAL_DIR = "real"  # the evaluation and temporal gain on the real-video set: its
 # LAST_CHECKPOINT holds the final weights, the ones evaluated).
 #: What a run's training wrote; copied from a twin run, ``result.json`` last (it marks training as done).
 TRAINING_FILES = (RECIPE_FILE, LOG_FILE, METRICS_CSV, WEIGHTS_FILE, LAST_CHECKPOINT, RESULT_FILE)
+#: The columns a report reads from the probe's tables (:mod:`vsr.probe`).
+_GAIN_TABLE, _FIELD_TABLE = ["clip", "frame", "psnr", "psnr_alone", "gain"], ["clip", "i", "j", "sensitivity"]
+
+# The fixes a damaged file's message gives (vsr.studies.file_checks), by what writes the file anew.
+_REEVALUATED = "the run is evaluated again from its checkpoint"
+#: Evaluation, the probe and the profile write these files; rerunning an evaluated run's study writes them anew.
+_EVALUATION_FIX = (
+    f"restore it, or delete its run's {RUN_FILE} and rerun the study (the same vsr study command): "
+    f"{_REEVALUATED}, which writes this file anew"
+)
+_RETRAIN_FIX = "restore it, or delete the run folder and rerun the study (the same vsr study command) to train it again"
 
 
 def _folder_name(name: str, what: str) -> str:
@@ -122,7 +139,7 @@ def check_run_folder(spec: RunSpec, create: bool = False) -> None:
         if create:
             write_json(spec.identity(), path)
         return
-    stored = read_json(path)
+    stored = file_checks.json_object(path, _RETRAIN_FIX)
     if stored == json.loads(json.dumps(spec.identity())):
         return
     before, now = _flatten(stored), _flatten(json.loads(json.dumps(spec.identity())))
@@ -181,38 +198,80 @@ def can_resume(run_dir: str | Path) -> bool:
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """``run.json``: the finished run's record (identity, recipe, metrics, timings)."""
-    return read_json(Path(run_dir) / RUN_FILE)
+    """``run.json``: the finished run's record (identity, recipe, metrics, timings), checked for what its
+    readers use: ``study``, ``variant`` and ``seed``, the ``metrics`` it names, its ``recipe``."""
+    path = Path(run_dir) / RUN_FILE
+    fix = f"restore it, or delete it and rerun the study (the same vsr study command): {_REEVALUATED}"
+    record = file_checks.json_object(path, fix)
+    file_checks.require(path, record, {"study": "text", "variant": "text", "seed": "whole", "recipe": "object"}, fix,
+                        optional=["recipe"])  # fmt: skip
+    names = record.get("metrics", [])
+    if not (isinstance(names, dict) or file_checks.KINDS["texts"][1](names)):
+        raise file_checks.damaged(path, f"'metrics' = {brief_repr(names, 60)} names no metrics", fix)
+    if "recipe" in record:
+        file_checks.require(path, record["recipe"], {"train": "object"}, fix, optional=["train"], where="recipe")
+    return record
 
 
 def read_training_result(run_dir: str | Path) -> dict[str, Any]:
     """``result.json``: what training reports (iterations, time, parameters, device)."""
-    return read_json(Path(run_dir) / RESULT_FILE)
+    return file_checks.json_object(Path(run_dir) / RESULT_FILE, _RETRAIN_FIX)
 
 
-def read_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """``metrics.json``: the validation metrics of the evaluated checkpoint and of bicubic upsampling."""
-    return read_json(Path(run_dir) / METRICS_FILE)
+def read_metrics(run_dir: str | Path, names: Iterable[str] = ()) -> dict[str, Any]:
+    """``metrics.json``: the validation metrics of the evaluated checkpoint and of bicubic upsampling. Each
+    metric of ``names`` (those the run was evaluated with, less those the file lists as ``skipped`` for want of
+    ground truth) must be there as a number (null or NaN only for a no-reference metric, which may score no
+    frame), and the bicubic baseline's as numbers or null."""
+    path = Path(run_dir) / METRICS_FILE
+    metrics = file_checks.json_object(path, _EVALUATION_FIX)
+    kinds = {"bicubic": "object?", "clips": "object?", "skipped": "texts"}
+    file_checks.require(path, metrics, kinds, _EVALUATION_FIX, optional=kinds)
+    names = [name for name in names if name not in metrics.get("skipped", [])]
+    kinds = {name: "number" if _full_reference(name) else "number or NaN?" for name in names}
+    file_checks.require(path, metrics, kinds, _EVALUATION_FIX)
+    bicubic = metrics.get("bicubic") or {}
+    file_checks.require(path, bicubic, dict.fromkeys(bicubic, "number or NaN?"), _EVALUATION_FIX, where="bicubic")
+    return metrics
+
+
+def _full_reference(metric: str) -> bool:
+    """Whether ``metric`` compares with the ground truth (a NaN there means a broken evaluation; a no-reference
+    score may be undefined on a frame); an unknown metric is held to the stricter rule."""
+    try:
+        return bool(metric_class(metric).needs_gt)
+    except VSRError:
+        return True
 
 
 def read_spec(run_dir: str | Path) -> dict[str, Any] | None:
     """``run_spec.json`` (study, variant, seed, resolved recipe), or None if the folder has none."""
     path = Path(run_dir) / SPEC_FILE
-    return read_json(path) if path.is_file() else None
+    return file_checks.json_object(path, _RETRAIN_FIX) if path.is_file() else None
 
 
 def read_profile(run_dir: str | Path) -> dict[str, Any] | None:
-    """``profile.json``, or None for a run that was not profiled."""
+    """``profile.json``, or None for a run that was not profiled; checked for what a report shows: total
+    parameters, FLOPs and runtime per frame, device, clip."""
     path = Path(run_dir) / PROFILE_FILE
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    prof = file_checks.json_object(path, _EVALUATION_FIX)
+    fields = {"params": "object", "flops_per_frame": "number", "runtime_ms_per_frame": "number?",
+              "device": "text?", "frames": "whole?", "size": "wholes"}  # fmt: skip
+    file_checks.require(path, prof, fields, _EVALUATION_FIX, optional=["runtime_ms_per_frame", "device", "frames",
+                                                                        "size"])  # fmt: skip
+    file_checks.require(path, prof["params"], {"total": "whole"}, _EVALUATION_FIX, where="params")
+    return prof
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The entries of ``log.jsonl`` (none if the run has no log)."""
+    """The entries of ``log.jsonl`` (none if the run has no log); a line that is not a JSON object is named."""
     path = Path(run_dir) / LOG_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    fix = "restore it, or delete that line: training writes one JSON object a line"
+    return file_checks.json_lines(path, fix, {"event": "text", "iteration": "whole"})
 
 
 def per_frame_file(run_dir: str | Path) -> Path | None:
@@ -226,10 +285,41 @@ def temporal_folder(run_dir: str | Path) -> Path:
     return Path(run_dir) / TEMPORAL_DIR
 
 
+def read_per_frame(run_dir: str | Path, metrics: Iterable[str] = ()) -> pd.DataFrame | None:
+    """``per_frame.csv`` (a row per clip and frame, a column per metric), or None if the run has none. It must
+    have rows, whole frame numbers, one row per clip and frame, and a column of numbers for each of ``metrics``,
+    with no NaN in a full-reference metric's."""
+    path = per_frame_file(run_dir)
+    if path is None:
+        return None
+    metrics = list(metrics)
+    return file_checks.csv_table(
+        path,
+        _EVALUATION_FIX,
+        columns=["clip", "frame", *metrics],
+        whole=["frame"],
+        numbers=metrics,
+        no_nan=[m for m in metrics if _full_reference(m)],
+        text=["clip"],
+        unique=["clip", "frame"],
+    )
+
+
 def read_temporal(run_dir: str | Path) -> TemporalProbe | None:
-    """The run's temporal-information probe, or None for a run that was not probed."""
+    """The run's temporal-information probe, or None for a run that was not probed; its tables must have
+    their columns, a gain for at least one frame and no NaN gain."""
     folder = temporal_folder(run_dir)
-    return TemporalProbe.read(folder) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    for name in (GAIN_FILE, FIELD_FILE):
+        if not (folder / name).is_file():
+            raise file_checks.damaged(folder, f"it has no {name}", _EVALUATION_FIX)
+    gain, field = folder / GAIN_FILE, folder / FIELD_FILE
+    file_checks.csv_table(gain, _EVALUATION_FIX, columns=_GAIN_TABLE, whole=["frame"], numbers=_GAIN_TABLE[2:],
+                          no_nan=["gain"], text=["clip"], unique=["clip", "frame"])  # fmt: skip
+    file_checks.csv_table(field, _EVALUATION_FIX, columns=_FIELD_TABLE, whole=["i", "j"], numbers=["sensitivity"],
+                          text=["clip"], rows=False, unique=["clip", "i", "j"])  # fmt: skip
+    return file_checks.reading(folder, _EVALUATION_FIX, lambda: TemporalProbe.read(folder))
 
 
 def real_folder(run_dir: str | Path) -> Path:
@@ -238,10 +328,11 @@ def real_folder(run_dir: str | Path) -> Path:
     return Path(run_dir) / REAL_DIR
 
 
-def read_real_metrics(run_dir: str | Path) -> dict[str, Any] | None:
-    """``real/metrics.json``, or None for a run not evaluated on the real-video set."""
+def read_real_metrics(run_dir: str | Path, names: Iterable[str] = ()) -> dict[str, Any] | None:
+    """``real/metrics.json``, or None for a run not evaluated on the real-video set (checked as
+    :func:`read_metrics`)."""
     folder = real_folder(run_dir)
-    return read_metrics(folder) if (folder / METRICS_FILE).is_file() else None
+    return read_metrics(folder, names) if (folder / METRICS_FILE).is_file() else None
 
 
 def torchrun_recipe_file(run_dir: str | Path) -> Path:
@@ -256,7 +347,11 @@ def last_checkpoint(run_dir: str | Path) -> Path:
 def trained_in(run_dir: str | Path) -> str | None:
     """The run folder whose training this run copied, or None if it trained itself."""
     path = Path(run_dir) / REUSED_FILE
-    return read_json(path)["trained_in"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    reused = file_checks.json_object(path, _RETRAIN_FIX)
+    file_checks.require(path, reused, {"trained_in": "text"}, _RETRAIN_FIX)
+    return reused["trained_in"]
 
 
 # ------------------------------------------------------------------------------------------ twin runs
@@ -280,6 +375,8 @@ def find_twin_run(spec: RunSpec) -> Path | None:
             other = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(other, dict) or not isinstance(other.get("recipe", {}), dict):
+            continue  # a damaged record: that run is no twin (a report names its file)
         same = other.get("seed") == spec.seed and _same_training(other.get("recipe", {}), recipe)
         if same and all((path.parent / f).is_file() for f in TRAINING_FILES):
             return path.parent
@@ -301,22 +398,93 @@ def reuse_training(twin: Path, run_dir: str | Path) -> None:
 
 def finished_runs(folders: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
     """Every finished run (a folder with ``run.json``) under the folders, once each, with its record,
-    sorted by study, variant and seed."""
-    found: dict[Path, dict[str, Any]] = {}
+    sorted by study, variant and seed. A run inside the folders through a symbolic link (which the search
+    would leave out) and two folders holding the same run (which a report would count twice) are errors."""
+    found: dict[Path, tuple[Path, dict[str, Any]]] = {}  # by the folder resolved: its path as found, its record
     for folder in folders:
+        _refuse_linked_runs(Path(folder))
         for path in sorted(Path(folder).rglob(RUN_FILE)):
-            found.setdefault(path.parent.resolve(), read_json(path))
-    return sorted(found.items(), key=lambda item: (item[1]["study"], item[1]["variant"], item[1]["seed"]))
+            if path.parent.resolve() not in found:
+                found[path.parent.resolve()] = (path.parent, read_run(path.parent))
+    seen: dict[tuple[str, str, int], Path] = {}
+    for run_dir, record in found.values():
+        key = (record["study"], record["variant"], record["seed"])
+        if key in seen:
+            raise DataError(
+                f"{seen[key]} and {run_dir} both hold run {'/'.join(map(str, key[:2]))}/seed{key[2]} (their "
+                f"{RUN_FILE}); a report counts each run once: move the copy out of the runs folder"
+            )
+        seen[key] = run_dir
+    return sorted(found.values(), key=lambda item: (item[1]["study"], item[1]["variant"], item[1]["seed"]))
+
+
+def _refuse_linked_runs(folder: Path) -> None:
+    """Refuse a symbolic link to a folder holding runs inside ``folder``: the search for runs does not follow
+    links (a link may loop, or lead to another study's runs), so its runs would silently be left out."""
+    for parent, dirs, _ in os.walk(folder):
+        for name in dirs:
+            link = Path(parent) / name
+            if link.is_symlink() and ((link / RUN_FILE).is_file() or next(link.rglob(RUN_FILE), None)):
+                raise DataError(
+                    f"{link} is a symbolic link to {os.readlink(link)}, a folder of runs that a report does not "
+                    "follow links to: replace the link by a copy of that folder, or pass the folder it links to "
+                    "as a runs folder of its own (vsr report takes several)"
+                )
 
 
 def failed_runs(folders: Iterable[Path]) -> list[tuple[Path, str]]:
     """Run folders whose last attempt failed (``failed.json`` and no ``run.json``), with the error."""
     failed = []
+    fix = "delete it: it only records the error of the run's last failed attempt"
     for folder in folders:
         for path in sorted(Path(folder).rglob(FAILED_FILE)):
             if not run_finished(path.parent):
-                failed.append((path.parent, read_json(path).get("error", "?")))
+                failure = file_checks.json_object(path, fix)
+                file_checks.require(path, failure, {"error": "text"}, fix, optional=["error"])
+                failed.append((path.parent, failure.get("error", "?")))
     return failed
+
+
+#: What a report reads from ``study.json`` (the rest of the study definition is shown as it is, or not at all).
+_STUDY_FIELDS = {
+    "name": "text",
+    "title": "text?",
+    "description": "text?",
+    "base": "text?",
+    "preset": "text?",
+    "metrics": "texts",
+    "imports": "texts",
+    "variants": "object",
+    "expect": "list",
+    "source": "text?",
+}
+_EXPECT_FIELDS = {"better": "text", "worse": "text", "metric": "text", "at": "text?", "segment_length": "whole?",
+                  "paper": "number?", "source": "text?"}  # fmt: skip
+
+
+def read_study_record(path: str | Path) -> dict[str, Any]:
+    """One ``study.json``, checked for what a report reads: its name, variants (and labels), base, metrics,
+    imports and expected orderings."""
+    fix = f"restore it, or rerun the study (the same vsr study command), which writes its {STUDY_FILE} anew"
+    data = file_checks.json_object(path, fix)
+    file_checks.require(path, data, _STUDY_FIELDS, fix, optional=set(_STUDY_FIELDS) - {"name"})
+    for variant, entry in data.get("variants", {}).items():
+        if not isinstance(entry, dict):
+            raise file_checks.damaged(path, f"'variants.{variant}' = {brief_repr(entry, 60)} is not a JSON object", fix)
+        file_checks.require(path, entry, {"label": "text?"}, fix, optional=["label"], where=f"variants.{variant}")
+    for i, expectation in enumerate(data.get("expect", [])):
+        where = f"expect[{i}]"
+        if not isinstance(expectation, dict):
+            raise file_checks.damaged(path, f"{where!r} = {brief_repr(expectation, 60)} is not a JSON object", fix)
+        file_checks.require(path, expectation, _EXPECT_FIELDS, fix, where=where,
+                            optional=set(_EXPECT_FIELDS) - {"better", "worse"})  # fmt: skip
+        at = expectation.get("at")
+        if at is not None and at not in FRAME_POSITIONS:
+            raise file_checks.damaged(path, f"'{where}.at' = {at!r} is not one of {', '.join(FRAME_POSITIONS)}", fix)
+        if at == "segment_ends" and (expectation.get("segment_length") or 0) < 2:
+            raise file_checks.damaged(path, f"'{where}.segment_length' must be a whole number >= 2 at segment_ends",
+                                      fix)  # fmt: skip
+    return data
 
 
 def study_records(folders: Iterable[Path]) -> dict[str, dict[str, Any]]:
@@ -325,6 +493,21 @@ def study_records(folders: Iterable[Path]) -> dict[str, dict[str, Any]]:
     for folder in folders:
         folder = Path(folder)
         for path in sorted([*folder.glob(STUDY_FILE), *folder.glob(f"*/{STUDY_FILE}")]):
-            data = read_json(path)
+            data = read_study_record(path)
             records.setdefault(data["name"], data | {"dir": str(path.parent)})
     return records
+
+
+def folder_role(path: str | Path) -> str | None:
+    """What vsr made ``path`` for, if it is or lies inside a run or study folder (``"run folder X"``,
+    ``"study folder X"``), or holds runs (``"folder holding runs"``); None otherwise. Reports are not
+    written into such folders: a report's files there would be read back as a run's."""
+    path = Path(path).resolve()
+    for folder in [path, *path.parents]:
+        if (folder / RUN_FILE).is_file() or (folder / SPEC_FILE).is_file():
+            return f"run folder {folder}"
+        if (folder / STUDY_FILE).is_file():
+            return f"study folder {folder}"
+    if path.is_dir() and next(path.rglob(RUN_FILE), None) is not None:
+        return "folder holding runs"
+    return None
