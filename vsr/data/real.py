@@ -38,8 +38,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,7 +50,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vsr.atomic import read_json, write_json
+from vsr.atomic import read_json, refuse_foreign, write_json
 from vsr.data.degradations import bi, imresize
 from vsr.data.synth import _install, lr_folder
 from vsr.data.synth import default_root as synth_root
@@ -260,6 +262,7 @@ def generate(
                 f"{root} holds a real-video set made with other arguments or another version (see {description}); "
                 f"replace it with `vsr data real --out {root} --overwrite`, or choose another folder"
             )
+        refuse_foreign(root, _set_entry(read_json(description)), "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a real-video set (no {DESCRIPTION_FILE}); choose another folder")
 
@@ -279,6 +282,31 @@ def generate(
     _install(partial, root)
     log.info("real-video set ready in %.1f s: %s", time.perf_counter() - start, root)
     return _info(root, cached=False)
+
+
+def _set_entry(meta: dict) -> Callable[[tuple[str, ...], bool], bool]:
+    """Whether an entry of a set (its parts relative to the root, and whether it is a folder) is one that the
+    generator described by ``meta`` (its ``real.json``) writes: the description, the split folders, their
+    clip folders of the cuts it lists, and their frames."""
+    clips = meta.get("clips") if isinstance(meta.get("clips"), dict) else {}
+    names = {split: {c.get("name") for c in cuts if isinstance(c, dict)} for split, cuts in clips.items()
+             if isinstance(cuts, list)}  # fmt: skip
+    frame = re.compile(r"\d{8}\.png")
+
+    def expected(parts: tuple[str, ...], folder: bool) -> bool:
+        split = parts[0]
+        if len(parts) == 1:
+            return split in SPLITS if folder else split == DESCRIPTION_FILE
+        inner = parts[1:] if split == LQ_SPLIT else parts[2:]  # gt/<GT or BIx4>/<clip>, lq/<clip>
+        if split == GT_SPLIT and not (parts[1] == "GT" or re.fullmatch(r"[A-Z]+x\d+", parts[1])):
+            return False
+        if not inner:
+            return folder
+        if len(inner) == 1:
+            return folder and inner[0] in names.get(split, ())
+        return len(inner) == 2 and not folder and bool(frame.fullmatch(inner[1]))
+
+    return expected
 
 
 def _info(root: Path, cached: bool = True) -> RealInfo:

@@ -40,7 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from vsr.atomic import write_json, write_text, write_with
+from vsr.atomic import refuse_link, write_json, write_text, write_with
 from vsr.checkpoints import read_checkpoint, save_checkpoint
 from vsr.data.datasets import TrainingClips
 from vsr.data.layouts import open_dataset
@@ -56,12 +56,14 @@ from vsr.training.distributed import Processes, resolve_device
 from vsr.training.ema import WeightAverage
 from vsr.training.files import (
     BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
     LAST_CHECKPOINT,
     LATEST_CHECKPOINT,
     RECIPE_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
     name_problem,
+    trained_files,
 )
 from vsr.training.precision import autocast_dtype, use_channels_last
 from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_frozen
@@ -159,6 +161,7 @@ class Trainer:
         self.procs = Processes.from_env()
         self._lock_run_folder()
         try:
+            self._refuse_trained_folder()
             check_run_folder(self.out_dir, self.recipe, resume)
             checkpoint = read_checkpoint(self.latest) if resume else None
             self.changes = check_changes(self.out_dir, self.recipe, checkpoint, allow_recipe_changes) if resume else {}
@@ -190,6 +193,18 @@ class Trainer:
         self.lock, self.created_dir = None, not self.out_dir.exists()
         if self.procs.is_main:
             self.lock = FolderLock(self.out_dir, "run folder").acquire()
+
+    def _refuse_trained_folder(self) -> None:
+        """A new run never starts in a folder holding a training's checkpoints, weights or result, whichever
+        recipe it holds (a finished run whose ``latest.pth`` is gone would be trained again over them)."""
+        refuse_link(self.out_dir / CHECKPOINT_DIR, "the run's checkpoint folder")
+        found = trained_files(self.out_dir) if not self.resume else []
+        if found:
+            shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+            raise VSRError(
+                f"{self.out_dir} already holds a run ({shown}), which a new run would replace; resume it "
+                f"(--resume, needs {LATEST_CHECKPOINT}), or choose another out dir"
+            )
 
     def _unlock(self, remove_if_created: bool = False) -> None:
         if self.lock is not None:
