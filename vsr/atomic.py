@@ -98,9 +98,11 @@ def make_folder(base: str | Path, *parts: str) -> Path:
     return folder
 
 
-def write_marker(folder: str | Path, kind: str, **info: Any) -> Path:
-    """Mark ``folder`` as an output of vsr of ``kind`` (``frames``, ``test``...), with ``info``."""
-    return write_json({"written_by": "vsr", "kind": kind, **info}, Path(folder) / OUTPUT_MARKER)
+def write_marker(folder: str | Path, kind: str | None = None, **info: Any) -> Path:
+    """Mark ``folder`` as an output of vsr of ``kind`` (``test frames``...), with ``info``. The frame folders of
+    ``vsr upscale``, the first outputs marked, have no kind: ``{"written_by": "vsr", "frames": n}``."""
+    kind_entry = {} if kind is None else {"kind": kind}
+    return write_json({"written_by": "vsr", **kind_entry, **info}, Path(folder) / OUTPUT_MARKER)
 
 
 def read_marker(folder: str | Path) -> dict[str, Any] | None:
@@ -113,6 +115,47 @@ def read_marker(folder: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return content if isinstance(content, dict) and content.get("written_by") == "vsr" else None
+
+
+def json_with(*keys: str) -> Callable[[Path], bool]:
+    """Whether a file is a JSON object holding ``keys``: how vsr knows a results file it wrote, which carries
+    no marker of its own (``metrics.json``)."""
+
+    def ours(path: Path) -> bool:
+        try:
+            content = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return isinstance(content, dict) and all(key in content for key in keys)
+
+    return ours
+
+
+def csv_with(*columns: str) -> Callable[[Path], bool]:
+    """Whether a file is a CSV table whose header starts with ``columns`` (``per_frame.csv``: clip, frame, name)."""
+
+    def ours(path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                header = f.readline(65536).decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return False
+        return header.split(",")[: len(columns)] == list(columns)
+
+    return ours
+
+
+def refuse_foreign_files(folder: str | Path, files: dict[str, Callable[[Path], bool]], action: str) -> None:
+    """Refuse to write the ``files`` of ``folder`` (name -> whether an existing file there is one vsr wrote) if
+    one is a link, or an existing file vsr did not write."""
+    for name, ours in files.items():
+        path = Path(folder) / name
+        refuse_link(path)
+        if path.exists() and not (path.is_file() and ours(path)):
+            raise NotWrittenByVsr(
+                f"{path} exists and vsr did not write it (not what {action} writes there), so it is left untouched; "
+                "move it away, or choose another folder"
+            )
 
 
 def foreign_entries(root: str | Path, expected: Callable[[tuple[str, ...], bool], bool]) -> list[Path]:
@@ -246,12 +289,15 @@ __all__ = [
     "NotWrittenByVsr",
     "atomic_open",
     "atomic_path",
+    "csv_with",
     "foreign_entries",
+    "json_with",
     "links_under",
     "make_folder",
     "read_json",
     "read_marker",
     "refuse_foreign",
+    "refuse_foreign_files",
     "refuse_link",
     "refuse_links_under",
     "write_json",

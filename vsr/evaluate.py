@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,11 @@ from torch import Tensor, nn
 from vsr.atomic import (
     NotWrittenByVsr,
     atomic_open,
+    csv_with,
+    json_with,
     make_folder,
     read_marker,
-    refuse_link,
+    refuse_foreign_files,
     refuse_links_under,
     write_json,
     write_marker,
@@ -69,6 +71,8 @@ METRICS_FILE = "metrics.json"  # what evaluate() returns: each metric, the bicub
 PER_FRAME_FILE = "per_frame.csv"  # each metric (and the bicubic baseline's) per clip and frame
 FRAMES_DIR = "frames"  # with save_frames: frames/<clip>/<frame name>.png, each clip folder marked as vsr's
 FRAMES_KIND = "test frames"  # the kind in the marker file of a frames/<clip> folder
+#: The files evaluate() writes in its out_dir, and how one written earlier is known to be vsr's.
+OUTPUT_FILES = {METRICS_FILE: json_with("protocol", "frames"), PER_FRAME_FILE: csv_with("clip", "frame", "name")}
 BASELINE_PREFIX = "bicubic_"  # per_frame.csv's column of the bicubic baseline's score: bicubic_<metric>
 
 
@@ -297,15 +301,16 @@ def _check_frame_folders(frames_dir: Path, clips: Sequence[str]) -> None:
             )
 
 
-def check_output_folder(out_dir: Path, checkpoint: Any, files: Sequence[str]) -> Path | None:
-    """Refuse, before any work, an ``out_dir`` whose ``files`` would be written through a link, or that is (or
-    lies in) a training run's folder when ``checkpoint`` is not that run's own: another model's results would
-    replace the run's. The process that holds the run's lock (the study driver) writes there. Returns the run
-    folder, if it is in one."""
+def check_output_folder(
+    out_dir: Path, checkpoint: Any, files: dict[str, Callable[[Path], bool]], command: str
+) -> Path | None:
+    """Refuse, before any work, an ``out_dir`` whose ``files`` (name -> whether an existing one is vsr's) would be
+    written through a link or over a file vsr did not write, or that is (or lies in) a training run's folder when
+    ``checkpoint`` is not that run's own: another model's results would replace the run's. The process that
+    holds the run's lock (the study driver) writes there. Returns the run folder, if it is in one."""
     from vsr.training.files import LAST_CHECKPOINT, run_folder_of  # vsr.training imports this module
 
-    for name in files:
-        refuse_link(out_dir / name)
+    refuse_foreign_files(out_dir, files, command)
     run = run_folder_of(out_dir)
     if run is None or holds(run):
         return run
@@ -446,8 +451,7 @@ def evaluate(
     if save_frames and out_dir is None:
         raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
     out_dir = Path(out_dir) if out_dir is not None else None
-    files = (METRICS_FILE, PER_FRAME_FILE, *([FRAMES_DIR] if save_frames else []))
-    run = check_output_folder(out_dir, checkpoint, files) if out_dir is not None else None
+    run = check_output_folder(out_dir, checkpoint, OUTPUT_FILES, "vsr test") if out_dir is not None else None
     with owned(out_dir, run):
         model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
         overrides = {"y_channel": y_channel, "crop_border": crop_border, "center_frame": center_frame,

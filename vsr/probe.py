@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vsr.atomic import write_json, write_with
+from vsr.atomic import csv_with, json_with, write_json, write_with
 from vsr.data.datasets import TestClips
 from vsr.data.layouts import ClipSet
 from vsr.evaluate import check_output_folder, owned, prepare
@@ -39,7 +39,12 @@ from vsr.recipe import Recipe
 GAIN_FILE = "temporal_gain.csv"  # per clip and frame: psnr (whole clip), psnr_alone, gain
 FIELD_FILE = "receptive_field.csv"  # per output frame i and input frame j: sensitivity and its row share
 SUMMARY_FILE = "temporal.json"  # mean gain, frames probed
-PROBE_FILES = (GAIN_FILE, FIELD_FILE, SUMMARY_FILE)
+#: The files a probe writes in its out_dir, and how one written earlier is known to be vsr's.
+PROBE_FILES = {
+    GAIN_FILE: csv_with("clip"),
+    FIELD_FILE: csv_with("clip", "i", "j"),
+    SUMMARY_FILE: json_with("temporal_gain"),
+}
 
 
 @torch.no_grad()
@@ -216,7 +221,7 @@ def run_probe(
     folder's, if it lies in one) from before the model is loaded; an ``out_dir`` in a run folder other than the
     checkpoint's own is refused (:func:`vsr.evaluate.check_output_folder`)."""
     out_dir = Path(out_dir) if out_dir is not None else None
-    run = check_output_folder(out_dir, checkpoint, PROBE_FILES) if out_dir is not None else None
+    run = check_output_folder(out_dir, checkpoint, PROBE_FILES, "vsr probe") if out_dir is not None else None
     with owned(out_dir, run):
         model, protocol, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
         clips = TestClips(source, max_frames=protocol.max_frames, cache_frames=None)

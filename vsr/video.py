@@ -471,7 +471,7 @@ class FrameWriter:
 
     def _commit(self) -> None:
         if self.kind == "frames":
-            write_marker(self.tmp_path, "frames", frames=self.frames_written)
+            write_marker(self.tmp_path, frames=self.frames_written)
         exists = self.path.exists() or self.path.is_symlink()
         if exists:  # it may have changed since the writer opened: check again just before replacing it
             self._check_replaceable()

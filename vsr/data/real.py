@@ -309,6 +309,15 @@ def _set_entry(meta: dict) -> Callable[[tuple[str, ...], bool], bool]:
     return expected
 
 
+def _partial_entry(parts: tuple[str, ...], folder: bool) -> bool:
+    """Whether an entry of ``<root>.partial`` is one vsr writes there: its mark, a set's entry for the shipped
+    cuts, or a clip folder being written (``<clip>.tmp``)."""
+    if parts == (PARTIAL_FILE,):
+        return not folder
+    cuts = {"clips": {split: [{"name": c.name} for c in CUTS if c.split == split] for split in SPLITS}}
+    return _set_entry(cuts)(tuple(part.removesuffix(".tmp") for part in parts), folder)
+
+
 def _info(root: Path, cached: bool = True) -> RealInfo:
     meta = read_description(root)
     return RealInfo(root, meta["args"], {s: [c["name"] for c in meta["clips"][s]] for s in SPLITS}, cached)
@@ -323,6 +332,7 @@ def _partial_folder(root: Path, args: dict) -> Path:
         if not mark.is_file():
             raise DataError(f"{partial} is in the way and vsr did not write it; move it, then rerun")
         if read_json(mark) != args:
+            refuse_foreign(partial, _partial_entry, "delete it")
             shutil.rmtree(partial)
     if not partial.exists():
         partial.mkdir(parents=True)

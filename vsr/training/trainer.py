@@ -59,6 +59,8 @@ from vsr.training.files import (
     CHECKPOINT_DIR,
     LAST_CHECKPOINT,
     LATEST_CHECKPOINT,
+    LOG_FILE,
+    METRICS_CSV,
     RECIPE_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
@@ -74,6 +76,10 @@ from vsr.training.steps import MAIN, StepContext
 from vsr.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
+
+#: The files a run writes in its folder, none of which may be a link.
+RUN_FILES = (RECIPE_FILE, LOG_FILE, METRICS_CSV, LATEST_CHECKPOINT, BEST_CHECKPOINT, LAST_CHECKPOINT, WEIGHTS_FILE,
+             RESULT_FILE)  # fmt: skip
 
 RUNS_DIR = Path("runs")  # a run's folder when none is given: runs/<recipe name>
 
@@ -196,8 +202,10 @@ class Trainer:
 
     def _refuse_trained_folder(self) -> None:
         """A new run never starts in a folder holding a training's checkpoints, weights or result, whichever
-        recipe it holds (a finished run whose ``latest.pth`` is gone would be trained again over them)."""
-        refuse_link(self.out_dir / CHECKPOINT_DIR, "the run's checkpoint folder")
+        recipe it holds (a finished run whose ``latest.pth`` is gone would be trained again over them); and no
+        run writes its files through a link (the logs are appended to, a link would take them elsewhere)."""
+        for name in (CHECKPOINT_DIR, *RUN_FILES):
+            refuse_link(self.out_dir / name, "the run's file")
         found = trained_files(self.out_dir) if not self.resume else []
         if found:
             shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
