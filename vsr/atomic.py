@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from vsr.errors import DataError, VSRError
+from vsr.errors import DataError, VSRError, shorten
 
 #: The errors of a write that found no room: a full disk, a full quota, a file-size limit (``ulimit -f``, FAT32).
 NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
@@ -54,9 +54,10 @@ def refuse_link(path: str | Path, what: str = "") -> None:
     """Refuse ``path`` if it is a symbolic link (vsr writes through none, and replaces none)."""
     path = Path(path)
     if path.is_symlink():
+        target = shorten(os.readlink(path))
         raise NotWrittenByVsr(
-            f"{what + ' ' if what else ''}{path} is a symbolic link (to {os.readlink(path)}), and vsr writes through "
-            "no link it did not make: remove the link, or choose another path"
+            f"{what + ' ' if what else ''}{path} is a symbolic link (to {target}), and vsr writes through no link it "
+            "did not make: remove the link, or choose another path"
         )
 
 
@@ -76,7 +77,7 @@ def refuse_links_under(folder: str | Path, what: str) -> None:
     what vsr writes into its target (another folder's files)."""
     links = links_under(folder)
     if links:
-        shown = ", ".join(f"{p} -> {os.readlink(p)}" for p in links[:_SHOWN])
+        shown = ", ".join(f"{p} -> {shorten(os.readlink(p))}" for p in links[:_SHOWN])
         more = f" and {len(links) - _SHOWN} more" if len(links) > _SHOWN else ""
         raise NotWrittenByVsr(
             f"{what} {folder} holds symbolic links ({shown}{more}), and vsr writes through no link it did not make: "
