@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from PIL import Image
 from tiny import TINY_DATA, TINY_MODEL, tiny_synth
 
 import vsr.losses
@@ -22,8 +23,10 @@ from vsr import DataError, RecipeError, VSRError
 from vsr.checkpoints import load_checkpoint, read_checkpoint
 from vsr.data.layouts import open_dataset
 from vsr.data.sampling import RunSampler
+from vsr.evaluate import evaluate
 from vsr.losses import build_losses, charbonnier, endpoint_error, l1, mse
 from vsr.model import assemble
+from vsr.probe import run_probe
 from vsr.recipe import load_recipe
 from vsr.training import (
     WEIGHTS_DIR,
@@ -433,6 +436,54 @@ def test_flow_validation_is_zero_for_the_true_flow_and_baseline_for_zero_flow(da
     norms = true.double().pow(2).sum(dim=2).sqrt().mean().item()
     assert objective.baseline()["epe"] == pytest.approx(norms, rel=1e-6)
     assert lq.shape == (5, 3, 16, 16) and true.shape == (2, 4, 2, 16, 16)
+
+
+# ------------------------------------------------------------------------------------------ data.test
+def test_test_sets_are_scored_by_the_final_weights(data_root, tmp_path):
+    """``data.test``: after training, the final weights are scored on each named set (null: the validation
+    set) into ``test/<name>/``, and ``result.json`` and the printed result carry the scores; they equal an
+    independent evaluation and probe of ``last.pth``."""
+    tests = {"held": None, "seen": {"layout": "synth", "root": str(data_root), "split": "train"}}
+    recipe = tiny(train={"iterations": 2, "periods": [2]}, data={"test": tests})
+    result = train(recipe, tmp_path, data=data_root, progress=False)
+    scored = json.loads((tmp_path / "result.json").read_text())["test"]
+    assert list(scored) == ["held", "seen"] and result.result["test"] == scored
+    last = tmp_path / "checkpoints" / "last.pth"
+    for name, data, clips in (("held", {"root": data_root, "split": "val"}, 1), ("seen", tests["seen"], 3)):
+        expected = evaluate(recipe, last, data=data, progress=False)
+        gain = run_probe(recipe, last, data=data, field_clips=0).mean_gain
+        record = scored[name]
+        assert record["clips"] == clips
+        assert record["metrics"] == pytest.approx({k: expected[k] for k in ("psnr", "ssim")}, abs=1e-9)
+        assert record["bicubic"] == pytest.approx(expected["bicubic"], abs=1e-9)
+        assert record["temporal_gain"] == pytest.approx(gain, abs=1e-9)
+        on_disk = json.loads((tmp_path / "test" / name / "metrics.json").read_text())
+        assert on_disk["psnr"] == pytest.approx(expected["psnr"], abs=1e-9)
+        assert (tmp_path / "test" / name / "temporal" / "temporal_gain.csv").is_file()
+        assert f"on {name} ({clips} clips): psnr {record['metrics']['psnr']:.4f}" in str(result)
+    assert f"temporal gain {scored['held']['temporal_gain']:.3f} dB" in str(result)
+
+
+def test_a_wrong_test_set_fails_before_training(data_root, tmp_path):
+    """A test set that cannot be scored fails when the run starts, naming it, before any training step: a
+    missing folder, and a set without ground truth under a protocol with no no-reference metric. A name that
+    cannot name a folder fails when the recipe is read."""
+    missing = tiny(data={"test": {"elsewhere": str(tmp_path / "nowhere")}})
+    with pytest.raises(DataError, match="nowhere"):
+        train(missing, tmp_path / "a", data=data_root, progress=False)
+    lq_only = tmp_path / "lq"
+    for clip in ("c0", "c1"):
+        (lq_only / clip).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(lq_only / clip / f"{i:08d}.png")
+    with pytest.raises(VSRError, match=r"has no ground truth.*add a no-reference metric"):
+        train(tiny(data={"test": {"lq": str(lq_only)}}), tmp_path / "b", data=data_root, progress=False)
+    for run in ("a", "b"):
+        assert not (tmp_path / run / "checkpoints").exists()
+    with pytest.raises(RecipeError, match=r"data.test.a/b.*each test set's name names its folder"):
+        load_recipe(tiny(data={"test": {"a/b": None}}))
+    with pytest.raises(RecipeError, match=r"data.test.*a mapping of names to data sets"):
+        load_recipe(tiny(data={"test": ["real"]}))
 
 
 @pytest.mark.parametrize("name", ["basicvsr_tiny", "iconvsr_tiny"])

@@ -31,14 +31,15 @@ from torch import Tensor, nn
 
 from vsr.atomic import csv_with, json_with, write_json, write_with
 from vsr.data.datasets import TestClips
-from vsr.data.layouts import ClipSet
-from vsr.evaluate import check_output_folder, owned, prepare
+from vsr.data.layouts import ClipSet, open_dataset
+from vsr.evaluate import Protocol, check_output_folder, evaluate, owned, prepare
 from vsr.metrics import clip_average, psnr
 from vsr.recipe import Recipe
 
 GAIN_FILE = "temporal_gain.csv"  # per clip and frame: psnr (whole clip), psnr_alone, gain
 FIELD_FILE = "receptive_field.csv"  # per output frame i and input frame j: sensitivity and its row share
 SUMMARY_FILE = "temporal.json"  # mean gain, frames probed
+TEMPORAL_DIR = "temporal"  # the probe's folder inside a scored set's folder (score_set)
 #: The files a probe writes in its out_dir, and how one written earlier is known to be vsr's.
 PROBE_FILES = {
     GAIN_FILE: csv_with("clip"),
@@ -238,3 +239,33 @@ def run_probe(
         if out_dir is not None:
             result.write(out_dir)
     return result
+
+
+def score_set(
+    model: nn.Module,
+    data: str | Path | Mapping[str, Any] | ClipSet,
+    *,
+    recipe: Recipe,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Score a built model (its weights loaded) on one test set under ``recipe``'s protocol: its metrics and the
+    bicubic baseline's (:func:`vsr.evaluate.evaluate`, into ``out_dir``) and, where the set has ground truth,
+    its temporal gain (no receptive field: it costs a backward pass per frame; into ``out_dir/temporal``).
+
+    Returns the record that runs and studies keep: ``{"metrics", "bicubic", "temporal_gain"`` (None without
+    ground truth)``, "data", "clips"}``."""
+    source = data if isinstance(data, ClipSet) else open_dataset(data, recipe.data["degradation"])
+    metrics = evaluate(model, data=source, recipe=recipe, out_dir=out_dir, device=device, progress=False)
+    gain = None
+    if source.has_gt:
+        temporal = run_probe(model, data=source, recipe=recipe, out_dir=Path(out_dir) / TEMPORAL_DIR,
+                             device=device, field_clips=0)  # fmt: skip
+        gain = temporal.mean_gain
+    return {
+        "metrics": {k: metrics[k] for k in Protocol.from_recipe(recipe).names if k in metrics},
+        "bicubic": metrics.get("bicubic"),
+        "temporal_gain": gain,
+        "data": metrics.get("data"),
+        "clips": len(metrics["clips"]),
+    }

@@ -60,6 +60,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {
         "train": None,  # training set: a path, or a mapping {layout, root, split, lr}; None = embedded set
         "val": None,  # validation set, same forms; None = the embedded set's validation split
+        "test": None,  # sets the final weights are scored on too: {name: set (same forms), or null = the
+        # validation set}; metrics and temporal gain into the run's test/<name>/ and its result.json
         "degradation": "bi",  # LR made on the fly for sets without an LR folder: a registered degradation or a
         # chain, e.g. [{name: bd, sigma: 0.8}, {name: gaussian_noise, sigma: 0.05}] (vsr.data.degradations)
         "num_frames": 15,  # frames per training clip
@@ -359,6 +361,28 @@ def _validate_metrics(value: Any, key: str) -> list[Any]:
     return list(value)
 
 
+def _validate_tests(value: Any, key: str) -> dict[str, Any] | None:
+    """``data.test``: null, or a mapping of names (each names a folder) to data sets (a path, a data set mapping,
+    or null: the validation set)."""
+    from vsr.training.files import name_problem  # vsr.training imports this module
+
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise RecipeError(key, value, "expected a mapping of names to data sets, e.g. {real: {layout: real}}")
+    for name, spec in value.items():
+        problem = name_problem(name)
+        if problem:
+            raise RecipeError(f"{key}.{name}", spec, f"{problem}; each test set's name names its folder")
+        if isinstance(spec, dict):
+            check_spec(spec, f"{key}.{name}")
+        elif spec is not None and not isinstance(spec, str):
+            raise RecipeError(
+                f"{key}.{name}", spec, "expected a path, a data set mapping, or null (the validation set)"
+            )
+    return dict(value)
+
+
 def _validate_objective(value: Any, key: str) -> Any:
     check_entry("objective", key, value)
     return value
@@ -367,6 +391,7 @@ def _validate_objective(value: Any, key: str) -> Any:
 #: Keys whose values name registered parts, each with its check (``(value, key) -> value as stored``).
 PARTS: dict[str, Callable[[Any, str], Any]] = {
     "data.degradation": check_chain,
+    "data.test": _validate_tests,
     "data.val_metrics": _validate_metrics,
     "train.losses": check_losses,
     "train.objective": _validate_objective,

@@ -45,7 +45,7 @@ from vsr.errors import VSRError
 from vsr.evaluate import Protocol, evaluate
 from vsr.locks import folder_lock, lent_to_child
 from vsr.model import assemble
-from vsr.probe import run_probe
+from vsr.probe import run_probe, score_set
 from vsr.profile import profile
 from vsr.recipe import load_recipe
 from vsr.studies import runs
@@ -200,20 +200,9 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
 
 
 def _evaluate_real(model, recipe, spec: RunSpec) -> dict[str, Any]:
-    """Score the loaded model on the real-video set with the recipe's protocol, and its temporal gain there (no
-    receptive field: it costs a backward pass per frame), into the run's ``real/`` folder."""
-    folder = runs.real_folder(spec.run_dir)
-    source = open_dataset(spec.real, recipe.data["degradation"])
-    metrics = evaluate(model, data=source, recipe=recipe, out_dir=folder, device=spec.device, progress=False)
-    temporal = run_probe(model, data=source, recipe=recipe, out_dir=runs.temporal_folder(folder),
-                         device=spec.device, field_clips=0)  # fmt: skip
-    return {
-        "metrics": {k: metrics[k] for k in Protocol.from_recipe(recipe).names},
-        "bicubic": metrics.get("bicubic"),
-        "temporal_gain": temporal.mean_gain,
-        "data": metrics.get("data"),
-        "clips": len(metrics["clips"]),
-    }
+    """Score the loaded model on the real-video set with the recipe's protocol, and its temporal gain there,
+    into the run's ``real/`` folder."""
+    return score_set(model, spec.real, recipe=recipe, out_dir=runs.real_folder(spec.run_dir), device=spec.device)
 
 
 # ------------------------------------------------------------------------------------------ the study

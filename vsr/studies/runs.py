@@ -27,7 +27,7 @@ from typing import Any
 
 from vsr.atomic import read_json, write_json, write_with
 from vsr.evaluate import METRICS_FILE, PER_FRAME_FILE
-from vsr.probe import TemporalProbe
+from vsr.probe import TEMPORAL_DIR, TemporalProbe
 from vsr.studies.schema import StudyError
 from vsr.training.files import (
     LAST_CHECKPOINT,
@@ -49,9 +49,9 @@ JOB_FILE = "job.json"  # the submitit job that ran this run (id, executor, log)
 STUDY_FILE = "study.json"  # the study definition as run, in OUT/<study>/
 PROFILE_FILE = "profile.json"  # vsr.profile: parameters, FLOPs and runtime (first seed of each variant)
 TORCHRUN_RECIPE_FILE = "study_recipe.yaml"  # the resolved recipe handed to torchrun for multi-GPU training
-TEMPORAL_DIR = "temporal"  # written by vsr.probe: temporal gain per frame, receptive field, mean gain
 REAL_DIR = "real"  # the evaluation and temporal gain on the real-video set: its own METRICS_FILE, ... TEMPORAL_DIR
-# Imported from their writers: vsr.evaluate (METRICS_FILE, PER_FRAME_FILE) and vsr.training.files (RESULT_FILE,
+# Imported from their writers: vsr.evaluate (METRICS_FILE, PER_FRAME_FILE), vsr.probe (TEMPORAL_DIR: temporal gain
+# per frame, receptive field, mean gain) and vsr.training.files (RESULT_FILE,
 # written last, marks a finished training; LATEST_CHECKPOINT is what an interrupted training resumes from;
 # LAST_CHECKPOINT holds the final weights, the ones evaluated).
 #: What a run's training wrote; copied from a twin run, ``result.json`` last (it marks training as done).

@@ -178,6 +178,7 @@ class Study:
         overrides: list[str | tuple[str, Any]] = [*p.overrides, *v.overrides_for(preset)]
         overrides += data_overrides(self, p, data)
         overrides.append(("train.seed", int(seed)))
+        overrides.append(("data.test", None))  # a study scores each run itself (vsr.studies.driver), on its own sets
         try:
             recipe = load_recipe(p.recipe, *overrides)
             if self.imports:  # the study's plugins travel with each run's recipe (to worker processes and jobs)

@@ -19,6 +19,7 @@ BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pth"  # the weights of the best valida
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.pth"  # the final weights, with the recipe
 WEIGHTS_FILE = "model.safetensors"  # the final weights alone
 RESULT_FILE = "result.json"  # written last: its presence marks a finished training
+TEST_DIR = "test"  # test/<name>/: the final weights scored on data.test's set <name> (metrics, temporal gain)
 TENSORBOARD_EVENTS = "events.out.tfevents.*"  # TensorBoard's event files, one per session (a glob: it names them)
 
 
@@ -67,6 +68,7 @@ __all__ = [
     "RECIPE_FILE",
     "RESULT_FILE",
     "TENSORBOARD_EVENTS",
+    "TEST_DIR",
     "WEIGHTS_FILE",
     "name_problem",
     "run_folder_of",

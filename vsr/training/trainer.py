@@ -6,9 +6,11 @@ short loop: step, log, validate, checkpoint. Outputs in ``out_dir`` (named in :m
 ``checkpoints/latest.pth`` (the whole :class:`vsr.training.state.RunState`, every ``checkpoint_every``
 steps), ``checkpoints/best.pth`` (best validation), ``checkpoints/last.pth`` and ``model.safetensors`` (final
 weights), ``result.json`` (final metrics vs. the bicubic / zero-flow baseline, time, parameters: the content
-of :class:`RunResult`), and TensorBoard's event files (:mod:`vsr.training.tensorboard`, unless
-``train.tensorboard`` is off). Every file but the logs is written atomically. A non-finite loss stops the
-run with a :class:`VSRError` and leaves the last good checkpoint in place.
+of :class:`RunResult`), TensorBoard's event files (:mod:`vsr.training.tensorboard`, unless
+``train.tensorboard`` is off), and ``test/<name>/`` for each of ``data.test``'s sets (the final weights'
+metrics and temporal gain there, :func:`vsr.probe.score_set`). Every file but the logs is written
+atomically. A non-finite loss stops the run with a :class:`VSRError` and leaves the last good checkpoint in
+place.
 
 With ``train.ema`` the run keeps a moving average of its weights (:mod:`vsr.training.ema`), updated after
 every step: validation scores it, ``best.pth`` and ``last.pth`` hold it as ``params_ema`` beside the trained
@@ -47,8 +49,10 @@ from vsr.data.layouts import open_dataset
 from vsr.data.sampling import RunSampler
 from vsr.data.specs import data_specs
 from vsr.errors import DataError, RecipeError, VSRError
+from vsr.evaluate import Protocol
 from vsr.locks import FolderLock
 from vsr.model import PRETRAINED_PREFIXES
+from vsr.probe import score_set
 from vsr.progress import ProgressBar, progress_bar
 from vsr.recipe import Recipe, load_recipe
 from vsr.registry import build_entry, entry
@@ -63,6 +67,7 @@ from vsr.training.files import (
     METRICS_CSV,
     RECIPE_FILE,
     RESULT_FILE,
+    TEST_DIR,
     WEIGHTS_FILE,
     name_problem,
     trained_files,
@@ -114,10 +119,25 @@ class RunResult:
     def __str__(self) -> str:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
         base = ", ".join(f"{k} {v:.4f}" for k, v in self.baseline.items())
+        tests = "".join(
+            f"; on {name} ({r['clips']} clips): {_scored(r)}" for name, r in self.result.get("test", {}).items()
+        )
         return (
             f"{self.iterations} iterations in {self.time_s / 60:.1f} min: {scores} (baseline {base}); "
-            f"weights {self.checkpoint}"
+            f"weights {self.checkpoint}{tests}"
         )
+
+
+def _scored(record: Mapping[str, Any]) -> str:
+    """One test set's record (:func:`vsr.probe.score_set`) in words: each metric beside the bicubic baseline's,
+    and the temporal gain where the set has ground truth."""
+    bicubic = record.get("bicubic") or {}
+    words = [
+        f"{k} {v:.4f}" + (f" (bicubic {bicubic[k]:.4f})" if k in bicubic else "") for k, v in record["metrics"].items()
+    ]
+    if record.get("temporal_gain") is not None:
+        words.append(f"temporal gain {record['temporal_gain']:.3f} dB")
+    return ", ".join(words)
 
 
 @dataclass
@@ -264,8 +284,16 @@ class Trainer:
         train_spec, val_spec = data_specs(self.recipe, data)
         self.train_source = open_dataset(train_spec, self.recipe.data["degradation"])
         self.objective.val_source = self.val_source = open_dataset(val_spec)
+        tests = self.recipe.data["test"] or {}
+        self.test_sources = {  # opened now, so that a wrong test set fails before training
+            name: self.val_source if spec is None else open_dataset(spec, self.recipe.data["degradation"])
+            for name, spec in tests.items()
+        }
         scale = self.recipe.model["scale"]
-        for source in (self.train_source, self.val_source):
+        for source in self.test_sources.values():
+            if not source.has_gt:  # scored by no-reference metrics alone: the recipe must have one
+                Protocol.from_recipe(self.recipe).without_gt(source.name)
+        for source in (self.train_source, self.val_source, *self.test_sources.values()):
             if source.scale != scale:
                 raise DataError(
                     f"data set {source.name} is ×{source.scale} but model.scale is {scale}; "
@@ -500,9 +528,22 @@ class Trainer:
             weights = {k: v.detach().cpu().contiguous() for k, v in self.state.scored_model.state_dict().items()}
             write_with(lambda tmp: save_file(weights, str(tmp)), self.out_dir / WEIGHTS_FILE, ".safetensors")
             result = self._result(metrics, last)
+            if self.test_sources:
+                result["test"] = self._score_tests()
             write_json(result, self.out_dir / RESULT_FILE)
             log.info("run finished: %s", json.dumps({k: result[k] for k in ("iterations", "metrics", "baseline")}))
         return RunResult.from_result(self.out_dir, self.procs.share(result))
+
+    def _score_tests(self) -> dict[str, dict[str, Any]]:
+        """Score the final weights (their moving average with ``train.ema``) on each of ``data.test``'s sets,
+        into ``test/<name>/``: the metrics and the bicubic baseline's, and the temporal gain."""
+        model = self.state.scored_model
+        scored = {}
+        for name, source in self.test_sources.items():
+            log.info("scoring the final weights on test set %s (%s)", name, source.name)
+            scored[name] = score_set(model, source, recipe=self.recipe, out_dir=self.out_dir / TEST_DIR / name,
+                                     device=self.device)  # fmt: skip
+        return scored
 
     def _result(self, metrics: dict[str, float], last: Path) -> dict[str, Any]:
         """The content of ``result.json``."""
