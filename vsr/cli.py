@@ -379,7 +379,7 @@ def export_command(
     """Export a model to ONNX for a fixed number of frames, with dynamic height and width; or its weights as a
     BasicSR checkpoint (``-o net_g.pth``: ``params`` and, with EMA, ``params_ema``, in BasicSR's names)."""
     from vsr.checkpoints import pretrained_model, save_basicsr_checkpoint
-    from vsr.export import export_onnx
+    from vsr.export import check_destination, export_onnx
 
     use_plugins(imports)
 
@@ -391,6 +391,7 @@ def export_command(
         )
     if output.exists() and not overwrite:
         raise ArgumentError(f"--output {shorten(str(output))} exists; choose another path, or pass --overwrite")
+    check_destination(output)
     if output.suffix == ".pth":
         if set_:
             raise ArgumentError("--set changes a recipe, not weights: a BasicSR checkpoint takes no --set")

@@ -16,7 +16,11 @@ training equal those of :func:`evaluate` on the saved checkpoint.
 
 :func:`evaluate` with an ``out_dir`` holds that folder's lock (:mod:`vsr.locks`) from before the model is
 loaded until its files are written: a second writer (another ``vsr test --out``, a training in that folder)
-is refused naming the holder, and a folder the failed evaluation created is removed again.
+is refused naming the holder, and a folder the failed evaluation created is removed again. Before any work,
+:func:`check_output_folder` refuses an ``out_dir`` whose files would be written through a link, or that is (or
+lies in) a training run's folder and the checkpoint is not that run's own (its results would be replaced by
+another model's); ``frames/<clip>`` folders are written only if new or marked as vsr's (:mod:`vsr.atomic`).
+``metrics.json`` records the degradation that made the LR frames (``lr_frames``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,15 +38,27 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from vsr.atomic import atomic_open, write_json
+from vsr.atomic import (
+    NotWrittenByVsr,
+    atomic_open,
+    csv_with,
+    json_with,
+    make_folder,
+    read_marker,
+    refuse_foreign_files,
+    refuse_links_under,
+    write_json,
+    write_marker,
+    write_with,
+)
 from vsr.checkpoints import load_checkpoint, read_checkpoint
 from vsr.data.datasets import TestClips
-from vsr.data.degradations import imresize
+from vsr.data.degradations import describe_chain, imresize
 from vsr.data.layouts import ClipSet, open_dataset
 from vsr.data.specs import evaluation_spec
 from vsr.device import default_device
 from vsr.errors import VSRError
-from vsr.locks import folder_lock
+from vsr.locks import folder_lock, holds
 from vsr.metrics import Metric, clip_average, metric_class, vimeo_center_frame
 from vsr.model import assemble
 from vsr.progress import progress_bar
@@ -53,6 +69,10 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"  # what evaluate() returns: each metric, the bicubic baseline's, the protocol
 PER_FRAME_FILE = "per_frame.csv"  # each metric (and the bicubic baseline's) per clip and frame
+FRAMES_DIR = "frames"  # with save_frames: frames/<clip>/<frame name>.png, each clip folder marked as vsr's
+FRAMES_KIND = "test frames"  # the kind in the marker file of a frames/<clip> folder
+#: The files evaluate() writes in its out_dir, and how one written earlier is known to be vsr's.
+OUTPUT_FILES = {METRICS_FILE: json_with("protocol", "frames"), PER_FRAME_FILE: csv_with("clip", "frame", "name")}
 BASELINE_PREFIX = "bicubic_"  # per_frame.csv's column of the bicubic baseline's score: bicubic_<metric>
 
 
@@ -251,16 +271,57 @@ def measure(
                 row = {"clip": sample["clip"], "frame": i, "name": name}
                 result.rows.append(row | {k: float(v[i]) for k, v in scores.items()})
             if frames_dir is not None:
-                _save_frames(out, sample["frames"], Path(frames_dir) / sample["clip"])
+                _save_frames(out, sample["frames"], Path(frames_dir), sample["clip"])
             bar.advance()
     return result
 
 
-def _save_frames(frames: Tensor, names: list[str], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def _save_frames(frames: Tensor, names: list[str], frames_dir: Path, clip: str) -> None:
+    """``frames_dir/<clip>/<name>.png``, each written atomically, in a folder vsr made (no link on the way) and
+    then marked as vsr's."""
+    folder = make_folder(frames_dir, *Path(clip).parts)
     array = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     for image, name in zip(array, names, strict=True):
-        Image.fromarray(np.ascontiguousarray(image)).save(folder / f"{name}.png")
+        picture = Image.fromarray(np.ascontiguousarray(image))
+        write_with(lambda tmp, picture=picture: picture.save(tmp, format="PNG"), folder / f"{name}.png", ".png")
+    write_marker(folder, FRAMES_KIND, frames=len(names))
+
+
+def _check_frame_folders(frames_dir: Path, clips: Sequence[str]) -> None:
+    """Refuse, before any work, frame folders vsr would write through a link or over files it did not write."""
+    if not (frames_dir.exists() or frames_dir.is_symlink()):
+        return
+    refuse_links_under(frames_dir, "the frames folder")
+    for clip in clips:
+        folder = frames_dir / clip
+        if folder.is_dir() and any(folder.iterdir()) and (read_marker(folder) or {}).get("kind") != FRAMES_KIND:
+            raise NotWrittenByVsr(
+                f"{folder} holds files that vsr did not write (it has no {FRAMES_KIND} marker), and --save-frames "
+                "would write over them; move them away, or choose another --out"
+            )
+
+
+def check_output_folder(
+    out_dir: Path, checkpoint: Any, files: dict[str, Callable[[Path], bool]], command: str
+) -> Path | None:
+    """Refuse, before any work, an ``out_dir`` whose ``files`` (name -> whether an existing one is vsr's) would be
+    written through a link or over a file vsr did not write, or that is (or lies in) a training run's folder when
+    ``checkpoint`` is not that run's own: another model's results would replace the run's. The process that
+    holds the run's lock (the study driver) writes there. Returns the run folder, if it is in one."""
+    from vsr.training.files import LAST_CHECKPOINT, run_folder_of  # vsr.training imports this module
+
+    refuse_foreign_files(out_dir, files, command)
+    run = run_folder_of(out_dir)
+    if run is None or holds(run):
+        return run
+    given = Path(checkpoint) if isinstance(checkpoint, str | Path) else None
+    if given is None or not given.is_file() or not given.resolve().is_relative_to(run.resolve()):
+        raise NotWrittenByVsr(
+            f"{out_dir} is in the run folder {run}, and writing there would replace that run's results with those "
+            f"of another checkpoint ({checkpoint if checkpoint is not None else 'a model given built'}); choose "
+            f"another --out, or test the run's own checkpoint (e.g. {run / LAST_CHECKPOINT})"
+        )
+    return run
 
 
 def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
@@ -293,6 +354,29 @@ def resolve_model(model_or_recipe, checkpoint) -> tuple[nn.Module, Recipe | None
     return model, recipe
 
 
+def lr_frames(source: ClipSet) -> str | list[dict[str, Any]]:
+    """What made the LR frames of ``source``: ``"stored"`` (read from the set), or the degradation chain that
+    made them from GT (:func:`~vsr.data.degradations.describe_chain`); a set without GT: ``"given"``."""
+    if not source.has_gt:
+        return "given"
+    if all(clip.lr is not None for clip in source.clips):
+        return "stored"
+    return describe_chain(source.degradation)
+
+
+def _keep_val_degradation(recipe: Recipe | None, data: Any) -> None:
+    """Refuse a test set folder (``--data``) that would silently drop the degradation of the recipe's
+    ``data.val`` mapping (the LR frames it makes from GT, e.g. with noise)."""
+    val = recipe.data.get("val") if recipe is not None else None
+    if not isinstance(data, str | Path) or not isinstance(val, Mapping) or val.get("degradation") is None:
+        return
+    raise VSRError(
+        f"the recipe's data.val makes its LR frames with degradation {val['degradation']!r}, which a test set "
+        f"given as a folder ({data}) would drop. To test {data} with that degradation, give it as "
+        f"--set data.val.root={data} (without --data); to test it on its own LR frames, add --set data.val=null"
+    )
+
+
 def prepare(
     model_or_recipe: nn.Module | Recipe | str | Path | dict | None,
     checkpoint: str | Path | None = None,
@@ -307,6 +391,7 @@ def prepare(
     protocol and validation set then apply, so that a model built and loaded once serves several tests."""
     model, found = resolve_model(model_or_recipe, checkpoint)
     recipe = found if recipe is None else recipe
+    _keep_val_degradation(recipe, data)
     protocol = Protocol.from_recipe(recipe) if recipe is not None else Protocol()
     device = default_device(device)
     source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
@@ -314,15 +399,18 @@ def prepare(
 
 
 @contextlib.contextmanager
-def _owned(out_dir: Path | None) -> Iterator[None]:
-    """Hold the lock of ``out_dir`` (if any) for the block; remove the folder again if the block created it and
-    failed before writing anything into it."""
+def owned(out_dir: Path | None, run: Path | None = None) -> Iterator[None]:
+    """Hold the lock of ``out_dir`` (if any), and of the ``run`` folder it lies in, for the block; remove the
+    folder again if the block created it and failed before writing anything into it."""
     if out_dir is None:
         yield
         return
     created = not out_dir.exists()
     try:
-        with folder_lock(out_dir, "output folder"):
+        with contextlib.ExitStack() as stack:
+            if run is not None and run.resolve() != out_dir.resolve():
+                stack.enter_context(folder_lock(run, "run folder"))
+            stack.enter_context(folder_lock(out_dir, "output folder"))
             yield
     except BaseException:
         if created:
@@ -363,17 +451,21 @@ def evaluate(
     if save_frames and out_dir is None:
         raise VSRError("evaluate: save_frames needs out_dir, the folder to write the frames into")
     out_dir = Path(out_dir) if out_dir is not None else None
-    with _owned(out_dir):
+    run = check_output_folder(out_dir, checkpoint, OUTPUT_FILES, "vsr test") if out_dir is not None else None
+    with owned(out_dir, run):
         model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
         overrides = {"y_channel": y_channel, "crop_border": crop_border, "center_frame": center_frame,
                      "max_frames": max_frames}  # fmt: skip
         protocol = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
+        frames_dir = out_dir / FRAMES_DIR if save_frames and out_dir else None
+        if frames_dir is not None:
+            _check_frame_folders(frames_dir, source.names)
         result = measure(
             model,
             protocol.test_clips(source),
             protocol,
             device,
-            frames_dir=out_dir / "frames" if save_frames and out_dir else None,
+            frames_dir=frames_dir,
             progress=progress,
         )
         metrics = result.summary() | {
@@ -385,6 +477,7 @@ def evaluate(
                 "metrics": list(protocol.metrics),
             },
             "data": source.name,
+            "lr_frames": lr_frames(source),
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "frames": len(result.rows),
         }

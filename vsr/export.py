@@ -47,7 +47,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from vsr.atomic import write_with
+from vsr.atomic import NotWrittenByVsr, refuse_link, write_with
 from vsr.components import REGISTRY, deform
 from vsr.components.cleaning import Cleaning
 from vsr.errors import ArgumentError, VSRError, brief_repr
@@ -218,6 +218,55 @@ def _fixed_cleaning(model: nn.Module, passes: int | None) -> Iterator[int | None
         yield chosen
 
 
+BASICSR_KEYS = frozenset({"params", "params_ema"})  # all that a BasicSR checkpoint of vsr export holds
+
+
+def _not_an_export(path: Path) -> str | None:
+    """Why the existing file ``path`` is not an earlier output of ``vsr export`` (so ``--overwrite`` must not
+    replace it), or None: an ``.onnx`` file carrying vsr's metadata, or a ``.pth`` of BasicSR's
+    ``params``/``params_ema`` alone."""
+    from vsr.checkpoints import VSR_FORMAT, read_checkpoint
+    from vsr.training.files import run_folder_of
+
+    run = run_folder_of(path.parent)
+    if run is not None:
+        return f"it lies in the training run folder {run}, whose files export never replaces"
+    if path.suffix == ".onnx":
+        try:
+            onnx = _import("onnx", "checking the file an ONNX export would replace")
+            keys = {entry.key for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+        except VSRError:
+            raise
+        except Exception:
+            return "it cannot be read as an ONNX model"
+        return None if METADATA["scale"] in keys else "it is an ONNX model without vsr's metadata"
+    try:
+        held = read_checkpoint(path)
+    except VSRError:
+        return "it is not a checkpoint"
+    if held.get("format") == VSR_FORMAT:
+        return "it is a vsr checkpoint (its weights, recipe and training state), not an export"
+    if not held or not set(held) <= BASICSR_KEYS:
+        return f"it holds {', '.join(sorted(map(str, held))[:4]) or 'nothing'}, not only BasicSR's params"
+    return None
+
+
+def check_destination(path: str | os.PathLike) -> None:
+    """Refuse an export's ``path`` that is a link, or an existing file that an earlier ``vsr export`` did not
+    write (a vsr checkpoint, a run's ``latest.pth``, a file of the user's): ``--overwrite`` replaces only an
+    earlier export."""
+    path = Path(path)
+    refuse_link(path, "the export's output")
+    if not path.exists():
+        return
+    why = _not_an_export(path)
+    if why is not None:
+        raise NotWrittenByVsr(
+            f"{path}: --overwrite replaces only an earlier output of vsr export, but {why}; it is left untouched. "
+            "Choose another output path"
+        )
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -292,6 +341,7 @@ def export_onnx(
             exported.max_difference = _check(model, tmp, path, frames, tolerance, exported.frozen_at)
 
     exported = ExportSummary(path, frames, scale, opset, 0.0)
+    check_destination(path)
     try:
         with _fixed_cleaning(model, cleaning_passes) as passes:
             exported.cleaning_passes = passes

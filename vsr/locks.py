@@ -10,6 +10,9 @@ On a file system without ``flock`` (some cluster file systems), the file's conte
 on this host that is still running (same pid, same start time) or any holder on another host refuses the
 folder; a holder on this host that is no longer running is taken over, with a log line.
 
+The lock file is vsr's own: one that is a symbolic link (to a user's file, which taking the lock would
+truncate and releasing it delete) is refused, and never opened through.
+
 Locks are reentrant within a process (the study driver locks a run folder and the trainer it calls locks
 the same folder again), and a process may lend the locks it holds to a child it starts
 (:func:`lent_to_child`: ``torchrun`` training a study's run on several GPUs).
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".vsr.lock"  # in the locked folder; deleted on release
 LENT_LOCKS_ENV = "VSR_LENT_LOCKS"  # JSON {lock file: pid of the holder that lent it to this process}
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+_NOFOLLOW, _CLOEXEC = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_CLOEXEC", 0)
 
 
 class FolderInUse(VSRError):
@@ -58,6 +62,17 @@ class FolderInUse(VSRError):
         if holder and holder.get("host") != socket.gethostname():
             hint += f"; if that process is gone, delete {lock_file}"
         super().__init__(f"{what} {folder} is in use: {who} is writing to it{detail}; {hint}")
+
+
+class LockFileIsLink(VSRError):
+    """The lock file of a folder is a symbolic link: vsr did not make it, and will not write through it."""
+
+    def __init__(self, folder: Path, what: str, lock_file: Path):
+        target = os.readlink(lock_file) if lock_file.is_symlink() else "?"
+        super().__init__(
+            f"{what} {folder}: its lock file {lock_file} is a symbolic link (to {target}); vsr makes its lock file "
+            "itself and writes through no link, so the folder is left untouched. Delete the link, then run again"
+        )
 
 
 def _process_start(pid: int) -> str | None:
@@ -108,6 +123,12 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
     return holder if isinstance(holder, dict) else None
 
 
+def _lock_key(folder: str | os.PathLike) -> str:
+    """The lock file of ``folder`` as an absolute path, the folder resolved but not the file (never a link's
+    target)."""
+    return os.path.join(os.path.realpath(folder), LOCK_FILE)
+
+
 def _lent() -> dict[str, int]:
     try:
         lent = json.loads(os.environ.get(LENT_LOCKS_ENV, "{}"))
@@ -145,7 +166,7 @@ class FolderLock:
         if self.held:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
-        key = os.path.realpath(self.path)
+        key = _lock_key(self.folder)
         if key in _HELD:
             _HELD[key].count += 1
         else:
@@ -153,15 +174,24 @@ class FolderLock:
         self._key = key
         return self
 
+    def _open(self) -> int:
+        """The lock file, opened (created if missing) without following a link; a link there is refused."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+        except OSError as err:
+            if err.errno != errno.ELOOP and not self.path.is_symlink():
+                raise
+            raise LockFileIsLink(self.folder, self.what, self.path) from None
+
     def _take(self) -> int | None:
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 if not self._lock(fd):
                     os.close(fd)
                     return None  # lent by the parent process
                 try:
-                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                    same = os.lstat(self.path).st_ino == os.fstat(fd).st_ino
                 except FileNotFoundError:
                     same = False
                 if not same:  # the previous holder released (deleted) the file while we waited: try again
@@ -214,7 +244,7 @@ class FolderLock:
         return None
 
     def _is_lent(self, holder: dict[str, Any] | None) -> bool:
-        lender = _lent().get(os.path.realpath(self.path))
+        lender = _lent().get(_lock_key(self.folder))
         return bool(holder) and lender is not None and holder.get("pid") == lender
 
     def release(self) -> None:
@@ -229,7 +259,7 @@ class FolderLock:
         if held.fd is None:
             return
         try:
-            if os.fstat(held.fd).st_ino == os.stat(key).st_ino:
+            if os.fstat(held.fd).st_ino == os.lstat(key).st_ino:
                 os.unlink(key)  # while still locked: a waiter on this file sees it gone and starts over
         except FileNotFoundError:
             pass
@@ -262,11 +292,16 @@ def lent_to_child(folders: Iterable[str | os.PathLike]) -> dict[str, str]:
     must hold their locks: in the child, locking one of them succeeds without taking the lock."""
     lent = _lent()
     for folder in folders:
-        key = os.path.realpath(Path(folder) / LOCK_FILE)
+        key = _lock_key(folder)
         if key not in _HELD:
             raise RuntimeError(f"cannot lend the lock of {folder}: this process does not hold it")
         lent[key] = lent.get(key, os.getpid()) if _HELD[key].fd is None else os.getpid()
     return {**os.environ, LENT_LOCKS_ENV: json.dumps(lent)}
 
 
-__all__ = ["LOCK_FILE", "FolderInUse", "FolderLock", "folder_lock", "lent_to_child"]
+def holds(folder: str | os.PathLike) -> bool:
+    """Whether this process holds (or was lent) the lock of ``folder``."""
+    return _lock_key(folder) in _HELD
+
+
+__all__ = ["LOCK_FILE", "FolderInUse", "FolderLock", "LockFileIsLink", "folder_lock", "holds", "lent_to_child"]

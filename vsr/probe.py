@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vsr.atomic import write_json, write_with
+from vsr.atomic import csv_with, json_with, write_json, write_with
 from vsr.data.datasets import TestClips
 from vsr.data.layouts import ClipSet, open_dataset
-from vsr.evaluate import Protocol, evaluate, prepare
+from vsr.evaluate import Protocol, check_output_folder, evaluate, owned, prepare
 from vsr.metrics import clip_average, psnr
 from vsr.recipe import Recipe
 
@@ -40,6 +40,12 @@ GAIN_FILE = "temporal_gain.csv"  # per clip and frame: psnr (whole clip), psnr_a
 FIELD_FILE = "receptive_field.csv"  # per output frame i and input frame j: sensitivity and its row share
 SUMMARY_FILE = "temporal.json"  # mean gain, frames probed
 TEMPORAL_DIR = "temporal"  # the probe's folder inside a scored set's folder (score_set)
+#: The files a probe writes in its out_dir, and how one written earlier is known to be vsr's.
+PROBE_FILES = {
+    GAIN_FILE: csv_with("clip"),
+    FIELD_FILE: csv_with("clip", "i", "j"),
+    SUMMARY_FILE: json_with("temporal_gain"),
+}
 
 
 @torch.no_grad()
@@ -212,21 +218,26 @@ def run_probe(
     """Probe a model (or a recipe with a ``checkpoint``) on a test set, as :func:`vsr.evaluate.evaluate` takes
     them (default: the recipe's validation set; ``recipe``: a built model's recipe), scoring frames by PSNR
     under the recipe's protocol (border crop, Y channel, ``max_frames``), whatever its ``data.val_metrics``;
-    with ``out_dir``, write the probe there (:meth:`TemporalProbe.write`)."""
-    model, protocol, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
-    clips = TestClips(source, max_frames=protocol.max_frames, cache_frames=None)
-    result = probe(
-        model,
-        clips,
-        device,
-        field_clips=field_clips,
-        field_frames=field_frames,
-        probes=probes,
-        crop_border=protocol.crop_border,
-        y_channel=protocol.y_channel,
-    )
-    if out_dir is not None:
-        result.write(out_dir)
+    with ``out_dir``, write the probe there (:meth:`TemporalProbe.write`), holding its lock (and its run
+    folder's, if it lies in one) from before the model is loaded; an ``out_dir`` in a run folder other than the
+    checkpoint's own is refused (:func:`vsr.evaluate.check_output_folder`)."""
+    out_dir = Path(out_dir) if out_dir is not None else None
+    run = check_output_folder(out_dir, checkpoint, PROBE_FILES, "vsr probe") if out_dir is not None else None
+    with owned(out_dir, run):
+        model, protocol, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
+        clips = TestClips(source, max_frames=protocol.max_frames, cache_frames=None)
+        result = probe(
+            model,
+            clips,
+            device,
+            field_clips=field_clips,
+            field_frames=field_frames,
+            probes=probes,
+            crop_border=protocol.crop_border,
+            y_channel=protocol.y_channel,
+        )
+        if out_dir is not None:
+            result.write(out_dir)
     return result
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from av.stream import Disposition
 from av.video.reformatter import ColorRange, Colorspace
 
+from vsr.atomic import OUTPUT_MARKER, write_marker
 from vsr.errors import VideoError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ CRF_RANGES = {"libx264": (0, 51), "h264": (0, 51), "libx265": (0, 51), "libvpx-v
               "mpeg4": (1, 31)}  # fmt: skip
 DEFAULT_FPS = Fraction(25)
 _FF_QP2LAMBDA = 118  # FFmpeg's q-scale -> lambda factor, for MPEG-4 part 2's global_quality
-OUTPUT_MARKER = ".vsr-output"  # in a frame folder vsr wrote: {"written_by": "vsr", "frames": n}
 OUTPUT_TAG = "vsr-output"  # the container's "comment" tag of a video vsr wrote starts with this
 _TAG_TEXT = f"{OUTPUT_TAG} (written by vsr; `vsr upscale --overwrite` may replace this file)"
 
@@ -595,7 +595,7 @@ class FrameWriter:
 
     def _commit(self) -> None:
         if self.kind == "frames":
-            (self.tmp_path / OUTPUT_MARKER).write_text(json.dumps({"written_by": "vsr", "frames": self.frames_written}))
+            write_marker(self.tmp_path, frames=self.frames_written)
         exists = self.path.exists() or self.path.is_symlink()
         if exists:  # it may have changed since the writer opened: check again just before replacing it
             self._check_replaceable()

@@ -42,9 +42,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vsr.atomic import write_with
+from vsr.atomic import make_folder, refuse_links_under, write_with
 from vsr.errors import DataError, RecipeError
 from vsr.registry import (
+    REGISTRY,
     Allowed,
     build_entry,
     check_entry,
@@ -397,6 +398,18 @@ def build_chain(value: Any, scale: int, key: str = "degradation") -> Chain:
     return chain
 
 
+def describe_chain(chain: Degradation) -> list[dict[str, Any]]:
+    """A built chain as data, each stage ``{"name": its registered name, <argument>: value}``: what a
+    ``metrics.json`` records as the degradation that made the LR frames."""
+    names = {cls: name for name, cls in REGISTRY["degradation"].items()}
+    stages = chain.stages if isinstance(chain, Chain) else [chain]
+    return [
+        {"name": names.get(type(stage), type(stage).__name__)}
+        | {key: getattr(stage, key) for key in getattr(stage, "allowed_arguments", {}) if hasattr(stage, key)}
+        for stage in stages
+    ]
+
+
 # --------------------------------------------------------------------------------------------------------
 # Ground truth on disk -> LR on disk
 
@@ -453,7 +466,9 @@ def degrade_folder(
     values drawn once per clip), and rewrites the clip if a frame is missing. ``<clip>`` may be nested
     (Vimeo-90K's ``00001/0001``): every folder holding PNGs is a clip and
     keeps its relative path. Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes.
-    Computation is in float64 from the uint8 frames, and each file is written atomically.
+    Computation is in float64 from the uint8 frames, and each file is written atomically. An LR folder holding a
+    symbolic link (a clip folder linked to its GT clip) is refused before anything is written: vsr writes
+    through no link.
     """
     degradation = build_chain(kind, scale, key)  # ``key``: what a message names (``--kind`` for vsr data degrade)
     gt_root, lr_root = Path(gt_root), Path(lr_root)
@@ -461,6 +476,8 @@ def degrade_folder(
         raise DataError(f"ground-truth folder {gt_root} does not exist; expected {gt_root}/<clip>/*.png")
     if lr_root.resolve().is_relative_to(gt_root.resolve()):
         raise DataError(f"LR folder {lr_root} lies inside the ground-truth folder {gt_root}; write it elsewhere")
+    if lr_root.exists() or lr_root.is_symlink():
+        refuse_links_under(lr_root, "LR folder")
     frames = sorted(p for p in gt_root.rglob("*.png") if p.is_file() and not p.name.startswith("."))
     if not frames:
         raise DataError(f"no PNG frames under {gt_root}; expected {gt_root}/<clip>/*.png")
@@ -480,8 +497,8 @@ def degrade_folder(
         for indices, rng in batches:
             gt = torch.stack([_read_gt(paths[i], scale) for i in indices])
             for i, lq in zip(indices, degradation(gt, rng), strict=True):
-                dst = lr_root / paths[i].relative_to(gt_root)
-                dst.parent.mkdir(parents=True, exist_ok=True)
+                relative = paths[i].relative_to(gt_root)
+                dst = make_folder(lr_root, *relative.parent.parts) / relative.name
                 _write_png(lq, dst)
                 written += 1
     return written

@@ -38,8 +38,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,7 +50,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vsr.atomic import read_json, write_json
+from vsr.atomic import read_json, refuse_foreign, write_json
 from vsr.data.degradations import bi, imresize
 from vsr.data.synth import _install, lr_folder
 from vsr.data.synth import default_root as synth_root
@@ -260,6 +262,7 @@ def generate(
                 f"{root} holds a real-video set made with other arguments or another version (see {description}); "
                 f"replace it with `vsr data real --out {root} --overwrite`, or choose another folder"
             )
+        refuse_foreign(root, _set_entry(read_json(description)), "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a real-video set (no {DESCRIPTION_FILE}); choose another folder")
 
@@ -281,6 +284,40 @@ def generate(
     return _info(root, cached=False)
 
 
+def _set_entry(meta: dict) -> Callable[[tuple[str, ...], bool], bool]:
+    """Whether an entry of a set (its parts relative to the root, and whether it is a folder) is one that the
+    generator described by ``meta`` (its ``real.json``) writes: the description, the split folders, their
+    clip folders of the cuts it lists, and their frames."""
+    clips = meta.get("clips") if isinstance(meta.get("clips"), dict) else {}
+    names = {split: {c.get("name") for c in cuts if isinstance(c, dict)} for split, cuts in clips.items()
+             if isinstance(cuts, list)}  # fmt: skip
+    frame = re.compile(r"\d{8}\.png")
+
+    def expected(parts: tuple[str, ...], folder: bool) -> bool:
+        split = parts[0]
+        if len(parts) == 1:
+            return split in SPLITS if folder else split == DESCRIPTION_FILE
+        inner = parts[1:] if split == LQ_SPLIT else parts[2:]  # gt/<GT or BIx4>/<clip>, lq/<clip>
+        if split == GT_SPLIT and not (parts[1] == "GT" or re.fullmatch(r"[A-Z]+x\d+", parts[1])):
+            return False
+        if not inner:
+            return folder
+        if len(inner) == 1:
+            return folder and inner[0] in names.get(split, ())
+        return len(inner) == 2 and not folder and bool(frame.fullmatch(inner[1]))
+
+    return expected
+
+
+def _partial_entry(parts: tuple[str, ...], folder: bool) -> bool:
+    """Whether an entry of ``<root>.partial`` is one vsr writes there: its mark, a set's entry for the shipped
+    cuts, or a clip folder being written (``<clip>.tmp``)."""
+    if parts == (PARTIAL_FILE,):
+        return not folder
+    cuts = {"clips": {split: [{"name": c.name} for c in CUTS if c.split == split] for split in SPLITS}}
+    return _set_entry(cuts)(tuple(part.removesuffix(".tmp") for part in parts), folder)
+
+
 def _info(root: Path, cached: bool = True) -> RealInfo:
     meta = read_description(root)
     return RealInfo(root, meta["args"], {s: [c["name"] for c in meta["clips"][s]] for s in SPLITS}, cached)
@@ -295,6 +332,7 @@ def _partial_folder(root: Path, args: dict) -> Path:
         if not mark.is_file():
             raise DataError(f"{partial} is in the way and vsr did not write it; move it, then rerun")
         if read_json(mark) != args:
+            refuse_foreign(partial, _partial_entry, "delete it")
             shutil.rmtree(partial)
     if not partial.exists():
         partial.mkdir(parents=True)

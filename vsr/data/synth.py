@@ -22,10 +22,11 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vsr.atomic import refuse_foreign
 from vsr.data.degradations import build_chain
 from vsr.data.flow_files import read_flow, write_affine_flow
 from vsr.data.scenes import available_photos, render_clip
@@ -191,7 +193,8 @@ def generate(
     core, but no more than one per 8 clips). The
     result depends only on the arguments. Writing is atomic (into ``root.tmp-<pid>``, then renamed); a set
     already at ``root`` with the same arguments is returned as is, one with other arguments is replaced
-    only if ``overwrite``.
+    only if ``overwrite``, and only if it holds nothing that vsr did not write (:func:`set_entry`): a file or
+    clip of the user's in it is refused before any work.
     """
     root = Path(root)
     size = (int(size[0]), int(size[1]))
@@ -245,6 +248,7 @@ def generate(
                 f"(see {meta_path}); replace it with `vsr data synth --out {root} --overwrite` "
                 "(overwrite=True), or choose another root"
             )
+        refuse_foreign(root, set_entry(json.loads(meta_path.read_text())), "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a synthetic data set (no synth.json); choose another root")
 
@@ -328,6 +332,31 @@ def _render_and_write(job: _ClipJob) -> str:
         for direction, src, dst in (("next", i, i + 1), ("prev", i + 1, i)):
             write_affine_flow(dirs["flow"] / f"{i:08d}_{direction}.npz", clip.surface[src], clip.affine_flow(src, dst))
     return name
+
+
+_FRAME = re.compile(r"\d{8}\.png")
+_FLOW = re.compile(r"\d{8}_(next|prev)\.(npz|npy)")
+
+
+def set_entry(meta: dict) -> Callable[[tuple[str, ...], bool], bool]:
+    """Whether an entry of a set (its parts relative to the root, and whether it is a folder) is one that the
+    generator described by ``meta`` (its ``synth.json``) writes: the description, the splits, their GT, LR
+    and flow folders, the clips it lists and their frames and flows."""
+    clips = meta.get("clips") if isinstance(meta.get("clips"), dict) else {}
+
+    def expected(parts: tuple[str, ...], folder: bool) -> bool:
+        if len(parts) == 1:
+            return parts[0] in clips if folder else parts[0] == "synth.json"
+        split, kind, *rest = parts
+        if not (kind in ("GT", "flow") or re.fullmatch(r"[A-Z]+x\d+", kind)):
+            return False
+        if len(parts) == 2:
+            return folder
+        if len(parts) == 3:
+            return folder and parts[2] in clips.get(split, ())
+        return len(parts) == 4 and not folder and bool((_FLOW if kind == "flow" else _FRAME).fullmatch(parts[3]))
+
+    return expected
 
 
 def _install(tmp: Path, root: Path) -> None:

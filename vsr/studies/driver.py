@@ -148,7 +148,9 @@ def _train(spec: RunSpec, progress: bool) -> None:
     """Train one run here, or under ``torchrun`` on ``spec.gpus`` GPUs; resume an interrupted training."""
     resume = runs.can_resume(spec.run_dir)
     if spec.gpus > 1:
-        runs.torchrun_recipe_file(spec.run_dir).write_text(yaml.safe_dump(spec.recipe, sort_keys=False))
+        from vsr.atomic import write_text  # atomic, and never through a link at the recipe file's path
+
+        write_text(yaml.safe_dump(spec.recipe, sort_keys=False), runs.torchrun_recipe_file(spec.run_dir))
         done = subprocess.run(torchrun_command(spec, resume), check=False, env=lent_to_child([spec.run_dir]))
         if done.returncode != 0:
             raise VSRError(f"{spec.key}: torchrun training exited with status {done.returncode}")

@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from vsr.atomic import write_json, write_text, write_with
+from vsr.atomic import refuse_link, write_json, write_text, write_with
 from vsr.checkpoints import read_checkpoint, save_checkpoint
 from vsr.data.datasets import TrainingClips
 from vsr.data.layouts import open_dataset
@@ -60,13 +60,17 @@ from vsr.training.distributed import Processes, resolve_device
 from vsr.training.ema import WeightAverage
 from vsr.training.files import (
     BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
     LAST_CHECKPOINT,
     LATEST_CHECKPOINT,
+    LOG_FILE,
+    METRICS_CSV,
     RECIPE_FILE,
     RESULT_FILE,
     TEST_DIR,
     WEIGHTS_FILE,
     name_problem,
+    trained_files,
 )
 from vsr.training.precision import autocast_dtype, use_channels_last
 from vsr.training.pretrained import has_pretrained, load_init, set_pretrained_frozen
@@ -77,6 +81,10 @@ from vsr.training.steps import MAIN, StepContext
 from vsr.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
+
+#: The files a run writes in its folder, none of which may be a link.
+RUN_FILES = (RECIPE_FILE, LOG_FILE, METRICS_CSV, LATEST_CHECKPOINT, BEST_CHECKPOINT, LAST_CHECKPOINT, WEIGHTS_FILE,
+             RESULT_FILE)  # fmt: skip
 
 RUNS_DIR = Path("runs")  # a run's folder when none is given: runs/<recipe name>
 
@@ -179,6 +187,7 @@ class Trainer:
         self.procs = Processes.from_env()
         self._lock_run_folder()
         try:
+            self._refuse_trained_folder()
             check_run_folder(self.out_dir, self.recipe, resume)
             checkpoint = read_checkpoint(self.latest) if resume else None
             self.changes = check_changes(self.out_dir, self.recipe, checkpoint, allow_recipe_changes) if resume else {}
@@ -210,6 +219,20 @@ class Trainer:
         self.lock, self.created_dir = None, not self.out_dir.exists()
         if self.procs.is_main:
             self.lock = FolderLock(self.out_dir, "run folder").acquire()
+
+    def _refuse_trained_folder(self) -> None:
+        """A new run never starts in a folder holding a training's checkpoints, weights or result, whichever
+        recipe it holds (a finished run whose ``latest.pth`` is gone would be trained again over them); and no
+        run writes its files through a link (the logs are appended to, a link would take them elsewhere)."""
+        for name in (CHECKPOINT_DIR, *RUN_FILES):
+            refuse_link(self.out_dir / name, "the run's file")
+        found = trained_files(self.out_dir) if not self.resume else []
+        if found:
+            shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+            raise VSRError(
+                f"{self.out_dir} already holds a run ({shown}), which a new run would replace; resume it "
+                f"(--resume, needs {LATEST_CHECKPOINT}), or choose another out dir"
+            )
 
     def _unlock(self, remove_if_created: bool = False) -> None:
         if self.lock is not None:
