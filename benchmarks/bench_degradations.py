@@ -1,8 +1,8 @@
 """What degrading on the fly costs: RealBasicVSR's chain (``realbasicvsr``) stage by stage, and a DataLoader
 worker's sample rate against the step rate of the tiny recipe.
 
-    python benchmarks/bench_degradations.py                # about a minute on two busy cores
-    python benchmarks/bench_degradations.py --repeats 5
+    python benchmarks/bench_degradations.py                # about 8 minutes on two idle cores
+    python benchmarks/bench_degradations.py --parts stages,worker --repeats 5   # a minute
 
 * **Stages**: one clip of 30 frames at 256² GT (a photograph panning 2 px a frame), each stage of the chain
   on the whole clip at that size with its draw made to fire (noise: Gaussian and Poisson; video: libx264
@@ -15,6 +15,12 @@ worker's sample rate against the step rate of the tiny recipe.
   training step (forward, Charbonnier, backward, Adam; channels-last as the recipe) on torch's threads. The
   ratio is the share of the step's time a worker needs for a batch: below 1, one worker keeps up, given a
   core of its own.
+* **Training** (what the issue's 10% budget is about): the two tiny recipes trained as ``vsr train`` trains
+  them, on the machine's cores with their DataLoader worker (``data.workers: 1``) on the same cores, from a
+  GT-only set degraded on the fly by ``realbasicvsr`` against the same set degraded by ``bi`` (a bicubic
+  resize of the GT frames: the same loading, mirroring and cropping, no real-world chain). The rate is
+  iterations per second after the first log window (worker start-up, frame caching), the variants taking
+  turns over ``--rounds``; the loss is 1 − (on-the-fly rate / BI rate).
 
 Times are wall-clock, on whatever else the machine runs: medians, and a ratio measured within one run.
 """
@@ -22,6 +28,8 @@ Times are wall-clock, on whatever else the machine runs: medians, and a ratio me
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import tempfile
 import time
@@ -38,6 +46,10 @@ from vsr.data.layouts import open_dataset
 from vsr.losses import charbonnier
 from vsr.model import assemble
 from vsr.recipe import load_recipe
+from vsr.training import train
+from vsr.training.files import LOG_FILE
+
+TRAINED = ("basicvsr_tiny", "realbasicvsr_tiny")
 
 
 def median_time(run: Callable[[int], object], repeats: int) -> float:
@@ -129,20 +141,54 @@ def step_time(steps: int) -> float:
     return median_time(step, steps)
 
 
+def training_rate(name: str, root: Path, degradation: str, iterations: int, out: Path) -> float:
+    """Iterations per second of recipe ``name`` trained on ``root``'s GT degraded by ``degradation``, after
+    the first log window."""
+    recipe = load_recipe(name).to_dict()
+    recipe["data"] |= {
+        "train": {"layout": "synth", "root": str(root), "split": "train", "lr": None, "degradation": degradation},
+        "val": {"layout": "synth", "root": str(root), "split": "val"}, "test": None, "workers": 1,
+    }  # fmt: skip
+    recipe["train"] |= {"iterations": iterations, "periods": [iterations], "log_every": 10, "val_every": 0,
+                        "checkpoint_every": 0, "tensorboard": False}  # fmt: skip
+    train(recipe, out, progress=False)
+    windows = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
+    windows = [w for w in windows if w.get("event") == "train" and w["iteration"] > 10]
+    return sum(10 for _ in windows) / sum(10 / w["it_per_s"] for w in windows)
+
+
+def training_rows(root: Path, iterations: int, rounds: int, tmp: Path) -> list[tuple[str, float, float]]:
+    """(recipe, it/s degraded by realbasicvsr, it/s degraded by bi), medians over ``rounds`` turns."""
+    rows = []
+    for name in TRAINED:
+        rates: dict[str, list[float]] = {"realbasicvsr": [], "bi": []}
+        for turn in range(rounds):
+            for degradation, kept in rates.items():
+                kept.append(training_rate(name, root, degradation, iterations, tmp / f"{name}-{degradation}-{turn}"))
+        rows.append((name, statistics.median(rates["realbasicvsr"]), statistics.median(rates["bi"])))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per stage (median)")
     parser.add_argument("--samples", type=int, default=8, help="training samples timed")
     parser.add_argument("--steps", type=int, default=3, help="training steps timed (median)")
+    parser.add_argument("--iterations", type=int, default=70, help="iterations per training (the first 10 untimed)")
+    parser.add_argument("--rounds", type=int, default=2, help="turns of the two degradations per recipe (median)")
+    parser.add_argument("--parts", default="stages,worker,training", help="comma-separated: stages, worker, training")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
-    clip = panning_clip()
-    threads = torch.get_num_threads()
-    print(f"Degradation of one clip, 30 frames at 256² GT (median of {args.repeats}, torch threads {threads})")
-    print(f"| {'stage':<28} | {'s / clip':>8} | {'ms / frame':>10} |")
-    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 12}|")
-    for name, seconds in stage_rows(clip, args.repeats):
-        print(f"| {name:<28} | {seconds:>8.3f} | {1000 * seconds / len(clip):>10.1f} |")
+    if "stages" in parts:
+        clip = panning_clip()
+        threads = torch.get_num_threads()
+        print(f"Degradation of one clip, 30 frames at 256² GT (median of {args.repeats}, torch threads {threads})")
+        print(f"| {'stage':<28} | {'s / clip':>8} | {'ms / frame':>10} |")
+        print(f"|{'-' * 30}|{'-' * 10}|{'-' * 12}|")
+        for name, seconds in stage_rows(clip, args.repeats):
+            print(f"| {name:<28} | {seconds:>8.3f} | {1000 * seconds / len(clip):>10.1f} |")
+        print()
 
     recipe = load_recipe("basicvsr_tiny")
     batch, frames, patch = recipe.data["batch_size"], recipe.data["num_frames"], recipe.data["lr_patch"]
@@ -150,10 +196,21 @@ def main() -> None:
         root = synth.generate(Path(tmp) / "set", frames=10, val_frames=None, clips_per_photo=2,
                               val_clips_per_photo=1, photos=["astronaut", "coffee", "chelsea"],
                               val_photos=["chelsea"], size=(4 * patch, 4 * patch), workers=1).root  # fmt: skip
-        per_sample = worker_rate(root, args.samples)
+        if "worker" in parts:
+            worker_part(root, args, batch, frames, patch)
+        if "training" in parts:
+            print(f"Training from GT degraded on the fly ({args.iterations} iterations, 1 DataLoader worker, "
+                  f"{os.cpu_count()} cores, median of {args.rounds} turns)")  # fmt: skip
+            print(f"| {'recipe':<18} | {'it/s, realbasicvsr':>18} | {'it/s, bi':>8} | {'step rate lost':>14} |")
+            print(f"|{'-' * 20}|{'-' * 20}|{'-' * 10}|{'-' * 16}|")
+            for name, real, bi in training_rows(root, args.iterations, args.rounds, Path(tmp)):
+                print(f"| {name:<18} | {real:>18.3f} | {bi:>8.3f} | {100 * (1 - real / bi):>13.1f}% |")
+
+
+def worker_part(root: Path, args: argparse.Namespace, batch: int, frames: int, patch: int) -> None:
+    per_sample = worker_rate(root, args.samples)
     per_step = step_time(args.steps)
     per_batch = per_sample * batch
-    print()
     print(f"basicvsr_tiny: batch {batch} × {frames} frames, {patch}² LR crop of {4 * patch}² GT, realbasicvsr")
     print(f"| {'':<44} | {'value':>8} |")
     print(f"|{'-' * 46}|{'-' * 10}|")
@@ -161,6 +218,7 @@ def main() -> None:
     print(f"| {'one worker: s per batch':<44} | {per_batch:>8.3f} |")
     print(f"| {f'training step: s (torch threads {torch.get_num_threads()})':<44} | {per_step:>8.3f} |")
     print(f"| {'ratio: worker s per batch / step s':<44} | {per_batch / per_step:>8.2f} |")
+    print()
 
 
 if __name__ == "__main__":
