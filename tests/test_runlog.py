@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vsr import DataError
 from vsr.training import RunLog
 
 
@@ -61,3 +62,21 @@ def test_truncation_drops_a_line_torn_by_a_crash_mid_append(tmp_path):
     assert run_log.jsonl.read_text().splitlines()[-1] == '{"event": "val", "iteration": 4, "time": 2.0, "psnr": 24.0}'
     with run_log.csv.open(newline="") as f:
         assert [row["iteration"] for row in csv.DictReader(f)] == ["2", "4"]
+
+
+def test_a_damaged_log_line_is_named_and_left_as_it_is(tmp_path):
+    """A resumed run that finds an edited line in the middle of ``log.jsonl`` or ``metrics.csv`` stops naming
+    the file and the line, and leaves that file as it is."""
+    run_log = _log_of_four_iterations(tmp_path)
+    lines = run_log.jsonl.read_text().splitlines(keepends=True)
+    run_log.jsonl.write_text("".join([lines[0], "{not json\n", *lines[1:]]))
+    before = run_log.jsonl.read_text()
+    with pytest.raises(DataError, match=r"log\.jsonl: a line is not valid JSON .*'\{not json'.*delete that line"):
+        run_log.truncate(2)
+    assert run_log.jsonl.read_text() == before
+    run_log.jsonl.write_text("".join(lines))
+    run_log.csv.write_text(run_log.csv.read_text() + "two,1.0,22.0\n")
+    before = run_log.csv.read_text()
+    with pytest.raises(DataError, match=r"metrics\.csv: the row .*'two'.* has no whole-number iteration"):
+        run_log.truncate(2)
+    assert run_log.csv.read_text() == before

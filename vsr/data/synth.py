@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vsr.atomic import refuse_foreign
+from vsr.atomic import read_json, refuse_foreign
 from vsr.data.degradations import build_chain
 from vsr.data.flow_files import read_flow, write_affine_flow
 from vsr.data.scenes import available_photos, render_clip
@@ -240,7 +240,7 @@ def generate(
     }
     meta_path = root / "synth.json"
     if meta_path.is_file():
-        if json.loads(meta_path.read_text()).get("args") == args:
+        if read_json(meta_path).get("args") == args:
             return SynthInfo.read(root)
         if not overwrite:
             raise DataError(
@@ -248,7 +248,7 @@ def generate(
                 f"(see {meta_path}); replace it with `vsr data synth --out {root} --overwrite` "
                 "(overwrite=True), or choose another root"
             )
-        refuse_foreign(root, set_entry(json.loads(meta_path.read_text())), "replace it")
+        refuse_foreign(root, set_entry(read_json(meta_path)), "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a synthetic data set (no synth.json); choose another root")
 
@@ -288,7 +288,7 @@ def generate(
             "flow_warp(frame_b, flow_a_to_b) aligns frame_b to frame_a",
         }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if meta_path.is_file() and json.loads(meta_path.read_text()).get("args") == args:
+        if meta_path.is_file() and read_json(meta_path).get("args") == args:
             shutil.rmtree(tmp)  # another process finished the same set meanwhile
             return SynthInfo.read(root)
         _install(tmp, root)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vsr.atomic import atomic_open, write_text
+from vsr.errors import DataError
 from vsr.training.files import LOG_FILE, METRICS_CSV
 from vsr.training.tensorboard import TensorBoardLog
 
@@ -47,6 +48,24 @@ class RunLog:
         self.jsonl, self.csv, self.enabled = out_dir / LOG_FILE, out_dir / METRICS_CSV, enabled
         self.board = board  # every entry written is also plotted there
 
+    def _entry(self, line: str) -> Any:
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(
+                f"{self.jsonl}: a line is not valid JSON ({err.msg}): {line.strip()[:60]!r}; the log was edited or "
+                "cut short: delete that line (the run's checkpoints do not depend on it) and resume again"
+            ) from None
+
+    def _iteration(self, row: Mapping[str, Any]) -> int:
+        try:
+            return int(row["iteration"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(
+                f"{self.csv}: the row {dict(row)} has no whole-number iteration; the file was edited or cut short: "
+                "delete that row (the run's checkpoints do not depend on it) and resume again"
+            ) from None
+
     def truncate(self, iteration: int) -> None:
         """Drop entries after ``iteration`` (written after the checkpoint a resumed run starts from), and a
         ``recipe_changed`` event at ``iteration``: it belongs to an earlier resumption from this same
@@ -54,11 +73,11 @@ class RunLog:
         if not self.enabled:
             return
         if self.jsonl.is_file():
-            kept = [line for line in _whole_lines(self.jsonl) if line.strip() and _kept(json.loads(line), iteration)]
+            kept = [line for line in _whole_lines(self.jsonl) if line.strip() and _kept(self._entry(line), iteration)]
             write_text("".join(line.rstrip("\n") + "\n" for line in kept), self.jsonl)
         if self.csv.is_file():
             reader = csv.DictReader(_whole_lines(self.csv))
-            rows = [row for row in reader if int(row["iteration"]) <= iteration]
+            rows = [row for row in reader if self._iteration(row) <= iteration]
             if not rows:
                 self.csv.unlink()
                 return
