@@ -169,9 +169,9 @@ def earlier_report(root: Path) -> None:
 
 
 def legacy_report(root: Path) -> None:
-    """A report written before reports carried their record (like the shipped ones): no ``vsr-report.json``."""
+    """A report written before reports carried vsr's marker (like the shipped ones): no ``.vsr-output``."""
     earlier_report(root)
-    (root / "rep" / "vsr-report.json").unlink()
+    (root / "rep" / ".vsr-output").unlink()
 
 
 _held: list[int] = []
@@ -199,7 +199,8 @@ def has_note(root: Path) -> None:
 
 
 def report_rewritten(root: Path) -> None:
-    assert json.loads((root / "rep" / "vsr-report.json").read_text())["written_by"] == "vsr"
+    marker = json.loads((root / "rep" / ".vsr-output").read_text())
+    assert marker["written_by"] == "vsr" and marker["kind"] == "report"
     assert pd.read_csv(root / "rep" / "results.csv").variant.tolist() == ["unidirectional", "bidirectional"]
 
 
@@ -306,7 +307,7 @@ CASES = [
          logged=r"The base variant bidirectional of study mini has no finished run, so the table has no row for it"),
     # -- report folders: only a new, empty or earlier report folder, never the runs
     Case("out-user-folder", user_folder, args=("report", "runs/mini", "-o", "mine", "--no-visual"),
-         message=r"report folder mine holds files that no vsr report wrote \(it has no vsr-report\.json\)"),
+         message=r"report folder mine holds files that no vsr report wrote \(it has no \.vsr-output of a report\)"),
     Case("out-run-folder", None, args=("report", "runs/mini", "-o", RUN, "--no-visual"),
          message=rf"report folder {RUN} is or lies in a run folder \S+/{RUN}: a report there would replace"),
     Case("out-inside-run-folder", None, args=("report", "runs/mini", "-o", f"{RUN}/report", "--no-visual"),

@@ -20,6 +20,7 @@ from source_text import string_literals
 import vsr.reports
 import vsr.reports.index
 from vsr import build_model, load_recipe, save_checkpoint
+from vsr.atomic import OUTPUT_MARKER
 from vsr.errors import VSRError
 from vsr.reports import (
     collect_per_frame,
@@ -447,7 +448,8 @@ def test_write_report_from_run_folders(tmp_path):
         assert f"]({figure})" in text
         with Image.open(tmp_path / "report" / figure) as image:
             assert image.size[0] > 500
-    assert not list((tmp_path / "report").glob(".*"))  # no temporary files left behind
+    # no temporary files left behind: the one hidden file is vsr's marker of a report
+    assert [p.name for p in (tmp_path / "report").glob(".*")] == [OUTPUT_MARKER]
 
 
 def test_report_combines_studies_and_rejects_missing_runs(tmp_path):

@@ -10,7 +10,6 @@ Without an ``out_dir``, the report of one study goes to its preset's default fol
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vsr.atomic import write_json, write_text
+from vsr.atomic import OUTPUT_MARKER, read_marker, write_marker, write_text
 from vsr.errors import ArgumentError, VSRError
 from vsr.metrics import metric_class
 from vsr.reports.collect import REAL_SUFFIX, RUNS_COLUMNS, Collected, collect
@@ -53,7 +52,7 @@ INDEX_FILE, RESULTS_MD, RESULTS_CSV, RESULTS_TEX = "index.md", "results.md", "re
 RUNS_CSV, PER_FRAME_CSV = "runs.csv", "per_frame.csv"
 #: Written first into every report folder: a report replaces its files only in a folder that holds this
 #: record (or is new, or empty), never a user's own ``index.md`` or ``results.csv``.
-REPORT_RECORD = "vsr-report.json"
+REPORT_KIND = "report"  # the kind in a report folder's marker (vsr.atomic.OUTPUT_MARKER)
 #: The paper's runtime protocol as ``frames×h×w`` (a clip profiled otherwise is said so in the index).
 PAPER_CLIP = "×".join(map(str, [PROFILE_DEFAULTS["frames"], *PROFILE_DEFAULTS["size"]]))
 
@@ -96,8 +95,8 @@ def default_report_folder(runs_dirs: str | Path | Iterable[str | Path]) -> Path:
 
 
 def check_report_folder(out_dir: str | Path) -> None:
-    """Refuse ``out_dir`` as a report folder unless it is new, empty, or an earlier report (it holds the
-    :data:`REPORT_RECORD`), and refuse a run or study folder, one inside them, or one holding runs: a report
+    """Refuse ``out_dir`` as a report folder unless it is new, empty, or an earlier report (vsr's marker of a
+    report), and refuse a run or study folder, one inside them, or one holding runs: a report
     replaces its files, and those would be read back as a run's (a run's own ``per_frame.csv`` replaced by
     every run's frames is then counted twice)."""
     out_dir = Path(out_dir)
@@ -112,20 +111,17 @@ def check_report_folder(out_dir: str | Path) -> None:
     if not out_dir.is_dir() or not any(out_dir.iterdir()) or _is_report(out_dir):
         return
     raise ArgumentError(
-        f"report folder {out_dir} holds files that no vsr report wrote (it has no {REPORT_RECORD}), which the "
-        f"report's {INDEX_FILE}, {RESULTS_CSV}, ... would replace; name a new or empty folder, or delete that one"
+        f"report folder {out_dir} holds files that no vsr report wrote (it has no {OUTPUT_MARKER} of a report), which "
+        f"the report's {INDEX_FILE}, {RESULTS_CSV}, ... would replace; name a new or empty folder, or delete that one"
     )
 
 
 def _is_report(folder: Path) -> bool:
-    """``folder`` holds an earlier report: its :data:`REPORT_RECORD`, or (a report written before reports
+    """``folder`` holds an earlier report: vsr's marker of a report, or (a report written before reports
     carried it, like the shipped ones) its index, results and a ``runs.csv`` in the report's columns."""
-    record = folder / REPORT_RECORD
-    if record.is_file() and not record.is_symlink():
-        try:
-            return json.loads(record.read_text()).get("written_by") == "vsr"
-        except (ValueError, AttributeError, UnicodeDecodeError):
-            return False
+    marker = read_marker(folder)
+    if marker is not None:
+        return marker.get("kind") == REPORT_KIND
     runs_csv = folder / RUNS_CSV
     if not all((folder / name).is_file() for name in (INDEX_FILE, RESULTS_CSV, RUNS_CSV)):
         return False
@@ -134,8 +130,9 @@ def _is_report(folder: Path) -> bool:
 
 
 def _mark(out_dir: Path, dirs: Sequence[Path]) -> None:
-    """Write the :data:`REPORT_RECORD` (before any other file, so that a report cut short is still known as one)."""
-    write_json({"written_by": "vsr", "what": "vsr report", "runs": [str(d) for d in dirs]}, out_dir / REPORT_RECORD)
+    """Mark ``out_dir`` as a report (before any other file, so that a report cut short is still known as one);
+    the marker names no path, so that a shipped report travels."""
+    write_marker(out_dir, REPORT_KIND, runs=len(dirs))
 
 
 def _default_title(table: pd.DataFrame, runs: Collected) -> str:
