@@ -34,7 +34,8 @@ import vsr.video
 from vsr import build_model, save_checkpoint
 from vsr.checkpoints import VSR_FORMAT
 from vsr.cli import app
-from vsr.recipe import load_recipe
+from vsr.export import export_onnx
+from vsr.recipe import Recipe, load_recipe
 
 #: The most seconds a size refusal may take (it takes one or two; generous for a loaded machine).
 SIZE_S = 20
@@ -136,12 +137,23 @@ def onnx_with_metadata(**entries: str) -> Callable[[Path], None]:
     return setup
 
 
-def basicvsrpp_checkpoint(root: Path) -> None:
-    """``pp.pth``: a vsr checkpoint of an 8-channel BasicVSR++ (grid propagation, flow-guided deformable)."""
-    recipe = load_recipe(
+def _basicvsrpp_8() -> Recipe:
+    return load_recipe(
         "basicvsrpp_tiny", "model.channels=8", "model.flow.widths=[8,8,8,8]", "model.upsampling.hr_channels=8"
     )
+
+
+def basicvsrpp_checkpoint(root: Path) -> None:
+    """``pp.pth``: a vsr checkpoint of an 8-channel BasicVSR++ (grid propagation, flow-guided deformable)."""
+    recipe = _basicvsrpp_8()
     save_checkpoint(build_model(recipe), root / "pp.pth", recipe=recipe.to_dict())
+
+
+def basicvsrpp_onnx_unchecked(root: Path) -> None:
+    """``pp.onnx``: that BasicVSR++ exported for 3 frames without the check (``vsr export --no-check``): its grid
+    propagation's sizes are frozen at the traced size, so ONNX Runtime fails at any other."""
+    recipe = _basicvsrpp_8()
+    export_onnx(build_model(recipe), root / "pp.onnx", 3, recipe=recipe.to_dict(), check=False)
 
 
 def memory_of(gigabytes: float) -> Callable[[pytest.MonkeyPatch], None]:
@@ -265,6 +277,10 @@ CASES = [
     case("basicvsrpp-export", "export", "pp.pth", "-o", "pp.onnx", "--frames", "3", setup=basicvsrpp_checkpoint,
          message=r"propagation component 'grid' \(GridPropagation at propagation\) fails at another size .*"
                  r"upscale with its checkpoint in PyTorch instead", needs="onnxruntime"),
+    case("basicvsrpp-onnx-unchecked", "upscale", "pp.onnx", "lr", "-o", "out.mp4", setup=basicvsrpp_onnx_unchecked,
+         message=r"pp\.onnx: ONNX Runtime cannot run it on input \(1, 3, 3, 16, 24\) \(node \S+ fails\); it was "
+                 r"exported with a size frozen at the traced 19x27 and not checked \(--no-check\)\. Export it again",
+         needs="onnxruntime"),
     case("variable-frame-rate", "upscale", "tiny.pth", "vfr.mkv", "-o", "out.mkv", code=0, output="out.mkv",
          setup=clip("vfr.mkv", [i / 50 for i in range(6)] + [0.1 + i / 5 for i in range(1, 7)]),
          message=r"wrote 12 frames .*note: the input has a variable frame rate; the output plays its frames at a "

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from vsr.atomic import OUTPUT_MARKER
 from vsr.data.degradations import (
     Degradation,
     GaussianNoise,
@@ -173,7 +174,8 @@ def test_degrade_folder_writes_rounded_lr_and_resumes(tmp_path):
         exact = bd(to_chw(array.astype(np.float64) / 255)).numpy().transpose(1, 2, 0)
         assert lr.dtype == np.uint8 and lr.shape == (4, 6, 3)
         np.testing.assert_array_equal(lr, np.floor(np.clip(exact, 0, 1) * 255 + 0.5).astype(np.uint8))
-    assert not list(lr_root.rglob(".*"))  # no temporary files left behind
+    # no temporary files left behind; the one hidden file is vsr's marker, which lets --overwrite replace them
+    assert [p.relative_to(lr_root).as_posix() for p in lr_root.rglob(".*")] == [OUTPUT_MARKER]
 
     assert degrade_folder(gt_root, lr_root, kind="bd") == 0  # existing outputs are kept
     (lr_root / names[0]).unlink()

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from PIL import Image
 from test_bad_inputs import TINY_SET, assets, checkpointed_run, data_root, snapshot, tiny_recipe  # noqa: F401
+from tiny import interrupted_training
 from typer.testing import CliRunner
 
 from vsr import build_model, save_checkpoint
@@ -64,6 +65,27 @@ def lock_linked_to_user_file(root: Path, data: Path) -> None:
 def log_linked_to_user_file(root: Path, data: Path) -> None:
     checkpointed_run(root)
     (root / "run" / LOG_FILE).symlink_to(user_file(root))
+
+
+def log_with_edited_line(root: Path, data: Path) -> None:
+    """A run interrupted during iteration 3 (checkpointed at 2) whose ``log.jsonl`` then had a line edited."""
+    tiny_recipe(root)
+    interrupted_training(yaml.safe_load((root / "tiny.yaml").read_text()), root / "run", data, iteration=3)
+    log = root / "run" / LOG_FILE
+    first, *rest = log.read_text().splitlines(keepends=True)
+    log.write_text("".join([first, "{edited\n", *rest]))
+
+
+def set_with_cut_description(root: Path, data: Path) -> None:
+    """A synthetic set folder whose ``synth.json`` was cut short."""
+    (root / "set").mkdir()
+    (root / "set" / "synth.json").write_text('{"args": {"version": ')
+
+
+def lr_frames_of_user(root: Path, data: Path) -> None:
+    """GT clips, and an LR folder of the user's own frames (vsr did not degrade them)."""
+    frames(root / "GT" / "clip")
+    frames(root / "LR" / "clip", size=8)
 
 
 def lr_clip_linked_to_gt(root: Path, data: Path) -> None:
@@ -176,6 +198,11 @@ ROWS = [
         message=r"its lock file run/\.vsr\.lock is a symbolic link"),
     row("train-resume-log-is-link", *TRAIN, "--resume", setup=log_linked_to_user_file,
         message=r"the run's file run/log\.jsonl is a symbolic link"),
+    # -- files read back that are not valid: named, with the fix
+    row("train-resume-log-line-edited", *TRAIN, "--resume", setup=log_with_edited_line,
+        message=r"run/log\.jsonl: a line is not valid JSON .*'\{edited'.*delete that line .* resume again"),
+    row("synth-description-cut-short", *SYNTH, setup=set_with_cut_description,
+        message=r"set/synth\.json is not valid JSON \(Expecting value at line 1, column 22\): the file was cut short"),
     row("degrade-lr-clip-links-to-gt", "data", "degrade", "GT", "LR", "--overwrite", setup=lr_clip_linked_to_gt,
         message=r"LR folder LR holds symbolic links \(LR/clip -> \.\./GT/clip\)"),
     row("degrade-lr-clip-links-to-gt-no-overwrite", "data", "degrade", "GT", "LR", setup=lr_clip_linked_to_gt,
@@ -190,6 +217,8 @@ ROWS = [
     row("synth-overwrite-clip-is-link", *SYNTH, setup=set_clip_linked_to_user_folder,
         message=r"set holds train/GT/\w+, which vsr did not write \(or a link\)"),
     # -- files and folders vsr did not write
+    row("degrade-overwrite-user-frames", "data", "degrade", "GT", "LR", "--overwrite", setup=lr_frames_of_user,
+        message=r"LR folder LR holds files, and no \.vsr-output says vsr degraded them: --overwrite replaces only"),
     row("test-save-frames-over-user-folder", *TEST, "--out", "res", "--save-frames", setup=frames_folder_of_user,
         message=rf"res/frames/{VAL_CLIP} holds files that vsr did not write"),
     row("export-over-vsr-checkpoint", "export", "tiny.pth", "-o", "tiny.pth", "--overwrite", setup=lambda r, d: None,

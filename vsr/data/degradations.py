@@ -42,7 +42,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vsr.atomic import make_folder, refuse_links_under, write_with
+from vsr.atomic import (
+    OUTPUT_MARKER,
+    NotWrittenByVsr,
+    make_folder,
+    read_marker,
+    refuse_links_under,
+    write_marker,
+    write_with,
+)
 from vsr.errors import DataError, RecipeError
 from vsr.registry import (
     REGISTRY,
@@ -449,6 +457,9 @@ def clip_seed(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+DEGRADED_KIND = "degraded frames"  # the marker kind of an LR folder vsr data degrade wrote
+
+
 def degrade_folder(
     gt_root: str | Path,
     lr_root: str | Path,
@@ -465,7 +476,9 @@ def degrade_folder(
     with one stream seeded by the clip's name, as the evaluation of a set without LR frames does (its per-clip
     values drawn once per clip), and rewrites the clip if a frame is missing. ``<clip>`` may be nested
     (Vimeo-90K's ``00001/0001``): every folder holding PNGs is a clip and
-    keeps its relative path. Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes.
+    keeps its relative path. Existing outputs are skipped unless ``overwrite``, so an interrupted run resumes;
+    ``overwrite`` replaces only frames vsr wrote (an LR folder vsr made carries its marker, kind
+    :data:`DEGRADED_KIND`).
     Computation is in float64 from the uint8 frames, and each file is written atomically. An LR folder holding a
     symbolic link (a clip folder linked to its GT clip) is refused before anything is written: vsr writes
     through no link.
@@ -478,12 +491,21 @@ def degrade_folder(
         raise DataError(f"LR folder {lr_root} lies inside the ground-truth folder {gt_root}; write it elsewhere")
     if lr_root.exists() or lr_root.is_symlink():
         refuse_links_under(lr_root, "LR folder")
+    marked = (read_marker(lr_root) or {}).get("kind") == DEGRADED_KIND
+    empty = not lr_root.is_dir() or not any(lr_root.iterdir())
+    if overwrite and not (marked or empty):
+        raise NotWrittenByVsr(
+            f"LR folder {lr_root} holds files, and no {OUTPUT_MARKER} says vsr degraded them: --overwrite replaces "
+            "only frames vsr wrote. Choose a new LR folder, or delete those frames yourself and run again"
+        )
     frames = sorted(p for p in gt_root.rglob("*.png") if p.is_file() and not p.name.startswith("."))
     if not frames:
         raise DataError(f"no PNG frames under {gt_root}; expected {gt_root}/<clip>/*.png")
     clips: dict[Path, list[Path]] = {}
     for src in frames:
         clips.setdefault(src.parent, []).append(src)
+    if empty:  # a folder vsr makes is marked as its own, so that --overwrite may replace its frames later
+        write_marker(make_folder(lr_root), DEGRADED_KIND)
     written = 0
     for folder, paths in clips.items():
         seed = clip_seed(folder.relative_to(gt_root).as_posix())
