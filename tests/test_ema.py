@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import vsr
 from vsr import CheckpointError
 from vsr.checkpoints import (
+    EXPORT_KEY,
     extract_state_dict,
     load_checkpoint,
     pretrained_model,
@@ -172,7 +173,7 @@ def test_basicsr_loads_the_average_from_the_weight_file(data_root, tmp_path, bas
     weights = tmp_path / "net_g_2.pth"  # what save_basicsr_checkpoint writes, through `vsr export -o *.pth`
     exported = CliRunner().invoke(app, ["export", str(result.checkpoint), "-o", str(weights)])
     assert exported.exit_code == 0, exported.output
-    assert set(torch.load(weights)) == {"params", "params_ema"}
+    assert set(torch.load(weights)) == {"params", "params_ema", EXPORT_KEY}
     lrs = torch.rand(1, 3, 3, 64, 68)  # BasicSR's SPyNet needs 64×64 at least
     for param_key in ("params_ema", "params"):
         reference = basicsr_archs.BasicVSR(num_feat=8, num_block=1).eval()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 from test_bad_inputs import TINY_SET, assets, checkpointed_run, data_root, snapshot, tiny_recipe  # noqa: F401
@@ -227,6 +228,10 @@ ROWS = [
         setup=only(checkpointed_run), message=r"it lies in the training run folder .*run, whose files export never"),
     row("export-over-user-pth", "export", "tiny.pth", "-o", "mine.pth", "--overwrite",
         setup=lambda root, data: (root / "mine.pth").write_text("mine"), message=r"but it is not a checkpoint"),
+    row("export-over-basicsr-pth", "export", "tiny.pth", "-o", "net_g.pth", "--overwrite",
+        setup=lambda root, data: torch.save({"params": {"w": torch.zeros(2)}}, root / "net_g.pth"),
+        message=r"net_g\.pth: --overwrite replaces only an earlier output of vsr export, but it holds BasicSR weights "
+                r"that vsr export did not write"),
     row("export-onnx-over-user-file", "export", "tiny.pth", "-o", "mine.onnx", "--frames", "2", "--overwrite",
         setup=lambda root, data: (root / "mine.onnx").write_text("mine"), needs="onnx",
         message=r"mine\.onnx: --overwrite replaces only an earlier output of vsr export, but it cannot be read"),
@@ -313,6 +318,16 @@ def test_synth_overwrite_replaces_a_set_that_holds_only_what_vsr_wrote(tmp_path,
     photos = {"photos": ["coffee", "chelsea"], "val_photos": ["chelsea"]}
     info = synth.generate(tmp_path / "set", **sizes, **photos, overwrite=True)
     assert info.frames == {"train": 2, "val": 2} and not info.cached
+
+
+def test_export_overwrite_replaces_its_own_earlier_export(tmp_path, assets):  # noqa: F811
+    """The other side of the export rows: a file ``vsr export`` wrote carries its mark, and ``--overwrite``
+    replaces it."""
+    out = tmp_path / "net_g.pth"
+    for extra in ((), ("--overwrite",)):
+        result = CliRunner().invoke(app, ["export", str(assets / "tiny.pth"), "-o", str(out), *extra])
+        assert result.exit_code == 0, result.output
+    assert torch.load(out, weights_only=True)["vsr_export"] == {"written_by": "vsr"}
 
 
 def test_an_atomic_write_never_replaces_a_link(tmp_path):

@@ -312,17 +312,22 @@ def save_checkpoint(model: nn.Module, path: str | Path, recipe: dict | None = No
     return atomic_save({"format": VSR_FORMAT, "model": state, "recipe": recipe, **extra}, path)
 
 
+#: Beside BasicSR's ``params`` in a file vsr export wrote: what lets ``vsr export --overwrite`` replace it.
+EXPORT_KEY = "vsr_export"
+
+
 def save_basicsr_checkpoint(checkpoint: str | Path | Mapping[str, Any], path: str | Path) -> Path:
     """Write the weights of ``checkpoint`` (a file, a zoo name or a read checkpoint) as BasicSR saves a network,
     in BasicSR's names: ``{"params": trained}``, and with a moving average (``train.ema``) also
     ``"params_ema"``, which BasicSR's ``load_network(net, path, param_key="params_ema")`` loads (its test
     option ``param_key_g: params_ema``). Names only: BasicSR's strict load checks that its arch has the widths
-    of these weights."""
+    of these weights. :data:`EXPORT_KEY` marks the file as vsr's."""
     if not isinstance(checkpoint, Mapping):
         checkpoint = read_checkpoint(resolve_checkpoint(checkpoint))
-    saved = {"params": to_basicsr_names(extract_state_dict(checkpoint, param_key="params"))}
+    saved: dict[str, Any] = {"params": to_basicsr_names(extract_state_dict(checkpoint, param_key="params"))}
     if "params_ema" in checkpoint:
         saved["params_ema"] = to_basicsr_names(extract_state_dict(checkpoint, param_key="params_ema"))
+    saved[EXPORT_KEY] = {"written_by": "vsr"}  # BasicSR reads its param_key alone; --overwrite checks this
     return atomic_save(saved, path)
 
 

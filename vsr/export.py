@@ -38,7 +38,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,8 +224,8 @@ BASICSR_KEYS = frozenset({"params", "params_ema"})  # all that a BasicSR checkpo
 def _not_an_export(path: Path) -> str | None:
     """Why the existing file ``path`` is not an earlier output of ``vsr export`` (so ``--overwrite`` must not
     replace it), or None: an ``.onnx`` file carrying vsr's metadata, or a ``.pth`` of BasicSR's
-    ``params``/``params_ema`` alone."""
-    from vsr.checkpoints import VSR_FORMAT, read_checkpoint
+    ``params``/``params_ema`` marked as vsr's (:data:`vsr.checkpoints.EXPORT_KEY`)."""
+    from vsr.checkpoints import EXPORT_KEY, VSR_FORMAT, read_checkpoint
     from vsr.training.files import run_folder_of
 
     run = run_folder_of(path.parent)
@@ -246,8 +246,11 @@ def _not_an_export(path: Path) -> str | None:
         return "it is not a checkpoint"
     if held.get("format") == VSR_FORMAT:
         return "it is a vsr checkpoint (its weights, recipe and training state), not an export"
-    if not held or not set(held) <= BASICSR_KEYS:
+    if not held or not set(held) <= BASICSR_KEYS | {EXPORT_KEY}:
         return f"it holds {', '.join(sorted(map(str, held))[:4]) or 'nothing'}, not only BasicSR's params"
+    mark = held.get(EXPORT_KEY)
+    if not isinstance(mark, Mapping) or mark.get("written_by") != "vsr":
+        return f"it holds BasicSR weights that vsr export did not write (no {EXPORT_KEY} entry)"
     return None
 
 
