@@ -557,18 +557,26 @@ def test_a_bad_input_is_one_clear_line(row: Case, tmp_path_factory, monkeypatch,
         assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
         code, output, message = result.exit_code, result.output, row.message
     after = snapshot(root, data_root)
+    assert_one_clear_line(row, code, output, message, before, after, root)
 
+
+def assert_one_clear_line(row, code: int, output: str, message: str, before: dict, after: dict, root: Path) -> None:
+    """What every bad-input row of the test_bad_inputs* and test_safety* tables checks of a command's run: no
+    traceback, the row's exit ``code`` and ``message``, one ``error:`` line when refused (2), a short output,
+    and nothing changed in the ``before``/``after`` snapshots but the row's ``output`` path (if any); then the
+    row's own ``then`` check (if any)."""
     assert "Traceback" not in output
     assert code == row.code, output
     assert re.search(message, " ".join(output.split())), output
     if row.code == 2:
         assert sum(line.startswith("error:") for line in output.splitlines()) == 1, output
     assert len(output) <= MESSAGE_CHARS + 200
-    allowed = root / row.output if row.output else None
+    kept = getattr(row, "output", None)
+    allowed = root / kept if kept else None
     changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
     outside = [p for p in changed if allowed is None or not Path(p).is_relative_to(allowed)]
     assert not outside, f"changed outside the command's output: {outside}"
-    if row.then:
+    if getattr(row, "then", None):
         row.then(root)
 
 
