@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 from test_bad_inputs import assert_one_clear_line, snapshot
-from tiny import tiny_synth
+from tiny import STUDY_RECIPE, tiny_synth
 from typer.testing import CliRunner
 
 from vsr.cli import app
@@ -38,15 +38,7 @@ from vsr.studies.executors import run_all
 
 runner = CliRunner()
 
-# A model that trains two steps in a second: no flow (no alignment), 8 channels, one block.
-TINY_RECIPE = {
-    "name": "tiny_report",
-    "model": {"channels": 8, "alignment": "none", "aggregation": {"name": "residual", "num_blocks": 1},
-              "upsampling": {"name": "pixel_shuffle", "hr_channels": 8}},
-    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 1, "workers": 0},
-    "train": {"iterations": 2, "periods": [2], "log_every": 1, "val_every": 2, "checkpoint_every": 1,
-              "fix_iterations": 0},
-}  # fmt: skip
+TINY_RECIPE = {"name": "tiny_report", **STUDY_RECIPE}
 
 
 def study_dict(recipe: Path) -> dict:

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from tiny import TINY_MODEL, tiny_synth
+from tiny import STUDY_RECIPE, TINY_MODEL, tiny_synth
 from typer.testing import CliRunner
 
 import vsr.data.real
@@ -178,14 +178,7 @@ def test_default_root_is_beside_the_synthetic_set(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ studies
-TINY_RECIPE = {
-    "name": "tiny_real",
-    "model": {"channels": 8, "alignment": "none", "aggregation": {"name": "residual", "num_blocks": 1},
-              "upsampling": {"name": "pixel_shuffle", "hr_channels": 8}},
-    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 1, "workers": 0},
-    "train": {"iterations": 2, "periods": [2], "log_every": 1, "val_every": 2, "checkpoint_every": 2,
-              "fix_iterations": 0},
-}  # fmt: skip
+TINY_RECIPE = {"name": "tiny_real", **STUDY_RECIPE}
 
 
 def _study(tmp_path: Path, real_data) -> Path:

@@ -18,6 +18,7 @@ import torch
 import yaml
 from PIL import Image
 from source_text import string_literals
+from tiny import STUDY_RECIPE
 from typer.testing import CliRunner
 
 import vsr.evaluate
@@ -46,19 +47,7 @@ from vsr.studies import (
 )
 from vsr.studies import runs as run_folders
 
-# A model small enough to train two steps in a second: no flow (no alignment), 8 channels, one block.
-TINY_RECIPE = {
-    "name": "tiny_test",
-    "model": {
-        "channels": 8,
-        "alignment": "none",
-        "aggregation": {"name": "residual", "num_blocks": 1},
-        "upsampling": {"name": "pixel_shuffle", "hr_channels": 8},
-    },
-    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 1, "workers": 0},
-    "train": {"iterations": 2, "periods": [2], "log_every": 1, "val_every": 2, "checkpoint_every": 1,
-              "fix_iterations": 0},
-}  # fmt: skip
+TINY_RECIPE = {"name": "tiny_test", **STUDY_RECIPE}
 
 
 def study_dict(recipe: str) -> dict:

@@ -29,6 +29,16 @@ SMALL = [
 ]
 
 
+#: A recipe a study trains two steps of in a second: no flow (no alignment), 8 channels, one block; tests name it.
+STUDY_RECIPE = {
+    "model": {"channels": 8, "alignment": "none", "aggregation": {"name": "residual", "num_blocks": 1},
+              "upsampling": {"name": "pixel_shuffle", "hr_channels": 8}},
+    "data": {"num_frames": 3, "lr_patch": 8, "batch_size": 1, "workers": 0},
+    "train": {"iterations": 2, "periods": [2], "log_every": 1, "val_every": 2, "checkpoint_every": 1,
+              "fix_iterations": 0},
+}  # fmt: skip
+
+
 def tiny_synth(root: Path) -> Path:
     """A synthetic set of 3 training clips and 1 validation clip of 5 frames, 64×64 GT (16×16 LR)."""
     synth.generate(
