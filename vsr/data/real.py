@@ -52,7 +52,7 @@ from PIL import Image
 
 from vsr.atomic import read_json, refuse_foreign, write_json
 from vsr.data.degradations import bi, imresize
-from vsr.data.synth import _install, lr_folder
+from vsr.data.synth import _install, _nothing, lr_folder
 from vsr.data.synth import default_root as synth_root
 from vsr.errors import DataError
 
@@ -254,6 +254,7 @@ def generate(
         )
     args = _arguments(size, frames, scale)
     description = root / DESCRIPTION_FILE
+    replaced = _nothing  # what the set being replaced holds of vsr's (checked again before it is deleted)
     if description.is_file():
         if read_json(description).get("args") == args:
             return _info(root)
@@ -262,7 +263,8 @@ def generate(
                 f"{root} holds a real-video set made with other arguments or another version (see {description}); "
                 f"replace it with `vsr data real --out {root} --overwrite`, or choose another folder"
             )
-        refuse_foreign(root, _set_entry(read_json(description)), "replace it")
+        replaced = _set_entry(read_json(description))
+        refuse_foreign(root, replaced, "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a real-video set (no {DESCRIPTION_FILE}); choose another folder")
 
@@ -279,7 +281,7 @@ def generate(
     if (root / DESCRIPTION_FILE).is_file() and read_json(root / DESCRIPTION_FILE).get("args") == args:
         shutil.rmtree(partial)  # another process finished the same set meanwhile
         return _info(root)
-    _install(partial, root)
+    _install(partial, root, replaced)
     log.info("real-video set ready in %.1f s: %s", time.perf_counter() - start, root)
     return _info(root, cached=False)
 
@@ -334,6 +336,8 @@ def _partial_folder(root: Path, args: dict) -> Path:
         if read_json(mark) != args:
             refuse_foreign(partial, _partial_entry, "delete it")
             shutil.rmtree(partial)
+        else:  # its clips are reused and moved into the set: nothing of the user's may go with them
+            refuse_foreign(partial, _partial_entry, "finish the set from it")
     if not partial.exists():
         partial.mkdir(parents=True)
         write_json(args, mark)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vsr.atomic import read_json, refuse_foreign
+from vsr.atomic import NotWrittenByVsr, foreign_entries, read_json, refuse_foreign
 from vsr.data.degradations import build_chain
 from vsr.data.flow_files import read_flow, write_affine_flow
 from vsr.data.scenes import available_photos, render_clip
@@ -239,6 +239,7 @@ def generate(
         "photos": split_photos,
     }
     meta_path = root / "synth.json"
+    replaced = _nothing  # what the set being replaced holds of vsr's (checked again before it is deleted)
     if meta_path.is_file():
         if read_json(meta_path).get("args") == args:
             return SynthInfo.read(root)
@@ -248,7 +249,8 @@ def generate(
                 f"(see {meta_path}); replace it with `vsr data synth --out {root} --overwrite` "
                 "(overwrite=True), or choose another root"
             )
-        refuse_foreign(root, set_entry(read_json(meta_path)), "replace it")
+        replaced = set_entry(read_json(meta_path))
+        refuse_foreign(root, replaced, "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a synthetic data set (no synth.json); choose another root")
 
@@ -291,7 +293,7 @@ def generate(
         if meta_path.is_file() and read_json(meta_path).get("args") == args:
             shutil.rmtree(tmp)  # another process finished the same set meanwhile
             return SynthInfo.read(root)
-        _install(tmp, root)
+        _install(tmp, root, replaced)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -359,8 +361,14 @@ def set_entry(meta: dict) -> Callable[[tuple[str, ...], bool], bool]:
     return expected
 
 
-def _install(tmp: Path, root: Path) -> None:
-    """Move the finished ``tmp`` to ``root``, replacing an old set there (only reached when allowed)."""
+def _nothing(parts: tuple[str, ...], folder: bool) -> bool:
+    return False
+
+
+def _install(tmp: Path, root: Path, expected: Callable[[tuple[str, ...], bool], bool] = _nothing) -> None:
+    """Move the finished ``tmp`` to ``root``, replacing an old set there (only reached when allowed). The old set
+    is checked again before it is deleted (``expected``: what its generator wrote there; by default nothing, for
+    an empty folder): something of the user's added while the new set was made keeps it, moved aside."""
     old = None
     if root.exists():
         old = root.parent / f"{root.name}.old-{os.getpid()}"
@@ -372,4 +380,10 @@ def _install(tmp: Path, root: Path) -> None:
             old.rename(root)
         raise
     if old is not None:
+        foreign = foreign_entries(old, expected)
+        if foreign:
+            raise NotWrittenByVsr(
+                f"the new set is in {root}; the old one, moved to {old}, gained {foreign[0].relative_to(old)} while "
+                f"the new one was made, which vsr did not write: move what you need out of {old}, then delete it"
+            )
         shutil.rmtree(old)
