@@ -283,8 +283,8 @@ CASES = [
          message=r"propagation component 'grid' \(GridPropagation at propagation\) fails at another size .*"
                  r"upscale with its checkpoint in PyTorch instead", needs="onnxruntime"),
     case("basicvsrpp-onnx-unchecked", "upscale", "pp.onnx", "lr", "-o", "out.mp4", setup=basicvsrpp_onnx_unchecked,
-         message=r"pp\.onnx: ONNX Runtime cannot run it on input \(1, 3, 3, 16, 24\) \(node \S+ fails\); it was "
-                 r"exported with a size frozen at the traced 19x27 and not checked \(--no-check\)\. Export it again",
+         message=r"pp\.onnx: ONNX Runtime cannot run it on input \(1, 3, 3, 16, 24\) \(node \S+ fails\); a file "
+                 r"exported unchecked \(--no-check\) can have sizes frozen at the traced 19x27: export it again",
          needs="onnxruntime"),
     case("variable-frame-rate", "upscale", "tiny.pth", "vfr.mkv", "-o", "out.mkv", code=0, output="out.mkv",
          setup=clip("vfr.mkv", [i / 50 for i in range(6)] + [0.1 + i / 5 for i in range(1, 7)]),

@@ -74,6 +74,16 @@ def test_a_damaged_log_line_is_named_and_left_as_it_is(tmp_path):
     with pytest.raises(DataError, match=r"log\.jsonl: a line is not valid JSON .*'\{not json'.*delete that line"):
         run_log.truncate(2)
     assert run_log.jsonl.read_text() == before
+    for line, problem in (
+        ("[1]", "is not a JSON object"),
+        ('{"iteration": "5"}', "has an iteration that is not a whole"),
+    ):
+        run_log.jsonl.write_text("".join([lines[0], line + "\n", *lines[1:]]))
+        with pytest.raises(DataError, match=rf"log\.jsonl: a line {problem}"):
+            run_log.truncate(2)
+    run_log.jsonl.write_bytes(b"\xff\xfe\n")
+    with pytest.raises(DataError, match=r"log\.jsonl is not UTF-8 text"):
+        run_log.truncate(2)
     run_log.jsonl.write_text("".join(lines))
     run_log.csv.write_text(run_log.csv.read_text() + "two,1.0,22.0\n")
     before = run_log.csv.read_text()

@@ -469,7 +469,7 @@ def test_a_wrong_test_set_fails_before_training(data_root, tmp_path):
     missing folder, and a set without ground truth under a protocol with no no-reference metric. A name that
     cannot name a folder fails when the recipe is read."""
     missing = tiny(data={"test": {"elsewhere": str(tmp_path / "nowhere")}})
-    with pytest.raises(DataError, match="nowhere"):
+    with pytest.raises(VSRError, match="nowhere"):
         train(missing, tmp_path / "a", data=data_root, progress=False)
     lq_only = tmp_path / "lq"
     for clip in ("c0", "c1"):

@@ -285,6 +285,18 @@ def read_json(path: str | Path) -> Any:
         ) from None
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """:func:`read_json` of a file that holds a JSON object (a description, a record); anything else fails naming
+    the file."""
+    content = read_json(path)
+    if not isinstance(content, dict):
+        raise DataError(
+            f"{path} holds a JSON {type(content).__name__}, not an object: the file was edited; restore it, or delete "
+            "it and run again what wrote it"
+        )
+    return content
+
+
 __all__ = [
     "OUTPUT_MARKER",
     "NotWrittenByVsr",
@@ -296,6 +308,7 @@ __all__ = [
     "links_under",
     "make_folder",
     "read_json",
+    "read_json_object",
     "read_marker",
     "refuse_foreign",
     "refuse_foreign_files",

@@ -278,13 +278,13 @@ def measure(
 
 def _save_frames(frames: Tensor, names: list[str], frames_dir: Path, clip: str) -> None:
     """``frames_dir/<clip>/<name>.png``, each written atomically, in a folder vsr made (no link on the way) and
-    then marked as vsr's."""
+    marked as vsr's first (an interrupted run's folder is then still known as vsr's)."""
     folder = make_folder(frames_dir, *Path(clip).parts)
+    write_marker(folder, FRAMES_KIND, frames=len(names))
     array = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     for image, name in zip(array, names, strict=True):
         picture = Image.fromarray(np.ascontiguousarray(image))
         write_with(lambda tmp, picture=picture: picture.save(tmp, format="PNG"), folder / f"{name}.png", ".png")
-    write_marker(folder, FRAMES_KIND, frames=len(names))
 
 
 def _check_frame_folders(frames_dir: Path, clips: Sequence[str]) -> None:

@@ -511,9 +511,9 @@ class OnnxVSR(nn.Module):
             raise VSRError(
                 f"{self.path.name}: ONNX Runtime cannot run it on input {tuple(lrs.shape)}"
                 + (f" (node {node[1]} fails)" if node else f": {' '.join(str(err).split())[:300]}")
-                + f"; it was exported with a size frozen at the traced {EXAMPLE_SIZE[0]}x{EXAMPLE_SIZE[1]} and not "
-                "checked (--no-check). Export it again with the check, which names the component, or upscale with the "
-                "checkpoint in PyTorch instead"
+                + f"; a file exported unchecked (--no-check) can have sizes frozen at the traced "
+                f"{EXAMPLE_SIZE[0]}x{EXAMPLE_SIZE[1]}: export it again with the check, which names the component that "
+                "fails, or upscale with the checkpoint in PyTorch instead"
             ) from None
 
     def _run(self, lrs: Tensor) -> Tensor:

@@ -285,13 +285,20 @@ def check_model_size(
 ) -> int:
     """The parameter count of a ``model`` section, after refusing, with a :class:`VSRError` giving the size and
     the limit, a network whose parameters (``bytes_per_parameter`` each: :data:`WEIGHT_BYTES` to use it,
-    :data:`TRAINING_BYTES` to train it) need more than the memory of ``device`` (:func:`machine_memory`)."""
+    :data:`TRAINING_BYTES` to train it) need more than the memory of ``device`` (:func:`machine_memory`). A
+    network that cannot be built on the ``meta`` device (a plugin reading tensor values as it builds) is not
+    checked: 0."""
     memory = machine_memory(device)
     limit = memory // bytes_per_parameter
     try:  # counted in full up to far beyond the limit, so that the message gives the size
         count: int | None = parameter_count(section, 1000 * limit)
     except _TooMany:
         count = None
+    except (RecipeError, VSRError):
+        raise
+    except Exception as err:  # a component (a plugin's) that cannot be built on the meta device: not counted
+        log.debug("model size not checked: the network does not build on the meta device (%s)", err)
+        return 0
     if count is not None and count <= limit:
         return count
     sizes = ", ".join(

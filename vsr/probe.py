@@ -29,10 +29,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vsr.atomic import csv_with, json_with, write_json, write_with
+from vsr.atomic import csv_with, json_with, refuse_link, write_json, write_with
 from vsr.data.datasets import TestClips
 from vsr.data.layouts import ClipSet, open_dataset
-from vsr.evaluate import Protocol, check_output_folder, evaluate, owned, prepare
+from vsr.data.specs import evaluation_spec
+from vsr.evaluate import OUTPUT_FILES, Protocol, check_output_folder, evaluate, owned, prepare
 from vsr.metrics import clip_average, psnr
 from vsr.recipe import Recipe
 
@@ -241,6 +242,17 @@ def run_probe(
     return result
 
 
+def check_score_folder(out_dir: Path) -> None:
+    """Refuse now a folder :func:`score_set` could not write into (a link; a results file vsr did not write; a
+    run folder whose lock this process does not hold): a run checks its test sets' folders before training."""
+    for folder, files, command in (
+        (out_dir, OUTPUT_FILES, "vsr test"),
+        (out_dir / TEMPORAL_DIR, PROBE_FILES, "vsr probe"),
+    ):
+        refuse_link(folder, "a test set's folder")
+        check_output_folder(folder, None, files, command)
+
+
 def score_set(
     model: nn.Module,
     data: str | Path | Mapping[str, Any] | ClipSet,
@@ -255,7 +267,7 @@ def score_set(
 
     Returns the record that runs and studies keep: ``{"metrics", "bicubic", "temporal_gain"`` (None without
     ground truth)``, "data", "clips"}``."""
-    source = data if isinstance(data, ClipSet) else open_dataset(data, recipe.data["degradation"])
+    source = data if isinstance(data, ClipSet) else open_dataset(evaluation_spec(recipe, data))
     metrics = evaluate(model, data=source, recipe=recipe, out_dir=out_dir, device=device, progress=False)
     gain = None
     if source.has_gt:

@@ -242,6 +242,7 @@ class FrameReader:
         self.size = (context.height, context.width)
         self.codec, self.pix_fmt = context.name, context.pix_fmt
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        self._stream_fps = Fraction(rate) if rate else DEFAULT_FPS  # the file's own rate (fps= sets the output's)
         if fps is not None:
             self.fps = frame_rate(fps, str(self.path))
         elif rate:
@@ -336,8 +337,9 @@ class FrameReader:
                 f"{self.path}: the video ended after {decoded} of {self.num_frames} frames; the file is truncated"
             )
         if self.num_frames is None and self.duration and last is not None:
-            span = last - (first or 0.0) + 1 / float(self.fps)
-            if span < self.duration - max(2 / float(self.fps), self.duration / 100):
+            frame_s = 1 / float(self._stream_fps)  # one frame of the file's own rate, whatever fps= asked
+            span = last - (first or 0.0) + frame_s
+            if span < self.duration - max(2 * frame_s, self.duration / 100):
                 raise VideoError(
                     f"{self.path}: the video ended after {span:.2f} of its {self.duration:.2f} seconds "
                     f"({decoded} frames); the file is truncated"

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vsr.atomic import read_json, refuse_foreign, write_json
+from vsr.atomic import read_json, read_json_object, refuse_foreign, write_json
 from vsr.data.degradations import bi, imresize
 from vsr.data.synth import _install, _nothing, lr_folder
 from vsr.data.synth import default_root as synth_root
@@ -256,14 +256,14 @@ def generate(
     description = root / DESCRIPTION_FILE
     replaced = _nothing  # what the set being replaced holds of vsr's (checked again before it is deleted)
     if description.is_file():
-        if read_json(description).get("args") == args:
+        if read_json_object(description).get("args") == args:
             return _info(root)
         if not overwrite:
             raise DataError(
                 f"{root} holds a real-video set made with other arguments or another version (see {description}); "
                 f"replace it with `vsr data real --out {root} --overwrite`, or choose another folder"
             )
-        replaced = _set_entry(read_json(description))
+        replaced = _set_entry(read_json_object(description))
         refuse_foreign(root, replaced, "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a real-video set (no {DESCRIPTION_FILE}); choose another folder")
@@ -278,7 +278,7 @@ def generate(
             _write_source(paths[source], todo, partial, size, frames, scale)
     write_json(_description(args, size, frames, scale), partial / DESCRIPTION_FILE)
     (partial / PARTIAL_FILE).unlink()
-    if (root / DESCRIPTION_FILE).is_file() and read_json(root / DESCRIPTION_FILE).get("args") == args:
+    if (root / DESCRIPTION_FILE).is_file() and read_json_object(root / DESCRIPTION_FILE).get("args") == args:
         shutil.rmtree(partial)  # another process finished the same set meanwhile
         return _info(root)
     _install(partial, root, replaced)

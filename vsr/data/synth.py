@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vsr.atomic import NotWrittenByVsr, foreign_entries, read_json, refuse_foreign
+from vsr.atomic import NotWrittenByVsr, foreign_entries, read_json_object, refuse_foreign
 from vsr.data.degradations import build_chain
 from vsr.data.flow_files import read_flow, write_affine_flow
 from vsr.data.scenes import available_photos, render_clip
@@ -241,7 +241,7 @@ def generate(
     meta_path = root / "synth.json"
     replaced = _nothing  # what the set being replaced holds of vsr's (checked again before it is deleted)
     if meta_path.is_file():
-        if read_json(meta_path).get("args") == args:
+        if read_json_object(meta_path).get("args") == args:
             return SynthInfo.read(root)
         if not overwrite:
             raise DataError(
@@ -249,7 +249,7 @@ def generate(
                 f"(see {meta_path}); replace it with `vsr data synth --out {root} --overwrite` "
                 "(overwrite=True), or choose another root"
             )
-        replaced = set_entry(read_json(meta_path))
+        replaced = set_entry(read_json_object(meta_path))
         refuse_foreign(root, replaced, "replace it")
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(f"{root} exists and is not a synthetic data set (no synth.json); choose another root")
@@ -290,7 +290,7 @@ def generate(
             "flow_warp(frame_b, flow_a_to_b) aligns frame_b to frame_a",
         }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if meta_path.is_file() and read_json(meta_path).get("args") == args:
+        if meta_path.is_file() and read_json_object(meta_path).get("args") == args:
             shutil.rmtree(tmp)  # another process finished the same set meanwhile
             return SynthInfo.read(root)
         _install(tmp, root, replaced)

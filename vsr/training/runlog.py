@@ -23,7 +23,13 @@ RECIPE_CHANGED = "recipe_changed"  # the event of a resumed run's allowed recipe
 def _whole_lines(path: Path) -> list[str]:
     """The lines of ``path`` that an append finished: a crash during an append can leave only the last
     line torn (without its newline), and that one is dropped."""
-    lines = path.read_text().splitlines(keepends=True)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{path} is not UTF-8 text: the file was edited or damaged; restore it, or delete it (the run's "
+            "checkpoints do not depend on it) and resume again"
+        ) from None
     if lines and not lines[-1].endswith("\n"):
         log.warning("dropping the torn last line of %s (a run stopped while writing it)", path)
         lines.pop()
@@ -48,14 +54,23 @@ class RunLog:
         self.jsonl, self.csv, self.enabled = out_dir / LOG_FILE, out_dir / METRICS_CSV, enabled
         self.board = board  # every entry written is also plotted there
 
-    def _entry(self, line: str) -> Any:
+    def _entry(self, line: str) -> Mapping[str, Any]:
+        """One line of ``log.jsonl``: an object whose ``iteration``, if any, is a whole number."""
         try:
-            return json.loads(line)
+            entry = json.loads(line)
+            problem = None
         except json.JSONDecodeError as err:
+            entry, problem = None, f"is not valid JSON ({err.msg})"
+        if problem is None and not isinstance(entry, dict):
+            problem = "is not a JSON object"
+        elif problem is None and (type(entry.get("iteration", 0)) is not int):
+            problem = "has an iteration that is not a whole number"
+        if problem is not None:
             raise DataError(
-                f"{self.jsonl}: a line is not valid JSON ({err.msg}): {line.strip()[:60]!r}; the log was edited or "
-                "cut short: delete that line (the run's checkpoints do not depend on it) and resume again"
-            ) from None
+                f"{self.jsonl}: a line {problem}: {line.strip()[:60]!r}; the log was edited or cut short: delete that "
+                "line (the run's checkpoints do not depend on it) and resume again"
+            )
+        return entry
 
     def _iteration(self, row: Mapping[str, Any]) -> int:
         try:

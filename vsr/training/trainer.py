@@ -47,12 +47,12 @@ from vsr.checkpoints import read_checkpoint, save_checkpoint
 from vsr.data.datasets import TrainingClips
 from vsr.data.layouts import open_dataset
 from vsr.data.sampling import RunSampler
-from vsr.data.specs import data_specs
+from vsr.data.specs import data_specs, test_specs
 from vsr.errors import DataError, RecipeError, VSRError
 from vsr.evaluate import Protocol
 from vsr.locks import FolderLock
 from vsr.model import PRETRAINED_PREFIXES
-from vsr.probe import score_set
+from vsr.probe import check_score_folder, score_set
 from vsr.progress import ProgressBar, progress_bar
 from vsr.recipe import Recipe, load_recipe
 from vsr.registry import build_entry, entry
@@ -284,11 +284,12 @@ class Trainer:
         train_spec, val_spec = data_specs(self.recipe, data)
         self.train_source = open_dataset(train_spec, self.recipe.data["degradation"])
         self.objective.val_source = self.val_source = open_dataset(val_spec)
-        tests = self.recipe.data["test"] or {}
-        self.test_sources = {  # opened now, so that a wrong test set fails before training
-            name: self.val_source if spec is None else open_dataset(spec, self.recipe.data["degradation"])
-            for name, spec in tests.items()
+        self.test_sources = {  # opened now, and their folders checked, so that a wrong test set fails before training
+            name: self.val_source if spec is None else open_dataset(spec)
+            for name, spec in test_specs(self.recipe).items()
         }
+        for name in self.test_sources:
+            check_score_folder(self.out_dir / TEST_DIR / name)
         scale = self.recipe.model["scale"]
         for source in self.test_sources.values():
             if not source.has_gt:  # scored by no-reference metrics alone: the recipe must have one
