@@ -84,6 +84,12 @@ def log_with_edited_line(root: Path, data: Path) -> None:
     log.write_text("".join([first, "{edited\n", *rest]))
 
 
+def set_with_list_description(root: Path, data: Path) -> None:
+    """A synthetic set folder whose ``synth.json`` is valid JSON but not an object (edited)."""
+    (root / "set").mkdir()
+    (root / "set" / "synth.json").write_text("[]")
+
+
 def set_with_cut_description(root: Path, data: Path) -> None:
     """A synthetic set folder whose ``synth.json`` was cut short."""
     (root / "set").mkdir()
@@ -218,6 +224,8 @@ ROWS = [
         message=r"run/log\.jsonl: a line is not valid JSON .*'\{edited'.*delete that line .* resume again"),
     row("synth-description-cut-short", *SYNTH, setup=set_with_cut_description,
         message=r"set/synth\.json is not valid JSON \(Expecting value at line 1, column 22\): the file was cut short"),
+    row("synth-description-not-an-object", *SYNTH, setup=set_with_list_description,
+        message=r"set/synth\.json holds a JSON list, not an object: the file was edited"),
     row("degrade-lr-clip-links-to-gt", "data", "degrade", "GT", "LR", "--overwrite", setup=lr_clip_linked_to_gt,
         message=r"LR folder LR holds symbolic links \(LR/clip -> \.\./GT/clip\)"),
     row("degrade-lr-clip-links-to-gt-no-overwrite", "data", "degrade", "GT", "LR", setup=lr_clip_linked_to_gt,

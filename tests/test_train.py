@@ -443,11 +443,16 @@ def test_test_sets_are_scored_by_the_final_weights(data_root, tmp_path):
     """``data.test``: after training, the final weights are scored on each named set (null: the validation
     set) into ``test/<name>/``, and ``result.json`` and the printed result carry the scores; they equal an
     independent evaluation and probe of ``last.pth``."""
-    tests = {"held": None, "seen": {"layout": "synth", "root": str(data_root), "split": "train"}}
+    tests = {
+        "held": None,
+        "seen": {"layout": "synth", "root": str(data_root), "split": "train"},
+        "path": str(data_root),
+    }
     recipe = tiny(train={"iterations": 2, "periods": [2]}, data={"test": tests})
     result = train(recipe, tmp_path, data=data_root, progress=False)
     scored = json.loads((tmp_path / "result.json").read_text())["test"]
-    assert list(scored) == ["held", "seen"] and result.result["test"] == scored
+    assert list(scored) == ["held", "seen", "path"] and result.result["test"] == scored
+    assert scored["path"] == scored["held"] | {"data": scored["path"]["data"]}  # a synthetic set's path: its val split
     last = tmp_path / "checkpoints" / "last.pth"
     for name, data, clips in (("held", {"root": data_root, "split": "val"}, 1), ("seen", tests["seen"], 3)):
         expected = evaluate(recipe, last, data=data, progress=False)
@@ -478,7 +483,11 @@ def test_a_wrong_test_set_fails_before_training(data_root, tmp_path):
             Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(lq_only / clip / f"{i:08d}.png")
     with pytest.raises(VSRError, match=r"has no ground truth.*add a no-reference metric"):
         train(tiny(data={"test": {"lq": str(lq_only)}}), tmp_path / "b", data=data_root, progress=False)
-    for run in ("a", "b"):
+    (tmp_path / "c" / "test").mkdir(parents=True)
+    (tmp_path / "c" / "test" / "held").symlink_to(tmp_path / "lq")
+    with pytest.raises(VSRError, match=r"test/held is a symbolic link"):
+        train(tiny(data={"test": {"held": None}}), tmp_path / "c", data=data_root, progress=False)
+    for run in ("a", "b", "c"):
         assert not (tmp_path / run / "checkpoints").exists()
     with pytest.raises(RecipeError, match=r"data.test.a/b.*each test set's name names its folder"):
         load_recipe(tiny(data={"test": {"a/b": None}}))

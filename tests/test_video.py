@@ -108,6 +108,16 @@ def test_reader_raises_on_truncated_videos_instead_of_stopping_early(tmp_path):
             list(FrameReader(path))
 
 
+def test_a_whole_video_read_at_another_fps_is_not_called_truncated(tmp_path):
+    """``fps=`` sets the output's rate; whether the file ended early is judged at the file's own rate (a 1 s
+    Matroska of 24 frames read with fps=120 once failed as "ended after 0.97 of its 1.00 seconds")."""
+    frames = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "whole.mkv"
+    write_with_pyav(path, frames, 24)
+    for fps in (None, 120, 1):
+        assert len(list(FrameReader(path, fps=fps))) == 24
+
+
 def test_reader_names_the_first_frame_of_a_different_size(tmp_path):
     for i, (h, w) in enumerate([(16, 16), (16, 16), (16, 20), (8, 8)]):
         with FrameWriter(tmp_path / f"part{i}") as writer:
