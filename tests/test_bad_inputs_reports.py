@@ -155,6 +155,13 @@ def user_folder(root: Path) -> None:
     (root / "mine" / "results.csv").write_text("my,own\n1,2\n")
 
 
+def training_run(root: Path) -> None:
+    """``trained``: the folder of a plain ``vsr train`` run (its recipe and final weights), no study's."""
+    (root / "trained" / "checkpoints").mkdir(parents=True)
+    (root / "trained" / "recipe.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    (root / "trained" / "checkpoints" / "last.pth").write_bytes(b"weights")
+
+
 def earlier_report(root: Path) -> None:
     assert runner.invoke(app, ["report", "runs/mini", "-o", "rep", "--no-visual"]).exit_code == 0
 
@@ -301,6 +308,8 @@ CASES = [
          message=r"report folder mine holds files that no vsr report wrote \(it has no \.vsr-output of a report\)"),
     Case("out-run-folder", None, args=("report", "runs/mini", "-o", RUN, "--no-visual"),
          message=rf"report folder {RUN} is or lies in a run folder \S+/{RUN}: a report there would replace"),
+    Case("out-training-run-folder", training_run, args=("report", "runs/mini", "-o", "trained", "--no-visual"),
+         message=r"report folder trained is or lies in a run folder \S+/trained: a report there would replace"),
     Case("out-inside-run-folder", None, args=("report", "runs/mini", "-o", f"{RUN}/report", "--no-visual"),
          message=rf"report folder {RUN}/report is or lies in a run folder \S+/{RUN}:"),
     Case("out-study-folder", None, args=("report", "runs/mini", "-o", "runs/mini", "--no-visual"),

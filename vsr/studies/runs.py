@@ -45,6 +45,7 @@ from vsr.training.files import (
     TENSORBOARD_EVENTS,
     WEIGHTS_FILE,
     name_problem,
+    run_folder_of,
 )
 
 RUN_FILE = "run.json"  # written last, atomically: its presence marks a finished run
@@ -499,10 +500,14 @@ def study_records(folders: Iterable[Path]) -> dict[str, dict[str, Any]]:
 
 
 def folder_role(path: str | Path) -> str | None:
-    """What vsr made ``path`` for, if it is or lies inside a run or study folder (``"run folder X"``,
-    ``"study folder X"``), or holds runs (``"folder holding runs"``); None otherwise. Reports are not
-    written into such folders: a report's files there would be read back as a run's."""
+    """What vsr made ``path`` for, if it is or lies inside a run or study folder (``"run folder X"``, a study's
+    run or a training run of ``vsr train``; ``"study folder X"``), or holds runs (``"folder holding runs"``);
+    None otherwise. Reports are not written into such folders: a report's files there would be read back as a
+    run's."""
     path = Path(path).resolve()
+    trained = run_folder_of(path)
+    if trained is not None:
+        return f"run folder {trained}"
     for folder in [path, *path.parents]:
         if (folder / RUN_FILE).is_file() or (folder / SPEC_FILE).is_file():
             return f"run folder {folder}"
