@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from vsr.checkpoints import load_checkpoint
 from vsr.data.datasets import TestClips
 from vsr.data.layouts import ClipSet, open_dataset
-from vsr.data.specs import evaluation_spec, test_specs
+from vsr.data.specs import data_test_specs, evaluation_spec
 from vsr.model import assemble
 from vsr.probe import GAIN_FILE, TEMPORAL_DIR, run_probe
 from vsr.recipe import load_recipe
@@ -97,7 +97,7 @@ def main() -> None:
         zero_flow.flow = ZeroFlow()
     rows, summary, strides = [], [], []
     for name, record in scored.items():
-        spec = test_specs(recipe)[name]  # as the run opened it
+        spec = data_test_specs(recipe)[name]  # as the run opened it
         source = open_dataset(evaluation_spec(recipe) if spec is None else spec)
         gain = pd.read_csv(args.run / TEST_DIR / name / TEMPORAL_DIR / GAIN_FILE)
         per_clip = gain.groupby("clip")["gain"].mean()

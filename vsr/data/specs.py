@@ -57,11 +57,11 @@ def evaluation_spec(recipe: Recipe | None, data: Any = None) -> Any:
     return data
 
 
-def test_specs(recipe: Recipe) -> dict[str, Any]:
+def data_test_specs(recipe: Recipe) -> dict[str, Any]:
     """``data.test``'s sets as :func:`evaluation_spec` gives them (a synthetic set's path: its validation split;
     stored LR frames read, GT-only sets degraded by BI, as ``vsr test`` does), ``None`` for the validation set."""
     tests = recipe.data["test"] or {}
     return {name: None if spec is None else evaluation_spec(recipe, spec) for name, spec in tests.items()}
 
 
-__all__ = ["data_specs", "evaluation_spec", "test_specs"]
+__all__ = ["data_specs", "evaluation_spec", "data_test_specs"]

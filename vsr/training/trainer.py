@@ -47,7 +47,7 @@ from vsr.checkpoints import read_checkpoint, save_checkpoint
 from vsr.data.datasets import TrainingClips
 from vsr.data.layouts import open_dataset
 from vsr.data.sampling import RunSampler
-from vsr.data.specs import data_specs, test_specs
+from vsr.data.specs import data_specs, data_test_specs
 from vsr.errors import DataError, RecipeError, VSRError
 from vsr.evaluate import Protocol
 from vsr.locks import FolderLock
@@ -286,7 +286,7 @@ class Trainer:
         self.objective.val_source = self.val_source = open_dataset(val_spec)
         self.test_sources = {  # opened now, and their folders checked, so that a wrong test set fails before training
             name: self.val_source if spec is None else open_dataset(spec)
-            for name, spec in test_specs(self.recipe).items()
+            for name, spec in data_test_specs(self.recipe).items()
         }
         for name in self.test_sources:
             check_score_folder(self.out_dir / TEST_DIR / name)
