@@ -32,7 +32,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -72,15 +72,20 @@ def links_under(folder: str | Path) -> list[Path]:
     return found
 
 
+def listed(items: Sequence[str], shown: int = _SHOWN) -> str:
+    """The first ``shown`` of ``items`` for a message: ``"a, b, c and 4 more"``."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def refuse_links_under(folder: str | Path, what: str) -> None:
     """Refuse to write into ``folder`` if it, or anything in it, is a symbolic link: a link there would take
     what vsr writes into its target (another folder's files)."""
     links = links_under(folder)
     if links:
-        shown = ", ".join(f"{p} -> {shorten(os.readlink(p))}" for p in links[:_SHOWN])
-        more = f" and {len(links) - _SHOWN} more" if len(links) > _SHOWN else ""
+        shown = listed([f"{p} -> {shorten(os.readlink(p))}" for p in links])
         raise NotWrittenByVsr(
-            f"{what} {folder} holds symbolic links ({shown}{more}), and vsr writes through no link it did not make: "
+            f"{what} {folder} holds symbolic links ({shown}), and vsr writes through no link it did not make: "
             "remove them, or choose another folder"
         )
 
@@ -184,10 +189,9 @@ def refuse_foreign(root: str | Path, expected: Callable[[tuple[str, ...], bool],
     refuse_link(root)
     foreign = foreign_entries(root, expected)
     if foreign:
-        shown = ", ".join(str(p.relative_to(root)) for p in foreign[:_SHOWN])
-        more = f" and {len(foreign) - _SHOWN} more" if len(foreign) > _SHOWN else ""
+        shown = listed([str(p.relative_to(root)) for p in foreign])
         raise NotWrittenByVsr(
-            f"{root} holds {shown}{more}, which vsr did not write (or a link), so vsr will not {action}; move "
+            f"{root} holds {shown}, which vsr did not write (or a link), so vsr will not {action}; move "
             "them out of it first, or choose another folder"
         )
 
@@ -306,6 +310,7 @@ __all__ = [
     "foreign_entries",
     "json_with",
     "links_under",
+    "listed",
     "make_folder",
     "read_json",
     "read_json_object",

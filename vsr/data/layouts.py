@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vsr.atomic import listed
 from vsr.data import real
 from vsr.data.degradations import Degradation, build_chain, check_chain
 from vsr.data.flow_files import FLOW_SUFFIXES
@@ -171,7 +172,7 @@ def list_frames(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
     others = sorted(p.name for p in files if p.suffix.lower() in OTHER_IMAGE_SUFFIXES)
     if others:
-        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        shown = listed(others, 5)
         raise DataError(
             f"clip folder {folder} holds images that are not .png frames ({shown}); vsr reads .png frames only: "
             "convert them to .png or move them out of the folder"

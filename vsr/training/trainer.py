@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from vsr.atomic import refuse_link, write_json, write_text, write_with
+from vsr.atomic import listed, refuse_link, write_json, write_text, write_with
 from vsr.checkpoints import read_checkpoint, save_checkpoint
 from vsr.data.datasets import TrainingClips
 from vsr.data.layouts import open_dataset
@@ -228,7 +228,7 @@ class Trainer:
             refuse_link(self.out_dir / name, "the run's file")
         found = trained_files(self.out_dir) if not self.resume else []
         if found:
-            shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+            shown = listed(found, 4)
             raise VSRError(
                 f"{self.out_dir} already holds a run ({shown}), which a new run would replace; resume it "
                 f"(--resume, needs {LATEST_CHECKPOINT}), or choose another out dir"
