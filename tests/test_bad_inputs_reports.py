@@ -386,7 +386,8 @@ def test_a_killed_jobs_worker_names_its_run_the_signal_and_the_fix(tmp_path):
     assert re.match(r"mini/a/seed0: its worker process \(pid \d+\) was killed by SIGKILL, which stopped the pool; "
                     r"a worker killed by SIGKILL most often ran out of memory .*: run fewer runs at once \(--jobs 1\)",
                     killed), killed  # fmt: skip
-    for line in stopped:  # b, if the pool stopped it before it finished
-        assert re.match(r"mini/b/seed0: its worker process \(pid \d+\) was killed by SIGTERM, which stopped the pool",
+    for line in stopped:  # b, if the pool stopped it before it finished: ended by the pool, or still running then
+        assert re.match(r"mini/b/seed0: its worker process \(pid \d+\) (was killed by SIGTERM, which stopped the pool|"
+                        r"was still running when another worker died, which stopped the pool and this run with it)",
                         line), line  # fmt: skip
     assert "BrokenProcessPool" not in " ".join(failures)

@@ -12,6 +12,7 @@ as ``key: error`` lines: a failing run never stops the others.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -185,6 +186,9 @@ def _run_parallel(run: RunFunction, specs: Sequence[RunSpec], total: int, progre
     return failures
 
 
+STILL_RUNNING = "was still running when another worker died, which stopped the pool and this run with it"
+
+
 class WorkerDied(StudyError):
     """The worker process carrying out a run (``--jobs``) died, or another one did and the pool stopped."""
 
@@ -211,9 +215,16 @@ class _Workers:
         if process is None:
             return "ended"
         process.join(5)
+        ended = bool(multiprocessing.connection.wait([process.sentinel], 0))
+        deadline = time.monotonic() + 2
+        while process.exitcode is None and ended and time.monotonic() < deadline:
+            time.sleep(0.05)  # reaped by the pool's own thread: its exit status lands on the shared handle soon
         code = process.exitcode
-        if code is None:
-            return "stopped responding"
+        if code is None and ended:
+            return "ended"
+        if code is None:  # still running its run: another worker's death broke the pool, which stops them all
+            process.terminate()
+            return STILL_RUNNING
         if code < 0:
             try:
                 return f"was killed by {signal.Signals(-code).name}"
@@ -233,7 +244,10 @@ class _Workers:
         pid = self.runs.get(spec.key)
         if pid is None:
             return f"not started: a worker process died, which stopped the pool; {advice}"
-        return f"its worker process (pid {pid}) {self._ending(pid)}, which stopped the pool; {advice}"
+        ending = self._ending(pid)
+        if ending == STILL_RUNNING:
+            return f"its worker process (pid {pid}) {ending}; {advice}"
+        return f"its worker process (pid {pid}) {ending}, which stopped the pool; {advice}"
 
 
 def _make_executor(kind: str, folder: Path, params: Mapping[str, Any]) -> submitit.AutoExecutor:
