@@ -49,7 +49,7 @@ from vsr.recipe import load_recipe
 from vsr.training import train
 from vsr.training.files import LOG_FILE
 
-TRAINED = ("basicvsr_tiny", "realbasicvsr_tiny")
+TRAINED = ("basicvsr_tiny", "realbasicvsr_wogan_tiny")
 
 
 def median_time(run: Callable[[int], object], repeats: int) -> float:

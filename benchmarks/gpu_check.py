@@ -15,7 +15,7 @@ Every figure is printed as one labelled line, ``label  value unit  (note)``, and
 JSON file (``figures``: label -> number, ``units``, ``notes``, ``skipped`` and ``errors``: label -> why),
 rewritten atomically after each part, so a run cut short keeps what it measured.
 
-1. **Inference** of BasicVSR, IconVSR, BasicVSR++ and RealBasicVSR (``recipes/realbasicvsr.yaml``, its
+1. **Inference** of BasicVSR, IconVSR, BasicVSR++ and RealBasicVSR (``recipes/realbasicvsr_wogan.yaml``, its
    cleaning module included; no BasicSR counterpart, so vsr's alone) at the paper's setting (10 frames of
    180×320 LR, ×4 -> 720×1280), batch 1, inference mode, ms/frame (median of 5 after 2 warm-ups) in fp32, bf16
    autocast, and bf16 + channels-last + ``torch.compile``: the options ``vsr upscale`` takes (``--dtype``,

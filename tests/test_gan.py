@@ -185,7 +185,7 @@ CLEANING_MODEL = {**TINY_MODEL, "cleaning": {"name": "residual", "num_blocks": 1
 
 def gan_recipe(vgg: Path, model: dict = CLEANING_MODEL, **train_keys) -> dict:
     return {
-        "name": "realbasicvsr_gan_tiny",
+        "name": "realbasicvsr_tiny",
         "model": model,
         "data": TINY_DATA,
         "train": {

@@ -1,8 +1,8 @@
 """RealBasicVSR's two training stages end to end on the tiny synthetic set, and its ONNX export.
 
-The tiny first stage (``recipes/realbasicvsr_tiny.yaml``, objective ``realbasicvsr_wogan``) trains, its cleaning
+The tiny first stage (``recipes/realbasicvsr_wogan_tiny.yaml``, objective ``realbasicvsr_wogan``) trains, its cleaning
 term is checked against a computation from its definition (notes §3.1) on a batch it trained on, and a run stopped
-inside a step resumes bit-exactly; the tiny second stage (``recipes/realbasicvsr_gan_tiny.yaml``) starts from the
+inside a step resumes bit-exactly; the tiny second stage (``recipes/realbasicvsr_tiny.yaml``) starts from the
 first stage's checkpoint through ``train.init`` and trains; ``vsr upscale`` of its result refines a real mp4. The
 export unrolls the cleaning module to a fixed number of passes (the file's metadata says how many) and agrees with
 PyTorch run at the same fixed passes within 1e-4 in ONNX Runtime."""
@@ -80,7 +80,7 @@ def first_stage(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("stage1") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(RealBasicVSR, "step", recording)
-        result = train(tiny_stage("realbasicvsr_tiny", data_root), out, progress=False)
+        result = train(tiny_stage("realbasicvsr_wogan_tiny", data_root), out, progress=False)
     return result, seen["first"]
 
 
@@ -112,7 +112,7 @@ def test_the_first_stage_trains_with_the_cleaning_loss_of_its_definition(first_s
 def test_the_first_stage_resumes_bit_exactly(data_root, tmp_path, monkeypatch):
     """A run stopped by Ctrl-C inside its third step resumes from iteration 2 and ends with the same weights,
     moving average and Adam moments as one that was not stopped."""
-    recipe = tiny_stage("realbasicvsr_tiny", data_root, iterations=3, periods=[3], fix_iterations=3,
+    recipe = tiny_stage("realbasicvsr_wogan_tiny", data_root, iterations=3, periods=[3], fix_iterations=3,
                         val_every=3, checkpoint_every=2)  # fmt: skip
     full = train(recipe, tmp_path / "full", progress=False)
 
@@ -146,7 +146,7 @@ def second_stage(first_stage, data_root, tmp_path_factory):
     torch.save({f"features.{k}": v for k, v in vgg19_features(2).state_dict().items()}, vgg)
     perceptual = {"name": "perceptual", "weight": 1.0, "weights": str(vgg), "layers": ["conv1_2"]}
     losses = [{"name": "l1", "weight": 1.0}, {**perceptual, "layer_weights": [1.0]}]
-    recipe = tiny_stage("realbasicvsr_gan_tiny", data_root, init=str(first_stage[0].checkpoint), losses=losses)
+    recipe = tiny_stage("realbasicvsr_tiny", data_root, init=str(first_stage[0].checkpoint), losses=losses)
     seen = {}
     step = RealBasicVSRGAN.step
 

@@ -4,7 +4,9 @@ The metrics are the recipe's ``data.val_metrics`` (PSNR and SSIM by default; any
 :class:`vsr.metrics.Metric`), built by the :class:`Protocol` with its border crop and Y channel.
 
 Each clip is restored whole, in one forward pass (as the papers feed REDS4 and Vid4; ``max_frames`` cuts
-clips short when memory demands it, at some cost near the cut). The Vimeo-90K-T protocol
+clips short when memory demands it, at some cost near the cut). ``chunk_frames`` restores each clip in
+independent chunks of that many frames instead, every frame still scored: how far a network propagates at test
+time (RealBasicVSR §3: under real degradations longer propagation can amplify artefacts). The Vimeo-90K-T protocol
 (``center_frame``) mirrors the 7 input frames to 14 and scores only the centre frame, the average of its
 two outputs (:func:`vsr.metrics.vimeo_center_frame`). The bicubic baseline (MATLAB ``imresize`` ×scale of
 the LR frames) is scored on the same frames, so every report states what the network adds. A test set without
@@ -79,7 +81,8 @@ BASELINE_PREFIX = "bicubic_"  # per_frame.csv's column of the bicubic baseline's
 @dataclass(frozen=True)
 class Protocol:
     """How frames are scored: the metrics (entries as ``data.val_metrics`` writes them: a name or
-    ``{name: ..., <args>}``), Y or RGB, border crop, Vimeo-90K-T centre frame, clip truncation.
+    ``{name: ..., <args>}``), Y or RGB, border crop, Vimeo-90K-T centre frame, clip truncation, and the
+    chunks a clip is restored in (``None``: whole).
 
     ``scorers`` are the metrics built with this protocol's ``crop_border`` and ``y_channel`` (rebuilt by
     :func:`dataclasses.replace`); ``names`` their column names, the first being the primary metric."""
@@ -89,9 +92,13 @@ class Protocol:
     center_frame: bool = False
     max_frames: int | None = None
     metrics: Sequence[str | Mapping[str, Any]] = tuple(DEFAULTS["data"]["val_metrics"])
+    chunk_frames: int | None = None
     scorers: tuple[Metric, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.chunk_frames and self.center_frame:
+            raise VSRError("data.val_chunk_frames and data.val_center_frame exclude each other: the Vimeo-90K-T "
+                           "protocol restores each mirrored 14-frame clip whole; set one of them only")
         wired = {"crop_border": self.crop_border, "y_channel": self.y_channel}
         built = tuple(
             build_entry("metric", f"data.val_metrics[{i}]", item, **wired) for i, item in enumerate(self.metrics)
@@ -113,7 +120,7 @@ class Protocol:
     def from_recipe(cls, recipe: Recipe) -> Protocol:
         d = recipe.data
         return cls(d["val_y_channel"], d["val_crop_border"], d["val_center_frame"], d["val_max_frames"],
-                   d["val_metrics"])  # fmt: skip
+                   d["val_metrics"], d["val_chunk_frames"])  # fmt: skip
 
     def without_gt(self, data: str) -> Protocol:
         """This protocol with its no-reference metrics alone, for the data set ``data`` that has no ground truth;
@@ -216,9 +223,11 @@ class Bicubic(nn.Module):
 
 
 @torch.no_grad()
-def restore(model: nn.Module, lq: Tensor, device: torch.device) -> Tensor:
-    """Run the model on one whole clip ``(t, 3, h, w)``; returns ``(t, 3, s·h, s·w)`` on the CPU, float32."""
-    return model(lq[None].to(device)).float().cpu()[0]
+def restore(model: nn.Module, lq: Tensor, device: torch.device, chunk_frames: int | None = None) -> Tensor:
+    """Run the model on one clip ``(t, 3, h, w)``, whole or in independent chunks of ``chunk_frames`` frames
+    (the last may be shorter); returns ``(t, 3, s·h, s·w)`` on the CPU, float32."""
+    chunks = lq.split(chunk_frames) if chunk_frames else (lq,)
+    return torch.cat([model(chunk[None].to(device)).float().cpu()[0] for chunk in chunks])
 
 
 def measure(
@@ -252,7 +261,7 @@ def measure(
     with progress_bar(len(clips), "evaluating", enabled=progress) as bar:
         for index in range(len(clips)):
             sample = clips[index]
-            out = restore(model, sample["lq"], device)
+            out = restore(model, sample["lq"], device, protocol.chunk_frames)
             gt, lq = sample.get("gt"), sample["lq"]
             if protocol.center_frame:
                 out = vimeo_center_frame(out[None], mirrored=True)  # (1, 3, H, W)
@@ -430,6 +439,7 @@ def evaluate(
     crop_border: int | None = None,
     center_frame: bool | None = None,
     max_frames: int | None = None,
+    chunk_frames: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
     recipe: Recipe | None = None,
@@ -455,7 +465,7 @@ def evaluate(
     with owned(out_dir, run):
         model, defaults, source, device = prepare(model_or_recipe, checkpoint, data, device, recipe)
         overrides = {"y_channel": y_channel, "crop_border": crop_border, "center_frame": center_frame,
-                     "max_frames": max_frames}  # fmt: skip
+                     "max_frames": max_frames, "chunk_frames": chunk_frames}  # fmt: skip
         protocol = replace(defaults, **{k: v for k, v in overrides.items() if v is not None})
         frames_dir = out_dir / FRAMES_DIR if save_frames and out_dir else None
         if frames_dir is not None:
@@ -474,6 +484,7 @@ def evaluate(
                 "crop_border": protocol.crop_border,
                 "center_frame": protocol.center_frame,
                 "max_frames": protocol.max_frames,
+                "chunk_frames": protocol.chunk_frames,
                 "metrics": list(protocol.metrics),
             },
             "data": source.name,

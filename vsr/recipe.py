@@ -77,6 +77,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 4,  # per process
         "workers": 2,  # DataLoader workers per process
         "val_max_frames": None,  # truncate validation clips (None = whole clips, as the papers do)
+        "val_chunk_frames": None,  # restore validation clips in independent chunks of this many frames (None: whole)
         "val_y_channel": False,  # PSNR/SSIM on Y (Vimeo, Vid4, UDM10) or RGB (REDS4)
         "val_metrics": ["psnr", "ssim"],  # metrics of validation and vsr test: names or {name: ..., <args>}
         "val_crop_border": 0,
@@ -137,6 +138,7 @@ RANGES: dict[str, Allowed] = {
     "data.batch_size": integer(1),
     "data.workers": integer(0),
     "data.val_max_frames": optional(integer(1)),
+    "data.val_chunk_frames": optional(integer(1)),
     "data.val_crop_border": integer(0),
     "train.iterations": integer(1),
     "train.lr": number(above=0),

@@ -103,7 +103,7 @@ ZOO: dict[str, ZooEntry] = {
             "REDS (real-world, GAN stage)",
         ),
         ZooEntry(
-            "realbasicvsr_wogan", "realbasicvsr",
+            "realbasicvsr_wogan", "realbasicvsr_wogan",
             f"{MMAGIC}/real_basicvsr/realbasicvsr_wogan_c64b20_2x30x8_lr1e-4_300k_reds_20211027-0e2ff207.pth", (),
             "REDS (real-world, first stage)",
         ),

@@ -56,6 +56,7 @@ FIXED: dict[str, str] = {
     "train.init_prefixes": "it is read only when a run starts",
     "data.val": _VALIDATION,
     "data.val_max_frames": _VALIDATION,
+    "data.val_chunk_frames": _VALIDATION,
     "data.val_y_channel": _VALIDATION,
     "data.val_crop_border": _VALIDATION,
     "data.val_center_frame": _VALIDATION,
