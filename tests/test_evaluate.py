@@ -115,6 +115,24 @@ def test_y_channel_and_truncated_clips(run):
     assert metrics["psnr"] == pytest.approx(expected, abs=1e-5)
 
 
+def test_chunked_clips_are_restored_in_independent_chunks(run):
+    """``chunk_frames`` (``data.val_chunk_frames``): each chunk of the clip is a forward pass of its own, every
+    frame is still scored, and the output differs from the whole clip's where propagation crossed a cut."""
+    root, result = run
+    lrs, gts, _ = val_frames(root)
+    whole = evaluate(RECIPE, result.checkpoint, root, progress=False)
+    chunked = evaluate(load_recipe(RECIPE, "data.val_chunk_frames=2"), result.checkpoint, root, progress=False)
+    out = np.concatenate([model_output(result.checkpoint, lrs[i : i + 2]) for i in range(0, len(lrs), 2)])
+    expected = np.mean([psnr_np(out[i], gts[i]) for i in range(len(lrs))])
+    assert len(lrs) % 2 == 1  # the last chunk is shorter
+    assert chunked["frames"] == whole["frames"] == len(lrs) and chunked["protocol"]["chunk_frames"] == 2
+    assert chunked["psnr"] == pytest.approx(expected, abs=1e-5)
+    assert abs(chunked["psnr"] - whole["psnr"]) > 1e-6  # a 3-iteration model draws little from other frames
+    assert evaluate(RECIPE, result.checkpoint, root, chunk_frames=2, progress=False)["psnr"] == chunked["psnr"]
+    with pytest.raises(VSRError, match=r"data.val_chunk_frames and data.val_center_frame exclude each other"):
+        evaluate(RECIPE, result.checkpoint, root, chunk_frames=2, center_frame=True, progress=False)
+
+
 def test_vimeo_center_frame_protocol_scores_the_mirrored_centre(run):
     """Vimeo-90K-T: the clip mirrored (5 -> 10 frames), only the centre frame (index 2) scored, as the
     average of its two outputs (indices 2 and 7)."""
