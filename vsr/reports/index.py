@@ -214,7 +214,7 @@ def _index(
     if runs.real is not None:
         lines += [_real_text(runs.real, table), ""]
     lines += [_files_text(), "", "## Conclusions", ""]
-    found = conclusions(runs.runs, runs.info, runs.per_frame)
+    found = conclusions(runs.runs, runs.info, runs.per_frame, runs.real["data"] if runs.real else None)
     lines += [f"- {line}" for line in found] if found else ["- The study file states no expected orderings."]
     lines.append("")
     for figure in figures:
