@@ -109,6 +109,12 @@ class RunFiles:
             return list(self.study["real_metrics"])
         return self.metric_names
 
+    @property
+    def evaluates(self) -> str | None:
+        """The variant whose weights (of the same seed) this test-time run evaluates; None for a trained run."""
+        variant = self.study.get("variants", {}).get(self.record["variant"], {})
+        return self.record.get("evaluates") or variant.get("evaluates")
+
 
 def read_runs(folders: RunsDirs, studies: dict[str, dict[str, Any]] | None = None) -> list[RunFiles]:
     """Every finished run under the folders, once each, sorted by study, variant and seed, each with its
@@ -205,9 +211,12 @@ def collect_per_frame(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
 
 def collect_training(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
     """One row per logged value of ``log.jsonl``: ``event`` (``train`` or ``val``), ``iteration``, ``key``
-    (``loss``, ``lr``, each validation metric, ...), ``value``."""
+    (``loss``, ``lr``, each validation metric, ...), ``value``. A test-time run is left out: what it logged is
+    the training of the weights it evaluates, not its own."""
     rows = []
     for run in _runs(folders):
+        if run.evaluates:
+            continue
         for entry in run.log:
             event, iteration = entry.get("event", "train"), entry.get("iteration")
             for key, value in entry.items():

@@ -255,6 +255,12 @@ def _measurement_text(table: pd.DataFrame) -> str:
     direction = f" Lower is better for {', '.join(lower)} (↓), higher for the others." if lower else ""
     primary, kind = table_metrics(table)[0], kinds[0]
     bicubic = f"{format_number(table[f'bicubic_{primary}'].mean(), kind.digits)} {kind.unit}".rstrip()
+    test_time = (
+        " A variant marked test-time is not trained: each of its runs evaluates its source variant's weights of the "
+        "same seed with other evaluation settings, so its parameters are its source's."
+        if table.get("evaluates", pd.Series(dtype=object)).fillna("").astype(bool).any()
+        else ""
+    )
     return (
         f"Mean ± sample standard deviation over seeds of the validation {'/'.join(k.label for k in kinds)} (frames "
         "averaged per clip, then clips)." + direction + " Δ: difference of the means to the base variant; p: "
@@ -263,7 +269,7 @@ def _measurement_text(table: pd.DataFrame) -> str:
         f"(1 multiply-accumulate = 2 FLOPs; `vsr.profile`) and runtime are per frame of a {clip} (frames×h×w) LR "
         f"clip{protocol_note}; runtime measured on {devices}. Temporal gain: PSNR of each frame restored from the "
         "whole clip minus restored from the frame alone (`vsr probe`), averaged like PSNR, ± std over seeds. "
-        f"The bicubic baseline's {kind.label} is {bicubic} on the same frames."
+        f"The bicubic baseline's {kind.label} is {bicubic} on the same frames." + test_time
     )
 
 

@@ -1,5 +1,6 @@
-"""The variants a report shows: their order (as in the study files), names, and the base each is compared to;
-and the metrics it shows, in the studies' order."""
+"""The variants a report shows: their order (as in the study files), names, what each depends on (the weights a
+test-time variant evaluates, those a variant is trained from) and the base each is compared to; and the metrics
+it shows, in the studies' order."""
 
 from __future__ import annotations
 
@@ -74,6 +75,22 @@ def resolve_base(base: str | None, study: str, info: Info, keys: Sequence[tuple[
 def variant_label(study: str, variant: str, info: Info) -> str:
     """The variant's label from the study file, or its name."""
     return info.get(study, {}).get("variants", {}).get(variant, {}).get("label") or variant
+
+
+def variant_source(study: str, variant: str, info: Info) -> dict[str, str | None]:
+    """What a variant depends on, from the study file: ``evaluates``, the variant whose weights (of the same
+    seed) it evaluates at test time, untrained; ``starts_from``, the variant whose final weights it is trained
+    from. Each None where it does not."""
+    entry = info.get(study, {}).get("variants", {}).get(variant, {})
+    return {"evaluates": entry.get("evaluates"), "starts_from": entry.get("starts_from")}
+
+
+def source_note(evaluates: str | None, starts_from: str | None) -> str:
+    """``test-time: weights of `cleaning``` or ``trained from `real```: how a variant's weights came to be, where
+    not trained by it from scratch; ``""`` otherwise."""
+    if evaluates:
+        return f"test-time: weights of `{evaluates}`"
+    return f"trained from `{starts_from}`" if starts_from else ""
 
 
 def series_name(study: str, variant: str, several: bool, info: Info) -> str:
