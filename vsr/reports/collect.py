@@ -1,7 +1,8 @@
 """Tidy DataFrames of finished runs, read from the run folders through :mod:`vsr.studies.runs`.
 
 * :func:`collect_runs`: one row per (study, variant, seed, metric) from ``run.json`` / ``metrics.json``, and the
-  real-content rows (each metric and the temporal gain on the real-video set, named ``<metric>_real``);
+  real-content rows (each of the study's ``real_metrics`` and the temporal gain on the real-video set, named
+  ``<metric>_real``);
 * :func:`collect_per_frame`: one row per (study, variant, seed, clip, frame) from ``per_frame.csv``, a column
   per metric;
 * :func:`collect_training`: one row per logged value from ``log.jsonl`` (loss, validation metrics);
@@ -11,9 +12,10 @@
 * :func:`collect`: all of these at once, with the studies' definitions and the failed runs, reading each
   run's files once (:class:`RunFiles`).
 
-The metrics are whatever the runs were evaluated with (``run.json`` names them); a study's ``imports`` (the
-modules registering its metrics) are imported with its ``study.json``, so that their labels, units and
-directions are known.
+The metrics are whatever the runs were evaluated with (``run.json`` names them); the real-video set's are the
+study's ``real_metrics`` (its ``study.json``; a record written before studies named them: the same metrics). A
+study's ``imports`` (the modules registering its metrics) are imported with its ``study.json``, so that their
+labels, units and directions are known.
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ def runs_dirs(folders: RunsDirs) -> list[Path]:
 
 class RunFiles:
     """One finished run: its ``run.json`` (``record``) and its other files, each read at most once, when
-    first asked for."""
+    first asked for; ``study``: its study's ``study.json``, where there is one."""
 
-    def __init__(self, run_dir: Path, record: dict[str, Any]):
-        self.run_dir, self.record = run_dir, record
+    def __init__(self, run_dir: Path, record: dict[str, Any], study: dict[str, Any] | None = None):
+        self.run_dir, self.record, self.study = run_dir, record, study or {}
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -84,7 +86,7 @@ class RunFiles:
 
     @cached_property
     def real_metrics(self) -> dict[str, Any] | None:
-        return run_folders.read_real_metrics(self.run_dir, self.recorded_metrics)
+        return run_folders.read_real_metrics(self.run_dir, self.real_metric_names)
 
     @cached_property
     def real_temporal(self) -> TemporalProbe | None:
@@ -99,10 +101,28 @@ class RunFiles:
         return [k for k, v in self.metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
                 and k != "frames"]  # fmt: skip
 
+    @property
+    def real_metric_names(self) -> list[str]:
+        """The metrics the real-video set was scored with: the study's ``real_metrics`` (e.g. NIQE alone on clips
+        without ground truth), else, for a study record written before studies named them, the run's metrics."""
+        if "real_metrics" in self.study:
+            return list(self.study["real_metrics"])
+        return self.metric_names
 
-def read_runs(folders: RunsDirs) -> list[RunFiles]:
-    """Every finished run under the folders, once each, sorted by study, variant and seed."""
-    return [RunFiles(run_dir, record) for run_dir, record in run_folders.finished_runs(runs_dirs(folders))]
+    @property
+    def evaluates(self) -> str | None:
+        """The variant whose weights (of the same seed) this test-time run evaluates; None for a trained run."""
+        variant = self.study.get("variants", {}).get(self.record["variant"], {})
+        return self.record.get("evaluates") or variant.get("evaluates")
+
+
+def read_runs(folders: RunsDirs, studies: dict[str, dict[str, Any]] | None = None) -> list[RunFiles]:
+    """Every finished run under the folders, once each, sorted by study, variant and seed, each with its
+    study's record (``studies``: those already read, by name)."""
+    dirs = runs_dirs(folders)
+    studies = run_folders.study_records(dirs) if studies is None else studies
+    found = run_folders.finished_runs(dirs)
+    return [RunFiles(run_dir, record, studies.get(record["study"])) for run_dir, record in found]
 
 
 def _runs(source: RunsDirs | Sequence[RunFiles]) -> list[RunFiles]:
@@ -129,13 +149,14 @@ def study_info(folders: RunsDirs) -> dict[str, dict[str, Any]]:
 def collect_runs(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
     """One row per (study, variant, seed, metric): ``value`` from the run's ``metrics.json`` (each metric the
     run was evaluated with, and ``bicubic_<metric>`` of the bicubic baseline) and its probe's
-    ``temporal_gain``, then the same from its ``real/`` folder with :data:`REAL_SUFFIX` (``psnr_real``,
-    ``bicubic_psnr_real``, ``temporal_gain_real``) for a run evaluated on the real-video set, with ``run_dir``."""
+    ``temporal_gain``, then the same from its ``real/`` folder with :data:`REAL_SUFFIX` for a run evaluated on
+    the real-video set: each of the study's real metrics (``niqe_real``, ``bicubic_niqe_real``) and, where the
+    set has ground truth, ``temporal_gain_real``; with ``run_dir``."""
     rows = []
     for run in _runs(folders):
         values = _values(run.metrics, run.temporal, run.metric_names)
         if run.real_metrics is not None:
-            real = _values(run.real_metrics, run.real_temporal, run.metric_names)
+            real = _values(run.real_metrics, run.real_temporal, run.real_metric_names)
             values |= {f"{name}{REAL_SUFFIX}": value for name, value in real.items()}
         for metric, value in values.items():
             if value is None:  # a no-reference score of no frame (metrics.json writes NaN as null)
@@ -159,12 +180,14 @@ def _values(metrics: dict[str, Any], temporal: TemporalProbe | None, names: Sequ
 
 def real_set(runs: Sequence[RunFiles]) -> dict[str, Any] | None:
     """The real-video set the runs were evaluated on, as its first run's ``real/metrics.json`` names it:
-    ``{"data": name, "clips": count, "frames": frames scored}``; None if no run was."""
+    ``{"data": name, "clips": count, "frames": frames scored, "ground_truth": whether it has ground truth}``
+    (only a set with ground truth is probed for its temporal gain); None if no run was."""
     for run in runs:
         metrics = run.real_metrics
         if metrics is not None:
             clips = metrics.get("clips", {})
-            return {"data": metrics.get("data"), "clips": len(clips), "frames": metrics.get("frames")}
+            return {"data": metrics.get("data"), "clips": len(clips), "frames": metrics.get("frames"),
+                    "ground_truth": run.real_temporal is not None}  # fmt: skip
     return None
 
 
@@ -188,9 +211,12 @@ def collect_per_frame(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
 
 def collect_training(folders: RunsDirs | Sequence[RunFiles]) -> pd.DataFrame:
     """One row per logged value of ``log.jsonl``: ``event`` (``train`` or ``val``), ``iteration``, ``key``
-    (``loss``, ``lr``, each validation metric, ...), ``value``."""
+    (``loss``, ``lr``, each validation metric, ...), ``value``. A test-time run is left out: what it logged is
+    the training of the weights it evaluates, not its own."""
     rows = []
     for run in _runs(folders):
+        if run.evaluates:
+            continue
         for entry in run.log:
             event, iteration = entry.get("event", "train"), entry.get("iteration")
             for key, value in entry.items():
@@ -274,7 +300,7 @@ def collect(folders: RunsDirs) -> Collected:
     """Read every finished run under the folders, each file once; no finished run at all is an error."""
     dirs = runs_dirs(folders)
     info = study_info(dirs)
-    found = read_runs(dirs)
+    found = read_runs(dirs, info)
     runs = collect_runs(found)
     if runs.empty:
         where = ", ".join(map(str, dirs))

@@ -6,6 +6,9 @@ An ordering ``at`` the first or last frame (or either side of each cut between s
 run's metric at those frames minus its clip average (per clip, then averaged over clips): a within-run
 contrast, in which how good a run is as a whole (what scatters most from seed to seed) cancels out.
 
+An ordering ``on: real`` is tested on the real-video set's scores (the rows ``<metric>_real``, the metric one of
+the study's ``real_metrics``), and its evidence is the temporal gain there, where the set has ground truth.
+
 "Better" follows the metric's direction (:attr:`vsr.metrics.Metric.higher_is_better`): for a lower-is-better
 metric an ordering holds when the expected-better variant's value is lower. The differences shown are always
 ``better - worse`` as measured, in the metric's unit; the sentence says which way is better."""
@@ -20,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vsr.metrics import Metric, metric_class
+from vsr.reports.collect import REAL_SUFFIX
 from vsr.reports.stats import seeds_to_resolve, welch_t_test
 from vsr.reports.tables import format_p
 from vsr.reports.variants import Info
@@ -36,29 +40,50 @@ def _named(kind: type[Metric]) -> str:
     return kind.label if kind.higher_is_better else f"{kind.label}, lower is better"
 
 
-def conclusions(runs: pd.DataFrame, info: Info, per_frame: pd.DataFrame | None = None) -> list[str]:
+def conclusions(
+    runs: pd.DataFrame, info: Info, per_frame: pd.DataFrame | None = None, real_data: str | None = None
+) -> list[str]:
     """One sentence per expected ordering of each study: does it hold, by how much, relative to the
     seed-to-seed spread (the pooled standard deviation over seeds of the two variants), with the Welch p.
-    ``per_frame`` (``collect_per_frame``) is needed by the orderings ``at`` a frame."""
+    ``per_frame`` (``collect_per_frame``) is needed by the orderings ``at`` a frame; ``real_data`` names the
+    real-video set that the orderings ``on: real`` are judged on (:func:`vsr.reports.collect.real_set`)."""
     lines = []
     for study, data in info.items():
+        preset = data.get("preset", "this")
         for expectation in data.get("expect", []):
-            metric = expectation.get("metric", "psnr")
             if expectation.get("at"):
-                lines.append(_frame_conclusion(expectation, per_frame, study, data.get("preset", "this")))
-                continue
-
-            def values(variant: str, study=study, metric=metric) -> np.ndarray:
-                return _per_seed(runs[runs.metric == metric], study, variant)
-
-            better, worse = values(expectation["better"]), values(expectation["worse"])
-            line = _conclusion(expectation, better, worse, data.get("preset", "this"))
-            gains = (
-                values(expectation["better"], metric="temporal_gain"),
-                values(expectation["worse"], metric="temporal_gain"),
-            )
-            lines.append(line + _temporal_evidence(expectation, *gains))
+                lines.append(_frame_conclusion(expectation, per_frame, study, preset))
+            else:
+                lines.append(_mean_conclusion(expectation, runs, study, preset, real_data))
     return lines
+
+
+def _mean_conclusion(e: Mapping[str, Any], runs: pd.DataFrame, study: str, preset: str, real_data: str | None) -> str:
+    """The sentence for an ordering of the runs' scores over the clips (on the real-video set for ``on: real``),
+    with the temporal gains as evidence."""
+    suffix = REAL_SUFFIX if e.get("on") == "real" else ""
+
+    def values(variant: str, name: str) -> np.ndarray:
+        return _per_seed(runs[runs.metric == name + suffix], study, variant)
+
+    metric = e.get("metric", "psnr")
+    better, worse = values(e["better"], metric), values(e["worse"], metric)
+    if suffix:
+        line = _conclusion(e, better, worse, preset, _real_claim(e, real_data), missing="no real-video scores")
+    else:
+        line = _conclusion(e, better, worse, preset)
+    gains = values(e["better"], "temporal_gain"), values(e["worse"], "temporal_gain")
+    return line + _temporal_evidence(e, *gains, real=bool(suffix))
+
+
+def _real_claim(e: Mapping[str, Any], real_data: str | None) -> str:
+    """The opening words of an ordering ``on: real``: the ordering, the metric and the set it is judged on, named
+    as the report's text on that set names it (``vsr data real``, its name)."""
+    kind = metric_class(e.get("metric", "psnr"))
+    claim = f"**{e['better']} > {e['worse']} on the real-video set** ({_named(kind)}; `vsr data real`"
+    claim += f", {real_data}" if real_data else ""
+    paper = e.get("paper")
+    return claim + (f"; paper: {paper:+.2f} {kind.unit}".rstrip() if paper is not None else "") + ")"
 
 
 def _per_seed(rows: pd.DataFrame, study: str, variant: str) -> np.ndarray:
@@ -66,15 +91,17 @@ def _per_seed(rows: pd.DataFrame, study: str, variant: str) -> np.ndarray:
     return rows[(rows.study == study) & (rows.variant == variant)].sort_values("seed").value.to_numpy()
 
 
-def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray) -> str:
+def _temporal_evidence(e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray, real: bool = False) -> str:
     """The temporal gains (``vsr probe``) of the two variants, with the Welch p over seeds: whether the
     expected-better variant draws more from other frames, whatever the ordering's metric shows. The probe
-    measures the gain in PSNR, whatever the study's metrics, and the sentence says so."""
+    measures the gain in PSNR, whatever the study's metrics, and the sentence says so; ``real``: the gains
+    on the real-video set (none where it has no ground truth: then nothing is said)."""
     if len(better) < 2 or len(worse) < 2:
         return ""
     delta, p = better.mean() - worse.mean(), welch_t_test(better, worse).p
     stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}"
-    gains = f"temporal gain (PSNR) {better.mean():.3f} vs {worse.mean():.3f} dB, {stats}"
+    where = " on the real-video set" if real else ""
+    gains = f"temporal gain (PSNR){where} {better.mean():.3f} vs {worse.mean():.3f} dB, {stats}"
     if p < 0.05:
         more = "more" if delta > 0 else "less"
         return (
@@ -135,6 +162,8 @@ def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, stud
     claim = f"**{e['better']} > {e['worse']} {where}, relative to the clip** ({kind.label} {where} minus the "
     claim += "clip average" + ("" if kind.higher_is_better else "; lower is better")
     source = f" [{e['source']}]" if e.get("source") else ""
+    if e.get("on") == "real":
+        return f"{claim}): not measured (per-frame results are collected on the validation clips only).{source}"
     if per_frame is None or per_frame.empty:
         return f"{claim}): not measured (no per-frame results).{source}"
     compared = per_frame[(per_frame.study == study) & per_frame.variant.isin([e["better"], e["worse"]])]
@@ -154,10 +183,16 @@ def _frame_conclusion(e: Mapping[str, Any], per_frame: pd.DataFrame | None, stud
 
 
 def _conclusion(
-    e: Mapping[str, Any], better: np.ndarray, worse: np.ndarray, preset: str, claim: str | None = None
+    e: Mapping[str, Any],
+    better: np.ndarray,
+    worse: np.ndarray,
+    preset: str,
+    claim: str | None = None,
+    missing: str = "no finished runs",
 ) -> str:
     """The sentence for one expected ordering, ``better`` and ``worse`` being the two variants' values
-    (``claim``: its opening words, when not the plain ordering)."""
+    (``claim``: its opening words, when not the plain ordering; ``missing``: what a variant without values
+    lacks)."""
     kind = metric_class(e.get("metric", "psnr"))
     unit, digits = kind.unit, kind.digits
     paper = e.get("paper")
@@ -166,8 +201,8 @@ def _conclusion(
         claim += f"; paper: {paper:+.2f} {unit}".rstrip() + ")" if paper is not None else ")"
     source = f" [{e['source']}]" if e.get("source") else ""
     if not len(better) or not len(worse):
-        missing = e["better"] if not len(better) else e["worse"]
-        return f"{claim}: not measured (no finished runs of {missing}).{source}"
+        lacking = e["better"] if not len(better) else e["worse"]
+        return f"{claim}: not measured ({missing} of {lacking}).{source}"
     delta = better.mean() - worse.mean()
     shown = f"{delta:+.{digits}f} {unit}".rstrip()
     holds = _holds(kind, delta)

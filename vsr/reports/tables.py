@@ -1,12 +1,16 @@
 """The results table: mean ± std over seeds per variant of each metric, the difference to the base with its
-Welch p-value, parameters, FLOPs and runtime, and the real-content group (each metric and the temporal gain
-on the real-video set, ``<metric>_real_mean`` / ``_std``, where the runs were evaluated on it); as a DataFrame
-(``results.csv``), Markdown and LaTeX. Each metric's label, unit, decimals and direction (a lower-is-better
-one is marked ↓) come from the registry (:class:`vsr.metrics.Metric`)."""
+Welch p-value, parameters, FLOPs and runtime, and the real-content group (each metric the real-video set was
+scored with and, where it has ground truth, the temporal gain there, ``<metric>_real_mean`` / ``_std``, where
+the runs were evaluated on it); as a DataFrame (``results.csv``), Markdown and LaTeX. Each metric's label, unit,
+decimals and direction (a lower-is-better one is marked ↓) come from the registry (:class:`vsr.metrics.Metric`).
+
+A variant that depends on another (a test-time variant evaluating its weights, or one trained from its final
+weights) says so beside its name; a test-time variant's parameters are its source's, and shown as such."""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -15,7 +19,16 @@ from vsr.evaluate import BASELINE_PREFIX
 from vsr.metrics import metric_class
 from vsr.reports.collect import REAL_SUFFIX
 from vsr.reports.stats import welch_t_test
-from vsr.reports.variants import Info, resolve_base, shown_metrics, variant_label, variant_order
+from vsr.reports.variants import (
+    Info,
+    resolve_base,
+    shown_metrics,
+    shown_real_metrics,
+    source_note,
+    variant_label,
+    variant_order,
+    variant_source,
+)
 
 
 def results_table(
@@ -29,16 +42,21 @@ def results_table(
     is given) with the two-sided Welch p-value (NaN with fewer than 2 seeds on either side), parameters,
     FLOPs per frame and runtime per frame (median over the profiled seeds). The metrics are the studies'
     (:func:`vsr.reports.variants.shown_metrics`); a difference is the raw ``mean - base mean``, whichever way
-    the metric is better."""
+    the metric is better. Where a study has dependent variants, ``evaluates`` and ``starts_from`` name each
+    one's source (:func:`vsr.reports.variants.variant_source`)."""
     info = info or {}
     keys = variant_order(runs, info)
     metrics = shown_metrics(runs, info)
-    on_real = runs.metric.str.endswith(REAL_SUFFIX).any()
+    real = real_group(runs, info) if runs.metric.str.endswith(REAL_SUFFIX).any() else None
+    sources = {key: variant_source(*key, info) for key in keys}
+    dependent = any(any(source.values()) for source in sources.values())
     rows = []
     for study, variant in keys:
         base_key = resolve_base(base, study, info, keys)
         row: dict[str, Any] = {"study": study, "variant": variant, "label": variant_label(study, variant, info),
                                "base": "/".join(map(str, base_key))}  # fmt: skip
+        if dependent:
+            row |= {name: source or "" for name, source in sources[(study, variant)].items()}
         mine = runs[(runs.study == study) & (runs.variant == variant)]
         theirs = runs[(runs.study == base_key[0]) & (runs.variant == base_key[1])]
         row["seeds"] = int(mine.seed.nunique())
@@ -71,21 +89,31 @@ def results_table(
         row["runtime_ms"] = float(runtimes.median()) if len(runtimes) else math.nan
         row["device"] = prof.device.dropna().iloc[0] if len(prof) and prof.device.notna().any() else ""
         row["profile_clip"] = f"{prof.frames.iloc[0]}×{prof['size'].iloc[0]}" if len(prof) else ""
-        if on_real:
-            row |= _real_columns(mine, metrics)
+        if real is not None:
+            row |= _real_columns(mine, real)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _real_columns(mine: pd.DataFrame, metrics: list[str]) -> dict[str, float]:
-    """One variant's real-content group: mean and sample std over seeds of each metric and of the temporal gain
-    on the real-video set, and the bicubic baseline's metrics there."""
+def real_group(runs: pd.DataFrame, info: Info) -> tuple[list[str], list[str]]:
+    """The real-content group's columns: the real metrics and, where any run has one, the temporal gain (a set
+    without ground truth has none); then the metrics whose bicubic baseline any run has there."""
+    present = set(runs.metric)
+    shown = shown_real_metrics(runs, info)
+    gain = ["temporal_gain"] if "temporal_gain" + REAL_SUFFIX in present else []
+    return [*shown, *gain], [m for m in shown if BASELINE_PREFIX + m + REAL_SUFFIX in present]
+
+
+def _real_columns(mine: pd.DataFrame, group: tuple[list[str], list[str]]) -> dict[str, float]:
+    """One variant's real-content group (:func:`real_group`): mean and sample std over seeds of each value on
+    the real-video set, and the bicubic baseline's metrics there."""
     row = {}
-    for name in [*metrics, "temporal_gain"]:
+    names, bicubic_names = group
+    for name in names:
         values = mine[mine.metric == name + REAL_SUFFIX].value
         row[f"{name}{REAL_SUFFIX}_mean"] = values.mean() if len(values) else math.nan
         row[f"{name}{REAL_SUFFIX}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
-    for name in metrics:
+    for name in bicubic_names:
         bicubic = mine[mine.metric == BASELINE_PREFIX + name + REAL_SUFFIX].value
         row[BASELINE_PREFIX + name + REAL_SUFFIX] = bicubic.mean() if len(bicubic) else math.nan
     return row
@@ -147,6 +175,11 @@ def _real_heading(name: str) -> str:
     return f"{kind.label}, real{unit}" + ("" if kind.higher_is_better else " ↓")
 
 
+def _text(value: Any) -> str:
+    """A text cell of a results table: ``""`` for a missing one (None, or NaN as read back from the CSV)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and text cells shared by the Markdown and LaTeX tables."""
     several = table.study.nunique() > 1
@@ -163,7 +196,10 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in table.to_dict("records"):
         base_mark = " (base)" if r["base"] == f"{r['study']}/{r['variant']}" else ""
-        cells = ([r["study"]] if several else []) + [f"{r['label']}{base_mark}", str(r["seeds"])]
+        evaluates = _text(r.get("evaluates"))
+        note = source_note(evaluates, _text(r.get("starts_from")))
+        name = f"{r['label']}{base_mark}" + (f" ({note})" if note else "")
+        cells = ([r["study"]] if several else []) + [name, str(r["seeds"])]
         for metric in metrics:
             digits = metric_class(metric).digits
             cells += [
@@ -176,7 +212,7 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             digits = 3 if name == "temporal_gain" else metric_class(name).digits
             cells.append(_mean_std(r[f"{name}{REAL_SUFFIX}_mean"], r[f"{name}{REAL_SUFFIX}_std"], digits))
         cells += [
-            _significant(r["params"] / 1e6),
+            f"as `{evaluates}`" if evaluates else _significant(r["params"] / 1e6),
             _significant(r["flops_per_frame"] / 1e9),
             format_number(r["runtime_ms"], 1),
         ]
@@ -198,13 +234,14 @@ def table_markdown(table: pd.DataFrame) -> str:
 def _latex_escape(text: str) -> str:
     for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
         text = text.replace(char, escaped)
-    return (
+    text = (
         text.replace("±", r"$\pm$")
         .replace("Δ", r"$\Delta$")
         .replace("↓", r"$\downarrow$")
         .replace("—", "--")
         .replace("<", r"$<$")
     )
+    return re.sub(r"`([^`]*)`", r"\\texttt{\1}", text)  # a variant's name, as Markdown's `name`
 
 
 def table_latex(table: pd.DataFrame, caption: str = "") -> str:

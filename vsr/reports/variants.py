@@ -1,5 +1,6 @@
-"""The variants a report shows: their order (as in the study files), names, and the base each is compared to;
-and the metrics it shows, in the studies' order."""
+"""The variants a report shows: their order (as in the study files), names, what each depends on (the weights a
+test-time variant evaluates, those a variant is trained from) and the base each is compared to; and the metrics
+it shows, in the studies' order."""
 
 from __future__ import annotations
 
@@ -24,7 +25,21 @@ def shown_metrics(runs: pd.DataFrame, info: Info) -> list[str]:
     real-content rows (``psnr_real``) are the same metrics on other clips, not metrics of their own."""
     present = [m for m in dict.fromkeys(runs["metric"]) if not m.startswith(BASELINE_PREFIX) and m not in NOT_METRICS
                and not m.endswith(REAL_SUFFIX)]  # fmt: skip
-    named = [m for data in info.values() for m in data.get("metrics", [])]
+    return _in_studies_order(present, [m for data in info.values() for m in data.get("metrics", [])])
+
+
+def shown_real_metrics(runs: pd.DataFrame, info: Info) -> list[str]:
+    """The metrics the runs were scored with on the real-video set (their ``<metric>_real`` rows), in the order
+    the studies name them (a study's ``real_metrics``, else, in a record written before studies named them, its
+    ``metrics``), then any other."""
+    present = [m.removesuffix(REAL_SUFFIX) for m in dict.fromkeys(runs["metric"])
+               if m.endswith(REAL_SUFFIX) and not m.startswith(BASELINE_PREFIX)]  # fmt: skip
+    present = [m for m in present if m not in NOT_METRICS]
+    named = [m for data in info.values() for m in data.get("real_metrics", data.get("metrics", []))]
+    return _in_studies_order(present, named)
+
+
+def _in_studies_order(present: Sequence[str], named: Sequence[str]) -> list[str]:
     return [m for m in dict.fromkeys(named) if m in present] + [m for m in present if m not in named]
 
 
@@ -60,6 +75,22 @@ def resolve_base(base: str | None, study: str, info: Info, keys: Sequence[tuple[
 def variant_label(study: str, variant: str, info: Info) -> str:
     """The variant's label from the study file, or its name."""
     return info.get(study, {}).get("variants", {}).get(variant, {}).get("label") or variant
+
+
+def variant_source(study: str, variant: str, info: Info) -> dict[str, str | None]:
+    """What a variant depends on, from the study file: ``evaluates``, the variant whose weights (of the same
+    seed) it evaluates at test time, untrained; ``starts_from``, the variant whose final weights it is trained
+    from. Each None where it does not."""
+    entry = info.get(study, {}).get("variants", {}).get(variant, {})
+    return {"evaluates": entry.get("evaluates"), "starts_from": entry.get("starts_from")}
+
+
+def source_note(evaluates: str | None, starts_from: str | None) -> str:
+    """``test-time: weights of `cleaning``` or ``trained from `real```: how a variant's weights came to be, where
+    not trained by it from scratch; ``""`` otherwise."""
+    if evaluates:
+        return f"test-time: weights of `{evaluates}`"
+    return f"trained from `{starts_from}`" if starts_from else ""
 
 
 def series_name(study: str, variant: str, several: bool, info: Info) -> str:
