@@ -4,7 +4,8 @@
 The VGG19 weights are random, saved in torchvision's ``vgg19`` layout by the tests (nothing downloads); the loss
 is checked against a plain functional VGG run here with the same weights. The objective's terms are checked
 against their definitions on one step, and a tiny BasicVSR with a cleaning module trains with it for three
-iterations and resumes bit-exactly on the CPU (both optimisers)."""
+iterations and resumes bit-exactly on the CPU (both optimisers), and runs under DDP (two gloo ranks, as torchrun
+starts them)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from tiny import TINY_DATA, TINY_MODEL, interrupt_step, tiny_synth
+from tiny import TINY_DATA, TINY_MODEL, as_torchrun_rank, interrupt_step, spawn_two_ranks, tiny_synth
 
 from vsr import RecipeError
 from vsr.checkpoints import read_checkpoint
@@ -25,7 +26,8 @@ from vsr.data.realworld import unsharp_mask
 from vsr.losses import VGG19_LAYERS, Perceptual, build_losses, gan_loss, vgg19_features
 from vsr.recipe import load_recipe
 from vsr.registry import build_entry
-from vsr.training import train
+from vsr.training import Trainer, train
+from vsr.training.distributed import leave_without_teardown
 from vsr.training.gan import DISCRIMINATOR, RealBasicVSRGAN
 from vsr.training.steps import MAIN, StepContext
 
@@ -306,3 +308,46 @@ def test_the_gan_stage_trains_and_resumes_bit_exactly(data_root, tiny_vgg_file, 
             for key, value in moments.items():
                 assert torch.equal(value, moments_b[index][key]), (name, index, key)
     assert full.metrics == resumed.metrics
+
+
+def _ddp_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) -> None:
+    as_torchrun_rank(rank, port)
+    trainer = Trainer(load_recipe(recipe), Path(out), data_root, False, "cpu", False)
+    trainer.run()
+    state = trainer.state
+    held = {"model": trainer.model, DISCRIMINATOR: state.modules[DISCRIMINATOR], "ema": state.ema.module}
+    torch.save({name: module.state_dict() for name, module in held.items()}, Path(out).parent / f"rank{rank}.pt")
+    leave_without_teardown()
+
+
+def test_the_gan_stage_runs_under_ddp(data_root, tiny_vgg_file, tmp_path):
+    """Two gloo ranks of batch 1 (as ``torchrun --nproc-per-node 2`` starts them) train the generator and the
+    U-Net discriminator with spectral norm for two steps, SPyNet frozen for the first and thawed for the second
+    (the generator re-wrapped): both ranks end with the same generator, discriminator (its spectral norm's
+    power-iteration vectors too) and moving average, both moved, and ``latest.pth`` holds both optimisers'
+    moments."""
+    recipe = gan_recipe(tiny_vgg_file, iterations=2, periods=[2], fix_iterations=1, ema=0.999, val_every=0)
+    recipe["data"] = {**TINY_DATA, "batch_size": 1}
+    out = tmp_path / "ddp" / "run"
+    spawn_two_ranks(_ddp_worker, recipe, str(data_root), str(out))
+    rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2))
+    for part in ("model", DISCRIMINATOR, "ema"):
+        assert rank0[part].keys() == rank1[part].keys()
+        for key, value in rank0[part].items():
+            assert torch.equal(value, rank1[part][key]), (part, key)
+    assert any(k.endswith("weight_u") for k in rank0[DISCRIMINATOR])
+
+    state = read_checkpoint(out / "checkpoints" / "latest.pth")
+    assert state["iteration"] == 2 and set(state["optimizers"]) == {MAIN, DISCRIMINATOR}
+    for name in (MAIN, DISCRIMINATOR):
+        saved = state["optimizers"][name]
+        parameters = [i for group in saved["param_groups"] for i in group["params"]]
+        moments = saved["state"]
+        assert sorted(moments) == sorted(parameters), name  # every parameter was stepped
+        assert max(float(m["step"]) for m in moments.values()) == 2, name
+        assert any(m["exp_avg"].abs().sum() > 0 for m in moments.values()), name
+    for key, value in state["modules"][DISCRIMINATOR].items():
+        assert torch.equal(value, rank0[DISCRIMINATOR][key]), key
+    last = "upsampling.conv_last.weight"
+    assert not torch.equal(state["params_ema"][last], state["model"][last])  # the average moved behind the model
+    assert json.loads((out / "result.json").read_text())["world_size"] == 2

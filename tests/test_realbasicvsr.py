@@ -161,11 +161,11 @@ def second_stage(first_stage, data_root, tmp_path_factory):
 
 
 def test_the_second_stage_starts_from_the_first_stages_checkpoint_and_trains(first_stage, second_stage):
-    """train.init loads the first stage's weights (its moving average, which its checkpoint holds) into the
-    generator before its first step; two iterations of the GAN objective log every term and save the
-    discriminator with both optimisers."""
+    """train.init loads the first stage's trained weights (not the moving average its checkpoint also holds,
+    which starts the second stage's average: tests/test_init_ema.py) into the generator before its first step;
+    two iterations of the GAN objective log every term and save the discriminator with both optimisers."""
     result, start = second_stage
-    first = read_checkpoint(first_stage[0].checkpoint)["params_ema"]
+    first = read_checkpoint(first_stage[0].checkpoint)["model"]
     assert start.keys() == first.keys()
     for key, value in first.items():
         assert torch.equal(start[key], value), key

@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from PIL import Image
-from tiny import TINY_DATA, TINY_MODEL, tiny_synth
+from tiny import TINY_DATA, TINY_MODEL, as_torchrun_rank, spawn_two_ranks, tiny_synth
 
 import vsr.losses
 from vsr import DataError, RecipeError, VSRError
@@ -326,32 +324,19 @@ def test_run_sampler_shards_one_global_sequence():
     assert interleaved == single == list(range(12, 24))
 
 
-def _as_torchrun_rank(rank: int, port: int) -> None:
-    """The environment ``torchrun`` gives rank ``rank`` of 2 on this machine."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
-    torch.set_num_threads(1)
-
-
 def _ddp_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) -> None:
-    _as_torchrun_rank(rank, port)
+    as_torchrun_rank(rank, port)
     trainer = Trainer(load_recipe(recipe), Path(out), data_root, False, "cpu", False)
     trainer.run()
     torch.save(trainer.model.state_dict(), Path(out).parent / f"rank{rank}.pt")
     leave_without_teardown()
 
 
-def _spawn_two_ranks(worker, *args) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(worker, args=(port, *args), nprocs=2, join=True)
-
-
 def test_ddp_two_processes_match_one_process_with_the_global_batch(data_root, tmp_path):
     """Two gloo ranks with batch 1 end with identical weights, equal (to float tolerance) to one process
     with batch 2: the same samples, gradients averaged. Thawing at fix_iterations re-wraps the model."""
     recipe = tiny(data={"batch_size": 1}, train={"iterations": 3, "periods": [3], "fix_iterations": 1})
-    _spawn_two_ranks(_ddp_worker, recipe, str(data_root), str(tmp_path / "ddp" / "run"))
+    spawn_two_ranks(_ddp_worker, recipe, str(data_root), str(tmp_path / "ddp" / "run"))
     rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2))
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
@@ -376,7 +361,7 @@ def test_ddp_flow_pretraining_runs_on_every_rank(data_root, tmp_path):
         data={"batch_size": 1},
         train={"objective": "flow", "iterations": 1, "periods": [1], "fix_iterations": 0, "val_every": 0},
     )
-    _spawn_two_ranks(_ddp_worker, recipe, str(data_root), str(tmp_path / "ddp" / "run"))
+    spawn_two_ranks(_ddp_worker, recipe, str(data_root), str(tmp_path / "ddp" / "run"))
     rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2))
     assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
     result = json.loads((tmp_path / "ddp" / "run" / "result.json").read_text())
@@ -384,7 +369,7 @@ def test_ddp_flow_pretraining_runs_on_every_rank(data_root, tmp_path):
 
 
 def _failing_check_worker(rank: int, port: int, recipe: dict, data_root: str, out: str) -> None:
-    _as_torchrun_rank(rank, port)
+    as_torchrun_rank(rank, port)
     with pytest.raises(DataError, match=r"model.scale"):
         Trainer(load_recipe(recipe), Path(out), data_root, False, "cpu", False).run()
     leaked = dist.is_initialized()
@@ -396,7 +381,7 @@ def _failing_check_worker(rank: int, port: int, recipe: dict, data_root: str, ou
 def test_a_failed_check_under_torchrun_leaves_no_process_group(data_root, tmp_path):
     """A recipe that fails its checks (here the model's scale against the data's) raises on every rank
     without leaving a process group behind."""
-    _spawn_two_ranks(_failing_check_worker, tiny(model={"scale": 2}), str(data_root), str(tmp_path / "run"))
+    spawn_two_ranks(_failing_check_worker, tiny(model={"scale": 2}), str(data_root), str(tmp_path / "run"))
     assert [(tmp_path / f"rank{r}.leaked").read_text() for r in range(2)] == ["False", "False"]
 
 

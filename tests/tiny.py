@@ -1,9 +1,12 @@
-"""What several test modules train on: a tiny model section and a tiny synthetic set (seconds on a CPU), and
-a run stopped by Ctrl-C midway."""
+"""What several test modules train on: a tiny model section and a tiny synthetic set (seconds on a CPU), a
+run stopped by Ctrl-C midway, and two processes started as ``torchrun`` starts them (DDP over gloo)."""
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 import vsr.losses
 from vsr.data import synth
@@ -83,3 +86,18 @@ def interrupt_step(mp: pytest.MonkeyPatch, objective: type, step: int) -> None:
         return original(self, batch, run)
 
     mp.setattr(objective, "step", interrupted)
+
+
+def as_torchrun_rank(rank: int, port: int) -> None:
+    """The environment ``torchrun`` gives rank ``rank`` of 2 on this machine; one thread each."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
+    torch.set_num_threads(1)
+
+
+def spawn_two_ranks(worker, *args) -> None:
+    """Run ``worker(rank, port, *args)`` in two spawned processes, ``port`` a free one for their process group;
+    the worker calls :func:`as_torchrun_rank` first."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(worker, args=(port, *args), nprocs=2, join=True)

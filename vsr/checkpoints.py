@@ -211,6 +211,23 @@ def extract_state_dict(
     return to_vsr_names(state)
 
 
+def weights_and_average(checkpoint: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Where ``checkpoint`` holds the trained weights and their moving average, when it holds both: vsr's
+    ``("model", "params_ema")``, an MMagic restorer's ``("generator.", "generator_ema.")`` or BasicSR's
+    ``("params", "params_ema")``; None for a file of one set. :func:`extract_state_dict` takes the first with
+    ``param_key="params"`` and the second with ``param_key="params_ema"``."""
+    if checkpoint.get("format") == VSR_FORMAT:
+        names = ("model", "params_ema")
+    elif "state_dict" in checkpoint:
+        state = checkpoint["state_dict"]
+        prefixes = tuple(MMAGIC_GENERATORS.values())
+        held = isinstance(state, Mapping) and all(any(str(k).startswith(p) for k in state) for p in prefixes)
+        return prefixes if held else None
+    else:
+        names = ("params", "params_ema")
+    return names if all(name in checkpoint for name in names) else None
+
+
 def mmagic_generator(state: Mapping[str, Any], param_key: str | None = None) -> Mapping[str, Any]:
     """The generator of an MMagic restorer's state dict, its prefix removed: ``generator_ema.`` (the moving
     average, which MMagic infers with) where the file has one unless ``param_key="params"``, else

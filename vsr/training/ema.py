@@ -4,8 +4,10 @@
 After every optimiser step each floating-point parameter of the average moves towards the trained one,
 ``avg ← decay · avg + (1 − decay) · param`` (``torch.lerp`` with weight ``1 − decay``); buffers (SPyNet's
 normalisation constants) are copied. The average starts as a copy of the initial weights, as BasicSR's
-does, without timm's warm-up. It is a full copy of the model in eval mode without gradients, so validation
-and export run it like the model itself.
+does, without timm's warm-up, except where ``train.init`` names a checkpoint holding an average beside its
+trained weights: the trainer then loads that average into it (:func:`vsr.training.pretrained.load_init`,
+as MMagic starts RealBasicVSR's second stage). It is a full copy of the model in eval mode without
+gradients, so validation and export run it like the model itself.
 
 A checkpoint stores it under BasicSR's key ``params_ema`` beside the trained weights (``model``; see
 :func:`vsr.checkpoints.extract_state_dict`, which prefers it); a resumed run restores it exactly.

@@ -1,6 +1,15 @@
-"""The modules that start from pretrained weights (:data:`vsr.model.PRETRAINED_PREFIXES`: the flow
-estimator, IconVSR's refill extractor): where ``train.init`` finds their weights, and their freezing for
-the first ``train.fix_iterations`` steps (BasicVSR §4 keeps SPyNet fixed for the first 5000).
+"""The weights a run starts from (``train.init``), and the modules that start from pretrained weights
+(:data:`vsr.model.PRETRAINED_PREFIXES`: the flow estimator, IconVSR's refill extractor), frozen for the first
+``train.fix_iterations`` steps (BasicVSR §4 keeps SPyNet fixed for the first 5000).
+
+``train.init`` names a checkpoint (restricted to ``train.init_prefixes``). Where it holds the trained weights
+and their moving average apart (:func:`vsr.checkpoints.weights_and_average`: a vsr run's ``model`` and
+``params_ema``, an MMagic restorer's ``generator.`` and ``generator_ema.``, BasicSR's ``params`` and
+``params_ema``), the model starts from the trained weights and the run's moving average (``train.ema``) from
+the file's average, as MMagic's ``load_from`` starts RealBasicVSR's second stage from the first (notes §3.2).
+Without ``train.ema`` the model still starts from the trained weights (the reference's generator): what the
+model starts from never depends on whether the run keeps an average. A file of one set (safetensors, a bare
+state dict, BasicSR's ``params`` alone) starts the model, and the average starts as a copy of the model.
 
 Frozen means ``requires_grad=False``: no gradient flows into them and Adam skips them.
 """
@@ -9,13 +18,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
-from vsr.checkpoints import load_checkpoint
+from vsr.checkpoints import extract_state_dict, load_state_dict, read_checkpoint, weights_and_average
 from vsr.model import PRETRAINED_PREFIXES
+from vsr.zoo import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +64,58 @@ def resolve_init(init: str | Path) -> str | Path:
     return init
 
 
-def load_init(model: nn.Module, cfg: Mapping[str, Any]) -> bool:
-    """Load ``train.init`` (restricted to ``train.init_prefixes``) into ``model``; False if none is set."""
+@dataclass
+class InitAverage:
+    """What the run's moving average starts from after :func:`load_init`: ``weights``, the average that the
+    ``train.init`` file holds beside its trained weights (restricted to ``prefixes`` when loaded), or None
+    (the average is then a copy of the model)."""
+
+    weights: dict[str, Tensor] | None
+    prefixes: list[str] | None
+
+    def load_into(self, average: nn.Module) -> None:
+        """Copy the average into ``average`` (the moving average's module, a copy of the model)."""
+        if self.weights is not None:
+            load_state_dict(average, self.weights, strict=False, prefixes=self.prefixes)
+
+
+def load_init(model: nn.Module, cfg: Mapping[str, Any]) -> InitAverage | None:
+    """Load ``train.init`` (restricted to ``train.init_prefixes``) into ``model``: its trained weights where it
+    also holds their moving average, else its one set. Returns what the average (``train.ema``) starts from;
+    None if ``train.init`` is unset."""
     if not cfg["init"]:
-        return False
-    source = resolve_init(cfg["init"])
-    load_checkpoint(model, source, strict=False, prefixes=cfg["init_prefixes"])
-    log.info("initialised from %s (prefixes %s)", source, cfg["init_prefixes"] or "all")
-    return True
+        return None
+    source, prefixes = resolve_init(cfg["init"]), cfg["init_prefixes"]
+    path = resolve_checkpoint(source)
+    raw = read_checkpoint(path)
+    which = f"prefixes {', '.join(prefixes)}" if prefixes else "all weights"
+    names = weights_and_average(raw)
+    if names is None:
+        load_state_dict(model, extract_state_dict(raw, source=str(path)), strict=False, prefixes=prefixes)
+        then = "; the moving average starts as a copy of the model" if cfg["ema"] is not None else ""
+        log.info("train.init: the model starts from %s (%s)%s", source, which, then)
+        return InitAverage(None, prefixes)
+    trained, averaged = names
+    load_state_dict(model, extract_state_dict(raw, "params", str(path)), strict=False, prefixes=prefixes)
+    if cfg["ema"] is None:
+        log.warning(
+            "train.init: the model starts from the trained weights of %s (%s, %s); its moving average (%s) is "
+            "not used, since train.ema is off", source, trained, which, averaged,
+        )  # fmt: skip
+        return InitAverage(None, prefixes)
+    log.info(
+        "train.init: the model starts from the trained weights of %s (%s) and the moving average from its "
+        "average (%s); %s", source, trained, averaged, which,
+    )  # fmt: skip
+    return InitAverage(extract_state_dict(raw, "params_ema", str(path)), prefixes)
 
 
-__all__ = ["WEIGHTS_DIR", "has_pretrained", "is_pretrained", "load_init", "resolve_init", "set_pretrained_frozen"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "InitAverage",
+    "has_pretrained",
+    "is_pretrained",
+    "load_init",
+    "resolve_init",
+    "set_pretrained_frozen",
+]

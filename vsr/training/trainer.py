@@ -12,8 +12,9 @@ metrics and temporal gain there, :func:`vsr.probe.score_set`). Every file but th
 atomically. A non-finite loss stops the run with a :class:`VSRError` and leaves the last good checkpoint in
 place.
 
-With ``train.ema`` the run keeps a moving average of its weights (:mod:`vsr.training.ema`), updated after
-every step: validation scores it, ``best.pth`` and ``last.pth`` hold it as ``params_ema`` beside the trained
+With ``train.ema`` the run keeps a moving average of its weights (:mod:`vsr.training.ema`), started from
+``train.init``'s average where its file holds one (:mod:`vsr.training.pretrained`) and updated after every
+step: validation scores it, ``best.pth`` and ``last.pth`` hold it as ``params_ema`` beside the trained
 weights, and ``model.safetensors`` holds it (the weights the run's metrics describe).
 
 Progress: a rich bar on a terminal; when stdout is not a terminal, one plain line per log step (iteration,
@@ -250,7 +251,9 @@ class Trainer:
                                      device=self.device)  # fmt: skip
         self.model = self.objective.build_model()
         self.has_pretrained = has_pretrained(self.model)
-        self.init_loaded = not self.resume and load_init(self.model, self.cfg)
+        # train.init is read only when a run starts; its average waits here for the moving average's set-up
+        self.init_average = None if self.resume else load_init(self.model, self.cfg)
+        self.init_loaded = self.init_average is not None
         self.autocast = autocast_dtype(self.cfg["amp"], self.device)
         self.channels_last = use_channels_last(self.cfg["channels_last"], self.device)
         self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
@@ -260,11 +263,15 @@ class Trainer:
 
     def _setup_optimizer(self) -> None:
         """The objective's optimisers, schedules and other trained modules, a grad scaler per optimiser, and the
-        weights' moving average (``train.ema``), held with the rest of the run's state."""
+        weights' moving average (``train.ema``; from ``train.init``'s average where it has one), held with the
+        rest of the run's state."""
         parts = self.objective.training_parts(self.model)
         for module in parts.modules.values():
             module.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         ema = WeightAverage(self.model, self.cfg["ema"]) if self.cfg["ema"] is not None else None
+        if ema is not None and self.init_average is not None:
+            self.init_average.load_into(ema.module)  # train.init's average, where its file holds one
+        self.init_average = None  # its weights are not needed after this
         fp16 = self.autocast == torch.float16
         self.state = RunState(
             model=self.model,
