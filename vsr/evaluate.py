@@ -97,8 +97,10 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.chunk_frames and self.center_frame:
-            raise VSRError("data.val_chunk_frames and data.val_center_frame exclude each other: the Vimeo-90K-T "
-                           "protocol restores each mirrored 14-frame clip whole; set one of them only")
+            raise VSRError(
+                "data.val_chunk_frames and data.val_center_frame exclude each other: the Vimeo-90K-T "
+                "protocol restores each mirrored 14-frame clip whole; set one of them only"
+            )
         wired = {"crop_border": self.crop_border, "y_channel": self.y_channel}
         built = tuple(
             build_entry("metric", f"data.val_metrics[{i}]", item, **wired) for i, item in enumerate(self.metrics)
