@@ -1,8 +1,8 @@
 """Studies: train and evaluate every variant of an ablation, several seeds each (:mod:`vsr.reports` then
 reports the comparison; it reads what studies write, and studies never import it).
 
-* :mod:`vsr.studies.schema`: study files (a base recipe per preset, variants as recipe overrides, the
-  orderings the paper reports), validated;
+* :mod:`vsr.studies.schema`: study files (a base recipe per preset, variants as recipe overrides, test-time
+  variants and variants trained on from another's weights, the orderings the paper reports), validated;
 * :mod:`vsr.studies.runs`: the run folder ``OUT/<study>/<variant>/seed<k>/``, the one place naming its
   files (read by :mod:`vsr.reports` too), and the finding of identical runs of other studies;
 * :mod:`vsr.studies.file_checks`: what its readers check in a file read back (a damaged one is one error
@@ -20,6 +20,7 @@ from vsr.studies.runs import RunSpec, check_run_folder, find_twin_run, run_finis
 from vsr.studies.schema import (
     DEFAULT_METRICS,
     PROFILE_DEFAULTS,
+    REAL_SET,
     SHIPPED_PRESET,
     Expectation,
     Preset,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "EXECUTORS",
     "PROFILE_DEFAULTS",
+    "REAL_SET",
     "SHIPPED_PRESET",
     "Expectation",
     "Preset",

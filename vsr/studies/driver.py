@@ -15,6 +15,11 @@ and logs are copied and evaluated, so BasicVSR, the base of the propagation, ali
 trains once. A run with ``gpus_per_run: N`` trains under ``torchrun`` (DDP, one process per GPU, see
 :mod:`vsr.training`) and is evaluated in the calling process.
 
+A variant that ``evaluates`` another copies the training of that variant's run of the same seed in the same way
+and is evaluated with its own recipe; one that ``starts_from`` another trains from that run's final weights.
+These runs are carried out once the others have finished (a second round of the executor), and ``--variant``
+naming one plans the variant it uses too.
+
 A study holds the lock of its study folder while it runs, and each run the lock of its run folder
 (:mod:`vsr.locks`; lent to ``torchrun``'s training processes): a second ``vsr study`` on the same study, or
 anything else writing to a run folder in use, is refused naming the holder. Every file of a run folder is
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import time
@@ -35,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+import torch
 import yaml
 from rich.console import Console
 
+from vsr.atomic import listed
 from vsr.data import real
 from vsr.data.layouts import open_dataset
 from vsr.data.specs import data_specs
@@ -47,12 +55,14 @@ from vsr.locks import folder_lock, lent_to_child
 from vsr.model import assemble
 from vsr.probe import run_probe, score_set
 from vsr.profile import profile
-from vsr.recipe import load_recipe
+from vsr.recipe import Recipe, load_recipe
 from vsr.studies import runs
 from vsr.studies.executors import EXECUTORS, run_all, torchrun_command
 from vsr.studies.runs import RunSpec
 from vsr.studies.schema import Study, StudyError, load_study, run_seeds
 from vsr.training import train
+
+log = logging.getLogger(__name__)
 
 
 def plan_runs(
@@ -65,20 +75,28 @@ def plan_runs(
     device: str | None = None,
     variants: Sequence[str] | None = None,
 ) -> list[RunSpec]:
-    """Every run of ``study`` under ``preset`` (or of the named ``variants`` only), in order: variants as in
-    the file, then seeds. Resolving every recipe here makes a typo fail before anything trains."""
+    """Every run of ``study`` under ``preset`` (or of the named ``variants`` only, with the variants whose
+    weights they use), in order: variants as in the file, then seeds. Resolving every recipe here makes a typo
+    fail before anything trains, and a test-time variant whose overrides change the network fail too."""
     p = study.preset(preset)
     unknown = sorted(set(variants or ()) - set(study.variants))
     if unknown:
         raise StudyError(
             f"study {study.name!r} has no variant {unknown[0]!r}; its variants: {', '.join(study.variants)}"
         )
+    wanted = set(variants or ()) | set(added_sources(study, variants))
     specs = []
     for variant in study.variants.values():
-        if variants and variant.name not in variants:
+        if variants and variant.name not in wanted:
             continue
         for i, seed in enumerate(run_seeds(p, seeds)):
             recipe = study.recipe(preset, variant.name, seed, data)
+            if variant.starts_from:  # every parameter from the final weights of that variant's run of this seed
+                trained = runs.run_folder(Path(out).absolute(), study.name, variant.starts_from, seed)
+                init = [("train.init", str(runs.last_checkpoint(trained))), ("train.init_prefixes", None)]
+                recipe = recipe.with_overrides(init)
+            if variant.evaluates and i == 0:
+                _check_same_network(study, variant.name, recipe, study.recipe(preset, variant.evaluates, seed, data))
             specs.append(
                 RunSpec(
                     study=study.name,
@@ -87,15 +105,57 @@ def plan_runs(
                     seed=int(seed),
                     run_dir=str(runs.run_folder(out, study.name, variant.name, seed)),
                     recipe=recipe.to_dict(),
-                    overrides=(*p.overrides, *variant.overrides_for(preset)),
+                    overrides=study.overrides(preset, variant.name),
                     profile=p.profile if i == 0 else None,  # one profile per variant
                     real=_located(p.real_data),
                     device=device,
                     gpus=p.gpus_per_run,
                     runs_root=str(out),
+                    real_metrics=tuple(study.real_metrics),
+                    evaluates=variant.evaluates,
+                    starts_from=variant.starts_from,
                 )
             )
     return specs
+
+
+def added_sources(study: Study, variants: Sequence[str] | None) -> list[str]:
+    """The variants that ``variants`` (``--variant``) leave out but whose weights one of them uses: planned too."""
+    if not variants:
+        return []
+    used = [study.variants[v].source for v in variants if v in study.variants]
+    return [v for v in study.variants if v in used and v not in variants]
+
+
+def _check_same_network(study: Study, variant: str, recipe: Recipe, evaluated: Recipe) -> None:
+    """Refuse a test-time variant whose recipe builds another network than the variant whose weights it
+    evaluates: both are built on the ``meta`` device (no memory, no time) and their parameters compared."""
+    try:
+        mine, theirs = _parameter_shapes(recipe), _parameter_shapes(evaluated)
+    except VSRError:
+        raise
+    except Exception as err:  # a part (a plugin's) that does not build on the meta device: loading will tell
+        log.debug("variant %s: the networks are not compared (they do not build on the meta device: %s)", variant, err)
+        return
+    source = study.variants[variant].evaluates
+    for name in dict.fromkeys([*theirs, *mine]):
+        if mine.get(name) != theirs.get(name):
+            raise StudyError(
+                f"study {study.name!r}, variant {variant!r} evaluates the weights of {source!r}, but its recipe builds "
+                f"another network: parameter {name} is {_shape(theirs.get(name))} there and {_shape(mine.get(name))} "
+                f"here; only evaluation-time overrides (refinement, chunking, ...) fit a test-time variant (check "
+                f"variants.{variant}.overrides in {study.source or 'the study file'}, or train it: starts_from)"
+            )
+
+
+def _parameter_shapes(recipe: Recipe) -> dict[str, tuple[int, ...]]:
+    """The shape of each entry of the state dict of the recipe's network, built on the ``meta`` device."""
+    with torch.device("meta"):
+        return {name: tuple(t.shape) for name, t in assemble(recipe.model).state_dict().items()}
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "absent" if shape is None else f"of shape {shape}"
 
 
 def _located(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -158,12 +218,32 @@ def _train(spec: RunSpec, progress: bool) -> None:
     train(load_recipe(spec.recipe), Path(spec.run_dir), resume=resume, device=spec.device, progress=progress)
 
 
+def _trained_source(spec: RunSpec) -> Path:
+    """The run folder whose final weights ``spec`` evaluates or starts from, once its training has finished."""
+    folder = spec.source_folder()
+    if runs.training_finished(folder) and runs.last_checkpoint(folder).is_file():
+        return folder
+    how = "evaluates" if spec.evaluates else "starts from"
+    if (folder / runs.FAILED_FILE).is_file():
+        state = f"whose last attempt failed (see its {runs.FAILED_FILE}): fix that run, then rerun the same command"
+    elif folder.is_dir():
+        state = "whose training has not finished: rerun the same command, which finishes it first"
+    else:
+        state = f"which does not exist: run variant {spec.source!r} (seed {spec.seed}) first"
+    raise StudyError(f"{spec.key} {how} the final weights of run folder {folder}, {state}")
+
+
 def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
     run_dir = Path(spec.run_dir)
     started = time.time()
     if not runs.training_finished(run_dir):
-        twin = None if runs.can_resume(run_dir) else runs.find_twin_run(spec)
-        if twin is not None:  # the same training was done for another study: evaluate its weights again
+        resume = runs.can_resume(run_dir)
+        if spec.starts_from and not resume:
+            _trained_source(spec)  # the weights it starts from are there
+        twin = None if resume or spec.evaluates else runs.find_twin_run(spec)
+        if spec.evaluates:  # a test-time variant: its source's weights, evaluated below with its own recipe
+            runs.reuse_training(_trained_source(spec), run_dir)
+        elif twin is not None:  # the same training was done for another study: evaluate its weights again
             runs.reuse_training(twin, run_dir)
         else:
             _train(spec, progress)
@@ -182,6 +262,8 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
         **spec.identity(),
         "preset": spec.preset,
         "overrides": list(spec.overrides),
+        "evaluates": spec.evaluates,
+        "starts_from": spec.starts_from,
         "metrics": {k: metrics[k] for k in Protocol.from_recipe(recipe).names},
         "bicubic": metrics.get("bicubic"),
         "temporal_gain": temporal.mean_gain,
@@ -199,9 +281,11 @@ def _train_evaluate_profile(spec: RunSpec, progress: bool) -> dict[str, Any]:
     }
 
 
-def _evaluate_real(model, recipe, spec: RunSpec) -> dict[str, Any]:
-    """Score the loaded model on the real-video set with the recipe's protocol, and its temporal gain there,
-    into the run's ``real/`` folder."""
+def _evaluate_real(model, recipe: Recipe, spec: RunSpec) -> dict[str, Any]:
+    """Score the loaded model on the real-video set with the recipe's protocol and the study's ``real_metrics``,
+    and its temporal gain there, into the run's ``real/`` folder."""
+    if spec.real_metrics:
+        recipe = recipe.with_overrides([("data.val_metrics", list(spec.real_metrics))])
     return score_set(model, spec.real, recipe=recipe, out_dir=runs.real_folder(spec.run_dir), device=spec.device)
 
 
@@ -291,8 +375,9 @@ def run_study(
     out = Path(out) if out is not None else Path("runs") / "studies" / preset
     study_dir = runs.study_folder(out, study.name)
     specs = plan_runs(study, preset, out, seeds=seeds, data=data, device=device, variants=variants)
+    added = added_sources(study, variants)
     with folder_lock(study_dir, "study folder"):
-        failures = _run_planned(study, preset, specs, study_dir, executor, jobs, progress, slurm)
+        failures = _run_planned(study, preset, specs, study_dir, executor, jobs, progress, slurm, added)
     done = StudyRun(study, preset, study_dir, tuple(specs))
     if failures:
         raise RunsFailed(
@@ -312,10 +397,13 @@ def _run_planned(
     jobs: int,
     progress: bool,
     slurm: Mapping[str, Any] | None,
+    added: Sequence[str] = (),
 ) -> list[str]:
     """Carry out :func:`run_study` for the planned ``specs``, under the study folder's lock; the failed runs.
     Everything that can refuse the study (a run folder made for another recipe, a data set that does not
-    open) is checked before its ``study.json`` is written: a refused study leaves its folder as it was."""
+    open) is checked before its ``study.json`` is written: a refused study leaves its folder as it was. The
+    runs that use another's weights go in a second round, once the others have finished; ``added`` are the
+    variants planned only because such a run uses their weights."""
     p = study.preset(preset)
     for spec in specs:
         runs.check_run_folder(spec)
@@ -326,16 +414,30 @@ def _run_planned(
         study_dir,
         study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},
     )
+    console = Console(stderr=True)
     if progress:
         count = len({s.variant for s in specs})
-        Console(stderr=True).print(
+        also = ""
+        for source in added:  # a variant --variant left out, whose weights one it names uses
+            users = list(dict.fromkeys(s.variant for s in specs if s.source == source))
+            also += f"; {source} runs too, since {listed(users)} {'uses' if len(users) == 1 else 'use'} its weights"
+        console.print(
             f"study [bold]{study.name}[/] ({preset}): {count} variants × {len(specs) // count} seeds = "
-            f"{len(specs)} runs, {len(specs) - len(pending)} finished"
+            f"{len(specs)} runs, {len(specs) - len(pending)} finished{also}"
         )
     if not pending:
         return []
     params = {"name": f"vsr-{study.name}", **p.slurm, **(slurm or {})}
     if p.gpus_per_run > 1:
         params.setdefault("gpus_per_node", p.gpus_per_run)
-    return run_all(run_one, pending, len(specs), executor=executor, jobs=jobs, progress=progress,
-                   submitit_folder=study_dir / "_submitit", submitit_params=params)  # fmt: skip
+    first = [s for s in pending if s.source is None]
+    then = [s for s in pending if s.source is not None]  # they need the final weights of runs of the first round
+    failures = []
+    for batch, total in ((first, len(specs) - len(then)), (then, len(specs))):
+        if not batch:
+            continue
+        if progress and batch is then and first:
+            console.print(f"then {len(then)} run(s) that evaluate or start from the weights of those")
+        failures += run_all(run_one, batch, total, executor=executor, jobs=jobs, progress=progress,
+                            submitit_folder=study_dir / "_submitit", submitit_params=params)  # fmt: skip
+    return failures

@@ -6,7 +6,8 @@ writes (``recipe.yaml``, ``log.jsonl``, ``metrics.csv``, ``checkpoints/``, ``mod
 ``result.json`` last), what evaluation writes (``metrics.json``, ``per_frame.csv``), ``profile.json`` (first
 seed of each variant) and last, atomically, ``run.json``: a run is finished exactly when ``run.json``
 exists. ``failed.json`` holds the error of the last failed attempt, ``reused.json`` the run whose training
-this one copied, ``job.json`` the Slurm job that ran it. ``real/`` holds the same evaluation and temporal-gain probe
+this one copied (a shared run's, or for a test-time variant the run whose weights it evaluates), ``job.json``
+the Slurm job that ran it. ``real/`` holds the same evaluation and temporal-gain probe
 on the real-video set (:mod:`vsr.data.real`), for presets that evaluate on it: ``real/metrics.json``,
 ``real/per_frame.csv`` and ``real/temporal/``. :mod:`vsr.studies` writes these folders and
 :mod:`vsr.reports` reads them, both through this module. The files of training, evaluation and the probe
@@ -34,7 +35,7 @@ from vsr.evaluate import METRICS_FILE, PER_FRAME_FILE
 from vsr.metrics import metric_class
 from vsr.probe import FIELD_FILE, GAIN_FILE, TEMPORAL_DIR, TemporalProbe
 from vsr.studies import file_checks
-from vsr.studies.schema import FRAME_POSITIONS, StudyError
+from vsr.studies.schema import FRAME_POSITIONS, REAL_SET, SOURCE_KEYS, StudyError
 from vsr.training.files import (
     LAST_CHECKPOINT,
     LATEST_CHECKPOINT,
@@ -109,13 +110,29 @@ class RunSpec:
     device: str | None = None
     gpus: int = 1
     runs_root: str | None = None  # where finished runs of other studies may hold this run's training
+    real_metrics: tuple[Any, ...] = ()  # data.val_metrics entries the real-video set is scored with (): the recipe's
+    evaluates: str | None = None  # the variant whose final weights (same seed) this run evaluates, training nothing
+    starts_from: str | None = None  # the variant whose final weights (same seed) this run's training starts from
 
     @property
     def key(self) -> str:
         return f"{self.study}/{self.variant}/seed{self.seed}"
 
+    @property
+    def source(self) -> str | None:
+        """The variant whose run this one uses the final weights of (``evaluates`` or ``starts_from``), or None."""
+        return self.evaluates or self.starts_from
+
+    def source_folder(self) -> Path | None:
+        """The run folder of :attr:`source` of the same seed, beside this run's; None for a run of its own."""
+        if self.source is None:
+            return None
+        return run_folder(Path(self.run_dir).parents[2], self.study, self.source, self.seed)
+
     def identity(self) -> dict[str, Any]:
-        return {"study": self.study, "variant": self.variant, "seed": self.seed, "recipe": self.recipe}
+        """What the run folder is for (``run_spec.json``): a run that uses another's weights names that variant."""
+        used = {key: getattr(self, key) for key in SOURCE_KEYS if getattr(self, key) is not None}
+        return {"study": self.study, "variant": self.variant, "seed": self.seed, "recipe": self.recipe, **used}
 
 
 # ------------------------------------------------------------------------------------------ writing a run
@@ -200,12 +217,14 @@ def can_resume(run_dir: str | Path) -> bool:
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """``run.json``: the finished run's record (identity, recipe, metrics, timings), checked for what its
-    readers use: ``study``, ``variant`` and ``seed``, the ``metrics`` it names, its ``recipe``."""
+    readers use: ``study``, ``variant`` and ``seed``, the ``metrics`` it names, its ``recipe``, and the variants
+    whose weights it ``evaluates`` or ``starts_from`` (null for a run of its own; absent in older records)."""
     path = Path(run_dir) / RUN_FILE
     fix = f"restore it, or delete it and rerun the study (the same vsr study command): {_REEVALUATED}"
     record = file_checks.json_object(path, fix)
-    file_checks.require(path, record, {"study": "text", "variant": "text", "seed": "whole", "recipe": "object"}, fix,
-                        optional=["recipe"])  # fmt: skip
+    fields = {"study": "text", "variant": "text", "seed": "whole", "recipe": "object", "evaluates": "text?",
+              "starts_from": "text?"}  # fmt: skip
+    file_checks.require(path, record, fields, fix, optional=["recipe", *SOURCE_KEYS])
     names = record.get("metrics", [])
     if not (isinstance(names, dict) or file_checks.KINDS["texts"][1](names)):
         raise file_checks.damaged(path, f"'metrics' = {brief_repr(names, 60)} names no metrics", fix)
@@ -378,6 +397,8 @@ def find_twin_run(spec: RunSpec) -> Path | None:
             continue
         if not isinstance(other, dict) or not isinstance(other.get("recipe", {}), dict):
             continue  # a damaged record: that run is no twin (a report names its file)
+        if other.get("evaluates"):
+            continue  # a test-time variant's run holds another recipe's training
         same = other.get("seed") == spec.seed and _same_training(other.get("recipe", {}), recipe)
         if same and all((path.parent / f).is_file() for f in TRAINING_FILES):
             return path.parent
@@ -454,25 +475,28 @@ _STUDY_FIELDS = {
     "base": "text?",
     "preset": "text?",
     "metrics": "texts",
+    "real_metrics": "texts",
     "imports": "texts",
     "variants": "object",
     "expect": "list",
     "source": "text?",
 }
 _EXPECT_FIELDS = {"better": "text", "worse": "text", "metric": "text", "at": "text?", "segment_length": "whole?",
-                  "paper": "number?", "source": "text?"}  # fmt: skip
+                  "paper": "number?", "source": "text?", "on": "text?"}  # fmt: skip
+_VARIANT_FIELDS = {"label": "text?", "evaluates": "text?", "starts_from": "text?"}
 
 
 def read_study_record(path: str | Path) -> dict[str, Any]:
-    """One ``study.json``, checked for what a report reads: its name, variants (and labels), base, metrics,
-    imports and expected orderings."""
+    """One ``study.json``, checked for what a report reads: its name, variants (their labels, and the variants
+    whose weights they use), base, metrics (on the validation and the real-video set), imports and expected
+    orderings. A record written before a field existed may lack it."""
     fix = f"restore it, or rerun the study (the same vsr study command), which writes its {STUDY_FILE} anew"
     data = file_checks.json_object(path, fix)
     file_checks.require(path, data, _STUDY_FIELDS, fix, optional=set(_STUDY_FIELDS) - {"name"})
     for variant, entry in data.get("variants", {}).items():
         if not isinstance(entry, dict):
             raise file_checks.damaged(path, f"'variants.{variant}' = {brief_repr(entry, 60)} is not a JSON object", fix)
-        file_checks.require(path, entry, {"label": "text?"}, fix, optional=["label"], where=f"variants.{variant}")
+        file_checks.require(path, entry, _VARIANT_FIELDS, fix, optional=_VARIANT_FIELDS, where=f"variants.{variant}")
     for i, expectation in enumerate(data.get("expect", [])):
         where = f"expect[{i}]"
         if not isinstance(expectation, dict):
@@ -482,6 +506,8 @@ def read_study_record(path: str | Path) -> dict[str, Any]:
         at = expectation.get("at")
         if at is not None and at not in FRAME_POSITIONS:
             raise file_checks.damaged(path, f"'{where}.at' = {at!r} is not one of {', '.join(FRAME_POSITIONS)}", fix)
+        if expectation.get("on") not in (None, REAL_SET):
+            raise file_checks.damaged(path, f"'{where}.on' = {expectation['on']!r} is not {REAL_SET!r} or null", fix)
         if at == "segment_ends" and (expectation.get("segment_length") or 0) < 2:
             raise file_checks.damaged(path, f"'{where}.segment_length' must be a whole number >= 2 at segment_ends",
                                       fix)  # fmt: skip

@@ -39,6 +39,26 @@ data set mapping, e.g. ``{layout: real, root: /data/real}``); by default it is :
 is evaluated with them (added to its recipe's ``data.val_metrics`` where missing), and the report's tables,
 figures and orderings take their labels, units and directions from the registry. ``imports: [my.module]``
 imports the user's modules that register them (or the recipe's parts) before the file is validated.
+``real_metrics`` (default: ``metrics``) are what the real-video set is scored with, entries as
+``data.val_metrics`` takes them (a name or ``{name: niqe, frames: [0, 15, 29]}``): its low-quality clips have no
+ground truth, and NIQE needs larger frames than the validation clips may have. An ordering with ``on: real``
+compares the runs' scores on the real-video set (its ``metric`` one of ``real_metrics``, by default the first;
+no ``at``).
+
+A variant may use the final weights (``checkpoints/last.pth``) of another variant's run of the same seed; its
+recipe is that variant's (the preset's and that variant's overrides), then its own overrides::
+
+    variants:
+      cleaning: []
+      refined:   {evaluates: cleaning, overrides: [model.cleaning.refine_threshold=1.5]}
+      chunked:   {evaluates: cleaning, overrides: [data.val_chunk_frames=10]}
+      gan:       {starts_from: cleaning, overrides: [train.objective=realbasicvsr_gan]}
+
+``evaluates: V`` is a test-time variant: it trains nothing, its run copies the training of V's run (as a shared
+run's is copied) and is evaluated with its own recipe, which must build the same network as V's (only
+evaluation-time overrides: refinement, chunking, ...). ``starts_from: V`` trains, from V's final weights
+(``train.init``, every parameter). V must be a variant that is neither of these itself; these runs start once
+the others have finished.
 
 The report of the :data:`SHIPPED_PRESET` is shipped in ``reports/<study>/``; ``vsr study NAME`` writes it
 there by default, and every other preset's to ``reports/<study>-<preset>/`` (:meth:`Study.report_folder`).
@@ -58,7 +78,7 @@ from vsr.data.layouts import SPEC_KEYS, check_spec
 from vsr.errors import RecipeError, VSRError
 from vsr.metrics import metric_class
 from vsr.recipe import Recipe, load_recipe, load_yaml, yaml_problem
-from vsr.registry import choices, entry, import_plugins
+from vsr.registry import build_entry, choices, entry, import_plugins
 from vsr.shipped import search_path, yaml_by_name
 
 #: The metrics of a study file without ``metrics`` (BasicSR's PSNR and SSIM); any registered metric may be named.
@@ -71,7 +91,8 @@ REPORTS_ROOT = Path("reports")
 #: The paper's runtime protocol (10-frame 180×320 LR clip); a preset's ``profile`` mapping changes it.
 PROFILE_DEFAULTS = {"frames": 10, "size": [180, 320], "repeats": 3, "warmup": 1}
 
-_STUDY_KEYS = ("name", "title", "description", "base", "metrics", "imports", "presets", "variants", "expect")
+_STUDY_KEYS = ("name", "title", "description", "base", "metrics", "real_metrics", "imports", "presets", "variants",
+               "expect")  # fmt: skip
 _PRESET_KEYS = (
     "recipe",
     "overrides",
@@ -87,8 +108,12 @@ _PRESET_KEYS = (
 #: The real-video set every run is evaluated on besides its validation set, unless its preset says otherwise.
 REAL_DATA = {"layout": "real", "split": "gt"}
 _PROFILE_KEYS = ("frames", "size", "repeats", "warmup")
-_VARIANT_KEYS = ("overrides", "label", "description", "presets")
-_EXPECT_KEYS = ("better", "worse", "paper", "metric", "source", "at", "segment_length")
+_VARIANT_KEYS = ("overrides", "label", "description", "presets", "evaluates", "starts_from")
+#: How a variant may use another's run: evaluate its final weights (no training), or train on from them.
+SOURCE_KEYS = ("evaluates", "starts_from")
+_EXPECT_KEYS = ("better", "worse", "paper", "metric", "source", "at", "segment_length", "on")
+#: An ordering's ``on`` that compares the runs' scores on the real-video set (``None``: on the validation set).
+REAL_SET = "real"
 #: Where along the clip an ``at`` ordering looks: the first or the last frame of each validation clip, or the
 #: frames on either side of each cut between its ``segment_length``-frame segments.
 FRAME_POSITIONS = ("first", "last", "segment_ends")
@@ -124,9 +149,16 @@ class Variant:
     label: str = ""
     description: str = ""
     presets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    evaluates: str | None = None  # a test-time variant: evaluates this variant's final weights, trains nothing
+    starts_from: str | None = None  # trains from this variant's final weights
 
     def overrides_for(self, preset: str) -> tuple[str, ...]:
         return (*self.overrides, *self.presets.get(preset, ()))
+
+    @property
+    def source(self) -> str | None:
+        """The variant whose run (of the same seed) this one uses the weights of, or None."""
+        return self.evaluates or self.starts_from
 
 
 @dataclass(frozen=True)
@@ -142,6 +174,7 @@ class Expectation:
     source: str = ""
     at: str | None = None
     segment_length: int | None = None  # with at: segment_ends
+    on: str | None = None  # REAL_SET: compared on the real-video set; None: on the validation set
 
 
 @dataclass(frozen=True)
@@ -158,6 +191,18 @@ class Study:
     description: str = ""
     source: Path | None = None
     imports: tuple[str, ...] = ()
+    real_metrics: tuple[str | Mapping[str, Any], ...] = DEFAULT_METRICS  # data.val_metrics entries, for real_data
+
+    @property
+    def real_metric_names(self) -> tuple[str, ...]:
+        return tuple(entry("real_metrics", m)["name"] for m in self.real_metrics)
+
+    def overrides(self, preset: str, variant: str) -> tuple[str, ...]:
+        """The overrides of one variant's runs: the preset's, those of the variant it uses the weights of (if
+        any), then its own."""
+        v = self.variants[variant]
+        used = self.variants[v.source].overrides_for(preset) if v.source else ()
+        return (*self.preset(preset).overrides, *used, *v.overrides_for(preset))
 
     def report_folder(self, preset: str) -> Path:
         """Where ``vsr study`` writes the report of ``preset`` by default (:func:`report_folder`)."""
@@ -172,10 +217,11 @@ class Study:
         return self.presets[name]
 
     def recipe(self, preset: str, variant: str, seed: int = 0, data: str | Path | None = None) -> Recipe:
-        """The resolved :class:`vsr.recipe.Recipe` of one run: the preset's recipe, its overrides, the
-        variant's overrides, the data overrides of ``data`` and ``train.seed``."""
+        """The resolved :class:`vsr.recipe.Recipe` of one run: the preset's recipe, :meth:`overrides`, the data
+        overrides of ``data`` and ``train.seed``. (A ``starts_from`` variant's ``train.init``, a path in the runs
+        folder, is set by :func:`vsr.studies.driver.plan_runs`.)"""
         p, v = self.preset(preset), self.variants[variant]
-        overrides: list[str | tuple[str, Any]] = [*p.overrides, *v.overrides_for(preset)]
+        overrides: list[str | tuple[str, Any]] = list(self.overrides(preset, variant))
         overrides += data_overrides(self, p, data)
         overrides.append(("train.seed", int(seed)))
         overrides.append(("data.test", None))  # a study scores each run itself (vsr.studies.driver), on its own sets
@@ -190,9 +236,10 @@ class Study:
             if missing:  # every run is evaluated with the study's metrics
                 recipe = recipe.with_overrides([("data.val_metrics", [*recipe.data["val_metrics"], *missing])])
         except RecipeError as err:
+            keys = ", ".join(f"variants.{name}" for name in dict.fromkeys([v.source or variant, variant]))
             raise StudyError(
                 f"study {self.name!r}, preset {preset!r}, variant {variant!r}: {err} "
-                f"(check presets.{preset}.overrides and variants.{variant} in {self.source or 'the study file'})"
+                f"(check presets.{preset}.overrides and {keys} in {self.source or 'the study file'})"
             ) from None
         recipe.name = f"{p.recipe}:{self.name}/{variant}"
         return recipe
@@ -204,12 +251,15 @@ class Study:
             "description": self.description,
             "base": self.base,
             "metrics": list(self.metrics),
+            "real_metrics": list(self.real_metric_names),
             "imports": list(self.imports),
             "variants": {
                 v.name: {
                     "overrides": list(v.overrides),
                     "label": v.label,
                     "presets": {k: list(o) for k, o in v.presets.items()},
+                    "evaluates": v.evaluates,
+                    "starts_from": v.starts_from,
                 }
                 for v in self.variants.values()
             },
@@ -338,26 +388,66 @@ def _variant(source, name: str, raw: Any, presets: Sequence[str]) -> Variant:
                     "(or a mapping with 'overrides', 'label', 'presets')")  # fmt: skip
     raw = _check_keys(source, where, raw, _VARIANT_KEYS)
     extra = _check_keys(source, f"{where}.presets", raw.get("presets") or {}, presets)
+    used = {key: raw[key] for key in SOURCE_KEYS if raw.get(key) is not None}
+    for key, value in used.items():
+        if not isinstance(value, str):
+            raise _fail(source, f"{where}.{key}", value, "expected the name of another variant of this study")
+    if len(used) > 1:
+        raise _fail(source, f"{where}.starts_from", used["starts_from"], "a variant either evaluates another's "
+                    "weights (no training) or trains from them: keep one of evaluates and starts_from")  # fmt: skip
     return Variant(
         name=name,
         overrides=_overrides(source, f"{where}.overrides", raw.get("overrides")),
         label=str(raw.get("label", "")),
         description=str(raw.get("description", "")),
         presets={k: _overrides(source, f"{where}.presets.{k}", v) for k, v in extra.items()},
+        evaluates=used.get("evaluates"),
+        starts_from=used.get("starts_from"),
     )
 
 
-def _expectation(source, index: int, raw: Any, variants: Sequence[str], metrics: Sequence[str]) -> Expectation:
+def _check_sources(source, variants: Mapping[str, Variant]) -> None:
+    """Each ``evaluates`` / ``starts_from`` names another variant of the study, one that trains on its own."""
+    for v in variants.values():
+        if v.source is None:
+            continue
+        key = f"variants.{v.name}.{'evaluates' if v.evaluates else 'starts_from'}"
+        if v.source == v.name:
+            raise _fail(source, key, v.source, "a variant cannot use its own weights: name the variant whose final "
+                        "weights it uses")  # fmt: skip
+        if v.source not in variants:
+            raise _fail(source, key, v.source, "not a variant of this study", list(variants))
+        used = variants[v.source]
+        if used.source is not None:
+            how = "evaluates" if used.evaluates else "starts from"
+            raise _fail(source, key, v.source, f"that variant itself {how} {used.source!r}: name a variant that "
+                        "neither evaluates nor starts from another")  # fmt: skip
+
+
+def _expectation(
+    source, index: int, raw: Any, variants: Sequence[str], metrics: Sequence[str], real_metrics: Sequence[str]
+) -> Expectation:
     where = f"expect[{index}]"
+    if isinstance(raw, Mapping) and "on" not in raw:  # YAML 1.1 reads an unquoted key 'on' as true
+        raw = {"on" if key is True else key: value for key, value in raw.items()}
     raw = _check_keys(source, where, raw, _EXPECT_KEYS)
     for key in ("better", "worse"):
         if raw.get(key) not in variants:
             raise _fail(source, f"{where}.{key}", raw.get(key), "not a variant of this study", variants)
     if raw["better"] == raw["worse"]:
         raise _fail(source, f"{where}.worse", raw["worse"], "an ordering compares two different variants")
-    metric = raw.get("metric", metrics[0])
-    if metric not in metrics:
-        raise _fail(source, f"{where}.metric", metric, "not one of the study's metrics", metrics)
+    on = raw.get("on")
+    if on not in (None, REAL_SET):
+        raise _fail(source, f"{where}.on", on, "expected 'real' (compare on the real-video set) or no 'on' (on the "
+                    "validation set)", [REAL_SET])  # fmt: skip
+    if on == REAL_SET and raw.get("at") is not None:
+        raise _fail(source, f"{where}.at", raw["at"], "an ordering on the real-video set compares clip averages: "
+                    "remove 'at', or 'on: real'")  # fmt: skip
+    named = real_metrics if on == REAL_SET else metrics
+    metric = raw.get("metric", named[0])
+    if metric not in named:
+        which = "real_metrics (an ordering on: real)" if on == REAL_SET else "metrics"
+        raise _fail(source, f"{where}.metric", metric, f"not one of the study's {which}", named)
     paper = raw.get("paper")
     if paper is not None and (isinstance(paper, bool) or not isinstance(paper, int | float)):
         raise _fail(
@@ -377,7 +467,34 @@ def _expectation(source, index: int, raw: Any, variants: Sequence[str], metrics:
         raise _fail(source, f"{where}.segment_length", length, "only an ordering at: segment_ends has segments; "
                     "remove segment_length or set at: segment_ends")  # fmt: skip
     return Expectation(raw["better"], raw["worse"], None if paper is None else float(paper), metric,
-                       str(raw.get("source", "")), at, length)  # fmt: skip
+                       str(raw.get("source", "")), at, length, on)  # fmt: skip
+
+
+def _real_metrics(source, value: Any, metrics: Sequence[str]) -> tuple[str | Mapping[str, Any], ...]:
+    """``real_metrics``: entries as ``data.val_metrics`` takes them, each built once to check its arguments."""
+    if value is None:
+        return tuple(metrics)
+    if not isinstance(value, list) or not value:
+        raise _fail(source, "real_metrics", value, "expected a non-empty list of metrics, each a name or "
+                    "{name: ..., <argument>: ...} as data.val_metrics takes them", choices("metric"))  # fmt: skip
+    for i, item in enumerate(value):
+        key = f"real_metrics[{i}]"
+        try:
+            name = entry(key, item)["name"]
+        except RecipeError as err:
+            raise _fail(source, key, item, err.problem) from None
+        try:
+            metric_class(name)
+        except RecipeError:
+            raise _fail(source, key, name, "not a registered metric", choices("metric")) from None
+        try:
+            build_entry("metric", key, item, crop_border=0, y_channel=False)
+        except RecipeError as err:
+            raise _fail(source, err.key, err.value, err.problem, err.choices) from None
+    names = [entry("real_metrics", item)["name"] for item in value]
+    if len(set(names)) < len(names):
+        raise _fail(source, "real_metrics", names, "name each metric once")
+    return tuple(value)
 
 
 def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
@@ -414,13 +531,16 @@ def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
         if not isinstance(key, str) or not key or "/" in key or key.startswith(("_", ".")):
             raise _fail(source, f"variants.{key}", key, "a variant name is a folder name: no '/', no leading '_'")
     variants = {k: _variant(source, k, v, list(presets)) for k, v in variants_raw.items()}
+    _check_sources(source, variants)
+    real_metrics = _real_metrics(source, raw.get("real_metrics"), metrics)
+    real_names = [entry("real_metrics", item)["name"] for item in real_metrics]
     base = raw.get("base")
     if base not in variants:
         raise _fail(source, "base", base, "the base must be one of the variants", list(variants))
     expect_raw = raw.get("expect") or []
     if not isinstance(expect_raw, list):
         raise _fail(source, "expect", expect_raw, "expected a list of {better, worse, paper, source}")
-    expect = tuple(_expectation(source, i, e, list(variants), metrics) for i, e in enumerate(expect_raw))
+    expect = tuple(_expectation(source, i, e, list(variants), metrics, real_names) for i, e in enumerate(expect_raw))
     return Study(
         name=name,
         base=base,
@@ -432,6 +552,7 @@ def parse_study(raw: Any, source: str | Path = "<study>") -> Study:
         description=str(raw.get("description", "")).strip(),
         source=Path(source) if not str(source).startswith("<") else None,
         imports=tuple(imports),
+        real_metrics=real_metrics,
     )
 
 
