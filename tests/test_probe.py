@@ -100,3 +100,17 @@ def test_gain_is_whole_clip_minus_single_frame_psnr_and_probe_round_trips(tmp_pa
     assert back.mean_gain == pytest.approx(result.mean_gain)
     np.testing.assert_allclose(back.fields["clip0"], result.fields["clip0"])
     assert back.gain_by_frame().frame.tolist() == list(range(T))
+
+
+def test_chunked_restoration_gains_only_from_frames_within_each_chunk():
+    """``chunk_frames`` (the protocol's ``data.val_chunk_frames``): the clip is restored chunk by chunk, so with
+    1-frame chunks nothing comes from other frames, and with 2-frame chunks each frame's output is its chunk's."""
+    mixing = torch.full((T, T), 0.1) + 0.5 * torch.eye(T)
+    model, sample = TemporalMixing(mixing), clip(0, scale=1)
+    assert temporal_gain(model, [sample], chunk_frames=1).gain.abs().max() == 0
+    pairs = torch.cat([model(sample["lq"][i : i + 2][None])[0] for i in range(0, T, 2)]).clamp(0, 1)
+    alone = model(sample["lq"][:, None])[:, 0].clamp(0, 1)
+    expected = psnr(pairs, sample["gt"]) - psnr(alone, sample["gt"])
+    np.testing.assert_allclose(temporal_gain(model, [sample], chunk_frames=2).gain, expected.numpy(), atol=1e-5)
+    whole = temporal_gain(model, [sample]).gain.to_numpy()
+    assert not np.allclose(whole, expected.numpy(), atol=1e-3)

@@ -33,7 +33,7 @@ from vsr.atomic import csv_with, json_with, refuse_link, write_json, write_with
 from vsr.data.datasets import TestClips
 from vsr.data.layouts import ClipSet, open_dataset
 from vsr.data.specs import evaluation_spec
-from vsr.evaluate import OUTPUT_FILES, Protocol, check_output_folder, evaluate, owned, prepare
+from vsr.evaluate import OUTPUT_FILES, Protocol, check_output_folder, evaluate, owned, prepare, restore
 from vsr.metrics import clip_average, psnr
 from vsr.recipe import Recipe
 
@@ -57,8 +57,10 @@ def temporal_gain(
     *,
     crop_border: int = 0,
     y_channel: bool = False,
+    chunk_frames: int | None = None,
 ) -> pd.DataFrame:
-    """PSNR of each frame restored from its whole clip and from itself alone; one row per clip and frame.
+    """PSNR of each frame restored from its whole clip (or, with ``chunk_frames``, from its chunk of the clip, as
+    the protocol restores it: :func:`vsr.evaluate.restore`) and from itself alone; one row per clip and frame.
 
     ``clips`` yields ``{"lq": (t, 3, h, w), "gt": (t, 3, H, W), "clip": name}`` (e.g. a ``TestClips``).
     Columns: ``clip``, ``frame`` (index in the clip), ``psnr``, ``psnr_alone``, ``gain`` (the difference).
@@ -69,7 +71,7 @@ def temporal_gain(
     for index in range(len(clips)):
         sample = clips[index]
         lq, gt = sample["lq"].to(device), sample["gt"]  # (t, 3, h, w), (t, 3, H, W)
-        whole = model(lq[None])[0].float().cpu().clamp(0, 1)
+        whole = restore(model, lq, device, chunk_frames).clamp(0, 1)
         alone = model(lq[:, None])[:, 0].float().cpu().clamp(0, 1)  # t one-frame clips in one batch
         scores = [psnr(out, gt, crop_border=crop_border, y_channel=y_channel) for out in (whole, alone)]
         for i, (with_clip, by_itself) in enumerate(zip(*scores, strict=True)):
@@ -191,11 +193,12 @@ def probe(
     probes: int = 2,
     crop_border: int = 0,
     y_channel: bool = False,
+    chunk_frames: int | None = None,
 ) -> TemporalProbe:
     """Temporal gain on every clip, and the receptive field of the first ``field_frames`` frames (``None``:
     all) of the first ``field_clips`` clips. The field costs one backward pass per output frame and
     projection, so it is measured on a window; the gain is cheap (two forward passes per clip)."""
-    gain = temporal_gain(model, clips, device, crop_border=crop_border, y_channel=y_channel)
+    gain = temporal_gain(model, clips, device, crop_border=crop_border, y_channel=y_channel, chunk_frames=chunk_frames)
     fields = {}
     for index in range(min(len(clips), field_clips)):
         sample = clips[index]
@@ -218,7 +221,8 @@ def run_probe(
 ) -> TemporalProbe:
     """Probe a model (or a recipe with a ``checkpoint``) on a test set, as :func:`vsr.evaluate.evaluate` takes
     them (default: the recipe's validation set; ``recipe``: a built model's recipe), scoring frames by PSNR
-    under the recipe's protocol (border crop, Y channel, ``max_frames``), whatever its ``data.val_metrics``;
+    under the recipe's protocol (border crop, Y channel, ``max_frames``, ``chunk_frames``), whatever its
+    ``data.val_metrics``;
     with ``out_dir``, write the probe there (:meth:`TemporalProbe.write`), holding its lock (and its run
     folder's, if it lies in one) from before the model is loaded; an ``out_dir`` in a run folder other than the
     checkpoint's own is refused (:func:`vsr.evaluate.check_output_folder`)."""
@@ -236,6 +240,7 @@ def run_probe(
             probes=probes,
             crop_border=protocol.crop_border,
             y_channel=protocol.y_channel,
+            chunk_frames=protocol.chunk_frames,
         )
         if out_dir is not None:
             result.write(out_dir)
