@@ -295,3 +295,18 @@ def test_a_test_time_run_is_no_twin_of_a_run_that_trains_its_recipe(recipe_file,
     other = vsr.studies.RunSpec(**{**spec.__dict__, "study": "other", "evaluates": None,
                                    "run_dir": str(runs / "other/chunked/seed0")})  # fmt: skip
     assert run_folders.find_twin_run(other) is None
+
+
+def test_a_failed_runs_message_is_printed_as_written(capsys):
+    """A run's error is printed literally: console markup would take "[niqe]" in "--set 'data.val_metrics=[niqe]'"
+    for a tag and drop it (it did, in a study whose real set had no GT)."""
+    from vsr.studies.executors import _console, _outcome
+    from vsr.studies.runs import RunSpec
+
+    spec = RunSpec(study="s", preset="cpu", variant="v", seed=0, run_dir="/tmp/s/v/seed0", recipe={})
+    failures: list[str] = []
+    error = ValueError("add a no-reference metric, e.g. --set 'data.val_metrics=[niqe]' [bold]")
+    _outcome(spec, error, _console(), True, failures, prefix="[1/6] ")
+    printed = " ".join(capsys.readouterr().err.split())
+    assert "[1/6] s/v/seed0 failed: add a no-reference metric, e.g. --set 'data.val_metrics=[niqe]' [bold]" in printed
+    assert failures == [f"s/v/seed0: ValueError: {error} (see /tmp/s/v/seed0/failed.json)"]

@@ -26,6 +26,7 @@ from typing import Any
 import submitit
 import torch
 from rich.console import Console
+from rich.text import Text
 
 from vsr.evaluate import describe_scores
 from vsr.progress import label, plain_lines, progress_bar
@@ -75,15 +76,17 @@ def _console() -> Console:
 def _outcome(spec: RunSpec, result, console, progress: bool, failures: list[str], prefix: str = "") -> None:
     """Print one run's result, or record its error (``result`` is the run record or the exception; the
     error is also in the run's failed.json, with its traceback)."""
+    # Printed as plain text (no console markup): a message such as "--set 'data.val_metrics=[niqe]'" keeps its
+    # brackets, which markup would take for a tag and drop.
     if isinstance(result, WorkerDied):  # no failed.json: the process that would have written it is gone
         failures.append(f"{spec.key}: {result}")
-        console.print(f"{prefix}[bold red]{spec.key} failed:[/] {result}", highlight=False)
+        console.print(Text.assemble(prefix, (f"{spec.key} failed:", "bold red"), f" {result}"), highlight=False)
     elif isinstance(result, Exception):
         failures.append(f"{spec.key}: {type(result).__name__}: {result} (see {Path(spec.run_dir) / FAILED_FILE})")
-        console.print(f"{prefix}[bold red]{spec.key} failed:[/] {result}", highlight=False)
+        console.print(Text.assemble(prefix, (f"{spec.key} failed:", "bold red"), f" {result}"), highlight=False)
     elif progress:
         metrics = result["metrics"]
-        console.print(f"{prefix}{spec.key}: {describe_scores(metrics, list(metrics))}", highlight=False)
+        console.print(Text(f"{prefix}{spec.key}: {describe_scores(metrics, list(metrics))}"), highlight=False)
 
 
 def _run_local(run: RunFunction, specs: Sequence[RunSpec], total: int, progress: bool) -> list[str]:
@@ -273,7 +276,7 @@ def _run_submitit(
     executor = _make_executor(kind, folder, params)
     jobs = [(spec, executor.submit(run, spec, False)) for spec in specs]  # each writes its run's job.json
     console = _console()
-    console.print(f"submitted {len(jobs)} {kind} job(s); logs in {folder}")
+    console.print(Text(f"submitted {len(jobs)} {kind} job(s); logs in {folder}"))
     failures: list[str] = []
     pending = list(jobs)
     done = total - len(specs)
