@@ -80,13 +80,19 @@ def _outcome(spec: RunSpec, result, console, progress: bool, failures: list[str]
     # brackets, which markup would take for a tag and drop.
     if isinstance(result, WorkerDied):  # no failed.json: the process that would have written it is gone
         failures.append(f"{spec.key}: {result}")
-        console.print(Text.assemble(prefix, (f"{spec.key} failed:", "bold red"), f" {result}"), highlight=False)
+        console.print(
+            Text.assemble(prefix, (f"{spec.key} failed:", "bold red"), f" {result}"), highlight=False, soft_wrap=True
+        )
     elif isinstance(result, Exception):
         failures.append(f"{spec.key}: {type(result).__name__}: {result} (see {Path(spec.run_dir) / FAILED_FILE})")
-        console.print(Text.assemble(prefix, (f"{spec.key} failed:", "bold red"), f" {result}"), highlight=False)
+        console.print(
+            Text.assemble(prefix, (f"{spec.key} failed:", "bold red"), f" {result}"), highlight=False, soft_wrap=True
+        )
     elif progress:
         metrics = result["metrics"]
-        console.print(Text(f"{prefix}{spec.key}: {describe_scores(metrics, list(metrics))}"), highlight=False)
+        console.print(
+            Text(f"{prefix}{spec.key}: {describe_scores(metrics, list(metrics))}"), highlight=False, soft_wrap=True
+        )
 
 
 def _run_local(run: RunFunction, specs: Sequence[RunSpec], total: int, progress: bool) -> list[str]:
