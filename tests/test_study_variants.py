@@ -191,6 +191,35 @@ def test_a_test_time_variant_must_build_its_sources_network(overrides, refused, 
         plan_runs(study, "cpu", tmp_path, seeds=1)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["data.val_chunk_frames=3", "data.degradation=bd", "data.val_max_frames=4"], None),
+        (["train.lr=1.0e-3"], r"train\.lr is 0\.0005 there and 0\.001"),
+        (["train.iterations=5"], r"train\.iterations is 2 there and 5"),
+        (["data.batch_size=3"], r"data\.batch_size is 1 there and 3"),
+        (["data.hflip=false"], r"data\.hflip is True there and False"),
+    ],
+)
+def test_a_test_time_variant_trains_nothing(overrides, refused, recipe_file, tmp_path):
+    """A test-time variant copies its source's training: an override of how a network is trained (``train.*``, the
+    training set, its batches) would be recorded in its recipe and never used, so it is refused at plan time,
+    naming the key and the way to train it (starts_from); evaluation-time overrides pass."""
+    raw = _with(lambda r: r["variants"]["chunked"].update(overrides=overrides), recipe=str(recipe_file))
+    study = parse_study(raw, "studies/reuse.yaml")
+    if refused is None:
+        specs = plan_runs(study, "cpu", tmp_path, seeds=1)
+        assert specs[0].recipe["data"]["val_chunk_frames"] == 3 and specs[0].recipe["data"]["degradation"] == "bd"
+        return
+    opening = r"^study 'reuse', variant 'chunked' evaluates the weights of 'trained' and trains nothing, but its "
+    closing = (
+        r" here; a test-time variant takes only evaluation-time overrides .*: remove \S+ from variants\.chunked "
+        r"in studies/reuse\.yaml, or train it from the weights of 'trained' instead: starts_from: trained$"
+    )
+    with pytest.raises(StudyError, match=rf"{opening}overrides change how a network is trained: {refused}{closing}"):
+        plan_runs(study, "cpu", tmp_path, seeds=1)
+
+
 # ------------------------------------------------------------------------------------------ end to end
 def _state(run_dir: Path) -> dict[str, torch.Tensor]:
     recipe = load_recipe(json.loads((run_dir / run_folders.SPEC_FILE).read_text())["recipe"])
@@ -287,7 +316,7 @@ def test_a_test_time_run_is_no_twin_of_a_run_that_trains_its_recipe(recipe_file,
     runs = tmp_path / "runs"
     path = tmp_path / "reuse.yaml"
     raw = study_dict(str(recipe_file))
-    raw["variants"]["chunked"]["overrides"] = ["data.val_chunk_frames=2", "train.lr=1.0e-3"]
+    raw["variants"]["chunked"]["overrides"] = ["data.val_chunk_frames=2"]
     del raw["variants"]["continued"], raw["expect"][1]
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     run_study(path, data=synth_root, out=runs, progress=False, variants=["chunked"])

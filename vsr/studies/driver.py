@@ -49,7 +49,7 @@ from vsr.atomic import listed
 from vsr.data import real
 from vsr.data.layouts import open_dataset
 from vsr.data.specs import data_specs
-from vsr.errors import VSRError
+from vsr.errors import VSRError, brief_repr
 from vsr.evaluate import Protocol, evaluate
 from vsr.locks import folder_lock, lent_to_child
 from vsr.model import assemble
@@ -96,7 +96,9 @@ def plan_runs(
                 init = [("train.init", str(runs.last_checkpoint(trained))), ("train.init_prefixes", None)]
                 recipe = recipe.with_overrides(init)
             if variant.evaluates and i == 0:
-                _check_same_network(study, variant.name, recipe, study.recipe(preset, variant.evaluates, seed, data))
+                evaluated = study.recipe(preset, variant.evaluates, seed, data)
+                _check_trains_nothing(study, variant.name, recipe, evaluated)
+                _check_same_network(study, variant.name, recipe, evaluated)
             specs.append(
                 RunSpec(
                     study=study.name,
@@ -125,6 +127,35 @@ def added_sources(study: Study, variants: Sequence[str] | None) -> list[str]:
         return []
     used = [study.variants[v].source for v in variants if v in study.variants]
     return [v for v in study.variants if v in used and v not in variants]
+
+
+#: The data keys that only evaluation reads: the validation and test sets and their protocol (``data.val_*``), and
+#: the degradation that makes the LR frames of a set without them (the validation set's too). The rest of ``data``
+#: and all of ``train`` say how a network is trained.
+_EVALUATION_DATA_KEYS = ("val", "test", "degradation")
+
+
+def _training_settings(recipe: Recipe) -> dict[str, Any]:
+    """What a recipe says about training: every ``train`` key and the ``data`` keys evaluation does not read."""
+    read = [k for k in recipe.data if k not in _EVALUATION_DATA_KEYS and not k.startswith("val_")]
+    return {f"data.{k}": recipe.data[k] for k in read} | {f"train.{k}": v for k, v in recipe.train.items()}
+
+
+def _check_trains_nothing(study: Study, variant: str, recipe: Recipe, evaluated: Recipe) -> None:
+    """Refuse a test-time variant whose overrides change how a network is trained (``train.*``, the training set,
+    its clips and batches): it trains nothing, so they would be recorded in its recipe and never used."""
+    mine, theirs = _training_settings(recipe), _training_settings(evaluated)
+    for key in dict.fromkeys([*theirs, *mine]):
+        if mine.get(key) != theirs.get(key):
+            source = study.variants[variant].evaluates
+            raise StudyError(
+                f"study {study.name!r}, variant {variant!r} evaluates the weights of {source!r} and trains nothing, "
+                f"but its overrides change how a network is trained: {key} is {brief_repr(theirs.get(key))} there "
+                f"and {brief_repr(mine.get(key))} here; a test-time variant takes only evaluation-time overrides "
+                f"(model settings that keep the network, data.val_*, data.val, data.degradation): remove {key} from "
+                f"variants.{variant} in {study.source or 'the study file'}, or train it from the weights of {source!r} "
+                f"instead: starts_from: {source}"
+            )
 
 
 def _check_same_network(study: Study, variant: str, recipe: Recipe, evaluated: Recipe) -> None:

@@ -56,9 +56,9 @@ recipe is that variant's (the preset's and that variant's overrides), then its o
 
 ``evaluates: V`` is a test-time variant: it trains nothing, its run copies the training of V's run (as a shared
 run's is copied) and is evaluated with its own recipe, which must build the same network as V's (only
-evaluation-time overrides: refinement, chunking, ...). ``starts_from: V`` trains, from V's final weights
-(``train.init``, every parameter). V must be a variant that is neither of these itself; these runs start once
-the others have finished.
+evaluation-time overrides: refinement, chunking, ...; one of ``train`` or of the training data is refused).
+``starts_from: V`` trains, from V's final weights (``train.init``, every parameter). V must be a variant that is
+neither of these itself; these runs start once the others have finished.
 
 The report of the :data:`SHIPPED_PRESET` is shipped in ``reports/<study>/``; ``vsr study NAME`` writes it
 there by default, and every other preset's to ``reports/<study>-<preset>/`` (:meth:`Study.report_folder`).
