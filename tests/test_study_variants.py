@@ -220,6 +220,27 @@ def test_a_test_time_variant_trains_nothing(overrides, refused, recipe_file, tmp
         plan_runs(study, "cpu", tmp_path, seeds=1)
 
 
+@pytest.mark.parametrize("real_metrics", [["psnr", "ssim"], None])
+def test_a_real_set_without_ground_truth_needs_a_no_reference_metric(real_metrics, recipe_file, synth_root, real_root,
+                                                                     tmp_path):  # fmt: skip
+    """The low-quality real clips have no ground truth: scored by PSNR/SSIM alone (named, or the study's metrics by
+    default) every run would fail after its training; the study is refused before anything runs, naming
+    real_metrics and a no-reference metric."""
+    raw = study_dict(str(recipe_file), str(real_root))
+    raw["real_metrics"] = real_metrics
+    del raw["expect"][1]
+    path = tmp_path / "reuse.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    runs = tmp_path / "runs"
+    message = (rf"^study 'reuse', preset 'cpu': the real-video set real:\S+/lq has no ground truth, and every metric "
+               rf"it is scored with \(psnr, ssim\) needs it: name a no-reference metric in real_metrics \(e\.g\. "
+               rf"real_metrics: \[niqe\]\) in {path}, or score a set with ground truth "
+               r"\(presets\.cpu\.real_data: \{layout: real, split: gt\}\)$")  # fmt: skip
+    with pytest.raises(StudyError, match=message):
+        run_study(path, data=synth_root, out=runs, progress=False)
+    assert not (runs / "reuse" / run_folders.STUDY_FILE).exists() and not (runs / "reuse" / "trained").exists()
+
+
 # ------------------------------------------------------------------------------------------ end to end
 def _state(run_dir: Path) -> dict[str, torch.Tensor]:
     recipe = load_recipe(json.loads((run_dir / run_folders.SPEC_FILE).read_text())["recipe"])

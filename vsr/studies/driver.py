@@ -52,10 +52,12 @@ from vsr.data.specs import data_specs
 from vsr.errors import VSRError, brief_repr
 from vsr.evaluate import Protocol, evaluate
 from vsr.locks import folder_lock, lent_to_child
+from vsr.metrics import metric_class
 from vsr.model import assemble
 from vsr.probe import run_probe, score_set
 from vsr.profile import profile
 from vsr.recipe import Recipe, load_recipe
+from vsr.registry import entry
 from vsr.studies import runs
 from vsr.studies.executors import EXECUTORS, run_all, torchrun_command
 from vsr.studies.runs import RunSpec
@@ -323,9 +325,10 @@ def _evaluate_real(model, recipe: Recipe, spec: RunSpec) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the study
 
 
-def _check_data(specs: Sequence[RunSpec]) -> None:
+def _check_data(study: Study, specs: Sequence[RunSpec]) -> None:
     """Open every distinct training, validation and real-video set once (writing the embedded sets if needed),
-    so that a wrong path fails now, not in the middle of the study."""
+    so that a wrong path fails now, not in the middle of the study; and a real-video set without ground truth
+    must have a no-reference metric to be scored with, or every run would fail after its training."""
     seen: set[str] = set()
     for spec in specs:
         for data in [*data_specs(load_recipe(spec.recipe)), *([spec.real] if spec.real else [])]:
@@ -334,7 +337,23 @@ def _check_data(specs: Sequence[RunSpec]) -> None:
                 seen.add(key)
                 if data is spec.real and Path(data["root"]) == real.default_root():
                     real.ensure_default()  # the default real-video set, written on first use
-                open_dataset(data)
+                opened = open_dataset(data)
+                if data is spec.real and not opened.has_gt:
+                    _check_no_reference_metric(study, spec, opened.name)
+
+
+def _check_no_reference_metric(study: Study, spec: RunSpec, data: str) -> None:
+    """Refuse a real-video set without ground truth that none of the metrics it is scored with (``real_metrics``)
+    can score: each needs ground truth (PSNR, SSIM)."""
+    entries = spec.real_metrics or load_recipe(spec.recipe).data["val_metrics"]
+    names = [entry("real_metrics", item)["name"] for item in entries]
+    if all(metric_class(name).needs_gt for name in names):
+        raise StudyError(
+            f"study {study.name!r}, preset {spec.preset!r}: the real-video set {data} has no ground truth, and every "
+            f"metric it is scored with ({', '.join(names)}) needs it: name a no-reference metric in real_metrics "
+            f"(e.g. real_metrics: [niqe]) in {study.source or 'the study file'}, or score a set with ground truth "
+            f"(presets.{spec.preset}.real_data: {{layout: real, split: gt}})"
+        )
 
 
 def _check_options(executor: str, jobs: Any) -> None:
@@ -440,7 +459,7 @@ def _run_planned(
         runs.check_run_folder(spec)
     pending = [s for s in specs if not runs.run_finished(s.run_dir)]
     if pending:
-        _check_data(pending)
+        _check_data(study, pending)
     runs.write_study_record(
         study_dir,
         study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},
