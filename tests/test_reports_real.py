@@ -191,3 +191,41 @@ def test_a_record_without_real_metrics_reports_as_before(tmp_path):
             "real`, real:/data/real/gt: 1 clips, 30 frames) — real camera footage") in index  # fmt: skip
     assert "where the bicubic baseline's PSNR is 26.500 dB. The synthetic columns'" in index
     assert "- **b > a** (PSNR; paper: +0.50 dB): holds" in index and "test-time" not in index
+
+
+def test_an_ordering_on_the_real_video_set_of_runs_never_scored_there_says_why(tmp_path):
+    """A preset with ``real_data: false`` evaluates no run on the real-video set: its ordering on: real is not
+    measured, and the conclusion says it is the study's runs that were not scored there, not one variant."""
+    study = _study(tmp_path / "runs")
+    for run in study.glob("*/seed*"):
+        shutil.rmtree(run_folders.real_folder(run))
+    index = write_report([study], tmp_path / "report", visual=False).read_text()
+    line = next(line for line in index.splitlines() if "on the real-video set**" in line)
+    assert line == (
+        "- **b > a on the real-video set** (NIQE, lower is better; `vsr data real`; paper: -0.50): not measured (no "
+        "run of this study was evaluated on the real-video set: its preset's real_data is false, or the runs "
+        "finished before the set existed). [paper]"
+    )
+    assert "NIQE, real" not in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_an_ordering_on_the_real_video_set_by_a_metric_its_clips_cannot_score_says_why():
+    """real_metrics may name PSNR beside NIQE (for a preset whose real-video set has ground truth); on clips without
+    it PSNR is skipped, and an ordering on: real by PSNR says so and names the fix, rather than blaming a variant."""
+    info = {"s": {"real_metrics": ["niqe", "psnr"], "variants": {"a": {}, "b": {}},
+                  "expect": [{"better": "b", "worse": "a", "metric": "psnr", "on": "real",
+                              "source": "§1"}]}}  # fmt: skip
+    values = {("a", "niqe_real"): [6.0, 6.1], ("b", "niqe_real"): [5.0, 5.1],
+              ("a", "psnr"): [30.0, 30.1], ("b", "psnr"): [31.0, 31.1]}  # fmt: skip
+    runs = pd.DataFrame([{"study": "s", "variant": v, "seed": seed, "metric": metric, "value": value, "run_dir": ""}
+                         for (v, metric), seeds in values.items() for seed, value in enumerate(seeds)])  # fmt: skip
+    (line,) = conclusions(runs, info, real_data=LQ_SET)
+    assert line == (
+        f"**b > a on the real-video set** (PSNR; `vsr data real`, {LQ_SET}): not measured (PSNR needs ground truth, "
+        "which the real-video clips these runs were scored on lack: order the variants on a no-reference metric in "
+        "real_metrics, e.g. niqe). [§1]"
+    )
+    # where the set has ground truth (a temporal gain there) and one variant lacks its scores, that variant is named
+    gt = pd.concat([runs, runs.assign(metric="temporal_gain_real", value=0.1)])
+    gt = pd.concat([gt, runs[(runs.variant == "b") & (runs.metric == "psnr")].assign(metric="psnr_real")])
+    assert ": not measured (no real-video scores of a). [§1]" in conclusions(gt, info)[0]
