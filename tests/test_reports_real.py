@@ -229,3 +229,16 @@ def test_an_ordering_on_the_real_video_set_by_a_metric_its_clips_cannot_score_sa
     gt = pd.concat([runs, runs.assign(metric="temporal_gain_real", value=0.1)])
     gt = pd.concat([gt, runs[(runs.variant == "b") & (runs.metric == "psnr")].assign(metric="psnr_real")])
     assert ": not measured (no real-video scores of a). [§1]" in conclusions(gt, info)[0]
+
+
+def test_a_test_time_variant_whose_source_has_no_finished_run_shows_its_own_parameters(tmp_path):
+    """``vsr report`` over a folder holding a test-time variant's runs but not its source's (deleted, or not yet
+    finished): the parameter cell says the number its runs measured, not 'as `b`', which would point at no row."""
+    study = _study(tmp_path / "runs")
+    shutil.rmtree(study / "b")
+    write_report([study], tmp_path / "report", visual=False)
+    header, _, *rows = (tmp_path / "report" / "results.md").read_text().splitlines()
+    cells = {row.split(" | ")[0].removeprefix("| "): row.split(" | ") for row in rows}
+    chunked = cells["B, chunked (test-time: weights of `b`)"]
+    assert chunked[header.split(" | ").index("params (M)")] == "0.001"  # 1000 parameters (the fixture's first seed)
+    assert "as `b`" not in (tmp_path / "report" / "results.md").read_text()
