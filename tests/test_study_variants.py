@@ -241,6 +241,29 @@ def test_a_real_set_without_ground_truth_needs_a_no_reference_metric(real_metric
     assert not (runs / "reuse" / run_folders.STUDY_FILE).exists() and not (runs / "reuse" / "trained").exists()
 
 
+@pytest.mark.parametrize("chunk", [5, 6, 9])
+def test_chunks_no_shorter_than_every_clip_are_said_to_restore_clips_whole(chunk, recipe_file, synth_root, tmp_path,
+                                                                           monkeypatch, caplog):  # fmt: skip
+    """The validation clips have 6 frames: chunks of 6 or more restore each clip whole, which the study says before
+    it runs (the variant would evaluate as without chunks); chunks of 5 cut each clip, and nothing is said."""
+    raw = study_dict(str(recipe_file))
+    raw["variants"]["chunked"]["overrides"] = [f"data.val_chunk_frames={chunk}"]
+    del raw["variants"]["continued"], raw["expect"][1]
+    path = tmp_path / "reuse.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    def failing_train(recipe, out_dir, **kwargs):
+        raise VSRError("stopped: this test needs no training")
+
+    monkeypatch.setattr(vsr.studies.driver, "train", failing_train)
+    with pytest.raises(RunsFailed):
+        run_study(path, data=synth_root, out=tmp_path / "runs", progress=False)
+    said = [r.getMessage() for r in caplog.records if "val_chunk_frames" in r.getMessage()]
+    expected = (f"study reuse, variant chunked: data.val_chunk_frames={chunk} is no shorter than the clips it is "
+                "evaluated on (6 frames at most): each clip is restored whole, as without chunks")  # fmt: skip
+    assert said == ([] if chunk < 6 else [expected])
+
+
 # ------------------------------------------------------------------------------------------ end to end
 def _state(run_dir: Path) -> dict[str, torch.Tensor]:
     recipe = load_recipe(json.loads((run_dir / run_folders.SPEC_FILE).read_text())["recipe"])

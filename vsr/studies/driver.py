@@ -47,7 +47,7 @@ from rich.console import Console
 
 from vsr.atomic import listed
 from vsr.data import real
-from vsr.data.layouts import open_dataset
+from vsr.data.layouts import ClipSet, open_dataset
 from vsr.data.specs import data_specs
 from vsr.errors import VSRError, brief_repr
 from vsr.evaluate import Protocol, evaluate
@@ -328,18 +328,39 @@ def _evaluate_real(model, recipe: Recipe, spec: RunSpec) -> dict[str, Any]:
 def _check_data(study: Study, specs: Sequence[RunSpec]) -> None:
     """Open every distinct training, validation and real-video set once (writing the embedded sets if needed),
     so that a wrong path fails now, not in the middle of the study; and a real-video set without ground truth
-    must have a no-reference metric to be scored with, or every run would fail after its training."""
-    seen: set[str] = set()
+    must have a no-reference metric to be scored with, or every run would fail after its training. A variant whose
+    chunks (``data.val_chunk_frames``) are no shorter than the clips it is evaluated on is told so."""
+    opened: dict[str, ClipSet] = {}
+
+    def open_once(data: Any, real_set: bool = False) -> ClipSet:
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key not in opened:
+            if real_set and Path(data["root"]) == real.default_root():
+                real.ensure_default()  # the default real-video set, written on first use
+            opened[key] = open_dataset(data)
+        return opened[key]
+
+    chunks: dict[str, tuple[int, int]] = {}  # variant -> its chunk length, the longest clip it is evaluated on
     for spec in specs:
-        for data in [*data_specs(load_recipe(spec.recipe)), *([spec.real] if spec.real else [])]:
-            key = json.dumps(data, sort_keys=True, default=str)
-            if key not in seen:
-                seen.add(key)
-                if data is spec.real and Path(data["root"]) == real.default_root():
-                    real.ensure_default()  # the default real-video set, written on first use
-                opened = open_dataset(data)
-                if data is spec.real and not opened.has_gt:
-                    _check_no_reference_metric(study, spec, opened.name)
+        recipe = load_recipe(spec.recipe)
+        train_set, val_set = data_specs(recipe)
+        open_once(train_set)
+        evaluated = [open_once(val_set)]
+        if spec.real:
+            evaluated.append(open_once(spec.real, real_set=True))
+            if not evaluated[-1].has_gt:
+                _check_no_reference_metric(study, spec, evaluated[-1].name)
+        chunk, cut = recipe.data["val_chunk_frames"], recipe.data["val_max_frames"]
+        if chunk:
+            longest = max((min(len(clip), cut or len(clip)) for clips in evaluated for clip in clips), default=0)
+            chunks[spec.variant] = (chunk, max(longest, chunks.get(spec.variant, (0, 0))[1]))
+    for variant, (chunk, longest) in chunks.items():
+        if 0 < longest <= chunk:
+            log.warning(
+                "study %s, variant %s: data.val_chunk_frames=%d is no shorter than the clips it is evaluated on (%d "
+                "frames at most): each clip is restored whole, as without chunks",
+                *(study.name, variant, chunk, longest),
+            )
 
 
 def _check_no_reference_metric(study: Study, spec: RunSpec, data: str) -> None:
