@@ -390,7 +390,7 @@ def _variant(source, name: str, raw: Any, presets: Sequence[str]) -> Variant:
     extra = _check_keys(source, f"{where}.presets", raw.get("presets") or {}, presets)
     used = {key: raw[key] for key in SOURCE_KEYS if raw.get(key) is not None}
     for key, value in used.items():
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value:  # "" would read as no source: the variant would train
             raise _fail(source, f"{where}.{key}", value, "expected the name of another variant of this study")
     if len(used) > 1:
         raise _fail(source, f"{where}.starts_from", used["starts_from"], "a variant either evaluates another's "
