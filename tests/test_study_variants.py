@@ -293,7 +293,7 @@ def test_test_time_and_continued_variants_end_to_end(recipe_file, synth_root, re
     with pytest.raises(RunsFailed) as failed:
         run_study(path, data=synth_root, out=runs, progress=True, variants=["chunked"])
     said = " ".join(capsys.readouterr().err.split())
-    assert "study reuse (cpu): 2 variants × 1 seeds = 2 runs, 0 finished; trained runs too, since chunked uses" in said
+    assert "study reuse (cpu): 2 variants × 1 seeds = 2 runs, 0 finished; trained included, since chunked uses" in said
     message = str(failed.value)
     assert "reuse/trained/seed0: VSRError: training diverged" in message
     assert (f"reuse/chunked/seed0: StudyError: reuse/chunked/seed0 evaluates the final weights of run folder "
@@ -356,7 +356,7 @@ def test_test_time_and_continued_variants_end_to_end(recipe_file, synth_root, re
     assert load_study(path).to_dict()["variants"] == study["variants"]
 
 
-def test_a_test_time_run_is_no_twin_of_a_run_that_trains_its_recipe(recipe_file, synth_root, tmp_path):
+def test_a_test_time_run_is_no_twin_of_a_run_that_trains_its_recipe(recipe_file, synth_root, tmp_path, capsys):
     """A trained variant of another study with the test-time variant's recipe trains itself: the test-time run
     holds its source's training, not one of that recipe."""
     runs = tmp_path / "runs"
@@ -366,6 +366,10 @@ def test_a_test_time_run_is_no_twin_of_a_run_that_trains_its_recipe(recipe_file,
     del raw["variants"]["continued"], raw["expect"][1]
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     run_study(path, data=synth_root, out=runs, progress=False, variants=["chunked"])
+    run_study(path, data=synth_root, out=runs, progress=True, variants=["chunked"])  # all finished: nothing runs
+    said = " ".join(capsys.readouterr().err.split())
+    plan = "study reuse (cpu): 2 variants × 1 seeds = 2 runs, 2 finished; trained included, since chunked uses"
+    assert said == f"{plan} its weights"
     spec = plan_runs(load_study(path), "cpu", runs, data=synth_root)[0]
     other = vsr.studies.RunSpec(**{**spec.__dict__, "study": "other", "evaluates": None,
                                    "run_dir": str(runs / "other/chunked/seed0")})  # fmt: skip

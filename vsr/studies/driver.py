@@ -489,9 +489,9 @@ def _run_planned(
     if progress:
         count = len({s.variant for s in specs})
         also = ""
-        for source in added:  # a variant --variant left out, whose weights one it names uses
+        for source in added:  # a variant --variant left out, whose weights one it names uses (maybe finished)
             users = list(dict.fromkeys(s.variant for s in specs if s.source == source))
-            also += f"; {source} runs too, since {listed(users)} {'uses' if len(users) == 1 else 'use'} its weights"
+            also += f"; {source} included, since {listed(users)} {'uses' if len(users) == 1 else 'use'} its weights"
         console.print(
             f"study [bold]{study.name}[/] ({preset}): {count} variants × {len(specs) // count} seeds = "
             f"{len(specs)} runs, {len(specs) - len(pending)} finished{also}"
