@@ -242,3 +242,23 @@ def test_a_test_time_variant_whose_source_has_no_finished_run_shows_its_own_para
     chunked = cells["B, chunked (test-time: weights of `b`)"]
     assert chunked[header.split(" | ").index("params (M)")] == "0.001"  # 1000 parameters (the fixture's first seed)
     assert "as `b`" not in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_runs_scored_before_real_metrics_changed_are_reported_with_what_they_were_scored_by(tmp_path):
+    """A study file's real_metrics edited after some runs finished (a rerun keeps them): each run's real-video
+    scores are read by the metrics its run.json says it was scored with, not the study's new list, which its
+    ``real/metrics.json`` cannot hold (that file was neither edited nor cut short)."""
+    study = _study(tmp_path / "runs")
+    for run in study.glob("*/seed*"):
+        record = json.loads((run / run_folders.RUN_FILE).read_text())
+        scores = json.loads((run_folders.real_folder(run) / run_folders.METRICS_FILE).read_text())
+        del scores["skipped"]  # scored by NIQE alone, as real_metrics said then
+        _write_json(run_folders.real_folder(run) / run_folders.METRICS_FILE, scores)
+        _write_json(run / run_folders.RUN_FILE, record | {"real": {"metrics": {"niqe": scores["niqe"]}}})
+    info = json.loads((study / run_folders.STUDY_FILE).read_text())
+    _write_json(study / run_folders.STUDY_FILE, info | {"real_metrics": ["niqe", "ssim"]})  # SSIM added since
+    write_report([study], tmp_path / "report", visual=False)
+    table = pd.read_csv(tmp_path / "report" / "results.csv").set_index("variant")
+    assert [c for c in table.columns if "_real" in c] == ["niqe_real_mean", "niqe_real_std", "bicubic_niqe_real"]
+    for variant, values in NIQE.items():
+        assert table.loc[variant, "niqe_real_mean"] == pytest.approx(statistics.mean(values), abs=1e-12)
