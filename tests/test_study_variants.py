@@ -168,6 +168,21 @@ def test_a_dependent_variant_resolves_its_source_recipe_then_its_own(recipe_file
     assert continued.recipe["train"]["init"] == str(init) and continued.recipe["train"]["init_prefixes"] is None
 
 
+@pytest.mark.parametrize("data", [None, "/data/synth"])
+def test_a_variants_override_of_a_key_of_the_presets_data_set_holds(data, recipe_file):
+    """A variant changes one key of the data set its preset names (RealBasicVSR's bi variant:
+    data.train.degradation=bi): the preset's data sets are set first, so the override is not replaced by them (with
+    --data or without, on the embedded set)."""
+    raw = study_dict(str(recipe_file))
+    raw["variants"]["trained"] = ["data.train.degradation=bd", "data.val.split=train"]
+    study = parse_study(raw, "reuse.yaml")
+    recipe = study.recipe("cpu", "trained", data=data)
+    root = {} if data is None else {"root": str(Path(data).absolute())}
+    assert recipe.data["train"] == {"layout": "synth", "split": "train", **root, "degradation": "bd"}
+    assert recipe.data["val"] == {"layout": "synth", "split": "train", **root}
+    assert study.recipe("cpu", "chunked", data=data).data["train"]["degradation"] == "bd"  # its source's recipe
+
+
 @pytest.mark.parametrize(
     ("overrides", "refused"),
     [

@@ -217,12 +217,14 @@ class Study:
         return self.presets[name]
 
     def recipe(self, preset: str, variant: str, seed: int = 0, data: str | Path | None = None) -> Recipe:
-        """The resolved :class:`vsr.recipe.Recipe` of one run: the preset's recipe, :meth:`overrides`, the data
-        overrides of ``data`` and ``train.seed``. (A ``starts_from`` variant's ``train.init``, a path in the runs
-        folder, is set by :func:`vsr.studies.driver.plan_runs`.)"""
+        """The resolved :class:`vsr.recipe.Recipe` of one run: the preset's recipe, its data sets (with ``data``
+        for ``{data}``), :meth:`overrides` and ``train.seed``. (A ``starts_from`` variant's ``train.init``, a path in
+        the runs folder, is set by :func:`vsr.studies.driver.plan_runs`.)"""
         p, v = self.preset(preset), self.variants[variant]
-        overrides: list[str | tuple[str, Any]] = list(self.overrides(preset, variant))
-        overrides += data_overrides(self, p, data)
+        # The preset's data sets first: a variant's override of one of their keys (data.train.degradation=bi)
+        # changes the set the preset names, rather than being replaced by it.
+        overrides: list[str | tuple[str, Any]] = list(data_overrides(self, p, data))
+        overrides += self.overrides(preset, variant)
         overrides.append(("train.seed", int(seed)))
         overrides.append(("data.test", None))  # a study scores each run itself (vsr.studies.driver), on its own sets
         try:
