@@ -14,10 +14,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_reports import _fake_study
+import torch
+from test_reports import _clips, _fake_study, _tiny_checkpoint
 
+from vsr.checkpoints import load_checkpoint
+from vsr.data.datasets import TestClips
+from vsr.data.layouts import open_dataset
+from vsr.data.specs import evaluation_spec
+from vsr.model import assemble
 from vsr.probe import TemporalProbe
-from vsr.reports import collect_runs, collect_training, conclusions, results_table, table_markdown, write_report
+from vsr.recipe import load_recipe
+from vsr.reports import (
+    collect_runs,
+    collect_training,
+    conclusions,
+    results_table,
+    table_markdown,
+    visual_crops,
+    write_report,
+)
 from vsr.reports.collect import study_info
 from vsr.studies import runs as run_folders
 
@@ -262,3 +277,29 @@ def test_runs_scored_before_real_metrics_changed_are_reported_with_what_they_wer
     assert [c for c in table.columns if "_real" in c] == ["niqe_real_mean", "niqe_real_std", "bicubic_niqe_real"]
     for variant, values in NIQE.items():
         assert table.loc[variant, "niqe_real_mean"] == pytest.approx(statistics.mean(values), abs=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_the_visual_comparison_restores_a_chunked_variants_frame_from_its_chunk(chunk, tmp_path):
+    """A test-time variant evaluated in chunks (data.val_chunk_frames) has its source's weights: its crop is the
+    shown frame (frame 3 of a 6-frame window) restored from that frame's chunk of the clip, as its evaluation
+    restores it — not, as its source's, from the whole window."""
+    whole = tmp_path / "whole"
+    recipe = _tiny_checkpoint(whole, _clips(tmp_path / "data", frames=6, size=32))
+    chunked = tmp_path / "chunked"
+    shutil.copytree(whole, chunked)
+    chunked_recipe = recipe | {"data": recipe["data"] | {"val_chunk_frames": chunk}}
+    runs = [("whole", whole, recipe), ("chunked", chunked, chunked_recipe)]
+    panels = visual_crops(runs, clips=1, lr_crop=8, max_frames=6, device="cpu")  # the whole 8×8 LR frames
+
+    model = assemble(load_recipe(recipe).model).eval()
+    load_checkpoint(model, whole / "checkpoints" / "last.pth")
+    lq = TestClips(open_dataset(evaluation_spec(load_recipe(recipe))))[0]["lq"]
+    first = 3 // chunk * chunk
+    with torch.inference_mode():
+        expected = model(lq[None, first : first + chunk])[0, 3 - first].clamp(0, 1)
+        from_window = model(lq[None])[0, 3].clamp(0, 1)
+    assert panels[0]["frame"] == "00000003"
+    torch.testing.assert_close(panels[0]["outputs"]["chunked"], expected)
+    torch.testing.assert_close(panels[0]["outputs"]["whole"], from_window)
+    assert (expected - from_window).abs().max() > 1e-4
