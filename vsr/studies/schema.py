@@ -582,7 +582,7 @@ def data_overrides(study: Study, preset: Preset, data: str | Path | None) -> lis
     """The ``data.train`` / ``data.val`` overrides: the preset's ``data`` specs with ``{data}`` replaced by
     the ``--data`` path. Without ``--data`` a preset that ``needs_data`` is an error; the specs of the others
     apply to the embedded synthetic set (a ``root`` naming ``{data}`` is dropped), so that what they set
-    besides the path (``noise``, for example) holds for the plain ``vsr study NAME`` too."""
+    besides the path (``degradation``, for example) holds for the plain ``vsr study NAME`` too."""
     if data is None:
         if preset.needs_data:
             raise StudyError(
