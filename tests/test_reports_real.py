@@ -14,10 +14,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_reports import _fake_study
+import torch
+from test_reports import _clips, _fake_study, _tiny_checkpoint
 
+from vsr.checkpoints import load_checkpoint
+from vsr.data.datasets import TestClips
+from vsr.data.layouts import open_dataset
+from vsr.data.specs import evaluation_spec
+from vsr.model import assemble
 from vsr.probe import TemporalProbe
-from vsr.reports import collect_runs, collect_training, conclusions, results_table, table_markdown, write_report
+from vsr.recipe import load_recipe
+from vsr.reports import (
+    collect_runs,
+    collect_training,
+    conclusions,
+    results_table,
+    table_markdown,
+    visual_crops,
+    write_report,
+)
 from vsr.reports.collect import study_info
 from vsr.studies import runs as run_folders
 
@@ -191,3 +206,100 @@ def test_a_record_without_real_metrics_reports_as_before(tmp_path):
             "real`, real:/data/real/gt: 1 clips, 30 frames) — real camera footage") in index  # fmt: skip
     assert "where the bicubic baseline's PSNR is 26.500 dB. The synthetic columns'" in index
     assert "- **b > a** (PSNR; paper: +0.50 dB): holds" in index and "test-time" not in index
+
+
+def test_an_ordering_on_the_real_video_set_of_runs_never_scored_there_says_why(tmp_path):
+    """A preset with ``real_data: false`` evaluates no run on the real-video set: its ordering on: real is not
+    measured, and the conclusion says it is the study's runs that were not scored there, not one variant."""
+    study = _study(tmp_path / "runs")
+    for run in study.glob("*/seed*"):
+        shutil.rmtree(run_folders.real_folder(run))
+    index = write_report([study], tmp_path / "report", visual=False).read_text()
+    line = next(line for line in index.splitlines() if "on the real-video set**" in line)
+    assert line == (
+        "- **b > a on the real-video set** (NIQE, lower is better; `vsr data real`; paper: -0.50): not measured (no "
+        "run of this study was evaluated on the real-video set: its preset's real_data is false, or the runs "
+        "finished before the set existed). [paper]"
+    )
+    assert "NIQE, real" not in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_an_ordering_on_the_real_video_set_by_a_metric_its_clips_cannot_score_says_why():
+    """real_metrics may name PSNR beside NIQE (for a preset whose real-video set has ground truth); on clips without
+    it PSNR is skipped, and an ordering on: real by PSNR says so and names the fix, rather than blaming a variant."""
+    info = {"s": {"real_metrics": ["niqe", "psnr"], "variants": {"a": {}, "b": {}},
+                  "expect": [{"better": "b", "worse": "a", "metric": "psnr", "on": "real",
+                              "source": "§1"}]}}  # fmt: skip
+    values = {("a", "niqe_real"): [6.0, 6.1], ("b", "niqe_real"): [5.0, 5.1],
+              ("a", "psnr"): [30.0, 30.1], ("b", "psnr"): [31.0, 31.1]}  # fmt: skip
+    runs = pd.DataFrame([{"study": "s", "variant": v, "seed": seed, "metric": metric, "value": value, "run_dir": ""}
+                         for (v, metric), seeds in values.items() for seed, value in enumerate(seeds)])  # fmt: skip
+    (line,) = conclusions(runs, info, real_data=LQ_SET)
+    assert line == (
+        f"**b > a on the real-video set** (PSNR; `vsr data real`, {LQ_SET}): not measured (PSNR needs ground truth, "
+        "which the real-video clips these runs were scored on lack: order the variants on a no-reference metric in "
+        "real_metrics, e.g. niqe). [§1]"
+    )
+    # where the set has ground truth (a temporal gain there) and one variant lacks its scores, that variant is named
+    gt = pd.concat([runs, runs.assign(metric="temporal_gain_real", value=0.1)])
+    gt = pd.concat([gt, runs[(runs.variant == "b") & (runs.metric == "psnr")].assign(metric="psnr_real")])
+    assert ": not measured (no real-video scores of a). [§1]" in conclusions(gt, info)[0]
+
+
+def test_a_test_time_variant_whose_source_has_no_finished_run_shows_its_own_parameters(tmp_path):
+    """``vsr report`` over a folder holding a test-time variant's runs but not its source's (deleted, or not yet
+    finished): the parameter cell says the number its runs measured, not 'as `b`', which would point at no row."""
+    study = _study(tmp_path / "runs")
+    shutil.rmtree(study / "b")
+    write_report([study], tmp_path / "report", visual=False)
+    header, _, *rows = (tmp_path / "report" / "results.md").read_text().splitlines()
+    cells = {row.split(" | ")[0].removeprefix("| "): row.split(" | ") for row in rows}
+    chunked = cells["B, chunked (test-time: weights of `b`)"]
+    assert chunked[header.split(" | ").index("params (M)")] == "0.001"  # 1000 parameters (the fixture's first seed)
+    assert "as `b`" not in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_runs_scored_before_real_metrics_changed_are_reported_with_what_they_were_scored_by(tmp_path):
+    """A study file's real_metrics edited after some runs finished (a rerun keeps them): each run's real-video
+    scores are read by the metrics its run.json says it was scored with, not the study's new list, which its
+    ``real/metrics.json`` cannot hold (that file was neither edited nor cut short)."""
+    study = _study(tmp_path / "runs")
+    for run in study.glob("*/seed*"):
+        record = json.loads((run / run_folders.RUN_FILE).read_text())
+        scores = json.loads((run_folders.real_folder(run) / run_folders.METRICS_FILE).read_text())
+        del scores["skipped"]  # scored by NIQE alone, as real_metrics said then
+        _write_json(run_folders.real_folder(run) / run_folders.METRICS_FILE, scores)
+        _write_json(run / run_folders.RUN_FILE, record | {"real": {"metrics": {"niqe": scores["niqe"]}}})
+    info = json.loads((study / run_folders.STUDY_FILE).read_text())
+    _write_json(study / run_folders.STUDY_FILE, info | {"real_metrics": ["niqe", "ssim"]})  # SSIM added since
+    write_report([study], tmp_path / "report", visual=False)
+    table = pd.read_csv(tmp_path / "report" / "results.csv").set_index("variant")
+    assert [c for c in table.columns if "_real" in c] == ["niqe_real_mean", "niqe_real_std", "bicubic_niqe_real"]
+    for variant, values in NIQE.items():
+        assert table.loc[variant, "niqe_real_mean"] == pytest.approx(statistics.mean(values), abs=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_the_visual_comparison_restores_a_chunked_variants_frame_from_its_chunk(chunk, tmp_path):
+    """A test-time variant evaluated in chunks (data.val_chunk_frames) has its source's weights: its crop is the
+    shown frame (frame 3 of a 6-frame window) restored from that frame's chunk of the clip, as its evaluation
+    restores it — not, as its source's, from the whole window."""
+    whole = tmp_path / "whole"
+    recipe = _tiny_checkpoint(whole, _clips(tmp_path / "data", frames=6, size=32))
+    chunked = tmp_path / "chunked"
+    shutil.copytree(whole, chunked)
+    chunked_recipe = recipe | {"data": recipe["data"] | {"val_chunk_frames": chunk}}
+    runs = [("whole", whole, recipe), ("chunked", chunked, chunked_recipe)]
+    panels = visual_crops(runs, clips=1, lr_crop=8, max_frames=6, device="cpu")  # the whole 8×8 LR frames
+
+    model = assemble(load_recipe(recipe).model).eval()
+    load_checkpoint(model, whole / "checkpoints" / "last.pth")
+    lq = TestClips(open_dataset(evaluation_spec(load_recipe(recipe))))[0]["lq"]
+    first = 3 // chunk * chunk
+    with torch.inference_mode():
+        expected = model(lq[None, first : first + chunk])[0, 3 - first].clamp(0, 1)
+        from_window = model(lq[None])[0, 3].clamp(0, 1)
+    assert panels[0]["frame"] == "00000003"
+    torch.testing.assert_close(panels[0]["outputs"]["chunked"], expected)
+    torch.testing.assert_close(panels[0]["outputs"]["whole"], from_window)
+    assert (expected - from_window).abs().max() > 1e-4

@@ -105,6 +105,8 @@ def _with(change, recipe: str = "basicvsr") -> dict:
          r"'variants.chunked.starts_from' = 'trained': a variant either evaluates .* keep one of evaluates and"),
         (lambda r: r["variants"]["chunked"].update(evaluates=["trained"]),
          r"'variants.chunked.evaluates' = \['trained'\]: expected the name of another variant"),
+        (lambda r: r["variants"]["chunked"].update(evaluates=""),
+         r"'variants.chunked.evaluates' = '': expected the name of another variant"),
         (lambda r: r["expect"][1].update(metric="psnr"),
          r"'expect\[1\].metric' = 'psnr': not one of the study's real_metrics \(an ordering on: real\); valid: niqe"),
         (lambda r: r["expect"][0].update(metric="niqe"),
@@ -166,6 +168,21 @@ def test_a_dependent_variant_resolves_its_source_recipe_then_its_own(recipe_file
     assert continued.recipe["train"]["init"] == str(init) and continued.recipe["train"]["init_prefixes"] is None
 
 
+@pytest.mark.parametrize("data", [None, "/data/synth"])
+def test_a_variants_override_of_a_key_of_the_presets_data_set_holds(data, recipe_file):
+    """A variant changes one key of the data set its preset names (RealBasicVSR's bi variant:
+    data.train.degradation=bi): the preset's data sets are set first, so the override is not replaced by them (with
+    --data or without, on the embedded set)."""
+    raw = study_dict(str(recipe_file))
+    raw["variants"]["trained"] = ["data.train.degradation=bd", "data.val.split=train"]
+    study = parse_study(raw, "reuse.yaml")
+    recipe = study.recipe("cpu", "trained", data=data)
+    root = {} if data is None else {"root": str(Path(data).absolute())}
+    assert recipe.data["train"] == {"layout": "synth", "split": "train", **root, "degradation": "bd"}
+    assert recipe.data["val"] == {"layout": "synth", "split": "train", **root}
+    assert study.recipe("cpu", "chunked", data=data).data["train"]["degradation"] == "bd"  # its source's recipe
+
+
 @pytest.mark.parametrize(
     ("overrides", "refused"),
     [
@@ -189,6 +206,79 @@ def test_a_test_time_variant_must_build_its_sources_network(overrides, refused, 
     closing = r"; only evaluation-time overrides \(refinement, chunking, \.\.\.\) fit a test-time variant"
     with pytest.raises(StudyError, match=rf"^{opening}network: {refused} here{closing}"):
         plan_runs(study, "cpu", tmp_path, seeds=1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["data.val_chunk_frames=3", "data.degradation=bd", "data.val_max_frames=4"], None),
+        (["train.lr=1.0e-3"], r"train\.lr is 0\.0005 there and 0\.001"),
+        (["train.iterations=5"], r"train\.iterations is 2 there and 5"),
+        (["data.batch_size=3"], r"data\.batch_size is 1 there and 3"),
+        (["data.hflip=false"], r"data\.hflip is True there and False"),
+    ],
+)
+def test_a_test_time_variant_trains_nothing(overrides, refused, recipe_file, tmp_path):
+    """A test-time variant copies its source's training: an override of how a network is trained (``train.*``, the
+    training set, its batches) would be recorded in its recipe and never used, so it is refused at plan time,
+    naming the key and the way to train it (starts_from); evaluation-time overrides pass."""
+    raw = _with(lambda r: r["variants"]["chunked"].update(overrides=overrides), recipe=str(recipe_file))
+    study = parse_study(raw, "studies/reuse.yaml")
+    if refused is None:
+        specs = plan_runs(study, "cpu", tmp_path, seeds=1)
+        assert specs[0].recipe["data"]["val_chunk_frames"] == 3 and specs[0].recipe["data"]["degradation"] == "bd"
+        return
+    opening = r"^study 'reuse', variant 'chunked' evaluates the weights of 'trained' and trains nothing, but its "
+    closing = (
+        r" here; a test-time variant takes only evaluation-time overrides .*: remove \S+ from variants\.chunked "
+        r"in studies/reuse\.yaml, or train it from the weights of 'trained' instead: starts_from: trained$"
+    )
+    with pytest.raises(StudyError, match=rf"{opening}overrides change how a network is trained: {refused}{closing}"):
+        plan_runs(study, "cpu", tmp_path, seeds=1)
+
+
+@pytest.mark.parametrize("real_metrics", [["psnr", "ssim"], None])
+def test_a_real_set_without_ground_truth_needs_a_no_reference_metric(real_metrics, recipe_file, synth_root, real_root,
+                                                                     tmp_path):  # fmt: skip
+    """The low-quality real clips have no ground truth: scored by PSNR/SSIM alone (named, or the study's metrics by
+    default) every run would fail after its training; the study is refused before anything runs, naming
+    real_metrics and a no-reference metric."""
+    raw = study_dict(str(recipe_file), str(real_root))
+    raw["real_metrics"] = real_metrics
+    del raw["expect"][1]
+    path = tmp_path / "reuse.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    runs = tmp_path / "runs"
+    message = (rf"^study 'reuse', preset 'cpu': the real-video set real:\S+/lq has no ground truth, and every metric "
+               rf"it is scored with \(psnr, ssim\) needs it: name a no-reference metric in real_metrics \(e\.g\. "
+               rf"real_metrics: \[niqe\]\) in {path}, or score a set with ground truth "
+               r"\(presets\.cpu\.real_data: \{layout: real, split: gt\}\)$")  # fmt: skip
+    with pytest.raises(StudyError, match=message):
+        run_study(path, data=synth_root, out=runs, progress=False)
+    assert not (runs / "reuse" / run_folders.STUDY_FILE).exists() and not (runs / "reuse" / "trained").exists()
+
+
+@pytest.mark.parametrize("chunk", [5, 6, 9])
+def test_chunks_no_shorter_than_every_clip_are_said_to_restore_clips_whole(chunk, recipe_file, synth_root, tmp_path,
+                                                                           monkeypatch, caplog):  # fmt: skip
+    """The validation clips have 6 frames: chunks of 6 or more restore each clip whole, which the study says before
+    it runs (the variant would evaluate as without chunks); chunks of 5 cut each clip, and nothing is said."""
+    raw = study_dict(str(recipe_file))
+    raw["variants"]["chunked"]["overrides"] = [f"data.val_chunk_frames={chunk}"]
+    del raw["variants"]["continued"], raw["expect"][1]
+    path = tmp_path / "reuse.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    def failing_train(recipe, out_dir, **kwargs):
+        raise VSRError("stopped: this test needs no training")
+
+    monkeypatch.setattr(vsr.studies.driver, "train", failing_train)
+    with pytest.raises(RunsFailed):
+        run_study(path, data=synth_root, out=tmp_path / "runs", progress=False)
+    said = [r.getMessage() for r in caplog.records if "val_chunk_frames" in r.getMessage()]
+    expected = (f"study reuse, variant chunked: data.val_chunk_frames={chunk} is no shorter than the clips it is "
+                "evaluated on (6 frames at most): each clip is restored whole, as without chunks")  # fmt: skip
+    assert said == ([] if chunk < 6 else [expected])
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -218,7 +308,7 @@ def test_test_time_and_continued_variants_end_to_end(recipe_file, synth_root, re
     with pytest.raises(RunsFailed) as failed:
         run_study(path, data=synth_root, out=runs, progress=True, variants=["chunked"])
     said = " ".join(capsys.readouterr().err.split())
-    assert "study reuse (cpu): 2 variants × 1 seeds = 2 runs, 0 finished; trained runs too, since chunked uses" in said
+    assert "study reuse (cpu): 2 variants × 1 seeds = 2 runs, 0 finished; trained included, since chunked uses" in said
     message = str(failed.value)
     assert "reuse/trained/seed0: VSRError: training diverged" in message
     assert (f"reuse/chunked/seed0: StudyError: reuse/chunked/seed0 evaluates the final weights of run folder "
@@ -281,16 +371,20 @@ def test_test_time_and_continued_variants_end_to_end(recipe_file, synth_root, re
     assert load_study(path).to_dict()["variants"] == study["variants"]
 
 
-def test_a_test_time_run_is_no_twin_of_a_run_that_trains_its_recipe(recipe_file, synth_root, tmp_path):
+def test_a_test_time_run_is_no_twin_of_a_run_that_trains_its_recipe(recipe_file, synth_root, tmp_path, capsys):
     """A trained variant of another study with the test-time variant's recipe trains itself: the test-time run
     holds its source's training, not one of that recipe."""
     runs = tmp_path / "runs"
     path = tmp_path / "reuse.yaml"
     raw = study_dict(str(recipe_file))
-    raw["variants"]["chunked"]["overrides"] = ["data.val_chunk_frames=2", "train.lr=1.0e-3"]
+    raw["variants"]["chunked"]["overrides"] = ["data.val_chunk_frames=2"]
     del raw["variants"]["continued"], raw["expect"][1]
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     run_study(path, data=synth_root, out=runs, progress=False, variants=["chunked"])
+    run_study(path, data=synth_root, out=runs, progress=True, variants=["chunked"])  # all finished: nothing runs
+    said = " ".join(capsys.readouterr().err.split())
+    plan = "study reuse (cpu): 2 variants × 1 seeds = 2 runs, 2 finished; trained included, since chunked uses"
+    assert said == f"{plan} its weights"
     spec = plan_runs(load_study(path), "cpu", runs, data=synth_root)[0]
     other = vsr.studies.RunSpec(**{**spec.__dict__, "study": "other", "evaluates": None,
                                    "run_dir": str(runs / "other/chunked/seed0")})  # fmt: skip

@@ -103,8 +103,13 @@ class RunFiles:
 
     @property
     def real_metric_names(self) -> list[str]:
-        """The metrics the real-video set was scored with: the study's ``real_metrics`` (e.g. NIQE alone on clips
-        without ground truth), else, for a study record written before studies named them, the run's metrics."""
+        """The metrics the real-video set was scored with: those ``run.json`` records it scored there (the study's
+        ``real_metrics`` when it ran, which the study file may have changed since: a rerun keeps finished runs), else
+        the study's ``real_metrics`` (e.g. NIQE alone on clips without ground truth), else, for a study record
+        written before studies named them, the run's metrics."""
+        scored = self.record.get("real")
+        if isinstance(scored, dict) and isinstance(scored.get("metrics"), dict):
+            return list(scored["metrics"])
         if "real_metrics" in self.study:
             return list(self.study["real_metrics"])
         return self.metric_names

@@ -69,11 +69,30 @@ def _mean_conclusion(e: Mapping[str, Any], runs: pd.DataFrame, study: str, prese
     metric = e.get("metric", "psnr")
     better, worse = values(e["better"], metric), values(e["worse"], metric)
     if suffix:
-        line = _conclusion(e, better, worse, preset, _real_claim(e, real_data), missing="no real-video scores")
+        claim = _real_claim(e, real_data)
+        unmeasured = _unmeasured_on_real(runs[runs.study == study], metric) if not len(better) + len(worse) else ""
+        if unmeasured:
+            source = f" [{e['source']}]" if e.get("source") else ""
+            return f"{claim}: not measured ({unmeasured}).{source}"
+        line = _conclusion(e, better, worse, preset, claim, missing="no real-video scores")
     else:
         line = _conclusion(e, better, worse, preset)
     gains = values(e["better"], "temporal_gain"), values(e["worse"], "temporal_gain")
     return line + _temporal_evidence(e, *gains, real=bool(suffix))
+
+
+def _unmeasured_on_real(runs: pd.DataFrame, metric: str) -> str:
+    """Why a study's runs have no ``metric`` on the real-video set, where the reason is the study's and not one
+    variant's: none of its runs was evaluated there, or the set has no ground truth and ``metric`` needs it; ``""``
+    otherwise."""
+    if not runs.metric.str.endswith(REAL_SUFFIX).any():
+        return ("no run of this study was evaluated on the real-video set: its preset's real_data is false, or the "
+                "runs finished before the set existed")  # fmt: skip
+    if metric_class(metric).needs_gt and "temporal_gain" + REAL_SUFFIX not in set(runs.metric):
+        label = metric_class(metric).label
+        lack = "needs ground truth, which the real-video clips these runs were scored on lack"
+        return f"{label} {lack}: order the variants on a no-reference metric in real_metrics, e.g. niqe"
+    return ""
 
 
 def _real_claim(e: Mapping[str, Any], real_data: str | None) -> str:

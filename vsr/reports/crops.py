@@ -64,12 +64,15 @@ def _textured_crop(frame: np.ndarray, size: int) -> tuple[int, int]:
 
 def _load_models(
     runs: Sequence[tuple[str, Path, Mapping[str, Any]]], device: torch.device
-) -> list[tuple[str, nn.Module]]:
+) -> list[tuple[str, nn.Module, int | None]]:
+    """Each run's model, its final weights loaded, with the chunks its evaluation restores clips in (``None``:
+    whole; ``data.val_chunk_frames``)."""
     models = []
     for name, run_dir, recipe in runs:
-        model = assemble(stored_recipe(dict(recipe), f"run {run_dir}").model)
+        resolved = stored_recipe(dict(recipe), f"run {run_dir}")
+        model = assemble(resolved.model)
         load_checkpoint(model, run_folders.last_checkpoint(run_dir))
-        models.append((name, model.to(device).eval()))
+        models.append((name, model.to(device).eval(), resolved.data.get("val_chunk_frames")))
     return models
 
 
@@ -86,8 +89,12 @@ def _panel(sample: Mapping[str, Any], models, scale: int, lr_crop: int, max_fram
     gt_crop = gt[middle, :, y * scale : (y + size) * scale, x * scale : (x + size) * scale]
     outputs = {}
     with torch.inference_mode():
-        for name, model in models:
-            outputs[name] = model(lq_crop[None].to(device)).float().cpu()[0, middle].clamp(0, 1)
+        for name, model, chunk in models:
+            lo, hi = 0, len(lq)
+            if chunk:  # evaluated in chunks: the frames of the window in the shown frame's chunk of the clip
+                first = (start + middle) // chunk * chunk
+                lo, hi = max(first - start, 0), min(first + chunk - start, len(lq))
+            outputs[name] = model(lq_crop[None, lo:hi].to(device)).float().cpu()[0, middle - lo].clamp(0, 1)
     return {
         "clip": sample["clip"], "frame": sample["frames"][start + middle],
         "gt": gt_crop, "bicubic": bicubic_upsample(lq_crop[middle], scale).clamp(0, 1), "outputs": outputs,
@@ -108,7 +115,9 @@ def visual_crops(
     validation clips; returns per clip ``{"clip", "frame", "gt", "bicubic", "outputs": {name: image}}``
     (CHW float tensors in [0, 1]) with the settings used: ``lr_crop``, ``window`` (frames run) and
     ``scale`` (the recipes' ``model.scale``). Running on a window and a crop keeps this cheap for full-size
-    models; borders of the crop see less context than in the full evaluation."""
+    models; borders of the crop see less context than in the full evaluation. A run evaluated in chunks
+    (``data.val_chunk_frames``) is run on the frames of the window in the shown frame's chunk, as its evaluation
+    restores that frame."""
     if not runs:
         return []
     device = default_device(device)

@@ -5,7 +5,8 @@ the runs were evaluated on it); as a DataFrame (``results.csv``), Markdown and L
 decimals and direction (a lower-is-better one is marked ↓) come from the registry (:class:`vsr.metrics.Metric`).
 
 A variant that depends on another (a test-time variant evaluating its weights, or one trained from its final
-weights) says so beside its name; a test-time variant's parameters are its source's, and shown as such."""
+weights) says so beside its name; a test-time variant's parameters are its source's, and shown as such (as its own
+number where the table has no row of its source)."""
 
 from __future__ import annotations
 
@@ -194,10 +195,12 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header += [_real_heading(name) for name in real]
     header += ["params (M)", "GFLOPs/frame", "runtime (ms/frame)"]
     rows = []
+    shown = set(zip(table.study, table.variant, strict=True))
     for r in table.to_dict("records"):
         base_mark = " (base)" if r["base"] == f"{r['study']}/{r['variant']}" else ""
         evaluates = _text(r.get("evaluates"))
         note = source_note(evaluates, _text(r.get("starts_from")))
+        same_as = evaluates and (r["study"], evaluates) in shown  # its source's row shows the parameters
         name = f"{r['label']}{base_mark}" + (f" ({note})" if note else "")
         cells = ([r["study"]] if several else []) + [name, str(r["seeds"])]
         for metric in metrics:
@@ -212,7 +215,7 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             digits = 3 if name == "temporal_gain" else metric_class(name).digits
             cells.append(_mean_std(r[f"{name}{REAL_SUFFIX}_mean"], r[f"{name}{REAL_SUFFIX}_std"], digits))
         cells += [
-            f"as `{evaluates}`" if evaluates else _significant(r["params"] / 1e6),
+            f"as `{evaluates}`" if same_as else _significant(r["params"] / 1e6),
             _significant(r["flops_per_frame"] / 1e9),
             format_number(r["runtime_ms"], 1),
         ]

@@ -47,15 +47,17 @@ from rich.console import Console
 
 from vsr.atomic import listed
 from vsr.data import real
-from vsr.data.layouts import open_dataset
+from vsr.data.layouts import ClipSet, open_dataset
 from vsr.data.specs import data_specs
-from vsr.errors import VSRError
+from vsr.errors import VSRError, brief_repr
 from vsr.evaluate import Protocol, evaluate
 from vsr.locks import folder_lock, lent_to_child
+from vsr.metrics import metric_class
 from vsr.model import assemble
 from vsr.probe import run_probe, score_set
 from vsr.profile import profile
 from vsr.recipe import Recipe, load_recipe
+from vsr.registry import entry
 from vsr.studies import runs
 from vsr.studies.executors import EXECUTORS, run_all, torchrun_command
 from vsr.studies.runs import RunSpec
@@ -96,7 +98,9 @@ def plan_runs(
                 init = [("train.init", str(runs.last_checkpoint(trained))), ("train.init_prefixes", None)]
                 recipe = recipe.with_overrides(init)
             if variant.evaluates and i == 0:
-                _check_same_network(study, variant.name, recipe, study.recipe(preset, variant.evaluates, seed, data))
+                evaluated = study.recipe(preset, variant.evaluates, seed, data)
+                _check_trains_nothing(study, variant.name, recipe, evaluated)
+                _check_same_network(study, variant.name, recipe, evaluated)
             specs.append(
                 RunSpec(
                     study=study.name,
@@ -125,6 +129,35 @@ def added_sources(study: Study, variants: Sequence[str] | None) -> list[str]:
         return []
     used = [study.variants[v].source for v in variants if v in study.variants]
     return [v for v in study.variants if v in used and v not in variants]
+
+
+#: The data keys that only evaluation reads: the validation and test sets and their protocol (``data.val_*``), and
+#: the degradation that makes the LR frames of a set without them (the validation set's too). The rest of ``data``
+#: and all of ``train`` say how a network is trained.
+_EVALUATION_DATA_KEYS = ("val", "test", "degradation")
+
+
+def _training_settings(recipe: Recipe) -> dict[str, Any]:
+    """What a recipe says about training: every ``train`` key and the ``data`` keys evaluation does not read."""
+    read = [k for k in recipe.data if k not in _EVALUATION_DATA_KEYS and not k.startswith("val_")]
+    return {f"data.{k}": recipe.data[k] for k in read} | {f"train.{k}": v for k, v in recipe.train.items()}
+
+
+def _check_trains_nothing(study: Study, variant: str, recipe: Recipe, evaluated: Recipe) -> None:
+    """Refuse a test-time variant whose overrides change how a network is trained (``train.*``, the training set,
+    its clips and batches): it trains nothing, so they would be recorded in its recipe and never used."""
+    mine, theirs = _training_settings(recipe), _training_settings(evaluated)
+    for key in dict.fromkeys([*theirs, *mine]):
+        if mine.get(key) != theirs.get(key):
+            source = study.variants[variant].evaluates
+            raise StudyError(
+                f"study {study.name!r}, variant {variant!r} evaluates the weights of {source!r} and trains nothing, "
+                f"but its overrides change how a network is trained: {key} is {brief_repr(theirs.get(key))} there "
+                f"and {brief_repr(mine.get(key))} here; a test-time variant takes only evaluation-time overrides "
+                f"(model settings that keep the network, data.val_*, data.val, data.degradation): remove {key} from "
+                f"variants.{variant} in {study.source or 'the study file'}, or train it from the weights of {source!r} "
+                f"instead: starts_from: {source}"
+            )
 
 
 def _check_same_network(study: Study, variant: str, recipe: Recipe, evaluated: Recipe) -> None:
@@ -292,18 +325,56 @@ def _evaluate_real(model, recipe: Recipe, spec: RunSpec) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the study
 
 
-def _check_data(specs: Sequence[RunSpec]) -> None:
+def _check_data(study: Study, specs: Sequence[RunSpec]) -> None:
     """Open every distinct training, validation and real-video set once (writing the embedded sets if needed),
-    so that a wrong path fails now, not in the middle of the study."""
-    seen: set[str] = set()
+    so that a wrong path fails now, not in the middle of the study; and a real-video set without ground truth
+    must have a no-reference metric to be scored with, or every run would fail after its training. A variant whose
+    chunks (``data.val_chunk_frames``) are no shorter than the clips it is evaluated on is told so."""
+    opened: dict[str, ClipSet] = {}
+
+    def open_once(data: Any, real_set: bool = False) -> ClipSet:
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key not in opened:
+            if real_set and Path(data["root"]) == real.default_root():
+                real.ensure_default()  # the default real-video set, written on first use
+            opened[key] = open_dataset(data)
+        return opened[key]
+
+    chunks: dict[str, tuple[int, int]] = {}  # variant -> its chunk length, the longest clip it is evaluated on
     for spec in specs:
-        for data in [*data_specs(load_recipe(spec.recipe)), *([spec.real] if spec.real else [])]:
-            key = json.dumps(data, sort_keys=True, default=str)
-            if key not in seen:
-                seen.add(key)
-                if data is spec.real and Path(data["root"]) == real.default_root():
-                    real.ensure_default()  # the default real-video set, written on first use
-                open_dataset(data)
+        recipe = load_recipe(spec.recipe)
+        train_set, val_set = data_specs(recipe)
+        open_once(train_set)
+        evaluated = [open_once(val_set)]
+        if spec.real:
+            evaluated.append(open_once(spec.real, real_set=True))
+            if not evaluated[-1].has_gt:
+                _check_no_reference_metric(study, spec, evaluated[-1].name)
+        chunk, cut = recipe.data["val_chunk_frames"], recipe.data["val_max_frames"]
+        if chunk:
+            longest = max((min(len(clip), cut or len(clip)) for clips in evaluated for clip in clips), default=0)
+            chunks[spec.variant] = (chunk, max(longest, chunks.get(spec.variant, (0, 0))[1]))
+    for variant, (chunk, longest) in chunks.items():
+        if 0 < longest <= chunk:
+            log.warning(
+                "study %s, variant %s: data.val_chunk_frames=%d is no shorter than the clips it is evaluated on (%d "
+                "frames at most): each clip is restored whole, as without chunks",
+                *(study.name, variant, chunk, longest),
+            )
+
+
+def _check_no_reference_metric(study: Study, spec: RunSpec, data: str) -> None:
+    """Refuse a real-video set without ground truth that none of the metrics it is scored with (``real_metrics``)
+    can score: each needs ground truth (PSNR, SSIM)."""
+    entries = spec.real_metrics or load_recipe(spec.recipe).data["val_metrics"]
+    names = [entry("real_metrics", item)["name"] for item in entries]
+    if all(metric_class(name).needs_gt for name in names):
+        raise StudyError(
+            f"study {study.name!r}, preset {spec.preset!r}: the real-video set {data} has no ground truth, and every "
+            f"metric it is scored with ({', '.join(names)}) needs it: name a no-reference metric in real_metrics "
+            f"(e.g. real_metrics: [niqe]) in {study.source or 'the study file'}, or score a set with ground truth "
+            f"(presets.{spec.preset}.real_data: {{layout: real, split: gt}})"
+        )
 
 
 def _check_options(executor: str, jobs: Any) -> None:
@@ -409,7 +480,7 @@ def _run_planned(
         runs.check_run_folder(spec)
     pending = [s for s in specs if not runs.run_finished(s.run_dir)]
     if pending:
-        _check_data(pending)
+        _check_data(study, pending)
     runs.write_study_record(
         study_dir,
         study.to_dict() | {"preset": preset, "seeds": sorted({s.seed for s in specs}), "runs": [s.key for s in specs]},
@@ -418,9 +489,9 @@ def _run_planned(
     if progress:
         count = len({s.variant for s in specs})
         also = ""
-        for source in added:  # a variant --variant left out, whose weights one it names uses
+        for source in added:  # a variant --variant left out, whose weights one it names uses (maybe finished)
             users = list(dict.fromkeys(s.variant for s in specs if s.source == source))
-            also += f"; {source} runs too, since {listed(users)} {'uses' if len(users) == 1 else 'use'} its weights"
+            also += f"; {source} included, since {listed(users)} {'uses' if len(users) == 1 else 'use'} its weights"
         console.print(
             f"study [bold]{study.name}[/] ({preset}): {count} variants × {len(specs) // count} seeds = "
             f"{len(specs)} runs, {len(specs) - len(pending)} finished{also}"

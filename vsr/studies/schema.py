@@ -56,9 +56,9 @@ recipe is that variant's (the preset's and that variant's overrides), then its o
 
 ``evaluates: V`` is a test-time variant: it trains nothing, its run copies the training of V's run (as a shared
 run's is copied) and is evaluated with its own recipe, which must build the same network as V's (only
-evaluation-time overrides: refinement, chunking, ...). ``starts_from: V`` trains, from V's final weights
-(``train.init``, every parameter). V must be a variant that is neither of these itself; these runs start once
-the others have finished.
+evaluation-time overrides: refinement, chunking, ...; one of ``train`` or of the training data is refused).
+``starts_from: V`` trains, from V's final weights (``train.init``, every parameter). V must be a variant that is
+neither of these itself; these runs start once the others have finished.
 
 The report of the :data:`SHIPPED_PRESET` is shipped in ``reports/<study>/``; ``vsr study NAME`` writes it
 there by default, and every other preset's to ``reports/<study>-<preset>/`` (:meth:`Study.report_folder`).
@@ -217,12 +217,14 @@ class Study:
         return self.presets[name]
 
     def recipe(self, preset: str, variant: str, seed: int = 0, data: str | Path | None = None) -> Recipe:
-        """The resolved :class:`vsr.recipe.Recipe` of one run: the preset's recipe, :meth:`overrides`, the data
-        overrides of ``data`` and ``train.seed``. (A ``starts_from`` variant's ``train.init``, a path in the runs
-        folder, is set by :func:`vsr.studies.driver.plan_runs`.)"""
+        """The resolved :class:`vsr.recipe.Recipe` of one run: the preset's recipe, its data sets (with ``data``
+        for ``{data}``), :meth:`overrides` and ``train.seed``. (A ``starts_from`` variant's ``train.init``, a path in
+        the runs folder, is set by :func:`vsr.studies.driver.plan_runs`.)"""
         p, v = self.preset(preset), self.variants[variant]
-        overrides: list[str | tuple[str, Any]] = list(self.overrides(preset, variant))
-        overrides += data_overrides(self, p, data)
+        # The preset's data sets first: a variant's override of one of their keys (data.train.degradation=bi)
+        # changes the set the preset names, rather than being replaced by it.
+        overrides: list[str | tuple[str, Any]] = list(data_overrides(self, p, data))
+        overrides += self.overrides(preset, variant)
         overrides.append(("train.seed", int(seed)))
         overrides.append(("data.test", None))  # a study scores each run itself (vsr.studies.driver), on its own sets
         try:
@@ -390,7 +392,7 @@ def _variant(source, name: str, raw: Any, presets: Sequence[str]) -> Variant:
     extra = _check_keys(source, f"{where}.presets", raw.get("presets") or {}, presets)
     used = {key: raw[key] for key in SOURCE_KEYS if raw.get(key) is not None}
     for key, value in used.items():
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value:  # "" would read as no source: the variant would train
             raise _fail(source, f"{where}.{key}", value, "expected the name of another variant of this study")
     if len(used) > 1:
         raise _fail(source, f"{where}.starts_from", used["starts_from"], "a variant either evaluates another's "
@@ -580,7 +582,7 @@ def data_overrides(study: Study, preset: Preset, data: str | Path | None) -> lis
     """The ``data.train`` / ``data.val`` overrides: the preset's ``data`` specs with ``{data}`` replaced by
     the ``--data`` path. Without ``--data`` a preset that ``needs_data`` is an error; the specs of the others
     apply to the embedded synthetic set (a ``root`` naming ``{data}`` is dropped), so that what they set
-    besides the path (``noise``, for example) holds for the plain ``vsr study NAME`` too."""
+    besides the path (``degradation``, for example) holds for the plain ``vsr study NAME`` too."""
     if data is None:
         if preset.needs_data:
             raise StudyError(
