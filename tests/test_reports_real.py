@@ -303,3 +303,53 @@ def test_the_visual_comparison_restores_a_chunked_variants_frame_from_its_chunk(
     torch.testing.assert_close(panels[0]["outputs"]["chunked"], expected)
     torch.testing.assert_close(panels[0]["outputs"]["whole"], from_window)
     assert (expected - from_window).abs().max() > 1e-4
+
+
+def test_paired_t_test_matches_scipy():
+    from vsr.reports import paired_t_test
+
+    a, b = [5.31, 5.22, 5.35], [5.52, 5.61, 5.40]
+    expected = stats.ttest_rel(a, b)
+    result = paired_t_test(a, b)
+    assert (result.name, result.df) == ("paired", 2)
+    assert result.t == pytest.approx(expected.statistic, rel=1e-12) and result.p == pytest.approx(expected.pvalue)
+    assert paired_t_test([1.0, 2.0], [0.5, 1.5]).p == 0.0  # every seed differs by the same amount: exact
+    with pytest.raises(ValueError, match="two samples of the same length >= 2"):
+        paired_t_test([1.0, 2.0], [1.0])
+
+
+def test_a_test_time_variant_is_compared_with_its_source_seed_by_seed(tmp_path):
+    """``b_chunked`` evaluates ``b``'s weights: against ``b`` the table's p and an ordering's sentence use the paired
+    test over seeds (the spread is the per-seed differences'), against ``a`` (trained on its own) Welch's."""
+    study = _study(tmp_path / "runs")
+    info = study_info([study])
+    info["toy"]["expect"] = [{"better": "b_chunked", "worse": "b", "metric": "niqe", "on": "real", "source": ""},
+                             {"better": "b_chunked", "worse": "a", "metric": "niqe", "on": "real", "source": ""}]  # fmt: skip
+    runs = collect_runs(study)
+    paired, unpaired = conclusions(runs, info, real_data=LQ_SET)
+    p = stats.ttest_rel(NIQE["b_chunked"], NIQE["b"]).pvalue
+    spread = statistics.stdev([x - y for x, y in zip(NIQE["b_chunked"], NIQE["b"], strict=True)])
+    assert f"spread of the per-seed differences of {spread:.3f}" in paired
+    assert f"(paired p = {p:.3f}, 3 seeds, paired)" in paired
+    welch = stats.ttest_ind(NIQE["b_chunked"], NIQE["a"], equal_var=False).pvalue
+    assert "(Welch p < 0.001, 3 + 3 seeds)" in unpaired if welch < 0.001 else f"Welch p = {welch:.3f}" in unpaired
+
+    table = results_table(runs, info=info).set_index("variant")
+    assert table.loc["b_chunked", "psnr_p"] == pytest.approx(stats.ttest_rel(PSNR["b_chunked"], PSNR["b"]).pvalue)
+    assert table.loc["a", "psnr_p"] == pytest.approx(stats.ttest_ind(PSNR["a"], PSNR["b"], equal_var=False).pvalue)
+    assert table.loc["b_tuned", "psnr_p"] == pytest.approx(
+        stats.ttest_ind(PSNR["b_tuned"], PSNR["b"], equal_var=False).pvalue
+    )  # trained from b, so its own weights: Welch
+
+
+@pytest.mark.parametrize("effect", [0.3, 0.5, 1.0, 2.0])
+def test_seeds_to_resolve_a_paired_difference(effect):
+    """The paired criterion at n - 1 degrees of freedom, with scipy's Student t: ``((t_.975 + t_.8) / effect)^2 <= n``."""
+    from vsr.reports import seeds_to_resolve
+
+    def enough(n: int) -> bool:
+        return ((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) / effect) ** 2 <= n
+
+    expected = next(n for n in range(2, 1000) if enough(n))
+    assert seeds_to_resolve(effect, 1.0, paired=True) == expected
+    assert seeds_to_resolve(effect, 1.0, paired=True) <= seeds_to_resolve(effect, 1.0)

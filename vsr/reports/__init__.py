@@ -29,7 +29,8 @@ from vsr.reports.figures import (
 )
 from vsr.reports.index import default_report_folder, write_report
 from vsr.reports.stats import (
-    WelchTest,
+    SeedTest,
+    paired_t_test,
     regularized_incomplete_beta,
     seeds_to_resolve,
     student_t_cdf,
@@ -41,7 +42,7 @@ from vsr.reports.study import run_and_report
 from vsr.reports.tables import results_table, table_latex, table_markdown
 
 __all__ = [
-    "WelchTest",
+    "SeedTest",
     "collect_per_frame",
     "collect_profiles",
     "collect_runs",
@@ -55,6 +56,7 @@ __all__ = [
     "figure_training_curves",
     "figure_visual_comparison",
     "frame_contrast",
+    "paired_t_test",
     "regularized_incomplete_beta",
     "results_table",
     "run_and_report",

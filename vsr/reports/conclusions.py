@@ -24,9 +24,9 @@ import pandas as pd
 
 from vsr.metrics import Metric, metric_class
 from vsr.reports.collect import REAL_SUFFIX
-from vsr.reports.stats import seeds_to_resolve, welch_t_test
+from vsr.reports.stats import paired_t_test, seeds_to_resolve, welch_t_test
 from vsr.reports.tables import format_p
-from vsr.reports.variants import Info
+from vsr.reports.variants import Info, share_weights
 from vsr.studies.schema import FRAME_POSITIONS
 
 
@@ -54,13 +54,15 @@ def conclusions(
             if expectation.get("at"):
                 lines.append(_frame_conclusion(expectation, per_frame, study, preset))
             else:
-                lines.append(_mean_conclusion(expectation, runs, study, preset, real_data))
+                lines.append(_mean_conclusion(expectation, runs, study, preset, real_data, info))
     return lines
 
 
-def _mean_conclusion(e: Mapping[str, Any], runs: pd.DataFrame, study: str, preset: str, real_data: str | None) -> str:
+def _mean_conclusion(
+    e: Mapping[str, Any], runs: pd.DataFrame, study: str, preset: str, real_data: str | None, info: Info
+) -> str:
     """The sentence for an ordering of the runs' scores over the clips (on the real-video set for ``on: real``),
-    with the temporal gains as evidence."""
+    with the temporal gains as evidence; paired seed by seed where the two variants share their weights."""
     suffix = REAL_SUFFIX if e.get("on") == "real" else ""
 
     def values(variant: str, name: str) -> np.ndarray:
@@ -68,15 +70,19 @@ def _mean_conclusion(e: Mapping[str, Any], runs: pd.DataFrame, study: str, prese
 
     metric = e.get("metric", "psnr")
     better, worse = values(e["better"], metric), values(e["worse"], metric)
+    rows = runs[runs.metric == metric + suffix]
+    paired = share_weights(study, e["better"], e["worse"], info) and _seeds(rows, study, e["better"]) == _seeds(
+        rows, study, e["worse"]
+    )
     if suffix:
         claim = _real_claim(e, real_data)
         unmeasured = _unmeasured_on_real(runs[runs.study == study], metric) if not len(better) + len(worse) else ""
         if unmeasured:
             source = f" [{e['source']}]" if e.get("source") else ""
             return f"{claim}: not measured ({unmeasured}).{source}"
-        line = _conclusion(e, better, worse, preset, claim, missing="no real-video scores")
+        line = _conclusion(e, better, worse, preset, claim, missing="no real-video scores", paired=paired)
     else:
-        line = _conclusion(e, better, worse, preset)
+        line = _conclusion(e, better, worse, preset, paired=paired)
     gains = values(e["better"], "temporal_gain"), values(e["worse"], "temporal_gain")
     return line + _temporal_evidence(e, *gains, real=bool(suffix))
 
@@ -103,6 +109,11 @@ def _real_claim(e: Mapping[str, Any], real_data: str | None) -> str:
     claim += f", {real_data}" if real_data else ""
     paper = e.get("paper")
     return claim + (f"; paper: {paper:+.2f} {kind.unit}".rstrip() if paper is not None else "") + ")"
+
+
+def _seeds(rows: pd.DataFrame, study: str, variant: str) -> list[int]:
+    """The seeds of one variant's rows, in order."""
+    return sorted(rows[(rows.study == study) & (rows.variant == variant)].seed)
 
 
 def _per_seed(rows: pd.DataFrame, study: str, variant: str) -> np.ndarray:
@@ -208,10 +219,12 @@ def _conclusion(
     preset: str,
     claim: str | None = None,
     missing: str = "no finished runs",
+    paired: bool = False,
 ) -> str:
-    """The sentence for one expected ordering, ``better`` and ``worse`` being the two variants' values
-    (``claim``: its opening words, when not the plain ordering; ``missing``: what a variant without values
-    lacks)."""
+    """The sentence for one expected ordering, ``better`` and ``worse`` being the two variants' values, in seed
+    order (``claim``: its opening words, when not the plain ordering; ``missing``: what a variant without values
+    lacks). ``paired``: the two share their weights seed by seed (a test-time variant and its source), so the
+    spread is that of the per-seed differences and the test is the paired t-test."""
     kind = metric_class(e.get("metric", "psnr"))
     unit, digits = kind.unit, kind.digits
     paper = e.get("paper")
@@ -229,18 +242,23 @@ def _conclusion(
         verdict = "holds" if holds else "is reversed"
         return (f"{claim}: {verdict} as measured ({shown}), but with a single seed the seed-to-seed "
                 f"spread is unknown, so this is not established.{source}")  # fmt: skip
-    spread = math.sqrt((better.var(ddof=1) + worse.var(ddof=1)) / 2)
-    p = welch_t_test(better, worse).p
     seeds_run = {e["better"]: len(better), e["worse"]: len(worse)}
+    if paired:  # the same weights evaluated two ways: what scatters from seed to seed cancels in each difference
+        spread, p = float((better - worse).std(ddof=1)), paired_t_test(better, worse).p
+        spread_name, counted = "spread of the per-seed differences", f"{len(better)} seeds, paired"
+    else:
+        spread, p = math.sqrt((better.var(ddof=1) + worse.var(ddof=1)) / 2), welch_t_test(better, worse).p
+        spread_name, counted = "seed-to-seed spread", f"{len(better)} + {len(worse)} seeds"
     spread_text = f"{spread:.{digits}f} {unit}".rstrip()
-    stats = f"Welch p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}, {len(better)} + {len(worse)} seeds"
-    needed = _seeds_needed(delta, spread, seeds_run)
+    test = "paired" if paired else "Welch"
+    stats = f"{test} p {'< 0.001' if p < 0.001 else '= ' + format_p(p)}, {counted}"
+    needed = _seeds_needed(delta, spread, seeds_run, paired)
     if abs(delta) <= spread:
-        return (f"{claim}: {shown} is within the seed-to-seed spread of {spread_text} ({stats}): the "
+        return (f"{claim}: {shown} is within the {spread_name} of {spread_text} ({stats}): the "
                 f"{preset} preset cannot resolve this difference{needed}.{source}")  # fmt: skip
     verdict = "holds" if holds else "is reversed"
     ratio = abs(delta) / spread if spread > 0 else math.inf
-    sentence = f"{claim}: {verdict}, {shown}, {ratio:.1f}× the seed-to-seed spread of {spread_text} ({stats})"
+    sentence = f"{claim}: {verdict}, {shown}, {ratio:.1f}× the {spread_name} of {spread_text} ({stats})"
     if p >= 0.05:
         sentence += f"; not significant at the 5% level with these seeds{needed}"
     if paper and holds:
@@ -248,17 +266,20 @@ def _conclusion(
     return sentence + "." + source
 
 
-def _seeds_needed(delta: float, spread: float, seeds_run: Mapping[str, int]) -> str:
+def _seeds_needed(delta: float, spread: float, seeds_run: Mapping[str, int], paired: bool = False) -> str:
     """How many seeds per variant would resolve a true difference of the size of ``delta`` (either sign) at
     this ``spread``; nothing for a zero difference, which no number of seeds resolves. ``seeds_run``: each
-    variant's seeds so far; where the least-run one already has that many, what fails is its seed count."""
+    variant's seeds so far; where the least-run one already has that many, what fails is its seed count.
+    ``paired``: seeds of the shared weights, for the paired test."""
     if delta == 0:
         return ""
-    seeds = seeds_to_resolve(delta, spread)
+    seeds = seeds_to_resolve(delta, spread, paired=paired)
     size = "were the true difference this size (in either direction)"
     if seeds is None:
         return f"; {size}, more than 1000 seeds per variant would be needed to resolve it"
     sentence = f"; {size}, about {seeds} seeds per variant would resolve it (two-sided 5% test, 80% power)"
+    if paired:
+        return sentence
     (fewest, few), (_, most) = sorted(seeds_run.items(), key=lambda item: item[1])
     if few >= seeds and few < most:
         sentence += (f"; that many are run, but {fewest}'s {few} seeds against {most} leave Welch's test few "

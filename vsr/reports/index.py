@@ -257,7 +257,8 @@ def _measurement_text(table: pd.DataFrame) -> str:
     bicubic = f"{format_number(table[f'bicubic_{primary}'].mean(), kind.digits)} {kind.unit}".rstrip()
     test_time = (
         " A variant marked test-time is not trained: each of its runs evaluates its source variant's weights of the "
-        "same seed with other evaluation settings, so its parameters are its source's."
+        "same seed with other evaluation settings, so its parameters are its source's; where it and the base "
+        "share their weights, p is the paired t-test over seeds, and so is an ordering's between such variants."
         if table.get("evaluates", pd.Series(dtype=object)).fillna("").astype(bool).any()
         else ""
     )

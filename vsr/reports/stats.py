@@ -1,5 +1,7 @@
-"""Statistics of the reports: Student's t distribution, the two-sided Welch t-test over seeds, and the
-number of seeds a difference would need to be resolved.
+"""Statistics of the reports: Student's t distribution, the two-sided t-tests over seeds (Welch's between
+independently trained variants; the paired one between variants that share their weights seed by seed, such as a
+test-time variant and the variant whose weights it evaluates), and the number of seeds a difference would need to
+be resolved.
 
 scipy is not a declared dependency, so Student's t goes through the regularized incomplete beta function
 (:func:`regularized_incomplete_beta`, a modified-Lentz continued fraction, Numerical Recipes §6.4):
@@ -83,7 +85,12 @@ def student_t_quantile(q: float, df: float) -> float:
 
 
 def seeds_to_resolve(
-    difference: float, spread: float, alpha: float = 0.05, power: float = 0.8, limit: int = 1000
+    difference: float,
+    spread: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    limit: int = 1000,
+    paired: bool = False,
 ) -> int | None:
     """The fewest seeds per variant with which a two-sided t-test at level ``alpha`` finds a true
     ``difference`` with probability ``power`` when runs scatter by ``spread`` (standard deviation over
@@ -100,8 +107,8 @@ def seeds_to_resolve(
     effect = abs(difference) / spread
 
     def enough(n: int) -> bool:  # holds from some n on: the left side falls as n grows
-        df = 2 * n - 2
-        return 2 * ((student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) / effect) ** 2 <= n
+        df, samples = (n - 1, 1) if paired else (2 * n - 2, 2)
+        return samples * ((student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) / effect) ** 2 <= n
 
     if not enough(limit):
         return None
@@ -113,16 +120,18 @@ def seeds_to_resolve(
 
 
 @dataclass(frozen=True)
-class WelchTest:
-    """Two-sided Welch t-test of ``mean(a) - mean(b)``: statistic, Welch–Satterthwaite df and p-value."""
+class SeedTest:
+    """A two-sided t-test of ``mean(a) - mean(b)`` over seeds: its ``name`` (``Welch`` or ``paired``), statistic,
+    degrees of freedom and p-value."""
 
     difference: float
     t: float
     df: float
     p: float
+    name: str = "Welch"
 
 
-def welch_t_test(a: Sequence[float], b: Sequence[float]) -> WelchTest:
+def welch_t_test(a: Sequence[float], b: Sequence[float]) -> SeedTest:
     """Welch's unequal-variance t-test between two samples of at least two values each."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) < 2 or len(b) < 2:
@@ -131,7 +140,26 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> WelchTest:
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se2 = va + vb
     if se2 == 0:  # both samples constant: the difference is exact
-        return WelchTest(diff, math.copysign(math.inf, diff) if diff else 0.0, math.inf, 0.0 if diff else 1.0)
+        return _exact(diff, "Welch")
     t = diff / math.sqrt(se2)
     df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return WelchTest(diff, t, df, student_t_two_sided_p(t, df))
+    return SeedTest(diff, t, df, student_t_two_sided_p(t, df))
+
+
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> SeedTest:
+    """The paired t-test of ``a[i] - b[i]`` (at least two pairs): for runs that share their weights seed by seed,
+    where what scatters from seed to seed cancels in each difference."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"paired_t_test needs two samples of the same length >= 2, got {len(a)} and {len(b)}")
+    differences = a - b
+    diff, sd = float(differences.mean()), float(differences.std(ddof=1))
+    if sd == 0:
+        return _exact(diff, "paired")
+    t = diff / (sd / math.sqrt(len(a)))
+    return SeedTest(diff, t, len(a) - 1, student_t_two_sided_p(t, len(a) - 1), "paired")
+
+
+def _exact(diff: float, name: str) -> SeedTest:
+    """Samples without spread: the difference is exact (p 0), or there is none (p 1)."""
+    return SeedTest(diff, math.copysign(math.inf, diff) if diff else 0.0, math.inf, 0.0 if diff else 1.0, name)

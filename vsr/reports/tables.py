@@ -1,5 +1,6 @@
 """The results table: mean ± std over seeds per variant of each metric, the difference to the base with its
-Welch p-value, parameters, FLOPs and runtime, and the real-content group (each metric the real-video set was
+p-value (Welch's t-test, or the paired one for a variant that shares its weights with the base seed by seed),
+parameters, FLOPs and runtime, and the real-content group (each metric the real-video set was
 scored with and, where it has ground truth, the temporal gain there, ``<metric>_real_mean`` / ``_std``, where
 the runs were evaluated on it); as a DataFrame (``results.csv``), Markdown and LaTeX. Each metric's label, unit,
 decimals and direction (a lower-is-better one is marked ↓) come from the registry (:class:`vsr.metrics.Metric`).
@@ -23,6 +24,7 @@ from vsr.reports.stats import welch_t_test
 from vsr.reports.variants import (
     Info,
     resolve_base,
+    seed_test,
     shown_metrics,
     shown_real_metrics,
     source_note,
@@ -40,7 +42,9 @@ def results_table(
 ) -> pd.DataFrame:
     """One row per (study, variant): seeds, mean and sample std over seeds of each metric, the difference of
     the means to the base variant (each study's own base unless ``base``, ``variant`` or ``study/variant``,
-    is given) with the two-sided Welch p-value (NaN with fewer than 2 seeds on either side), parameters,
+    is given) with the two-sided p-value over seeds (:func:`vsr.reports.variants.seed_test`: paired where the
+    variant shares its weights with the base seed by seed, else Welch's; NaN with fewer than 2 seeds on either
+    side), parameters,
     FLOPs per frame and runtime per frame (median over the profiled seeds). The metrics are the studies'
     (:func:`vsr.reports.variants.shown_metrics`); a difference is the raw ``mean - base mean``, whichever way
     the metric is better. Where a study has dependent variants, ``evaluates`` and ``starts_from`` name each
@@ -62,17 +66,17 @@ def results_table(
         theirs = runs[(runs.study == base_key[0]) & (runs.variant == base_key[1])]
         row["seeds"] = int(mine.seed.nunique())
         for metric in metrics:
-            values = mine[mine.metric == metric].sort_values("seed").value.to_numpy()
-            reference = theirs[theirs.metric == metric].sort_values("seed").value.to_numpy()
+            values = mine[mine.metric == metric].set_index("seed").value.sort_index()
+            reference = theirs[theirs.metric == metric].set_index("seed").value.sort_index()
             row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
             row[f"{metric}_delta"] = values.mean() - reference.mean() if len(values) and len(reference) else math.nan
+            same_study = base_key[0] == study
+            test = seed_test(study, variant, base_key[1], info, values, reference) if same_study else None
+            if not same_study and len(values) > 1 and len(reference) > 1:
+                test = welch_t_test(values.to_numpy(), reference.to_numpy())
             is_base = (study, variant) == tuple(base_key)
-            row[f"{metric}_p"] = (
-                welch_t_test(values, reference).p
-                if len(values) > 1 and len(reference) > 1 and not is_base
-                else math.nan
-            )
+            row[f"{metric}_p"] = test.p if test is not None and not is_base else math.nan
         gains = mine[mine.metric == "temporal_gain"].value
         row["temporal_gain_mean"] = gains.mean() if len(gains) else math.nan
         row["temporal_gain_std"] = gains.std(ddof=1) if len(gains) > 1 else math.nan

@@ -12,6 +12,7 @@ import pandas as pd
 from vsr.errors import VSRError
 from vsr.evaluate import BASELINE_PREFIX
 from vsr.reports.collect import REAL_SUFFIX
+from vsr.reports.stats import SeedTest, paired_t_test, welch_t_test
 
 Info = Mapping[str, Mapping[str, Any]]  # study name -> its study.json (see vsr.reports.collect.study_info)
 
@@ -83,6 +84,27 @@ def variant_source(study: str, variant: str, info: Info) -> dict[str, str | None
     from. Each None where it does not."""
     entry = info.get(study, {}).get("variants", {}).get(variant, {})
     return {"evaluates": entry.get("evaluates"), "starts_from": entry.get("starts_from")}
+
+
+def share_weights(study: str, a: str, b: str, info: Info) -> bool:
+    """Whether runs of variants ``a`` and ``b`` of the same seed hold the same weights: one evaluates the other's at
+    test time, or both evaluate a third's. Their differences then pair seed by seed (:func:`seed_test`)."""
+
+    def weights(variant: str) -> str:
+        return variant_source(study, variant, info)["evaluates"] or variant
+
+    return a != b and weights(a) == weights(b)
+
+
+def seed_test(study: str, a: str, b: str, info: Info, values_a: pd.Series, values_b: pd.Series) -> SeedTest | None:
+    """The two-sided t-test of ``mean(a) - mean(b)`` over seeds (``values_*``: one value per seed, indexed by the
+    seed): paired where the two variants share their weights seed by seed and have the same seeds, Welch's
+    otherwise; None with fewer than 2 seeds on either side."""
+    if len(values_a) < 2 or len(values_b) < 2:
+        return None
+    if share_weights(study, a, b, info) and set(values_a.index) == set(values_b.index):
+        return paired_t_test(values_a.sort_index().to_numpy(), values_b.sort_index().to_numpy())
+    return welch_t_test(values_a.to_numpy(), values_b.to_numpy())
 
 
 def source_note(evaluates: str | None, starts_from: str | None) -> str:
