@@ -323,8 +323,8 @@ def test_a_test_time_variant_is_compared_with_its_source_seed_by_seed(tmp_path):
     test over seeds (the spread is the per-seed differences'), against ``a`` (trained on its own) Welch's."""
     study = _study(tmp_path / "runs")
     info = study_info([study])
-    info["toy"]["expect"] = [{"better": "b_chunked", "worse": "b", "metric": "niqe", "on": "real", "source": ""},
-                             {"better": "b_chunked", "worse": "a", "metric": "niqe", "on": "real", "source": ""}]  # fmt: skip
+    ordering = {"better": "b_chunked", "metric": "niqe", "on": "real", "source": ""}
+    info["toy"]["expect"] = [ordering | {"worse": "b"}, ordering | {"worse": "a"}]
     runs = collect_runs(study)
     paired, unpaired = conclusions(runs, info, real_data=LQ_SET)
     p = stats.ttest_rel(NIQE["b_chunked"], NIQE["b"]).pvalue
@@ -344,7 +344,7 @@ def test_a_test_time_variant_is_compared_with_its_source_seed_by_seed(tmp_path):
 
 @pytest.mark.parametrize("effect", [0.3, 0.5, 1.0, 2.0])
 def test_seeds_to_resolve_a_paired_difference(effect):
-    """The paired criterion at n - 1 degrees of freedom, with scipy's Student t: ``((t_.975 + t_.8) / effect)^2 <= n``."""
+    """The paired criterion at n - 1 degrees of freedom, by scipy's Student t: ``((t_.975 + t_.8) / effect)^2 <= n``."""
     from vsr.reports import seeds_to_resolve
 
     def enough(n: int) -> bool:
