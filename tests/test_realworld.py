@@ -1,7 +1,8 @@
 """Real-world degradations (vsr.data.kernels, vsr.data.realworld): the kernel builders against BasicSR 1.4.2
 (1e-6), unsharp masking against BasicSR's usm_sharp (OpenCV), noise statistics, JPEG and video compression
 against independent computations, the RealBasicVSR chain's draws against their documented distributions, and
-the chain in training samples (mirroring before degradation, reproducible whatever the workers, a tiny run)."""
+the chain in training samples (mirroring before degradation, reproducible whatever the workers, a tiny run); and
+every stage against the previous, frame-by-frame code (``tests/realworld_reference.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import types
 
 import numpy as np
 import pytest
+import realworld_reference as reference
 import torch
 from PIL import Image
 from skimage import data as skdata
@@ -341,6 +343,21 @@ def test_chain_parameters_start_uniform_in_their_ranges_and_drift_by_at_most_the
             qualities.min() >= 30 and qualities.max() <= 95 and np.abs(np.diff(qualities, axis=1)).max() <= QUALITY_STEP
         )
         assert np.issubdtype(qualities.dtype, np.integer)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Against the previous code (tests/realworld_reference.py: FFT blur, dense-matrix unsharp mask, frame by frame)
+
+
+def test_video_compression_decodes_what_pyavs_default_decoding_did_bit_for_bit():
+    """Decoding on one thread with one colour converter against the previous code (PyAV's defaults: a threaded
+    decoder, a threaded converter per frame): the same frames and the same stream, odd sizes included."""
+    clip = _grainy_pan(6, 48)
+    for codec in ("libx264", "mpeg4"):
+        for part in (clip, clip[..., :45, :37]):
+            got, payload = compress_video(part, codec, 30_000)
+            expected, expected_payload = reference.compress_video(part, codec, 30_000)
+            assert torch.equal(got, expected) and payload == expected_payload
 
 
 # --------------------------------------------------------------------------------------------------------
