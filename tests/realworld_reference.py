@@ -7,7 +7,8 @@ Frame by frame where the chain now batches: blur through the FFT (``torch.fft``)
 8-bit casts one frame at a time, and video decoded by PyAV's defaults (threaded decoder, a new colour converter
 per frame). Each function is the previous code, copied; :func:`reference_apply` runs a stage of
 :mod:`vsr.data.realworld` with it and :func:`reference_chain` the whole ``realbasicvsr`` chain, from the same
-draws as the library's (``RealBasicVSR.plan``), so that a seed gives both the same degradation.
+draws as the library's (``RealBasicVSR.plan``), so that a seed gives both the same degradation. The draws' previous
+code (:func:`drift`, :func:`jpeg_qualities`: a step drawn per frame) is kept for the tests that pin the draws.
 """
 
 from __future__ import annotations
@@ -70,6 +71,31 @@ def _batched(frames: list[Tensor], each) -> list[Tensor]:
         for i, frame in zip(indices, each(torch.stack([frames[i] for i in indices]), indices), strict=True):
             out[i] = frame
     return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Draws
+
+
+def drift(rng: np.random.Generator, low, high, step, frames: int) -> np.ndarray:
+    """``vsr.data.realworld.drift``, one step drawn per frame."""
+    low, high, step = (np.asarray(v, dtype=np.float64) for v in (low, high, step))
+    value = rng.uniform(low, high)
+    out = np.empty((frames, low.size))
+    for i in range(frames):
+        out[i] = value
+        if i + 1 < frames:
+            value = np.clip(value + rng.uniform(-step, step), low, high)
+    return out
+
+
+def jpeg_qualities(stage: RandomJPEG, rng: np.random.Generator, frames: int) -> np.ndarray:
+    """``RandomJPEG.draw``, one step drawn per frame."""
+    low, high = stage.quality
+    qualities = [round(rng.uniform(low, high))]
+    for _ in range(frames - 1):
+        qualities.append(round(float(np.clip(qualities[-1] + rng.uniform(-3, 3), low, high))))
+    return np.array(qualities)
 
 
 # --------------------------------------------------------------------------------------------------------

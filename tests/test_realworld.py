@@ -6,6 +6,7 @@ every stage against the previous, frame-by-frame code (``tests/realworld_referen
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import sys
@@ -32,10 +33,13 @@ from vsr.data.realworld import (
     QUALITY_STEP,
     ROTATION_STEP,
     SIGMA_STEP,
+    STAGES,
+    RandomJPEG,
     RandomNoise,
     RealBasicVSR,
     VideoCompression,
     compress_video,
+    drift,
     jpeg,
     poisson_noise,
     unsharp_mask,
@@ -349,6 +353,30 @@ def test_chain_parameters_start_uniform_in_their_ranges_and_drift_by_at_most_the
 # Against the previous code (tests/realworld_reference.py: FFT blur, dense-matrix unsharp mask, frame by frame)
 
 
+def test_drifts_draw_what_they_drew_one_frame_at_a_time():
+    """The drift steps are drawn in one call: the same values, and the stream left where it was."""
+    for frames in (0, 1, 2, 9):
+        for low, high, step in (([0.2, -3.0], [3.0, 3.0], [0.02, 0.3]), ([0.5], [0.5], [0.0])):
+            new, old = np.random.default_rng(frames), np.random.default_rng(frames)
+            np.testing.assert_array_equal(
+                drift(new, low, high, step, frames), reference.drift(old, low, high, step, frames)
+            )
+            assert new.random() == old.random()
+        new, old, stage = np.random.default_rng(frames), np.random.default_rng(frames), RandomJPEG()
+        np.testing.assert_array_equal(stage.draw(new, frames), reference.jpeg_qualities(stage, old, frames))
+        assert new.random() == old.random()
+
+
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")  # the previous code, gray
+def test_jpeg_of_a_batch_is_the_previous_frame_by_frame_jpeg_bit_for_bit():
+    """JPEG of a batch (a quality per frame; gray frames too) against the previous code, frame by frame."""
+    clip = _grainy_pan(6, 48)
+    qualities = np.array([30, 55, 95, 41, 70, 88])
+    for frames in (clip, clip[:, :1]):
+        expected = torch.stack([reference.jpeg(f, q) for f, q in zip(frames, qualities, strict=True)])
+        assert torch.equal(jpeg(frames, qualities), expected)
+
+
 def test_video_compression_decodes_what_pyavs_default_decoding_did_bit_for_bit():
     """Decoding on one thread with one colour converter against the previous code (PyAV's defaults: a threaded
     decoder, a threaded converter per frame): the same frames and the same stream, odd sizes included."""
@@ -358,6 +386,60 @@ def test_video_compression_decodes_what_pyavs_default_decoding_did_bit_for_bit()
             got, payload = compress_video(part, codec, 30_000)
             expected, expected_payload = reference.compress_video(part, codec, 30_000)
             assert torch.equal(got, expected) and payload == expected_payload
+
+
+def test_every_stage_of_the_chain_computes_what_the_previous_code_did():
+    """The previous code's chain walked stage by stage on a GT clip for several seeds, each stage of the
+    current code fed the same frames and a copy of the same realisation stream: resize, noise, JPEG and video
+    compression (and the final resize) give the previous frames bit for bit; the blurs (direct convolution
+    instead of the FFT) within 5e-6. The seeds cover frames whose sizes drift, both noises, gray noise and both
+    codecs."""
+    gt = reference.unsharp_mask(_panning_clip(8, 64))
+    chain, seen = RealBasicVSR(4), set()
+    for seed in range(10):
+        plan = chain.plan(np.random.default_rng(seed), len(gt))
+        order = [*STAGES[:9], *(("video2", "final", "sinc") if plan.compression_first else ("final", "sinc", "video2"))]
+        frames = list(gt)
+        for name in order:
+            if name == "final":
+                frames = [reference.resize(f[None], (16, 16), plan.final_interpolation)[0] for f in frames]
+                continue
+            stage, draw = chain.stages[name], plan.draws[name]
+            expected = reference.reference_apply(stage, frames, draw, copy.deepcopy(plan.streams[name]))
+            got = stage.apply(frames, draw, copy.deepcopy(plan.streams[name]))
+            assert [f.shape for f in got] == [f.shape for f in expected]
+            if name.startswith(("blur", "sinc")):
+                assert all(torch.allclose(a, b, atol=5e-6, rtol=0) for a, b in zip(got, expected, strict=True)), name
+            else:
+                assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)), name
+            frames = expected
+            if name.startswith("noise"):
+                seen.add(("gaussian" if draw.gaussian else "poisson", draw.gray))
+            if name.startswith("video"):
+                seen.add(draw.codec)
+            if name == "resize1":
+                seen.add(len({f.shape for f in frames}) > 1)
+    assert seen >= {("gaussian", False), ("gaussian", True), ("poisson", False), ("poisson", True)}
+    assert seen >= {"libx264", "mpeg4", True}
+
+
+def test_the_chain_is_the_previous_chain_but_for_the_two_filters_it_rounds_differently(monkeypatch):
+    """The whole chain against the previous code's chain with only the new blur and unsharp mask swapped in
+    (pinned above to float rounding): the same 8-bit LR clip, bit for bit, for every seed.
+
+    Against the previous code as it stood, the LR clips of most seeds differ by more than rounding: a last-bit
+    change that carries one pixel across an 8-bit boundary before the video encoder changes the encoder's
+    decisions, and the clip after it. The previous code's LR clips moved the same way with the CPU: run on
+    SSE4.2 kernels instead of AVX-512 (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS), 22 of 30 seeds' LR clips
+    of 8×128² changed. So a seed reproduces a degradation on one machine and software stack, not across them."""
+    monkeypatch.setattr(reference, "filter2d", kernels.filter2d)
+    monkeypatch.setattr(reference, "unsharp_mask", unsharp_mask)
+    gt = _panning_clip(6, 64)
+    for sharpen in (True, False):
+        chain = RealBasicVSR(4, sharpen_gt=sharpen)
+        for seed in range(8 if sharpen else 2):
+            expected = reference.reference_chain(chain, gt, np.random.default_rng(seed))
+            assert torch.equal(chain(gt, np.random.default_rng(seed)), expected), seed
 
 
 # --------------------------------------------------------------------------------------------------------
