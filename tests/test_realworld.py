@@ -353,6 +353,49 @@ def test_chain_parameters_start_uniform_in_their_ranges_and_drift_by_at_most_the
 # Against the previous code (tests/realworld_reference.py: FFT blur, dense-matrix unsharp mask, frame by frame)
 
 
+def _kernels(kind: str, size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` kernels of one type and size, each with its own parameters drawn across the chain's ranges."""
+    return torch.from_numpy(np.stack([
+        kernels.kernel(kind, size, *rng.uniform(0.2, 3, 2), rng.uniform(-math.pi, math.pi), rng.uniform(0.5, 4),
+                       rng.uniform(math.pi / 5, math.pi))
+        for _ in range(count)
+    ]))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", kernels.KINDS)
+def test_filter2d_matches_the_previous_fft_filter_within_5e6(kind):
+    """Direct convolution (two 1-D passes for a rank-one kernel) against the previous FFT, both float32, and
+    against float64: within 5e-6, float32 rounding of a sum of up to 441 products (1/800 of an 8-bit step).
+    Kernels of 7-21 taps (the chain's) and 25 (beyond ``DIRECT_TAPS``: the FFT still); frames down to 1×9 and
+    2×2, where reflect-101 borders fold more than once."""
+    rng = np.random.default_rng(0)
+    for size in (7, 13, 21, 25):
+        for n, h, w in ((3, 40, 56), (2, 5, 7), (2, 2, 2), (1, 1, 9)):
+            taps = _kernels(kind, size, n, rng)
+            frames = torch.rand(n, 3, h, w)
+            got = kernels.filter2d(frames, taps)
+            torch.testing.assert_close(got, reference.filter2d(frames, taps), atol=5e-6, rtol=0)
+            torch.testing.assert_close(got.double(), reference.filter2d(frames.double(), taps), atol=5e-6, rtol=0)
+    # Isotropic Gaussians take the separable path, and anisotropic ones on the axes; the others do not.
+    assert (kernels._rank_one(_kernels(kind, 21, 4, rng)) is not None) == (kind == "iso")
+    assert kernels._rank_one(torch.from_numpy(kernels.kernel("aniso", 15, 0.7, 2.5, 0.0))[None]) is not None
+
+
+def test_blurs_do_not_depend_on_the_number_of_threads():
+    """A DataLoader worker runs one thread, the main process several: a seed gives the same sample whatever the
+    workers only if the filters' results do not change with the thread count."""
+    frames = torch.rand(6, 3, 72, 64)
+    taps = {kind: _kernels(kind, 21, 6, np.random.default_rng(1)) for kind in ("iso", "aniso", "sinc")}
+    threads, results = torch.get_num_threads(), []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results.append([kernels.filter2d(frames, t) for t in taps.values()] + [unsharp_mask(frames)])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
 def test_drifts_draw_what_they_drew_one_frame_at_a_time():
     """The drift steps are drawn in one call: the same values, and the stream left where it was."""
     for frames in (0, 1, 2, 9):
