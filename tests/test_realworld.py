@@ -381,6 +381,25 @@ def test_filter2d_matches_the_previous_fft_filter_within_5e6(kind):
     assert kernels._rank_one(torch.from_numpy(kernels.kernel("aniso", 15, 0.7, 2.5, 0.0))[None]) is not None
 
 
+def test_gaussian_blur_matches_the_previous_dense_matrices_within_1e6():
+    """The 51-tap blur as products by bands of its 1-D matrices against the previous whole-matrix products
+    (float32): any leading dims, sizes that end a band mid-way, frames smaller than the kernel."""
+    for shape in ((2, 3, 3, 64, 40), (1, 3, 100, 33), (4, 3, 128, 96), (1, 3, 5, 3), (1, 1, 1, 1)):
+        frames = torch.rand(shape)
+        torch.testing.assert_close(kernels.gaussian_blur(frames), reference.gaussian_blur(frames), atol=1e-6, rtol=0)
+
+
+def test_unsharp_mask_matches_the_previous_one_within_1e5():
+    """On photos: the blur's rounding (1e-6, above) can flip a hard-mask pixel whose |residual|·255 lies that
+    close to the threshold; that moves the soft mask by one tap product (< 3e-4) times |sharp - x| (about
+    0.5 · 10/255 there): under 1e-5. Typically the two agree to float32 rounding."""
+    for photo in ("astronaut", "coffee", "chelsea"):
+        frame = torch.from_numpy(getattr(skdata, photo)()[:96, :128].copy()).permute(2, 0, 1).float() / 255
+        frames = torch.stack([frame, frame.roll(3, -1)])
+        difference = (unsharp_mask(frames) - reference.unsharp_mask(frames)).abs()
+        assert difference.max() < 1e-5 and difference.median() < 1e-6
+
+
 def test_blurs_do_not_depend_on_the_number_of_threads():
     """A DataLoader worker runs one thread, the main process several: a seed gives the same sample whatever the
     workers only if the filters' results do not change with the thread count."""

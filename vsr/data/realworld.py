@@ -112,9 +112,9 @@ def unsharp_mask(
     ``threshold`` (0-255 units) form a mask, blurred alike into a soft mask; the output is
     ``soft · clip(x + weight · residual) + (1 - soft) · x``."""
     residual = frames - kernels.gaussian_blur(frames, kernel_size, sigma)
-    soft = kernels.gaussian_blur((residual.abs() * 255 > threshold).to(frames.dtype), kernel_size, sigma)
-    sharp = (frames + weight * residual).clamp(0, 1)
-    return soft * sharp + (1 - soft) * frames
+    soft = kernels.gaussian_blur(residual.abs().mul_(255).gt_(threshold), kernel_size, sigma)  # gt_: 0. or 1.
+    sharp = residual.mul_(weight).add_(frames).clamp_(0, 1)  # the residual's buffer, reused
+    return frames.lerp(sharp, soft)
 
 
 def resize(frames: Tensor, size: tuple[int, int], mode: str) -> Tensor:
