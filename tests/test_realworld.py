@@ -429,16 +429,6 @@ def test_drifts_draw_what_they_drew_one_frame_at_a_time():
         assert new.random() == old.random()
 
 
-@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")  # the previous code, gray
-def test_jpeg_of_a_batch_is_the_previous_frame_by_frame_jpeg_bit_for_bit():
-    """JPEG of a batch (a quality per frame; gray frames too) against the previous code, frame by frame."""
-    clip = _grainy_pan(6, 48)
-    qualities = np.array([30, 55, 95, 41, 70, 88])
-    for frames in (clip, clip[:, :1]):
-        expected = torch.stack([reference.jpeg(f, q) for f, q in zip(frames, qualities, strict=True)])
-        assert torch.equal(jpeg(frames, qualities), expected)
-
-
 def test_video_compression_decodes_what_pyavs_default_decoding_did_bit_for_bit():
     """Decoding on one thread with one colour converter against the previous code (PyAV's defaults: a threaded
     decoder, a threaded converter per frame): the same frames and the same stream, odd sizes included."""

@@ -147,24 +147,16 @@ def _even(length: float) -> int:
     return max(2, int(length) // 2 * 2)
 
 
-def _in_runs(frames: list[Tensor], each, keys: list | None = None) -> list[Tensor]:
-    """``each(batch (n, c, h, w), frames' slice)`` on every run of consecutive frames of one size (or one key of
-    ``keys``, one per frame), run after run: one call per run, and a stage drawing per frame draws in frame
-    order. The outputs, frame by frame."""
-    keys = [frame.shape for frame in frames] if keys is None else keys
-    out: list[Tensor] = []
-    start = 0
-    for end in range(1, len(frames) + 1):
-        if end == len(frames) or keys[end] != keys[start]:
-            out.extend(each(torch.stack(frames[start:end]), slice(start, end)))
-            start = end
+def _batched(frames: list[Tensor], each) -> list[Tensor]:
+    """``each(batch (n, c, h, w), indices)`` on the frames grouped by size, back in frame order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, frame in enumerate(frames):
+        groups.setdefault(tuple(frame.shape), []).append(i)
+    out: list[Tensor] = [frames[0]] * len(frames)
+    for indices in groups.values():
+        for i, frame in zip(indices, each(torch.stack([frames[i] for i in indices]), indices), strict=True):
+            out[i] = frame
     return out
-
-
-def _resized(frames: list[Tensor], sizes: list[tuple[int, int]], mode: str) -> list[Tensor]:
-    """Each frame resized (:func:`resize`) to its size, the frames of a run of one size in and out at once."""
-    keys = [(frame.shape, size) for frame, size in zip(frames, sizes, strict=True)]
-    return _in_runs(frames, lambda batch, run: resize(batch, sizes[run.start], mode), keys)
 
 
 def drift(rng: np.random.Generator, low, high, step, frames: int) -> np.ndarray:
@@ -259,7 +251,7 @@ class RandomBlur(RandomStage):
         if not draw.fires:
             return frames
         taps = torch.from_numpy(np.stack([kernels.kernel(draw.kind, draw.size, *p) for p in draw.params]))
-        return _in_runs(frames, lambda batch, run: kernels.filter2d(batch, taps[run]))
+        return _batched(frames, lambda batch, idx: kernels.filter2d(batch, taps[idx]))
 
 
 @dataclass(frozen=True)
@@ -300,17 +292,17 @@ class RandomResize(RandomStage):
         return ResizeDraw(mode, interpolation, drift(rng, [low], [high], [step], frames)[:, 0])
 
     def apply(self, frames: list[Tensor], draw: ResizeDraw, rng: np.random.Generator) -> list[Tensor]:
-        sizes = [
-            (_even(frame.shape[-2] * f), _even(frame.shape[-1] * f)) if f != 1 else tuple(frame.shape[-2:])
-            for frame, f in zip(frames, draw.factors, strict=True)
-        ]
-        return _resized(frames, sizes, draw.interpolation)
+        out = []
+        for frame, f in zip(frames, draw.factors, strict=True):
+            size = (_even(frame.shape[-2] * f), _even(frame.shape[-1] * f)) if f != 1 else tuple(frame.shape[-2:])
+            out.append(resize(frame[None], size, draw.interpolation)[0])
+        return out
 
     def __call__(self, clip: Tensor, rng: np.random.Generator, region: Region | None = None) -> Tensor:
         values, _ = rng.spawn(2)
         draw = self.draw(values, len(clip))
         resized = self.apply(list(clip), draw, values)
-        return torch.stack(_resized(resized, [tuple(clip.shape[-2:])] * len(clip), draw.interpolation))
+        return torch.stack([resize(f[None], tuple(clip.shape[-2:]), draw.interpolation)[0] for f in resized])
 
 
 @dataclass(frozen=True)
@@ -376,22 +368,19 @@ class RandomNoise(RandomStage):
                 noise = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)).to(frame.dtype) * level
             else:
                 noise = poisson_noise(frame, float(level), rng, draw.gray)
-            out.append((frame + noise).clamp_(0, 1))
+            out.append((frame + noise).clamp(0, 1))
         return out
 
 
-def jpeg(frames: Tensor, quality) -> Tensor:
-    """Frames ``(..., c, h, w)`` in [0, 1] through a JPEG each of ``quality`` (one, or one per frame; Pillow,
-    RGB, libjpeg's defaults): clipped and rounded to 8 bits, encoded, decoded."""
-    arrays = _to_uint8(frames)
-    per_frame = arrays.reshape(-1, *arrays.shape[-3:])
-    decoded = np.empty_like(per_frame)
-    for array, q, out in zip(per_frame, np.broadcast_to(quality, len(per_frame)), decoded, strict=True):
-        buffer = io.BytesIO()
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=int(q))
-        with Image.open(buffer, formats=["JPEG"]) as image:
-            out[...] = np.asarray(image).reshape(out.shape)  # a gray JPEG decodes to (h, w)
-    return _from_uint8(decoded.reshape(arrays.shape), frames)
+def jpeg(frame: Tensor, quality: int) -> Tensor:
+    """A ``(c, h, w)`` frame in [0, 1] through a JPEG of ``quality`` (Pillow, RGB, libjpeg's defaults):
+    clipped and rounded to 8 bits, encoded, decoded."""
+    array = _to_uint8(frame)
+    buffer = io.BytesIO()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=int(quality))
+    with Image.open(buffer) as image:
+        decoded = np.array(image)  # writable: torch takes it without a copy
+    return _from_uint8(decoded[..., None] if decoded.ndim == 2 else decoded, frame)
 
 
 @register("degradation", "random_jpeg")
@@ -412,7 +401,7 @@ class RandomJPEG(RandomStage):
         return np.array(qualities)
 
     def apply(self, frames: list[Tensor], draw: np.ndarray, rng: np.random.Generator) -> list[Tensor]:
-        return _in_runs(frames, lambda batch, run: jpeg(batch, draw[run]))
+        return [jpeg(frame, int(q)) for frame, q in zip(frames, draw, strict=True)]
 
 
 #: Encoder options: one thread; and x264 without its macroblock-tree rate control, which made two encodings
@@ -483,7 +472,8 @@ class VideoCompression(RandomStage):
         return VideoDraw(codec, int(rng.integers(self.bitrate[0], self.bitrate[1] + 1)))
 
     def apply(self, frames: list[Tensor], draw: VideoDraw, rng: np.random.Generator) -> list[Tensor]:
-        clip = torch.stack(_resized(frames, [tuple(frames[0].shape[-2:])] * len(frames), "bilinear"))
+        size = tuple(frames[0].shape[-2:])
+        clip = torch.stack([resize(frame[None], size, "bilinear")[0] for frame in frames])
         return list(compress_video(clip, draw.codec, draw.bitrate)[0])
 
 
@@ -560,8 +550,8 @@ class RealBasicVSR(Degradation):
             return frames
 
         def final_resize(frames: list[Tensor]) -> list[Tensor]:
-            sizes = [(h // self.scale, w // self.scale)] * len(frames)
-            return run(("sinc",), _resized(frames, sizes, plan.final_interpolation))
+            size = (h // self.scale, w // self.scale)
+            return run(("sinc",), [resize(f[None], size, plan.final_interpolation)[0] for f in frames])
 
         frames = run(STAGES[:9], frames)
         if plan.compression_first:
