@@ -379,7 +379,7 @@ def jpeg(frame: Tensor, quality: int) -> Tensor:
     buffer = io.BytesIO()
     Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=int(quality))
     with Image.open(buffer) as image:
-        decoded = np.array(image)  # writable: torch takes it without a copy
+        decoded = np.array(image)  # writable, as torch.from_numpy wants
     return _from_uint8(decoded[..., None] if decoded.ndim == 2 else decoded, frame)
 
 
