@@ -367,7 +367,7 @@ def test_filter2d_matches_the_previous_fft_filter_within_5e6(kind):
     """Direct convolution (two 1-D passes for a rank-one kernel) against the previous FFT, both float32, and
     against float64: within 5e-6, float32 rounding of a sum of up to 441 products (1/800 of an 8-bit step).
     Kernels of 7-21 taps (the chain's) and 25 (beyond ``DIRECT_TAPS``: the FFT still); frames down to 1×9 and
-    2×2, where reflect-101 borders fold more than once."""
+    2×2, where reflect-101 borders fold more than once. Float64 frames (``vsr data degrade``) within 1e-12."""
     rng = np.random.default_rng(0)
     for size in (7, 13, 21, 25):
         for n, h, w in ((3, 40, 56), (2, 5, 7), (2, 2, 2), (1, 1, 9)):
@@ -375,7 +375,9 @@ def test_filter2d_matches_the_previous_fft_filter_within_5e6(kind):
             frames = torch.rand(n, 3, h, w)
             got = kernels.filter2d(frames, taps)
             torch.testing.assert_close(got, reference.filter2d(frames, taps), atol=5e-6, rtol=0)
-            torch.testing.assert_close(got.double(), reference.filter2d(frames.double(), taps), atol=5e-6, rtol=0)
+            exact = reference.filter2d(frames.double(), taps)
+            torch.testing.assert_close(got.double(), exact, atol=5e-6, rtol=0)
+            torch.testing.assert_close(kernels.filter2d(frames.double(), taps), exact, atol=1e-12, rtol=0)
     # Isotropic Gaussians take the separable path, and anisotropic ones on the axes; the others do not.
     assert (kernels._rank_one(_kernels(kind, 21, 4, rng)) is not None) == (kind == "iso")
     assert kernels._rank_one(torch.from_numpy(kernels.kernel("aniso", 15, 0.7, 2.5, 0.0))[None]) is not None

@@ -159,8 +159,9 @@ def _reflect101(x: Tensor, pad: int) -> Tensor:
     return out
 
 
-#: Kernels up to this many taps are applied by direct convolution, larger ones through the FFT, whose cost does
-#: not grow with the kernel (one thread, 8 frames of 128² and 30 of 256²: the two cost the same near 25 taps).
+#: Float32 kernels up to this many taps are applied by direct convolution, larger ones through the FFT, whose cost
+#: does not grow with the kernel (one thread, 8 frames of 128² and 30 of 256²: the two cost the same near 25 taps).
+#: Float64 ones always go through the FFT: torch's direct float64 convolution is 40x slower at 21 taps.
 DIRECT_TAPS = 23
 
 
@@ -189,11 +190,11 @@ def _filter2d_fft(frames: Tensor, taps: Tensor) -> Tensor:
 def filter2d(frames: Tensor, taps: Tensor) -> Tensor:
     """Correlate each frame ``(n, c, h, w)`` with its own kernel ``(n, k, k)`` (odd k), reflect-101 borders,
     as ``cv2.filter2D``: all frames in one grouped convolution, as a column pass and a row pass where every
-    kernel has rank one, in 2-D up to :data:`DIRECT_TAPS` taps, through the FFT beyond."""
+    kernel has rank one, else in 2-D up to :data:`DIRECT_TAPS` taps in float32; otherwise through the FFT."""
     n, c, h, w = frames.shape
     k = taps.shape[-1]
     separable = _rank_one(taps)
-    if separable is None and k > DIRECT_TAPS:
+    if separable is None and (k > DIRECT_TAPS or frames.dtype != torch.float32):
         return _filter2d_fft(frames, taps)
     padded = _reflect101(frames.reshape(1, n * c, h, w), k // 2)
 
