@@ -3,12 +3,19 @@ worker's sample rate against the step rate of the tiny recipe.
 
     python benchmarks/bench_degradations.py                # about 8 minutes on two idle cores
     python benchmarks/bench_degradations.py --parts stages,worker --repeats 5   # a minute
+    python benchmarks/bench_degradations.py --parts compare --repeats 9         # previous / current code
 
 * **Stages**: one clip of 30 frames at 256² GT (a photograph panning 2 px a frame), each stage of the chain
   on the whole clip at that size with its draw made to fire (noise: Gaussian and Poisson; video: libx264
   and MPEG-4 Part 2 at 55 kbit/frame, the middle of the range), median of ``--repeats`` runs with different
   seeds. In the chain the stages after the first resize see smaller frames (0.15-1.5×, then 0.3-1.2×), so
   the whole chain, timed alone over ``--repeats`` seeds, costs less than the sum of the rows.
+* **Previous / current** (``compare``): the same rows, each computed by the code the chain ran before its
+  stages were batched (``tests/realworld_reference.py``: FFT blurs, dense-matrix unsharp mask, JPEG and casts
+  frame by frame, PyAV's threaded decoding) and by the current code, taking turns on the same seeds, on one
+  thread as a DataLoader worker: on a clip of 8 frames at 128² (the tiny recipe's) and one of 30 at 256²
+  (RealBasicVSR's). The ratio is the median over the seeds of previous / current, less shaken by the
+  machine's other work than a ratio of medians.
 * **Worker against step**: the tiny recipe's samples (``recipes/basicvsr_tiny.yaml``: 8 frames, 32² LR crop
   of 128² GT, batch 2) from a GT-only synthetic set degraded by ``realbasicvsr``, made one after another on
   one thread as a DataLoader worker makes them (torch gives a worker one thread); against the recipe's
@@ -31,9 +38,11 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +52,15 @@ from skimage import data as skdata
 from vsr.data import realworld, synth
 from vsr.data.datasets import TrainingClips
 from vsr.data.layouts import open_dataset
+from vsr.data.realworld import INTERPOLATIONS
 from vsr.losses import charbonnier
 from vsr.model import assemble
 from vsr.recipe import load_recipe
 from vsr.training import train
 from vsr.training.files import LOG_FILE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference lives with the tests
+import realworld_reference as reference
 
 TRAINED = ("basicvsr_tiny", "realbasicvsr_wogan_tiny")
 
@@ -66,12 +79,30 @@ def panning_clip(frames: int = 30, size: int = 256) -> torch.Tensor:
     return torch.stack([photo[:, :, 2 * i : 2 * i + size] for i in range(frames)]).contiguous()
 
 
-def stage_rows(clip: torch.Tensor, repeats: int) -> list[tuple[str, float]]:
-    """Seconds per stage on the whole clip, each made to fire with its chain's ranges."""
+@dataclass(frozen=True)
+class Implementation:
+    """How a stage, the GT's unsharp masking, a resize and the whole chain are computed."""
+
+    apply: Callable[..., list[torch.Tensor]]  # (stage, frames, draw, rng)
+    unsharp_mask: Callable[[torch.Tensor], torch.Tensor]
+    resize: Callable[[torch.Tensor, tuple[int, int], str], torch.Tensor]
+    chain: Callable[[realworld.RealBasicVSR, torch.Tensor, np.random.Generator], torch.Tensor]
+
+
+CURRENT = Implementation(
+    lambda stage, *args: stage.apply(*args), realworld.unsharp_mask, realworld.resize, lambda c, x, rng: c(x, rng)
+)
+PREVIOUS = Implementation(
+    reference.reference_apply, reference.unsharp_mask, reference.resize, reference.reference_chain
+)
+
+
+def stage_runs(clip: torch.Tensor, how: Implementation = CURRENT) -> dict[str, Callable[[int], object]]:
+    """A run by seed for each row: each stage on the whole clip, made to fire with its chain's ranges, then
+    the whole chain."""
     frames = list(clip)
     chain = realworld.RealBasicVSR(scale=4)
     forced = {
-        "unsharp mask (GT)": None,
         "blur (1st order)": (chain.stages["blur1"], None),
         "resize (1st order, down)": (realworld.RandomResize(mode_probs=(0, 1, 0)), None),
         "noise, Gaussian": (realworld.RandomNoise(gaussian_prob=1.0), None),
@@ -80,25 +111,44 @@ def stage_rows(clip: torch.Tensor, repeats: int) -> list[tuple[str, float]]:
         "video, libx264": (chain.stages["video1"], realworld.VideoDraw("libx264", 55_000)),
         "video, mpeg4": (chain.stages["video1"], realworld.VideoDraw("mpeg4", 55_000)),
         "blur (2nd order)": (realworld.RandomBlur(sigma=(0.2, 1.5)), None),
-        "resize to LR (64²)": None,
         "sinc blur": (realworld.RandomBlur(kinds={"sinc": 1.0}), None),
     }
+    low = (clip.shape[-2] // 4, clip.shape[-1] // 4)
+    runs = {"unsharp mask (GT)": lambda seed: how.unsharp_mask(clip)}
+    for name, (stage, draw) in forced.items():
+
+        def run(seed, stage=stage, draw=draw):
+            values, realisation = np.random.default_rng(seed).spawn(2)
+            return how.apply(stage, frames, draw or stage.draw(values, len(frames)), realisation)
+
+        runs[name] = run
+        if name == "blur (2nd order)":
+            runs[f"resize to LR ({low[0]}×{low[1]})"] = lambda seed: how.resize(clip, low, INTERPOLATIONS[seed % 3])
+    runs["whole chain (realbasicvsr)"] = lambda seed: how.chain(chain, clip, np.random.default_rng(seed))
+    return runs
+
+
+def stage_rows(clip: torch.Tensor, repeats: int) -> list[tuple[str, float]]:
+    """Seconds per stage on the whole clip, each made to fire with its chain's ranges; then the whole chain."""
+    return [(name, median_time(run, repeats)) for name, run in stage_runs(clip).items()]
+
+
+def compare_rows(clip: torch.Tensor, repeats: int) -> list[tuple[str, float, float, float]]:
+    """``(row, previous s, current s, ratio)``: the rows of :func:`stage_rows` computed by the previous code
+    (``tests/realworld_reference.py``) and the current one taking turns on the same seeds (either first in
+    turn); seconds are medians, the ratio the median of the seeds' previous / current."""
+    previous, current = stage_runs(clip, PREVIOUS), stage_runs(clip, CURRENT)
     rows = []
-    for name, entry in forced.items():
-        if name.startswith("unsharp"):
-            run = lambda seed: realworld.unsharp_mask(clip)  # noqa: E731
-        elif name.startswith("resize to LR"):
-            run = lambda seed: realworld.resize(clip, (64, 64), ("bilinear", "area", "bicubic")[seed % 3])  # noqa: E731
-        else:
-            stage, draw = entry
-
-            def run(seed, stage=stage, draw=draw):
-                values, realisation = np.random.default_rng(seed).spawn(2)
-                return stage.apply(frames, draw or stage.draw(values, len(frames)), realisation)
-
-        rows.append((name, median_time(run, repeats)))
-    whole = median_time(lambda seed: chain(clip, np.random.default_rng(seed)), repeats)
-    rows.append(("whole chain (realbasicvsr)", whole))
+    for name in current:
+        times: dict[str, list[float]] = {"previous": [], "current": []}
+        for seed in range(repeats):
+            turns = (("previous", previous), ("current", current))
+            for label, runs in turns if seed % 2 == 0 else turns[::-1]:
+                start = time.perf_counter()
+                runs[name](seed)
+                times[label].append(time.perf_counter() - start)
+        ratio = statistics.median(p / c for p, c in zip(times["previous"], times["current"], strict=True))
+        rows.append((name, statistics.median(times["previous"]), statistics.median(times["current"]), ratio))
     return rows
 
 
@@ -176,9 +226,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="training steps timed (median)")
     parser.add_argument("--iterations", type=int, default=70, help="iterations per training (the first 10 untimed)")
     parser.add_argument("--rounds", type=int, default=2, help="turns of the two degradations per recipe (median)")
-    parser.add_argument("--parts", default="stages,worker,training", help="comma-separated: stages, worker, training")
+    parser.add_argument(
+        "--parts", default="stages,worker,training", help="comma-separated: stages, compare, worker, training"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+
+    if "compare" in parts:
+        compare_part(args.repeats)
 
     if "stages" in parts:
         clip = panning_clip()
@@ -190,6 +245,8 @@ def main() -> None:
             print(f"| {name:<28} | {seconds:>8.3f} | {1000 * seconds / len(clip):>10.1f} |")
         print()
 
+    if not parts & {"worker", "training"}:
+        return
     recipe = load_recipe("basicvsr_tiny")
     batch, frames, patch = recipe.data["batch_size"], recipe.data["num_frames"], recipe.data["lr_patch"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,6 +262,23 @@ def main() -> None:
             print(f"|{'-' * 20}|{'-' * 20}|{'-' * 10}|{'-' * 16}|")
             for name, real, bi in training_rows(root, args.iterations, args.rounds, Path(tmp)):
                 print(f"| {name:<18} | {real:>18.3f} | {bi:>8.3f} | {100 * (1 - real / bi):>13.1f}% |")
+
+
+def compare_part(repeats: int) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a DataLoader worker
+    try:
+        for frames, size in ((8, 128), (30, 256)):
+            clip = panning_clip(frames, size)
+            print(f"Previous / current code, one clip of {frames} frames at {size}² GT (1 thread, turns over "
+                  f"{repeats} seeds: medians, and the median of the seeds' ratios)")  # fmt: skip
+            print(f"| {'stage':<28} | {'previous s':>10} | {'current s':>10} | {'ratio':>6} |")
+            print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
+            for name, previous, current, ratio in compare_rows(clip, repeats):
+                print(f"| {name:<28} | {previous:>10.4f} | {current:>10.4f} | {ratio:>5.2f}× |")
+            print()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def worker_part(root: Path, args: argparse.Namespace, batch: int, frames: int, patch: int) -> None:

@@ -1,10 +1,12 @@
 """Real-world degradations (vsr.data.kernels, vsr.data.realworld): the kernel builders against BasicSR 1.4.2
 (1e-6), unsharp masking against BasicSR's usm_sharp (OpenCV), noise statistics, JPEG and video compression
 against independent computations, the RealBasicVSR chain's draws against their documented distributions, and
-the chain in training samples (mirroring before degradation, reproducible whatever the workers, a tiny run)."""
+the chain in training samples (mirroring before degradation, reproducible whatever the workers, a tiny run); and
+every stage against the previous, frame-by-frame code (``tests/realworld_reference.py``)."""
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import sys
@@ -12,6 +14,7 @@ import types
 
 import numpy as np
 import pytest
+import realworld_reference as reference
 import torch
 from PIL import Image
 from skimage import data as skdata
@@ -30,10 +33,13 @@ from vsr.data.realworld import (
     QUALITY_STEP,
     ROTATION_STEP,
     SIGMA_STEP,
+    STAGES,
+    RandomJPEG,
     RandomNoise,
     RealBasicVSR,
     VideoCompression,
     compress_video,
+    drift,
     jpeg,
     poisson_noise,
     unsharp_mask,
@@ -341,6 +347,153 @@ def test_chain_parameters_start_uniform_in_their_ranges_and_drift_by_at_most_the
             qualities.min() >= 30 and qualities.max() <= 95 and np.abs(np.diff(qualities, axis=1)).max() <= QUALITY_STEP
         )
         assert np.issubdtype(qualities.dtype, np.integer)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Against the previous code (tests/realworld_reference.py: FFT blur, dense-matrix unsharp mask, frame by frame)
+
+
+def _kernels(kind: str, size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` kernels of one type and size, each with its own parameters drawn across the chain's ranges."""
+    return torch.from_numpy(np.stack([
+        kernels.kernel(kind, size, *rng.uniform(0.2, 3, 2), rng.uniform(-math.pi, math.pi), rng.uniform(0.5, 4),
+                       rng.uniform(math.pi / 5, math.pi))
+        for _ in range(count)
+    ]))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", kernels.KINDS)
+def test_filter2d_matches_the_previous_fft_filter_within_5e6(kind):
+    """Direct convolution (two 1-D passes for a rank-one kernel) against the previous FFT, both float32, and
+    against float64: within 5e-6, float32 rounding of a sum of up to 441 products (1/800 of an 8-bit step).
+    Kernels of 7-21 taps (the chain's) and 25 (beyond ``DIRECT_TAPS``: the FFT still); frames down to 1×9 and
+    2×2, where reflect-101 borders fold more than once. Float64 frames (``vsr data degrade``) within 1e-12."""
+    rng = np.random.default_rng(0)
+    for size in (7, 13, 21, 25):
+        for n, h, w in ((3, 40, 56), (2, 5, 7), (2, 2, 2), (1, 1, 9)):
+            taps = _kernels(kind, size, n, rng)
+            frames = torch.rand(n, 3, h, w)
+            got = kernels.filter2d(frames, taps)
+            torch.testing.assert_close(got, reference.filter2d(frames, taps), atol=5e-6, rtol=0)
+            exact = reference.filter2d(frames.double(), taps)
+            torch.testing.assert_close(got.double(), exact, atol=5e-6, rtol=0)
+            torch.testing.assert_close(kernels.filter2d(frames.double(), taps), exact, atol=1e-12, rtol=0)
+    # Isotropic Gaussians take the separable path, and anisotropic ones on the axes; the others do not.
+    assert (kernels._rank_one(_kernels(kind, 21, 4, rng)) is not None) == (kind == "iso")
+    assert kernels._rank_one(torch.from_numpy(kernels.kernel("aniso", 15, 0.7, 2.5, 0.0))[None]) is not None
+
+
+def test_gaussian_blur_matches_the_previous_dense_matrices_within_1e6():
+    """The 51-tap blur as products by bands of its 1-D matrices against the previous whole-matrix products
+    (float32): any leading dims, sizes that end a band mid-way, frames smaller than the kernel."""
+    for shape in ((2, 3, 3, 64, 40), (1, 3, 100, 33), (4, 3, 128, 96), (1, 3, 5, 3), (1, 1, 1, 1)):
+        frames = torch.rand(shape)
+        torch.testing.assert_close(kernels.gaussian_blur(frames), reference.gaussian_blur(frames), atol=1e-6, rtol=0)
+
+
+def test_unsharp_mask_matches_the_previous_one_within_1e5():
+    """On photos: the blur's rounding (1e-6, above) can flip a hard-mask pixel whose |residual|·255 lies that
+    close to the threshold; that moves the soft mask by one tap product (< 3e-4) times |sharp - x| (about
+    0.5 · 10/255 there): under 1e-5. Typically the two agree to float32 rounding."""
+    for photo in ("astronaut", "coffee", "chelsea"):
+        frame = torch.from_numpy(getattr(skdata, photo)()[:96, :128].copy()).permute(2, 0, 1).float() / 255
+        frames = torch.stack([frame, frame.roll(3, -1)])
+        difference = (unsharp_mask(frames) - reference.unsharp_mask(frames)).abs()
+        assert difference.max() < 1e-5 and difference.median() < 1e-6
+
+
+def test_blurs_do_not_depend_on_the_number_of_threads():
+    """A DataLoader worker runs one thread, the main process several: a seed gives the same sample whatever the
+    workers only if the filters' results do not change with the thread count."""
+    frames = torch.rand(6, 3, 72, 64)
+    taps = {kind: _kernels(kind, 21, 6, np.random.default_rng(1)) for kind in ("iso", "aniso", "sinc")}
+    threads, results = torch.get_num_threads(), []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results.append([kernels.filter2d(frames, t) for t in taps.values()] + [unsharp_mask(frames)])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_drifts_draw_what_they_drew_one_frame_at_a_time():
+    """The drift steps are drawn in one call: the same values, and the stream left where it was."""
+    for frames in (0, 1, 2, 9):
+        for low, high, step in (([0.2, -3.0], [3.0, 3.0], [0.02, 0.3]), ([0.5], [0.5], [0.0])):
+            new, old = np.random.default_rng(frames), np.random.default_rng(frames)
+            np.testing.assert_array_equal(
+                drift(new, low, high, step, frames), reference.drift(old, low, high, step, frames)
+            )
+            assert new.random() == old.random()
+        new, old, stage = np.random.default_rng(frames), np.random.default_rng(frames), RandomJPEG()
+        np.testing.assert_array_equal(stage.draw(new, frames), reference.jpeg_qualities(stage, old, frames))
+        assert new.random() == old.random()
+
+
+def test_video_compression_decodes_what_pyavs_default_decoding_did_bit_for_bit():
+    """Decoding on one thread with one colour converter against the previous code (PyAV's defaults: a threaded
+    decoder, a threaded converter per frame): the same frames and the same stream, odd sizes included."""
+    clip = _grainy_pan(6, 48)
+    for codec in ("libx264", "mpeg4"):
+        for part in (clip, clip[..., :45, :37]):
+            got, payload = compress_video(part, codec, 30_000)
+            expected, expected_payload = reference.compress_video(part, codec, 30_000)
+            assert torch.equal(got, expected) and payload == expected_payload
+
+
+def test_every_stage_of_the_chain_computes_what_the_previous_code_did():
+    """The previous code's chain walked stage by stage on a GT clip for several seeds, each stage of the
+    current code fed the same frames and a copy of the same realisation stream: resize, noise, JPEG and video
+    compression (and the final resize) give the previous frames bit for bit; the blurs (direct convolution
+    instead of the FFT) within 5e-6. The seeds cover frames whose sizes drift, both noises, gray noise and both
+    codecs."""
+    gt = reference.unsharp_mask(_panning_clip(8, 64))
+    chain, seen = RealBasicVSR(4), set()
+    for seed in range(10):
+        plan = chain.plan(np.random.default_rng(seed), len(gt))
+        order = [*STAGES[:9], *(("video2", "final", "sinc") if plan.compression_first else ("final", "sinc", "video2"))]
+        frames = list(gt)
+        for name in order:
+            if name == "final":
+                frames = [reference.resize(f[None], (16, 16), plan.final_interpolation)[0] for f in frames]
+                continue
+            stage, draw = chain.stages[name], plan.draws[name]
+            expected = reference.reference_apply(stage, frames, draw, copy.deepcopy(plan.streams[name]))
+            got = stage.apply(frames, draw, copy.deepcopy(plan.streams[name]))
+            assert [f.shape for f in got] == [f.shape for f in expected]
+            if name.startswith(("blur", "sinc")):
+                assert all(torch.allclose(a, b, atol=5e-6, rtol=0) for a, b in zip(got, expected, strict=True)), name
+            else:
+                assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)), name
+            frames = expected
+            if name.startswith("noise"):
+                seen.add(("gaussian" if draw.gaussian else "poisson", draw.gray))
+            if name.startswith("video"):
+                seen.add(draw.codec)
+            if name == "resize1":
+                seen.add(len({f.shape for f in frames}) > 1)
+    assert seen >= {("gaussian", False), ("gaussian", True), ("poisson", False), ("poisson", True)}
+    assert seen >= {"libx264", "mpeg4", True}
+
+
+def test_the_chain_is_the_previous_chain_but_for_the_two_filters_it_rounds_differently(monkeypatch):
+    """The whole chain against the previous code's chain with only the new blur and unsharp mask swapped in
+    (pinned above to float rounding): the same 8-bit LR clip, bit for bit, for every seed.
+
+    Against the previous code as it stood, the LR clips of most seeds differ by more than rounding: a last-bit
+    change that carries one pixel across an 8-bit boundary before the video encoder changes the encoder's
+    decisions, and the clip after it. The previous code's LR clips moved the same way with the CPU: run on
+    SSE4.2 kernels instead of AVX-512 (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS), 22 of 30 seeds' LR clips
+    of 8×128² changed. So a seed reproduces a degradation on one machine and software stack, not across them."""
+    monkeypatch.setattr(reference, "filter2d", kernels.filter2d)
+    monkeypatch.setattr(reference, "unsharp_mask", unsharp_mask)
+    gt = _panning_clip(6, 64)
+    for sharpen in (True, False):
+        chain = RealBasicVSR(4, sharpen_gt=sharpen)
+        for seed in range(8 if sharpen else 2):
+            expected = reference.reference_chain(chain, gt, np.random.default_rng(seed))
+            assert torch.equal(chain(gt, np.random.default_rng(seed)), expected), seed
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.special import j1
 from torch import Tensor
 
@@ -143,6 +144,8 @@ def _reflect101(x: Tensor, pad: int) -> Tensor:
     """Pad the last two dims by ``pad`` with reflect-101 borders (``dcb|abcd|cba``), for any size >= 1."""
     if pad == 0:
         return x
+    if pad < min(x.shape[-2:]) and x.ndim in (3, 4):
+        return F.pad(x, (pad, pad, pad, pad), mode="reflect")  # torch's "reflect" is reflect-101
     out = x
     for dim in (-2, -1):
         n = x.shape[dim]
@@ -156,9 +159,26 @@ def _reflect101(x: Tensor, pad: int) -> Tensor:
     return out
 
 
-def filter2d(frames: Tensor, taps: Tensor) -> Tensor:
-    """Correlate each frame ``(n, c, h, w)`` with its own kernel ``(n, k, k)`` (odd k), reflect-101 borders,
-    as ``cv2.filter2D``; through the FFT, whose cost does not grow with the kernel."""
+#: Float32 kernels up to this many taps are applied by direct convolution, larger ones through the FFT, whose cost
+#: does not grow with the kernel (one thread, 8 frames of 128² and 30 of 256²: the two cost the same near 25 taps).
+#: Float64 ones always go through the FFT: torch's direct float64 convolution is 40x slower at 21 taps.
+DIRECT_TAPS = 23
+
+
+def _rank_one(taps: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(columns, rows)``, each ``(n, k)``, whose outer products are the kernels ``(n, k, k)``, if every kernel
+    has rank one to 1e-12 (isotropic Gaussians; anisotropic ones only on the axes); else None."""
+    centre = taps.shape[-1] // 2
+    peak = taps[:, centre, centre]
+    if not bool((peak > 0).all()):
+        return None
+    columns, rows = taps[:, :, centre] / peak[:, None], taps[:, centre, :]
+    if (columns[:, :, None] * rows[:, None, :] - taps).abs().max() > 1e-12:
+        return None
+    return columns, rows
+
+
+def _filter2d_fft(frames: Tensor, taps: Tensor) -> Tensor:
     k = taps.shape[-1]
     h, w = frames.shape[-2:]
     padded = _reflect101(frames, k // 2)
@@ -167,10 +187,39 @@ def filter2d(frames: Tensor, taps: Tensor) -> Tensor:
     return torch.fft.irfft2(spectrum, s=size)[..., k - 1 : k - 1 + h, k - 1 : k - 1 + w]
 
 
+def filter2d(frames: Tensor, taps: Tensor) -> Tensor:
+    """Correlate each frame ``(n, c, h, w)`` with its own kernel ``(n, k, k)`` (odd k), reflect-101 borders,
+    as ``cv2.filter2D``: all frames in one grouped convolution, as a column pass and a row pass where every
+    kernel has rank one, else in 2-D up to :data:`DIRECT_TAPS` taps in float32; otherwise through the FFT."""
+    n, c, h, w = frames.shape
+    k = taps.shape[-1]
+    separable = _rank_one(taps)
+    if separable is None and (k > DIRECT_TAPS or frames.dtype != torch.float32):
+        return _filter2d_fft(frames, taps)
+    padded = _reflect101(frames.reshape(1, n * c, h, w), k // 2)
+
+    def per_channel(weights: Tensor, *shape: int) -> Tensor:  # one kernel per frame, repeated per channel
+        return weights.to(frames.dtype).repeat_interleave(c, dim=0).view(n * c, 1, *shape)
+
+    if separable is None:
+        return F.conv2d(padded, per_channel(taps, k, k), groups=n * c).view(n, c, h, w)
+    columns, rows = separable
+    out = F.conv2d(padded, per_channel(columns, k, 1), groups=n * c)
+    return F.conv2d(out, per_channel(rows, 1, k), groups=n * c).view(n, c, h, w)
+
+
+#: Rows of a blur matrix taken at a time by :func:`gaussian_blur`, each band over the columns it reaches only.
+BAND_ROWS = 32
+
+
 @lru_cache(maxsize=32)
-def _blur_matrix(length: int, kernel_size: int, sigma: float) -> Tensor:
+def _blur_bands(
+    length: int, kernel_size: int, sigma: float, dtype: torch.dtype, device: torch.device
+) -> tuple[tuple[int, int, Tensor], ...]:
     """The ``(length, length)`` float64 matrix of a 1-D Gaussian of ``kernel_size`` taps with reflect-101
-    borders folded in: a row of the frame times its transpose is the blurred row."""
+    borders folded in (a row of the frame times its transpose is the blurred row), cut into bands of
+    :data:`BAND_ROWS` rows, in order: ``(first column, end column, band)``, the band (``dtype``, on ``device``)
+    holding those rows of the matrix over the only columns where they are not zero."""
     offsets = np.arange(kernel_size) - (kernel_size - 1) // 2
     taps = np.exp(-(offsets**2) / (2 * sigma**2))
     taps /= taps.sum()
@@ -182,18 +231,28 @@ def _blur_matrix(length: int, kernel_size: int, sigma: float) -> Tensor:
         columns = np.where(columns >= length, 2 * (length - 1) - columns, columns)
     matrix = np.zeros((length, length))
     np.add.at(matrix, (np.repeat(np.arange(length), kernel_size), columns.ravel()), np.tile(taps, length))
-    return torch.from_numpy(matrix)
+    bands = []
+    for top in range(0, length, BAND_ROWS):
+        band = matrix[top : top + BAND_ROWS]
+        used = np.flatnonzero(band.any(axis=0))
+        start, end = int(used[0]), int(used[-1]) + 1
+        bands.append((start, end, torch.from_numpy(band[:, start:end]).to(device, dtype).contiguous()))
+    return tuple(bands)
 
 
 def gaussian_blur(frames: Tensor, kernel_size: int = 51, sigma: float = 0.0) -> Tensor:
     """``cv2.GaussianBlur`` of ``(..., c, h, w)``: a separable Gaussian of ``kernel_size`` taps, reflect-101
-    borders; ``sigma`` 0 takes OpenCV's ``0.3 ((k - 1) / 2 - 1) + 0.8`` (8 for 51 taps). Two matmuls by the
-    1-D blur matrices, far cheaper here than a 51-tap convolution."""
+    borders; ``sigma`` 0 takes OpenCV's ``0.3 ((k - 1) / 2 - 1) + 0.8`` (8 for 51 taps). Matrix products by the
+    1-D blur matrices, a band of rows at a time (:func:`_blur_bands`): far cheaper here than a 51-tap
+    convolution, and than the whole matrices, mostly zeros."""
     sigma = sigma or 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
     h, w = frames.shape[-2:]
-    rows = _blur_matrix(h, kernel_size, float(sigma)).to(frames)
-    cols = _blur_matrix(w, kernel_size, float(sigma)).to(frames)
-    return rows @ frames @ cols.T
+    along_w, along_h = (_blur_bands(n, kernel_size, float(sigma), frames.dtype, frames.device) for n in (w, h))
+    rows = frames.reshape(-1, w)  # every row of every frame, blurred by one product per band
+    rows = torch.cat([rows[:, a:b] @ band.T for a, b, band in along_w], -1)
+    planes = rows.view(-1, h, w)  # then every plane along h
+    out = torch.cat([band @ planes[:, a:b] for a, b, band in along_h], -2)
+    return out.view(frames.shape)
 
 
 __all__ = [

@@ -66,6 +66,7 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 from torch import Tensor
 
@@ -111,9 +112,9 @@ def unsharp_mask(
     ``threshold`` (0-255 units) form a mask, blurred alike into a soft mask; the output is
     ``soft · clip(x + weight · residual) + (1 - soft) · x``."""
     residual = frames - kernels.gaussian_blur(frames, kernel_size, sigma)
-    soft = kernels.gaussian_blur((residual.abs() * 255 > threshold).to(frames.dtype), kernel_size, sigma)
-    sharp = (frames + weight * residual).clamp(0, 1)
-    return soft * sharp + (1 - soft) * frames
+    soft = kernels.gaussian_blur(residual.abs().mul_(255).gt_(threshold), kernel_size, sigma)  # gt_: 0. or 1.
+    sharp = residual.mul_(weight).add_(frames).clamp_(0, 1)  # the residual's buffer, reused
+    return frames.lerp(sharp, soft)
 
 
 def resize(frames: Tensor, size: tuple[int, int], mode: str) -> Tensor:
@@ -132,13 +133,14 @@ def quantise(frames: Tensor) -> Tensor:
     return frames.clamp(0, 1).mul(255).round().div(255)
 
 
-def _to_uint8(frame: Tensor) -> np.ndarray:
-    """``(c, h, w)`` in [0, 1] as a ``(h, w, c)`` uint8 array: clipped, then rounded."""
-    return np.ascontiguousarray(frame.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+def _to_uint8(frames: Tensor) -> np.ndarray:
+    """``(..., c, h, w)`` in [0, 1] as a contiguous ``(..., h, w, c)`` uint8 array: clipped, then rounded."""
+    return frames.clamp(0, 1).mul_(255).round_().to(torch.uint8).movedim(-3, -1).contiguous().numpy()
 
 
 def _from_uint8(array: np.ndarray, like: Tensor) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).to(like.dtype).div(255)
+    """``(..., h, w, c)`` uint8 as contiguous ``(..., c, h, w)`` in [0, 1], of ``like``'s dtype."""
+    return torch.from_numpy(array).movedim(-1, -3).to(like.dtype, memory_format=torch.contiguous_format).div_(255)
 
 
 def _even(length: float) -> int:
@@ -163,11 +165,12 @@ def drift(rng: np.random.Generator, low, high, step, frames: int) -> np.ndarray:
     per frame, in frame order."""
     low, high, step = (np.asarray(v, dtype=np.float64) for v in (low, high, step))
     value = rng.uniform(low, high)
+    steps = rng.uniform(-step, step, size=(max(frames - 1, 0), low.size))  # the same draws as frame by frame
     out = np.empty((frames, low.size))
     for i in range(frames):
         out[i] = value
         if i + 1 < frames:
-            value = np.clip(value + rng.uniform(-step, step), low, high)
+            value = np.clip(value + steps[i], low, high)
     return out
 
 
@@ -356,6 +359,8 @@ class RandomNoise(RandomStage):
         return NoiseDraw(gaussian, gray, drift(rng, [low], [high], [step], frames)[:, 0])
 
     def apply(self, frames: list[Tensor], draw: NoiseDraw, rng: np.random.Generator) -> list[Tensor]:
+        # Frame by frame: the draws take most of the time, and a whole clip's float64 intermediates, out of the
+        # cache, made it no faster.
         out = []
         for frame, level in zip(frames, draw.levels, strict=True):
             if draw.gaussian:
@@ -374,7 +379,7 @@ def jpeg(frame: Tensor, quality: int) -> Tensor:
     buffer = io.BytesIO()
     Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=int(quality))
     with Image.open(buffer) as image:
-        decoded = np.asarray(image)
+        decoded = np.array(image)  # writable, as torch.from_numpy wants
     return _from_uint8(decoded[..., None] if decoded.ndim == 2 else decoded, frame)
 
 
@@ -391,8 +396,8 @@ class RandomJPEG(RandomStage):
     def draw(self, rng: np.random.Generator, frames: int) -> np.ndarray:
         low, high = self.quality
         qualities = [round(rng.uniform(low, high))]
-        for _ in range(frames - 1):
-            qualities.append(round(float(np.clip(qualities[-1] + rng.uniform(-QUALITY_STEP, QUALITY_STEP), low, high))))
+        for step in rng.uniform(-QUALITY_STEP, QUALITY_STEP, size=max(frames - 1, 0)):
+            qualities.append(round(float(np.clip(qualities[-1] + step, low, high))))
         return np.array(qualities)
 
     def apply(self, frames: list[Tensor], draw: np.ndarray, rng: np.random.Generator) -> list[Tensor]:
@@ -408,26 +413,35 @@ def compress_video(clip: Tensor, codec: str, bitrate: int) -> tuple[Tensor, int]
     """A clip ``(t, 3, h, w)`` in [0, 1] through a video codec, the whole clip in one pass in memory (so the
     artefacts are temporal): clipped and rounded to 8 bits, encoded with PyAV into MP4 at 1 frame per second
     (``bitrate`` is then bits per frame), yuv420p, the encoder choosing frame types, one thread; decoded
-    back. Odd sizes are padded by repeating the edge (yuv420p needs even ones). Returns the decoded clip and
-    the encoded stream's size in bytes."""
+    back, on one thread too. Odd sizes are padded by repeating the edge (yuv420p needs even ones). Returns the
+    decoded clip and the encoded stream's size in bytes."""
     t, _, h, w = clip.shape
     padded = F.pad(clip, (0, w % 2, 0, h % 2), mode="replicate") if h % 2 or w % 2 else clip
+    arrays = _to_uint8(padded)
     buffer, payload = io.BytesIO(), 0
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream(codec, rate=1, options=ENCODER_OPTIONS.get(codec, {"threads": "1"}))
         stream.width, stream.height = padded.shape[-1], padded.shape[-2]
         stream.pix_fmt, stream.bit_rate = "yuv420p", int(bitrate)
-        frames = [av.VideoFrame.from_ndarray(_to_uint8(frame), format="rgb24") for frame in padded]
+        frames = [av.VideoFrame.from_ndarray(array, format="rgb24") for array in arrays]
         for packet in (p for frame in [*frames, None] for p in stream.encode(frame)):
             payload += packet.size
             container.mux(packet)
     buffer.seek(0)
+    decoded, count = np.empty_like(arrays), 0
+    # PyAV's defaults start a pool of decoding threads per clip and a threaded colour converter per frame,
+    # which cost more than these small frames do (the pixels are the same).
+    to_rgb = VideoReformatter()
     with av.open(buffer, "r", format="mp4") as container:
-        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    if len(decoded) != t:
-        raise DataError(f"video compression ({codec}) gave {len(decoded)} frames for {t}; use another codec")
-    out = torch.stack([_from_uint8(array, clip) for array in decoded])
-    return out[..., :h, :w].contiguous(), payload
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        for frame in container.decode(stream):
+            if count < t:
+                decoded[count] = to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
+            count += 1
+    if count != t:
+        raise DataError(f"video compression ({codec}) gave {count} frames for {t}; use another codec")
+    return _from_uint8(decoded, clip)[..., :h, :w].contiguous(), payload
 
 
 @dataclass(frozen=True)
