@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 from test_bad_inputs import assert_one_clear_line, snapshot
-from tiny import STUDY_RECIPE, tiny_synth
+from tiny import STUDY_RECIPE, study_preset, tiny_synth
 from typer.testing import CliRunner
 
 from vsr.cli import app
@@ -46,18 +46,7 @@ def study_dict(recipe: Path) -> dict:
         "name": "mini",
         "base": "bidirectional",
         "metrics": ["psnr", "ssim"],
-        "presets": {
-            "cpu": {
-                "recipe": str(recipe),
-                "seeds": 1,
-                "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
-                "real_data": False,
-                "data": {
-                    "train": {"layout": "synth", "root": "{data}", "split": "train"},
-                    "val": {"layout": "synth", "root": "{data}", "split": "val"},
-                },
-            }
-        },
+        "presets": {"cpu": study_preset(str(recipe))},
         "variants": {"unidirectional": ["model.propagation=unidirectional"], "bidirectional": []},
         "expect": [{"better": "bidirectional", "worse": "unidirectional"}],
     }

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from tiny import TINY_DATA, TINY_MODEL, tiny_synth
+from tiny import TINY_DATA, TINY_MODEL, study_preset, tiny_synth
 from typer.testing import CliRunner
 
 from vsr import RecipeError
@@ -245,10 +245,7 @@ def test_a_plugin_works_from_vsr_train_test_study_and_report(data_root, tmp_path
         "imports": [PLUGIN],
         "base": "bidirectional",
         "metrics": ["mae", "psnr"],
-        "presets": {"cpu": {"recipe": "plugged.yaml", "seeds": 1, "real_data": False,
-                            "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
-                            "data": {"train": {"layout": "synth", "root": "{data}", "split": "train"},
-                                     "val": {"layout": "synth", "root": "{data}", "split": "val"}}}},
+        "presets": {"cpu": study_preset("plugged.yaml")},
         "variants": {"bidirectional": [], "unidirectional": ["model.propagation=unidirectional"]},
         "expect": [{"better": "bidirectional", "worse": "unidirectional", "metric": "mae"}],
     }  # fmt: skip

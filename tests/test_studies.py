@@ -18,7 +18,7 @@ import torch
 import yaml
 from PIL import Image
 from source_text import string_literals
-from tiny import STUDY_RECIPE
+from tiny import STUDY_RECIPE, study_preset
 from typer.testing import CliRunner
 
 import vsr.evaluate
@@ -56,18 +56,7 @@ def study_dict(recipe: str) -> dict:
         "title": "Mini study",
         "base": "bidirectional",
         "metrics": ["psnr", "ssim"],
-        "presets": {
-            "cpu": {
-                "recipe": recipe,
-                "seeds": 2,
-                "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
-                "real_data": False,  # the evaluation on the real-video set is tested in test_real.py
-                "data": {
-                    "train": {"layout": "synth", "root": "{data}", "split": "train"},
-                    "val": {"layout": "synth", "root": "{data}", "split": "val"},
-                },
-            }
-        },
+        "presets": {"cpu": study_preset(recipe, seeds=2)},  # the real-video set's evaluation: test_real.py
         "variants": {"unidirectional": ["model.propagation=unidirectional"], "bidirectional": []},
         "expect": [
             {"better": "bidirectional", "worse": "unidirectional", "paper": 0.5},

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny import STUDY_RECIPE
+from tiny import STUDY_RECIPE, study_preset
 
 import vsr.studies.driver
 from vsr.checkpoints import load_checkpoint
@@ -37,18 +37,7 @@ def study_dict(recipe: str, real_root: str | None = None) -> dict:
         "base": "trained",
         "metrics": ["psnr", "ssim"],
         "real_metrics": REAL_METRICS,
-        "presets": {
-            "cpu": {
-                "recipe": recipe,
-                "seeds": 1,
-                "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
-                "real_data": real_data,
-                "data": {
-                    "train": {"layout": "synth", "root": "{data}", "split": "train"},
-                    "val": {"layout": "synth", "root": "{data}", "split": "val"},
-                },
-            }
-        },
+        "presets": {"cpu": study_preset(recipe, real_data=real_data)},
         "variants": {
             "chunked": {"evaluates": "trained", "overrides": ["data.val_chunk_frames=2"], "label": "2-frame chunks"},
             "trained": ["train.lr=5.0e-4"],

@@ -42,6 +42,21 @@ STUDY_RECIPE = {
 }  # fmt: skip
 
 
+def study_preset(recipe: str, seeds: int = 1, real_data: bool | dict = False) -> dict:
+    """A study file's ``cpu`` preset for tests: ``recipe`` (e.g. :data:`STUDY_RECIPE` saved as a file) on the
+    synthetic set at ``--data``, a one-pass profile of a 2-frame 8×8 clip, no real-video set unless named."""
+    return {
+        "recipe": recipe,
+        "seeds": seeds,
+        "profile": {"frames": 2, "size": [8, 8], "repeats": 1, "warmup": 0},
+        "real_data": real_data,
+        "data": {
+            "train": {"layout": "synth", "root": "{data}", "split": "train"},
+            "val": {"layout": "synth", "root": "{data}", "split": "val"},
+        },
+    }
+
+
 def tiny_synth(root: Path) -> Path:
     """A synthetic set of 3 training clips and 1 validation clip of 5 frames, 64×64 GT (16×16 LR)."""
     synth.generate(
